@@ -1,0 +1,114 @@
+"""KVCache Chatbot: the Gradio app. ``python app.py --help`` for the command line.
+
+``build_app(settings)`` builds the services and the UI and returns the ``gr.Blocks``; nothing
+heavy happens at import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import gradio as gr
+
+from backend.config import Settings
+from backend.model_registry import ModelDownloadError, download, pick_model
+from backend.services import Services, build_services
+
+log = logging.getLogger("kvcache_chatbot")
+
+CSS = """
+.metrics sub { color: var(--body-text-color-subdued); }
+footer { display: none !important; }
+"""
+
+
+def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks:
+    """Build the UI and API on top of the services.
+
+    Args:
+        settings: the configuration.
+        services: prebuilt services (default: ``build_services(settings)``).
+
+    Returns:
+        The Blocks app; its ``services`` attribute holds the services, which the caller closes
+        (``demo.services.close()``) after ``demo.close()``.
+    """
+    from components import api, chat, documents, models
+
+    services = services or build_services(settings)
+    with gr.Blocks(title="KVCache Chatbot", fill_width=True) as demo:
+        gr.Markdown("## KVCache Chatbot\nChat with your documents. **Cache** a document once; later questions "
+                    "reuse its KV cache and start answering at once, even after a restart.")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=360):
+                docs_panel = documents.render(services)
+            with gr.Column(scale=3, min_width=480):
+                chat_panel = chat.render(services, docs_panel)
+        with gr.Accordion("Model", open=not services.engine.loaded):
+            models_panel = models.render(services)
+        api.render(services)
+
+        def on_load(session_id: str | None, request: gr.Request):
+            from components.common import owner_of
+
+            owner = owner_of(request)
+            table, selector = documents.refresh(services, owner)
+            return table, selector, chat_panel.load_history(session_id, request), models_panel.refresh(request)
+
+        demo.load(on_load, [chat_panel.session],
+                  [docs_panel.table, docs_panel.selector, chat_panel.chatbot, models_panel.info_box],
+                  api_visibility="private")
+    demo.queue(default_concurrency_limit=4)
+    demo.services = services  # type: ignore[attr-defined]
+    return demo
+
+
+def parse_args(argv: list[str] | None = None) -> dict:
+    """Command-line flags -> ``Settings`` overrides (flags left out fall back to ``KVC_*`` variables)."""
+    parser = argparse.ArgumentParser(description="KVCache Chatbot: local document chat with KV-cache priming.")
+    parser.add_argument("--model", dest="model_path", type=Path, help="GGUF file to load [KVC_MODEL_PATH]")
+    parser.add_argument("--data-dir", dest="data_dir", type=Path, help="data directory [KVC_DATA_DIR, ./data]")
+    parser.add_argument("--host", help="interface to bind [KVC_HOST, 127.0.0.1]")
+    parser.add_argument("--port", type=int, help="port [KVC_PORT, 7860]")
+    parser.add_argument("--share", action="store_true", default=None, help="public Gradio link [KVC_SHARE]")
+    return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+
+
+def setup_logging(settings: Settings) -> None:
+    """Log INFO to stderr and to ``data_dir/logs/app.log``."""
+    handlers = [logging.StreamHandler(), logging.FileHandler(settings.path("logs") / "app.log", encoding="utf-8")]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=handlers, force=True)
+
+
+def ensure_default_model(settings: Settings) -> None:
+    """With no model anywhere, download the recommended default (console progress bar); offline, carry on."""
+    if not settings.auto_download or pick_model(settings.model_path, settings.models_dir, settings.hf_filename):
+        return
+    log.info("no model found; downloading %s/%s", settings.hf_repo_id, settings.hf_filename)
+    try:
+        download(settings.hf_repo_id, settings.hf_filename, settings.models_dir)
+    except ModelDownloadError as exc:
+        log.warning("%s The app starts without a model.", exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the app (blocks until interrupted)."""
+    settings = Settings(**parse_args(argv))
+    setup_logging(settings)
+    ensure_default_model(settings)
+    demo = build_app(settings)
+    try:
+        demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
+                    max_file_size=int(settings.max_upload_bytes * 4), theme=gr.themes.Soft(), css=CSS,
+                    footer_links=["api"])
+    finally:
+        demo.services.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

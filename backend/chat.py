@@ -1,0 +1,226 @@
+"""One chat turn: plan -> restore/prime -> stream -> persist -> metrics; and document priming.
+
+``ChatService.stream_turn`` yields ``TurnEvent`` values; the UI and the API map them to
+their own formats and never touch llama.cpp, Redis or LanceDB themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+from backend.config import Settings
+from backend.documents import DocumentService
+from backend.embeddings import Embedder
+from backend.engine import Engine, NoModelLoaded, Sampling, StreamStats
+from backend.kv_cache import CacheEntry, KVCacheStore, ensure_prefix, fingerprint, prime
+from backend.prompts import Prompt, build_prompt, prefix_tokens, rag_user_text, system_text
+from backend.sessions import SessionStore
+from backend.store import Hit, Store
+
+log = logging.getLogger(__name__)
+
+
+class ChatError(ValueError):
+    """A turn cannot run; ``str(err)`` is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    """One streamed event of a turn.
+
+    Attributes:
+        kind: ``token`` (``text`` is the new piece), ``sources`` (``data["sources"]``),
+            ``metrics`` (``data`` is the metrics dict) or ``done`` (``text`` is the whole answer).
+    """
+
+    kind: str
+    text: str = ""
+    data: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a turn will send: the prompt, its mode and the documents in its prefix."""
+
+    mode: str
+    prompt: Prompt
+    prefix_doc_ids: list[str]
+    sources: list[Hit]
+
+
+class ChatService:
+    """Runs chat turns and primes document caches.
+
+    Args:
+        settings: app settings (budgets, sampling defaults, system prompt).
+        engine / kv_store / sessions / documents / store / embedder: the long-lived services.
+    """
+
+    def __init__(self, settings: Settings, engine: Engine, kv_store: KVCacheStore, sessions: SessionStore,
+                 documents: DocumentService, store: Store, embedder: Embedder):
+        self.settings = settings
+        self.engine, self.kv_store, self.sessions = engine, kv_store, sessions
+        self.documents, self.store, self.embedder = documents, store, embedder
+
+    def default_sampling(self) -> Sampling:
+        """Sampling settings from the configuration."""
+        s = self.settings
+        return Sampling(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
+                        min_p=s.min_p, repeat_penalty=s.repeat_penalty, seed=s.seed)
+
+    # planning ----------------------------------------------------------------------------
+    def plan(self, owner: str, message: str, doc_ids: list[str], history: list[dict], max_tokens: int) -> Plan:
+        """Choose CAG (documents in the cached prefix) or RAG (top-k chunks in the user turn).
+
+        Raises:
+            ChatError: the question alone does not fit the context window.
+            DocumentError: an unknown document id.
+        """
+        s = self.settings
+        budgets = {"history_budget_tokens": s.history_budget_tokens, "max_tokens": max_tokens}
+        if doc_ids:
+            docs = [self.documents.text(owner, d) for d in doc_ids]
+            prompt = build_prompt(self.engine, system_text(s.system_prompt, docs), history, message, **budgets)
+            if prompt is not None:
+                return Plan("cag", prompt, list(doc_ids), [])
+            vector = self.embedder.encode([message])[0]
+            system = system_text(s.system_prompt, [])
+            for k in range(s.retrieval_top_k, 0, -1):
+                hits = self.store.search(owner, message, vector, doc_ids, k)
+                prompt = build_prompt(self.engine, system, history, rag_user_text(message, hits), **budgets)
+                if prompt is not None:
+                    return Plan("rag", prompt, [], hits)
+        else:
+            prompt = build_prompt(self.engine, system_text(s.system_prompt, []), history, message, **budgets)
+            if prompt is not None:
+                return Plan("chat", prompt, [], [])
+        limit = self.engine.n_ctx - max_tokens
+        raise ChatError(f"The question is too long: with the instructions it must fit in {limit} tokens; shorten it.")
+
+    # turns -------------------------------------------------------------------------------
+    def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
+                    sampling: Sampling | None = None) -> Iterator[TurnEvent]:
+        """Answer one message, streaming.
+
+        Args:
+            owner: the user.
+            session_id: an existing session.
+            message: the question.
+            doc_ids: selected documents, in order (may be empty).
+            sampling: overrides the configured sampling.
+
+        Yields:
+            ``token`` events, then ``sources``, ``metrics`` and ``done``.
+
+        Raises:
+            ChatError: empty message or prompt too long.
+            SessionNotFound / SessionError: bad session id or Redis unreachable.
+            NoModelLoaded / EngineError: no model, or llama.cpp failed.
+            DocumentError: an unknown document id.
+        """
+        message = message.strip()
+        if not message:
+            raise ChatError("The message is empty; type a question first.")
+        sampling = sampling or self.default_sampling()
+        session = self.sessions.get(owner, session_id)
+        history = [{"role": m["role"], "content": m["content"]} for m in session.messages]
+        if not self.engine.loaded:
+            raise NoModelLoaded()
+        plan = self.plan(owner, message, doc_ids, history, sampling.max_tokens)
+        stats = StreamStats()
+        pieces: list[str] = []
+        finished = False
+        with self.engine.lock:
+            start = time.perf_counter()
+            prefix = ensure_prefix(self.engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids, owner)
+            try:
+                for piece in self.engine.stream(plan.prompt.tokens, sampling, stats):
+                    pieces.append(piece)
+                    yield TurnEvent("token", piece)
+                finished = True
+            finally:
+                answer = "".join(pieces)
+                metrics = self._metrics(plan, prefix, stats, start, stopped=not finished)
+                self._persist(owner, session_id, message, answer, plan, metrics)
+        sources = [asdict(h) for h in plan.sources]
+        yield TurnEvent("sources", data={"sources": sources})
+        yield TurnEvent("metrics", data=metrics)
+        yield TurnEvent("done", answer, data={"metrics": metrics, "sources": sources})
+
+    @staticmethod
+    def _metrics(plan: Plan, prefix, stats: StreamStats, start: float, stopped: bool) -> dict:
+        """The per-answer metrics shown under it and stored with it (seconds, tokens)."""
+        ttft = (stats.first_token_at - start) if stats.first_token_at else None
+        decode_s = (stats.finished_at - stats.first_token_at) if stats.first_token_at and stats.finished_at else 0.0
+        return {
+            "mode": plan.mode,
+            "prompt_tokens": stats.prompt_tokens,
+            "reused_tokens": stats.reused_tokens,
+            "prefill_tokens": stats.prompt_tokens - stats.reused_tokens,
+            "prefix_tokens": len(plan.prompt.prefix_tokens),
+            "history_messages": plan.prompt.history_messages,
+            "cache_tier": prefix.tier,
+            "restore_s": round(prefix.restore_s, 4),
+            "prefix_prefill_s": round(prefix.prefill_s, 4),
+            "ttft_s": round(ttft, 4) if ttft is not None else None,
+            "completion_tokens": stats.completion_tokens,
+            "decode_tokens_per_s": round((stats.completion_tokens - 1) / decode_s, 2)
+            if stats.completion_tokens > 1 and decode_s > 0 else None,
+            "stop_reason": "stopped" if stopped else stats.stop_reason,
+        }
+
+    def _persist(self, owner: str, session_id: str, message: str, answer: str, plan: Plan, metrics: dict) -> None:
+        """Append the user message and the (possibly partial) answer to the session."""
+        assistant = {"role": "assistant", "content": answer, "metrics": metrics,
+                     "sources": [asdict(h) for h in plan.sources]}
+        if metrics["stop_reason"] == "stopped":
+            assistant["stopped"] = True
+        self.sessions.append(owner, session_id, {"role": "user", "content": message}, assistant)
+
+    # priming -----------------------------------------------------------------------------
+    def cache_documents(self, owner: str, doc_ids: list[str]) -> dict:
+        """Prefill the instructions plus these documents and save the KV state.
+
+        Args:
+            owner: the user.
+            doc_ids: documents, in prefix order.
+
+        Returns:
+            ``{"doc_id", "doc_ids", "tokens", "bytes", "seconds", "tier"}`` (tokens of the prefix,
+            bytes of the saved state, seconds of wall time).
+
+        Raises:
+            NoModelLoaded: no model.
+            ChatError: the documents do not fit the context window.
+            DocumentError: unknown id.
+        """
+        if not self.engine.loaded:
+            raise NoModelLoaded()
+        docs = [self.documents.text(owner, d) for d in doc_ids]
+        tokens = prefix_tokens(self.engine, system_text(self.settings.system_prompt, docs))
+        room = self.engine.n_ctx - self.settings.max_tokens - 64
+        if len(tokens) > room:
+            names = ", ".join(d.name for d in docs)
+            raise ChatError(f"'{names}' is {len(tokens)} tokens, more than the {room} that fit in the context "
+                            f"window (n_ctx {self.engine.n_ctx}); questions about it will use retrieval instead.")
+        start = time.perf_counter()
+        with self.engine.lock:
+            result = prime(self.engine, self.kv_store, tokens, list(doc_ids), owner)
+        return {"doc_id": doc_ids[0] if len(doc_ids) == 1 else None, "doc_ids": list(doc_ids),
+                "tokens": len(tokens), "bytes": result.state_bytes,
+                "seconds": round(time.perf_counter() - start, 4), "tier": result.tier}
+
+    def cached(self, owner: str) -> dict[tuple[str, ...], CacheEntry]:
+        """Saved prefixes of this owner usable by the loaded model, keyed by their document ids.
+
+        With no model loaded, every saved prefix of the owner is listed.
+        """
+        fp = fingerprint(self.engine) if self.engine.loaded else None
+        out: dict[tuple[str, ...], CacheEntry] = {}
+        for e in self.kv_store.entries():
+            if e.owner == owner and e.doc_ids and (fp is None or e.fingerprint == fp):
+                out.setdefault(e.doc_ids, e)
+        return out

@@ -1,0 +1,99 @@
+"""Application settings: one pydantic-settings model, read from ``KVC_*`` environment variables.
+
+Every field carries its unit in its name (``_s`` seconds, ``_mb`` mebibytes, ``_tokens``)
+or uses llama.cpp's own parameter name (``n_ctx``, ``n_gpu_layers``, ``n_batch``,
+``flash_attn``, ``type_k``). The README's configuration table lists them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a careful assistant that answers questions about the user's documents. "
+    "Answer from the documents; if they do not contain the answer, say so. "
+    "Quote short passages and name the page when it helps."
+)
+
+
+class Settings(BaseSettings):
+    """All runtime configuration of the app.
+
+    Values come from keyword arguments, then ``KVC_<FIELD>`` environment variables, then the
+    defaults below. ``REDIS_URL`` is also accepted without the prefix, as most Redis tooling
+    uses it.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KVC_", extra="ignore")
+
+    # Storage
+    data_dir: Path = Field(Path("data"), description="Root of everything the app writes.")
+    models_dir: Path = Field(Path("models"), description="Folder scanned for *.gguf files.")
+
+    # Server
+    host: str = Field("127.0.0.1", description="Interface the web server binds to.")
+    port: int = Field(7860, description="TCP port of the web server.")
+    share: bool = Field(False, description="Create a public Gradio share link.")
+    max_upload_mb: float = Field(50.0, gt=0, description="Largest accepted upload, MiB.")
+
+    # Model
+    model_path: Path | None = Field(None, description="GGUF file to load; default: first in models_dir.")
+    hf_repo_id: str = Field("Qwen/Qwen3-0.6B-GGUF", description="Hugging Face repo of the default model.")
+    hf_filename: str = Field("Qwen3-0.6B-Q8_0.gguf", description="File in hf_repo_id to download.")
+    auto_download: bool = Field(True, description="Download the default model at start when none is found.")
+    n_ctx: int = Field(8192, ge=256, description="Context window, tokens (capped at the model's).")
+    n_gpu_layers: int = Field(-1, description="Layers offloaded to the GPU; -1 = all (ignored by CPU builds).")
+    n_batch: int = Field(512, ge=1, description="Prompt tokens evaluated per llama_decode call.")
+    n_threads: int | None = Field(None, description="CPU threads for decode; default: llama.cpp's choice.")
+    flash_attn: bool = Field(False, description="Use flash attention (changes KV layout, so part of the cache fingerprint).")
+    type_k: Literal["f16", "q8_0"] = Field("f16", description="KV cache dtype for K.")
+    type_v: Literal["f16", "q8_0"] = Field("f16", description="KV cache dtype for V (q8_0 needs flash_attn).")
+
+    # Generation (defaults: Qwen3 non-thinking recommendations from its model card)
+    max_tokens: int = Field(512, ge=1, description="Most tokens generated per answer.")
+    temperature: float = Field(0.7, ge=0.0, description="Sampling temperature; 0 = greedy.")
+    top_p: float = Field(0.8, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_k: int = Field(20, ge=0, description="Sample from the top-k tokens; 0 = off.")
+    min_p: float = Field(0.0, ge=0.0, le=1.0, description="Minimum token probability relative to the best.")
+    repeat_penalty: float = Field(1.0, gt=0.0, description="Penalty for repeated tokens; 1 = off.")
+    seed: int = Field(-1, description="Sampling seed; -1 = random.")
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="Fixed instructions at the start of the cached prefix.")
+    history_budget_tokens: int = Field(1024, ge=0, description="Context reserved for earlier turns, tokens.")
+
+    # Retrieval
+    embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
+    embed_batch_size: int = Field(64, ge=1, description="Chunks per embedding batch.")
+    chunk_tokens: int = Field(200, ge=16, description="Chunk length in embedding-model tokens (<= its max_seq_length).")
+    chunk_overlap_tokens: int = Field(40, ge=0, description="Tokens shared by neighbouring chunks.")
+    retrieval_top_k: int = Field(5, ge=1, description="Chunks put into a RAG turn.")
+
+    # KV cache and sessions
+    kv_disk_budget_mb: float = Field(4096.0, gt=0, description="Disk space for KV cache files, MiB; LRU eviction past it.")
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("redis_url", "KVC_REDIS_URL", "REDIS_URL"),
+        description="External Redis; default: an embedded redis-server under data_dir.",
+    )
+    session_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="Session lifetime after last use, seconds.")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload size limit in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def path(self, name: str) -> Path:
+        """Return ``data_dir / name``, creating the folder.
+
+        Args:
+            name: one of ``uploads``, ``lancedb``, ``kvcache``, ``redis``, ``logs``.
+
+        Returns:
+            The folder's path.
+        """
+        folder = self.data_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder

@@ -1,0 +1,159 @@
+"""Document ingestion and lifecycle: extract -> chunk -> embed -> store; list; delete.
+
+Files live under ``data_dir/uploads/<doc_id>/``: the original upload and ``pages.json``
+(the extracted pages, so a prefix can be rebuilt without re-parsing the file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path, PurePath
+
+from backend.chunking import chunk_pages
+from backend.embeddings import Embedder
+from backend.engine import Engine
+from backend.extract import DocumentError, Page, extract
+from backend.kv_cache import KVCacheStore
+from backend.prompts import DocText
+from backend.store import DocumentRow, Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+
+def _noop(fraction: float, desc: str) -> None:
+    return None
+
+
+class DocumentService:
+    """Upload, list, read and delete documents.
+
+    Args:
+        uploads: ``data_dir/uploads``.
+        store: LanceDB tables.
+        embedder: the sentence-transformers model.
+        engine: used only to count LLM tokens when a model is loaded.
+        kv_store: KV cache files, deleted with their documents.
+        max_upload_bytes: size limit, bytes.
+        chunk_tokens / overlap_tokens: chunking window, embedding-model tokens.
+    """
+
+    def __init__(self, uploads: Path, store: Store, embedder: Embedder, engine: Engine, kv_store: KVCacheStore,
+                 *, max_upload_bytes: int, chunk_tokens: int, overlap_tokens: int):
+        self.uploads = Path(uploads)
+        self.store, self.embedder, self.engine, self.kv_store = store, embedder, engine, kv_store
+        self.max_upload_bytes = max_upload_bytes
+        self.chunk_tokens = min(chunk_tokens, embedder.max_seq_length - 2)  # room for [CLS] and [SEP]
+        self.overlap_tokens = overlap_tokens
+
+    def upload(self, owner: str, path: Path, filename: str | None = None, password: str | None = None,
+               progress: Progress = _noop) -> tuple[DocumentRow, bool]:
+        """Ingest one file.
+
+        Args:
+            owner: the uploading user.
+            path: the uploaded file on disk (e.g. Gradio's temp copy).
+            filename: the name to show; default ``path.name``.
+            password: PDF password, if any.
+            progress: ``progress(fraction, description)`` callback.
+
+        Returns:
+            ``(row, created)``; ``created`` is False when a byte-identical file was already there.
+
+        Raises:
+            DocumentError: any unreadable input (size, type, encryption, no text...).
+        """
+        path = Path(path)
+        name = PurePath(filename or path.name).name
+        size = path.stat().st_size
+        if size > self.max_upload_bytes:
+            raise DocumentError(f"'{name}' is {size / 2**20:.1f} MB, over the {self.max_upload_bytes / 2**20:.0f} MB "
+                                "upload limit; split it or raise KVC_MAX_UPLOAD_MB.")
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        existing = self.store.find_by_sha256(owner, sha)
+        if existing is not None:
+            return existing, False
+        progress(0.05, "Extracting text")
+        extracted = extract(data, name, password)
+        doc_id = uuid.uuid4().hex
+        progress(0.2, f"Chunking {len(extracted.pages)} pages")
+        chunks = chunk_pages(extracted.pages, doc_id, self.embedder.tokenizer, self.chunk_tokens, self.overlap_tokens)
+        vectors = self.embedder.encode(
+            [c.text for c in chunks],
+            progress=lambda done, total: progress(0.25 + 0.65 * done / total, f"Embedding chunks {done}/{total}"),
+        )
+        folder = self.uploads / doc_id
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            (folder / name).write_bytes(data)
+            (folder / "pages.json").write_text(json.dumps([p.__dict__ for p in extracted.pages]), encoding="utf-8")
+            text = self._prompt_text(extracted.pages, extracted.kind)
+            tokens = (len(self.engine.tokenize(text)) if self.engine.loaded
+                      else sum(c.n_tokens for c in chunks))
+            row = DocumentRow(doc_id=doc_id, owner=owner, name=name, kind=extracted.kind, sha256=sha,
+                              path=str(folder / name), pages=len(extracted.pages), chars=len(extracted.text),
+                              tokens=tokens, n_chunks=len(chunks), size_bytes=size, uploaded_at=time.time())
+            progress(0.92, "Indexing")
+            self.store.add_document(row, [
+                {"chunk_id": f"{doc_id}:{c.index}", "doc_id": doc_id, "owner": owner, "idx": c.index,
+                 "page": c.page, "text": c.text, "vector": v} for c, v in zip(chunks, vectors)
+            ])
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        log.info("ingested document %s: %d pages, %d chunks", doc_id, row.pages, row.n_chunks)
+        return row, True
+
+    @staticmethod
+    def _prompt_text(pages: list[Page], kind: str) -> str:
+        """The text placed in the prompt: PDF pages keep ``[page N]`` markers for citations."""
+        if kind != "pdf":
+            return "\n\n".join(p.text for p in pages if p.text.strip())
+        return "\n\n".join(f"[page {p.number}]\n{p.text}" for p in pages if p.text.strip())
+
+    def list(self, owner: str) -> list[DocumentRow]:
+        """The owner's documents, oldest first."""
+        return self.store.list_documents(owner)
+
+    def get(self, owner: str, doc_id: str) -> DocumentRow:
+        """One document.
+
+        Raises:
+            DocumentError: unknown id.
+        """
+        row = self.store.get_document(owner, doc_id)
+        if row is None:
+            raise DocumentError(f"Document {doc_id} does not exist; refresh the document list.")
+        return row
+
+    def text(self, owner: str, doc_id: str) -> DocText:
+        """A document's prompt text.
+
+        Raises:
+            DocumentError: unknown id or its files are gone.
+        """
+        row = self.get(owner, doc_id)
+        try:
+            pages = [Page(**p) for p in json.loads((self.uploads / doc_id / "pages.json").read_text(encoding="utf-8"))]
+        except (OSError, ValueError) as exc:
+            raise DocumentError(f"The stored text of '{row.name}' is missing; delete and upload it again.") from exc
+        return DocText(doc_id, row.name, self._prompt_text(pages, row.kind))
+
+    def delete(self, owner: str, doc_id: str) -> None:
+        """Delete a document's rows, chunks, files and KV caches.
+
+        Raises:
+            DocumentError: unknown id.
+        """
+        self.get(owner, doc_id)
+        self.store.delete_document(owner, doc_id)
+        self.kv_store.delete_for_document(doc_id)
+        shutil.rmtree(self.uploads / doc_id, ignore_errors=True)

@@ -1,0 +1,342 @@
+"""The one llama.cpp model of the process: load/unload, tokenize, chat template, KV state, streaming.
+
+llama.cpp contexts are not thread-safe, so every method that touches the ``Llama`` object
+must run under ``Engine.lock`` (the chat service and the cache service take it; Gradio
+also puts those events in one concurrency group).
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+log = logging.getLogger(__name__)
+
+GGML_TYPES = {"f16": 1, "q8_0": 8}  # ggml_type enum values (ggml.h)
+
+
+class EngineError(RuntimeError):
+    """A model operation failed; ``str(err)`` is one sentence for the user."""
+
+
+class NoModelLoaded(EngineError):
+    """Raised when a chat or cache request arrives with no model loaded."""
+
+    def __init__(self):
+        super().__init__("No model is loaded; open the Model panel to load or download one.")
+
+
+@dataclass(frozen=True)
+class LoadParams:
+    """llama.cpp settings a model is loaded with; names follow ``llama_cpp.Llama``."""
+
+    n_ctx: int = 8192
+    n_gpu_layers: int = -1
+    n_batch: int = 512
+    n_threads: int | None = None
+    flash_attn: bool = False
+    type_k: str = "f16"
+    type_v: str = "f16"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings for one answer (llama.cpp names; ``temperature`` 0 = greedy)."""
+
+    max_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.8
+    top_k: int = 20
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    seed: int = -1
+
+
+@dataclass
+class StreamStats:
+    """What one generation did, filled in while it streams.
+
+    Attributes:
+        prompt_tokens: tokens in the prompt.
+        reused_tokens: prompt tokens whose KV entries were already in the context.
+        completion_tokens: tokens generated.
+        first_token_at / finished_at: ``time.perf_counter()`` stamps, seconds.
+        stop_reason: ``eos``, ``length`` or ``""`` while running.
+    """
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    completion_tokens: int = 0
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    stop_reason: str = ""
+
+
+def common_prefix_len(a, b) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class Engine:
+    """Owner of the single ``llama_cpp.Llama``.
+
+    Attributes:
+        lock: re-entrant lock serializing every use of the model.
+        llm: the loaded model or None.
+        model_path: the loaded GGUF.
+        params: settings it was loaded with.
+        load_seconds: wall time of the last load, seconds.
+    """
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.llm: llama_cpp.Llama | None = None
+        self.model_path: Path | None = None
+        self.params: LoadParams | None = None
+        self.load_seconds: float | None = None
+        self._formatter: Jinja2ChatFormatter | None = None
+        self._vocab: llama_cpp.Llama | None = None  # vocab-only twin: tokenizes without the lock
+
+    # lifecycle ---------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        """True when a model is loaded."""
+        return self.llm is not None
+
+    def load(self, path: Path, params: LoadParams) -> None:
+        """Load a GGUF, replacing the current model only once the new one has loaded.
+
+        Args:
+            path: the .gguf file.
+            params: llama.cpp settings; ``n_ctx`` is capped at the model's training context.
+
+        Raises:
+            EngineError: the file is missing, not a GGUF, has no chat template, or fails to load.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise EngineError(f"Model file {path} does not exist; check the path or download a model.")
+        with self.lock:
+            start = time.perf_counter()
+            try:
+                llm = llama_cpp.Llama(
+                    model_path=str(path), n_ctx=params.n_ctx, n_gpu_layers=params.n_gpu_layers,
+                    n_batch=params.n_batch, n_ubatch=params.n_batch, n_threads=params.n_threads,
+                    flash_attn=params.flash_attn, type_k=GGML_TYPES[params.type_k],
+                    type_v=GGML_TYPES[params.type_v], logits_all=False, verbose=False,
+                )
+            except (ValueError, RuntimeError, OSError) as exc:
+                log.warning("failed to load %s: %s", path, exc)
+                raise EngineError(f"Model file {path.name} could not be loaded (not a valid GGUF, or too large "
+                                  "for memory); choose another file.") from exc
+            template = llm.metadata.get("tokenizer.chat_template")
+            if not template:
+                llm.close()
+                raise EngineError(f"Model {path.name} has no chat template; use an instruct/chat GGUF.")
+            self.unload()
+            self._vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+            self.llm, self.model_path, self.params = llm, path, params
+            self._formatter = Jinja2ChatFormatter(
+                template=template, eos_token=self._token_text(llm.token_eos()),
+                bos_token=self._token_text(llm.token_bos()), add_generation_prompt=True,
+            )
+            self.load_seconds = time.perf_counter() - start
+            log.info("loaded %s in %.2f s (n_ctx=%d)", path.name, self.load_seconds, llm.n_ctx())
+
+    def unload(self) -> None:
+        """Free the model and its context (no-op when none is loaded)."""
+        with self.lock:
+            for model in (self.llm, self._vocab):
+                if model is not None:
+                    model.close()
+            self.llm, self._vocab, self.model_path, self._formatter = None, None, None, None
+
+    def _require(self) -> llama_cpp.Llama:
+        if self.llm is None:
+            raise NoModelLoaded()
+        return self.llm
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._vocab.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+    # text <-> tokens ---------------------------------------------------------------------
+    @property
+    def n_ctx(self) -> int:
+        """Context window of the loaded model, tokens."""
+        return self._require().n_ctx()
+
+    def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
+        """Tokenize text, parsing special tokens such as ``<|im_start|>``.
+
+        Uses a vocab-only copy of the model, so it needs no lock and never waits for a generation.
+
+        Args:
+            text: the text.
+            add_bos: prepend BOS when the model asks for one (``tokenizer.ggml.add_bos_token``).
+
+        Returns:
+            Token ids.
+        """
+        vocab = self._vocab
+        if vocab is None:
+            raise NoModelLoaded()
+        want_bos = add_bos and vocab.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
+        return vocab.tokenize(text.encode("utf-8"), add_bos=want_bos, special=True)
+
+    def render(self, messages: list[dict[str, str]], **template_kwargs) -> str:
+        """Render messages with the model's own chat template, generation prompt appended.
+
+        Args:
+            messages: ``{"role", "content"}`` dicts.
+            template_kwargs: extra template variables (e.g. ``enable_thinking``).
+
+        Returns:
+            The prompt text.
+        """
+        self._require()
+        return self._formatter(messages=messages, **template_kwargs).prompt
+
+    def is_eog(self, token: int) -> bool:
+        """True for end-of-generation tokens (EOS, EOT, ``<|im_end|>``...)."""
+        llm = self._require()
+        return bool(llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(llm.model), token))
+
+    # KV state ----------------------------------------------------------------------------
+    @property
+    def context_tokens(self) -> list[int]:
+        """Token ids whose KV entries are currently in the context (sequence 0)."""
+        llm = self._require()
+        return llm.input_ids[: llm.n_tokens].tolist()
+
+    def prefill(self, tokens: list[int]) -> int:
+        """Evaluate ``tokens`` from an empty context, reusing any matching prefix already there.
+
+        Args:
+            tokens: the full token sequence the context must hold afterwards.
+
+        Returns:
+            Number of tokens actually evaluated.
+        """
+        llm = self._require()
+        keep = common_prefix_len(self.context_tokens, tokens)
+        if keep == len(tokens) and keep == llm.n_tokens:
+            return 0
+        llm.n_tokens = keep
+        llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+        llm.eval(tokens[keep:])
+        return len(tokens) - keep
+
+    def get_state(self) -> bytes:
+        """Copy the KV state of sequence 0 (llama.cpp's ``llama_state_seq_get_data``).
+
+        Returns:
+            Raw state bytes: KV cells only, no logits (they would be n_vocab floats per output).
+        """
+        llm = self._require()
+        size = llama_cpp.llama_state_seq_get_size(llm.ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(llm.ctx, buf, size, 0)
+        if written == 0:
+            raise EngineError("llama.cpp could not copy the KV state.")
+        return bytes(memoryview(buf)[:written])
+
+    def set_state(self, data: bytes, tokens: list[int]) -> None:
+        """Replace the context with a saved sequence-0 state holding ``tokens``.
+
+        Args:
+            data: bytes from ``get_state`` under the same model and settings.
+            tokens: the token ids that state was computed from.
+
+        Raises:
+            EngineError: llama.cpp rejected the state.
+        """
+        llm = self._require()
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llm.n_tokens = 0
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_cpp.llama_state_seq_set_data(llm.ctx, buf, len(data), 0) != len(data):
+            raise EngineError("llama.cpp rejected the saved KV state.")
+        llm.input_ids[: len(tokens)] = tokens
+        llm.n_tokens = len(tokens)
+        llm._requires_eval = True
+
+    # generation --------------------------------------------------------------------------
+    def stream(self, tokens: list[int], sampling: Sampling, stats: StreamStats) -> Iterator[str]:
+        """Generate from a prompt, reusing the longest prefix already in the context.
+
+        Caller must hold ``lock`` for the whole iteration.
+
+        Args:
+            tokens: prompt token ids.
+            sampling: sampling settings.
+            stats: filled in as generation proceeds (see ``StreamStats``).
+
+        Yields:
+            Text pieces; multi-byte UTF-8 characters split across tokens are joined first.
+        """
+        llm = self._require()
+        if len(tokens) + 1 > llm.n_ctx():
+            raise EngineError(f"The prompt is {len(tokens)} tokens, more than the context window of "
+                              f"{llm.n_ctx()}; ask a shorter question or start a new chat.")
+        budget = min(sampling.max_tokens, llm.n_ctx() - len(tokens))
+        stats.prompt_tokens = len(tokens)
+        # Llama.generate keeps the common prefix but always re-evaluates at least one token.
+        stats.reused_tokens = min(common_prefix_len(self.context_tokens, tokens), len(tokens) - 1)
+        if sampling.seed >= 0:
+            llm.set_seed(sampling.seed)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        gen = llm.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+                           min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty, reset=True)
+        try:
+            for token in gen:
+                if stats.first_token_at is None:
+                    stats.first_token_at = time.perf_counter()
+                if self.is_eog(token):
+                    stats.stop_reason = "eos"
+                    break
+                stats.completion_tokens += 1
+                piece = decoder.decode(llm.detokenize([token]))
+                if piece:
+                    yield piece
+                if stats.completion_tokens >= budget:
+                    stats.stop_reason = "length"
+                    break
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                yield tail
+        finally:
+            gen.close()
+            stats.finished_at = time.perf_counter()
+
+    def status(self) -> dict:
+        """Model facts for the status panel: path, n_ctx, n_gpu_layers, offload support."""
+        info = {
+            "loaded": self.loaded,
+            "model": self.model_path.name if self.model_path else None,
+            "model_path": str(self.model_path) if self.model_path else None,
+            "gpu_offload_supported": bool(llama_cpp.llama_supports_gpu_offload()),
+            "llama_cpp_version": llama_cpp.__version__,
+            "load_seconds": self.load_seconds,
+        }
+        if self.llm is not None and self.params is not None:
+            info.update(n_ctx=self.llm.n_ctx(), n_gpu_layers=self.params.n_gpu_layers,
+                        n_batch=self.params.n_batch, flash_attn=self.params.flash_attn,
+                        type_k=self.params.type_k, type_v=self.params.type_v,
+                        n_layers=int(self.llm.metadata.get(f"{self.llm.metadata.get('general.architecture')}.block_count", 0)))
+        return info

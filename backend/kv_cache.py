@@ -1,0 +1,344 @@
+"""KV-cache priming: fingerprints, on-disk entries, and ``ensure_prefix``.
+
+An entry is two files under ``data_dir/kvcache``:
+
+* ``<key>.kv``   raw bytes from ``llama_state_seq_get_data`` (no pickle, no logits);
+* ``<key>.json`` the sidecar: format version, fingerprint, prefix token ids and their
+  SHA-256, payload SHA-256 and size, document ids, owner, timestamps.
+
+Both are written to a temp file and renamed into place (payload first, sidecar last, so a
+sidecar never points at a partial payload). ``<key>`` is the SHA-256 of the fingerprint and
+the prefix tokens, so caches of different models or settings live side by side. A file whose
+sidecar, fingerprint, token hash or checksum disagrees is deleted and recomputed, never loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from backend.engine import Engine
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def model_identity(path: Path, sample_bytes: int = 4 << 20) -> str:
+    """Identify a model file without hashing all of it (memoized per path, size and mtime).
+
+    Args:
+        path: the GGUF file.
+        sample_bytes: bytes hashed from each end of the file.
+
+    Returns:
+        Hex SHA-256 over the file size, the first and the last ``sample_bytes`` bytes
+        (the GGUF header, metadata and tokenizer live at the start).
+    """
+    stat = path.stat()
+    return _identity(str(path), stat.st_size, stat.st_mtime_ns, sample_bytes)
+
+
+@functools.lru_cache(maxsize=32)
+def _identity(path: str, size: int, mtime_ns: int, sample_bytes: int) -> str:
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(sample_bytes))
+        if size > sample_bytes:
+            f.seek(max(size - sample_bytes, sample_bytes))
+            h.update(f.read(sample_bytes))
+    return h.hexdigest()
+
+
+def fingerprint(engine: Engine) -> dict:
+    """Everything a saved KV state depends on, for the loaded model.
+
+    Returns:
+        A JSON-able dict: model identity, ``n_ctx``, ``type_k``/``type_v``, ``flash_attn``,
+        llama-cpp-python version and llama.cpp's system info (build features).
+    """
+    p = engine.params
+    return {
+        "model_sha256": model_identity(engine.model_path),
+        "n_ctx": engine.n_ctx,
+        "type_k": p.type_k,
+        "type_v": p.type_v,
+        "flash_attn": p.flash_attn,
+        "llama_cpp_python": llama_cpp.__version__,
+        "llama_cpp_system": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+    }
+
+
+def tokens_sha256(tokens: list[int]) -> str:
+    """SHA-256 of token ids as little-endian int32."""
+    return hashlib.sha256(np.asarray(tokens, dtype="<i4").tobytes()).hexdigest()
+
+
+def entry_key(fp: dict, tokens: list[int]) -> str:
+    """Cache key: SHA-256 of the canonical fingerprint JSON and the token hash, 32 hex chars."""
+    blob = json.dumps(fp, sort_keys=True).encode() + tokens_sha256(tokens).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A saved prefix, as described by its sidecar.
+
+    Attributes:
+        key: file stem.
+        n_tokens: prefix length, tokens.
+        state_bytes: payload size, bytes.
+        doc_ids: documents in the prefix, in order.
+        owner: who primed it.
+        created_at / last_used_at: Unix seconds.
+        fingerprint: the fingerprint it was saved under.
+    """
+
+    key: str
+    n_tokens: int
+    state_bytes: int
+    doc_ids: tuple[str, ...]
+    owner: str
+    created_at: float
+    last_used_at: float
+    fingerprint: dict
+
+
+@dataclass(frozen=True)
+class PrefixResult:
+    """How ``ensure_prefix`` got the prefix into the context.
+
+    Attributes:
+        tier: ``live`` (already in the context), ``disk`` (restored from a file) or ``miss``
+            (prefilled, then saved).
+        n_tokens: prefix length, tokens.
+        restore_s: seconds spent reading, verifying and loading a saved state (0 unless ``disk``).
+        prefill_s: seconds spent evaluating prefix tokens (0 unless ``miss``).
+        state_bytes: size of the saved state, bytes (0 for ``live``).
+    """
+
+    tier: str
+    n_tokens: int
+    restore_s: float = 0.0
+    prefill_s: float = 0.0
+    state_bytes: int = 0
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file in the same folder, fsync it, and rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class KVCacheStore:
+    """Saved KV states on disk with an LRU size budget.
+
+    Args:
+        folder: ``data_dir/kvcache``.
+        budget_bytes: total payload bytes kept; least recently used entries go first.
+    """
+
+    def __init__(self, folder: Path, budget_bytes: int):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.budget_bytes = budget_bytes
+        self._lock = threading.Lock()
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        return self.folder / f"{key}.kv", self.folder / f"{key}.json"
+
+    def save(self, key: str, fp: dict, tokens: list[int], state: bytes, doc_ids: list[str], owner: str) -> CacheEntry:
+        """Store a state atomically, then evict past the budget.
+
+        Args:
+            key: ``entry_key(fp, tokens)``.
+            fp: the fingerprint.
+            tokens: prefix token ids the state holds.
+            state: raw state bytes.
+            doc_ids: documents in the prefix.
+            owner: who primed it.
+
+        Returns:
+            The new entry.
+        """
+        now = time.time()
+        meta = {
+            "format": FORMAT_VERSION, "key": key, "fingerprint": fp, "n_tokens": len(tokens),
+            "tokens": list(map(int, tokens)), "tokens_sha256": tokens_sha256(tokens),
+            "payload_sha256": hashlib.sha256(state).hexdigest(), "state_bytes": len(state),
+            "doc_ids": list(doc_ids), "owner": owner, "created_at": now, "last_used_at": now,
+        }
+        payload, sidecar = self._paths(key)
+        with self._lock:
+            _atomic_write(payload, state)
+            _atomic_write(sidecar, json.dumps(meta).encode())
+        self.evict()
+        return self._entry(meta)
+
+    def load(self, key: str, fp: dict, tokens: list[int]) -> bytes | None:
+        """Read and verify a state; a bad entry is deleted and None returned.
+
+        Args:
+            key: the entry's key.
+            fp: the current fingerprint; must equal the sidecar's.
+            tokens: the prefix tokens; their hash must equal the sidecar's.
+
+        Returns:
+            The state bytes, or None when missing or invalid.
+        """
+        payload, sidecar = self._paths(key)
+        if not sidecar.exists():
+            return None
+        try:
+            meta = json.loads(sidecar.read_bytes())
+            data = payload.read_bytes()
+        except (OSError, ValueError) as exc:
+            log.warning("KV cache %s unreadable (%s); discarding", key, exc)
+            self.delete(key)
+            return None
+        problem = self._verify(meta, fp, tokens, data)
+        if problem:
+            log.warning("KV cache %s invalid (%s); discarding and recomputing", key, problem)
+            self.delete(key)
+            return None
+        meta["last_used_at"] = time.time()
+        with self._lock:
+            _atomic_write(sidecar, json.dumps(meta).encode())
+        return data
+
+    @staticmethod
+    def _verify(meta: dict, fp: dict, tokens: list[int], data: bytes) -> str:
+        """Return why an entry cannot be used, or "" when it can."""
+        if meta.get("format") != FORMAT_VERSION:
+            return "format version"
+        if meta.get("fingerprint") != fp:
+            return "fingerprint mismatch"
+        if meta.get("tokens_sha256") != tokens_sha256(tokens):
+            return "prefix tokens differ"
+        if meta.get("state_bytes") != len(data) or meta.get("payload_sha256") != hashlib.sha256(data).hexdigest():
+            return "checksum mismatch"
+        return ""
+
+    @staticmethod
+    def _entry(meta: dict) -> CacheEntry:
+        return CacheEntry(meta["key"], meta["n_tokens"], meta["state_bytes"], tuple(meta["doc_ids"]),
+                          meta["owner"], meta["created_at"], meta["last_used_at"], meta["fingerprint"])
+
+    def entry(self, key: str) -> CacheEntry | None:
+        """The entry with this key as its sidecar describes it (not verified), or None."""
+        try:
+            return self._entry(json.loads(self._paths(key)[1].read_bytes()))
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def entries(self) -> list[CacheEntry]:
+        """Every entry with a readable sidecar, most recently used first."""
+        out = []
+        for sidecar in self.folder.glob("*.json"):
+            try:
+                out.append(self._entry(json.loads(sidecar.read_bytes())))
+            except (OSError, ValueError, KeyError):
+                continue
+        return sorted(out, key=lambda e: e.last_used_at, reverse=True)
+
+    def delete(self, key: str) -> None:
+        """Remove an entry's files (missing files are fine)."""
+        with self._lock:
+            for path in self._paths(key):
+                path.unlink(missing_ok=True)
+
+    def delete_for_document(self, doc_id: str) -> int:
+        """Delete every entry whose prefix includes ``doc_id``; returns how many."""
+        doomed = [e.key for e in self.entries() if doc_id in e.doc_ids]
+        for key in doomed:
+            self.delete(key)
+        return len(doomed)
+
+    def evict(self) -> list[str]:
+        """Delete least recently used entries until the payloads fit the budget; returns their keys."""
+        entries = self.entries()
+        total = sum(e.state_bytes for e in entries)
+        evicted = []
+        while entries and total > self.budget_bytes:
+            victim = entries.pop()
+            total -= victim.state_bytes
+            self.delete(victim.key)
+            evicted.append(victim.key)
+        return evicted
+
+
+def _prefill_and_save(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: list[int],
+                      doc_ids: list[str], owner: str) -> PrefixResult:
+    """Evaluate the prefix (keeping any matching part already in the context) and save its state."""
+    start = time.perf_counter()
+    engine.prefill(tokens)
+    prefill_s = time.perf_counter() - start
+    state = engine.get_state()
+    store.save(key, fp, tokens, state, doc_ids, owner)
+    return PrefixResult("miss", len(tokens), prefill_s=prefill_s, state_bytes=len(state))
+
+
+def prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str) -> PrefixResult:
+    """Make sure a saved state for this prefix exists on disk (the **Cache** button).
+
+    Caller must hold ``engine.lock``.
+
+    Returns:
+        tier ``disk`` when a file already existed (nothing computed), else ``miss``.
+    """
+    fp = fingerprint(engine)
+    key = entry_key(fp, tokens)
+    existing = store.entry(key)
+    if existing is not None and existing.fingerprint == fp:
+        return PrefixResult("disk", len(tokens), state_bytes=existing.state_bytes)
+    return _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner)
+
+
+def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str) -> PrefixResult:
+    """Make the context start with ``tokens``: reuse it, restore it from disk, or prefill and save it.
+
+    Caller must hold ``engine.lock``.
+
+    Args:
+        engine: the loaded engine.
+        store: the disk tier.
+        tokens: prefix token ids (system instructions plus documents).
+        doc_ids: the documents in the prefix, recorded in the sidecar.
+        owner: recorded in the sidecar.
+
+    Returns:
+        Which tier served it and what it cost.
+    """
+    if engine.context_tokens[: len(tokens)] == tokens:
+        return PrefixResult("live", len(tokens))
+    fp = fingerprint(engine)
+    key = entry_key(fp, tokens)
+    start = time.perf_counter()
+    state = store.load(key, fp, tokens)
+    if state is not None:
+        try:
+            engine.set_state(state, tokens)
+            return PrefixResult("disk", len(tokens), restore_s=time.perf_counter() - start, state_bytes=len(state))
+        except RuntimeError as exc:  # a state llama.cpp rejects is as bad as a failed checksum
+            log.warning("KV cache %s rejected by llama.cpp (%s); recomputing", key, exc)
+            store.delete(key)
+    return _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner)

@@ -1,0 +1,146 @@
+"""Chat sessions in Redis.
+
+Key layout (``{o}`` = owner, ``{s}`` = session id, a 32-hex uuid4):
+
+* ``kvc:{o}:session:{s}``          hash: ``title``, ``created_at``, ``last_updated`` (Unix seconds)
+* ``kvc:{o}:session:{s}:messages`` list of JSON messages, oldest first:
+  ``{"role", "content", "created_at", "metrics"?, "sources"?}``
+* ``kvc:{o}:sessions``             sorted set of session ids scored by ``last_updated``
+
+Both per-session keys carry a TTL of ``session_ttl_s``, refreshed on every read or write.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+
+class SessionError(RuntimeError):
+    """A session operation failed; ``str(err)`` is one sentence for the user."""
+
+
+class SessionNotFound(SessionError):
+    """The session id is unknown or the session expired."""
+
+
+@dataclass
+class Session:
+    """A session and its messages.
+
+    Attributes:
+        session_id: 32-hex id.
+        title: short title ("" until the first message).
+        created_at / last_updated: Unix seconds.
+        messages: dicts as stored, oldest first.
+    """
+
+    session_id: str
+    title: str
+    created_at: float
+    last_updated: float
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _unavailable(exc: Exception) -> SessionError:
+    return SessionError("The session store (Redis) is not reachable, so chat history can't be read or saved; "
+                        "restart the app or check REDIS_URL.")
+
+
+class SessionStore:
+    """Sessions for all owners in one Redis database.
+
+    Args:
+        client: a redis-py client (``decode_responses=True``).
+        ttl_s: lifetime after last use, seconds.
+    """
+
+    def __init__(self, client: redis.Redis, ttl_s: int):
+        self.r = client
+        self.ttl_s = ttl_s
+
+    @staticmethod
+    def _key(owner: str, sid: str) -> str:
+        return f"kvc:{owner}:session:{sid}"
+
+    def _touch(self, pipe, owner: str, sid: str, now: float) -> None:
+        key = self._key(owner, sid)
+        pipe.hset(key, "last_updated", now)
+        pipe.expire(key, self.ttl_s)
+        pipe.expire(key + ":messages", self.ttl_s)
+        pipe.zadd(f"kvc:{owner}:sessions", {sid: now})
+
+    def create(self, owner: str) -> str:
+        """Create an empty session and return its id."""
+        sid = uuid.uuid4().hex
+        now = time.time()
+        try:
+            pipe = self.r.pipeline()
+            pipe.hset(self._key(owner, sid), mapping={"title": "", "created_at": now, "last_updated": now})
+            self._touch(pipe, owner, sid, now)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+        return sid
+
+    def get(self, owner: str, sid: str) -> Session:
+        """Load a session with its messages and refresh its TTL.
+
+        Raises:
+            SessionNotFound: unknown or expired id.
+            SessionError: Redis unreachable.
+        """
+        key = self._key(owner, sid)
+        try:
+            meta = self.r.hgetall(key)
+            if not meta:
+                raise SessionNotFound(f"Session {sid} does not exist or has expired; start a new chat.")
+            raw = self.r.lrange(key + ":messages", 0, -1)
+            pipe = self.r.pipeline()
+            pipe.expire(key, self.ttl_s)
+            pipe.expire(key + ":messages", self.ttl_s)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+        return Session(sid, meta.get("title", ""), float(meta["created_at"]), float(meta["last_updated"]),
+                       [json.loads(m) for m in raw])
+
+    def append(self, owner: str, sid: str, *messages: dict[str, Any]) -> None:
+        """Append messages to a session (sets the title from the first user message).
+
+        Raises:
+            SessionNotFound: unknown or expired id.
+            SessionError: Redis unreachable.
+        """
+        key = self._key(owner, sid)
+        now = time.time()
+        try:
+            if not self.r.exists(key):
+                raise SessionNotFound(f"Session {sid} does not exist or has expired; start a new chat.")
+            pipe = self.r.pipeline()
+            for m in messages:
+                pipe.rpush(key + ":messages", json.dumps({"created_at": now, **m}))
+            first_user = next((m["content"] for m in messages if m.get("role") == "user"), None)
+            if first_user and not self.r.hget(key, "title"):
+                pipe.hset(key, "title", " ".join(first_user.split())[:60])
+            self._touch(pipe, owner, sid, now)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+
+    def delete(self, owner: str, sid: str) -> bool:
+        """Delete a session; returns False when it did not exist."""
+        key = self._key(owner, sid)
+        try:
+            pipe = self.r.pipeline()
+            pipe.delete(key, key + ":messages")
+            pipe.zrem(f"kvc:{owner}:sessions", sid)
+            deleted, _ = pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+        return bool(deleted)

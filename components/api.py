@@ -1,0 +1,103 @@
+"""The named API endpoints (``gradio_client`` and MCP): the app's programmatic interface.
+
+Each endpoint calls the same backend services as the UI; backend errors arrive as
+``gr.Error`` carrying the same sentence the UI shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import gradio as gr
+
+from backend.services import Services
+from backend.store import DocumentRow
+from components.common import owner_of, user_errors
+from components.models import status
+
+
+def document_dict(services: Services, row: DocumentRow, owner: str) -> dict:
+    """A document as the API returns it (sizes in bytes, times in Unix seconds)."""
+    entry = services.chat.cached(owner).get((row.doc_id,))
+    return {"doc_id": row.doc_id, "name": row.name, "kind": row.kind, "pages": row.pages, "chars": row.chars,
+            "tokens": row.tokens, "chunks": row.n_chunks, "size_bytes": row.size_bytes,
+            "uploaded_at": row.uploaded_at, "cached": entry is not None,
+            "cache_tokens": entry.n_tokens if entry else None, "cache_bytes": entry.state_bytes if entry else None}
+
+
+def render(services: Services) -> None:
+    """Register every API endpoint (no visible UI)."""
+    upload_in = gr.File(visible=False, label="file")
+    upload_out = gr.JSON(visible=False)
+    upload_trigger = gr.Button(visible=False)
+
+    def upload_document(file: str, request: gr.Request) -> dict:
+        """Upload one PDF, DOCX, TXT or Markdown file; returns doc_id, name, pages, chars, tokens."""
+        if not file:
+            raise gr.Error("No file was sent; attach a PDF, DOCX, TXT or Markdown file.")
+        owner = owner_of(request)
+        with user_errors():
+            row, created = services.documents.upload(owner, Path(file), Path(file).name)
+        return {**document_dict(services, row, owner), "created": created}
+
+    upload_trigger.click(upload_document, [upload_in], [upload_out], api_name="upload_document")
+
+    def list_documents(request: gr.Request) -> list[dict]:
+        """List the documents with their page, token and chunk counts and cache state."""
+        owner = owner_of(request)
+        return [document_dict(services, r, owner) for r in services.documents.list(owner)]
+
+    def delete_document(doc_id: str, request: gr.Request) -> dict:
+        """Delete a document with its chunks and KV caches."""
+        with user_errors():
+            services.documents.delete(owner_of(request), doc_id)
+        return {"doc_id": doc_id, "deleted": True}
+
+    def cache_document(doc_id: str, request: gr.Request) -> dict:
+        """Prefill the system instructions plus this document and save the KV state to disk."""
+        with user_errors():
+            return services.chat.cache_documents(owner_of(request), [doc_id])
+
+    def create_session(request: gr.Request) -> str:
+        """Create an empty chat session; returns its session_id."""
+        with user_errors():
+            return services.sessions.create(owner_of(request))
+
+    def chat(session_id: str, message: str, doc_ids: list[str], request: gr.Request) -> Iterator[dict]:
+        """Ask a question; streams {"text", "done"}; the last value adds "metrics" and "sources"."""
+        owner = owner_of(request)
+        text = ""
+        with user_errors():
+            for event in services.chat.stream_turn(owner, session_id, message, list(doc_ids or [])):
+                if event.kind == "token":
+                    text += event.text
+                    yield {"text": text, "done": False}
+                elif event.kind == "done":
+                    yield {"text": event.text, "done": True, **event.data}
+
+    def get_history(session_id: str, request: gr.Request) -> dict:
+        """A session's messages (with metrics and sources on answers) and timestamps."""
+        with user_errors():
+            return asdict(services.sessions.get(owner_of(request), session_id))
+
+    def delete_session(session_id: str, request: gr.Request) -> dict:
+        """Delete a session and its history."""
+        with user_errors():
+            deleted = services.sessions.delete(owner_of(request), session_id)
+        return {"session_id": session_id, "deleted": deleted}
+
+    def model_status(request: gr.Request) -> dict:
+        """Loaded model, n_ctx, n_gpu_layers, GPU offload support and cached documents."""
+        return status(services, owner_of(request))
+
+    llm = {"concurrency_id": "llm", "concurrency_limit": 1}
+    gr.api(list_documents, api_name="list_documents")
+    gr.api(delete_document, api_name="delete_document")
+    gr.api(cache_document, api_name="cache_document", **llm)
+    gr.api(create_session, api_name="create_session")
+    gr.api(chat, api_name="chat", **llm)
+    gr.api(get_history, api_name="get_history")
+    gr.api(delete_session, api_name="delete_session")
+    gr.api(model_status, api_name="model_status")

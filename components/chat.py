@@ -1,0 +1,83 @@
+"""Chat panel: a streaming ``gr.Chatbot`` bound to a Redis session kept in the browser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gradio as gr
+
+from backend.services import Services
+from backend.sessions import SessionNotFound
+from components.common import metrics_line, owner_of, user_errors
+from components.documents import DocumentsPanel
+
+
+def with_metrics(answer: str, metrics: dict | None) -> str:
+    """Answer text plus its metrics line, as shown in the chat."""
+    if not metrics:
+        return answer
+    return f"{answer}\n\n<sub>{metrics_line(metrics)}</sub>"
+
+
+def to_chatbot(messages: list[dict]) -> list[dict]:
+    """Stored session messages -> Chatbot messages (metrics under each answer)."""
+    return [{"role": m["role"], "content": with_metrics(m["content"], m.get("metrics")) if m["role"] == "assistant"
+             else m["content"]} for m in messages]
+
+
+@dataclass
+class ChatPanel:
+    """Components the app wires on page load."""
+
+    session: gr.BrowserState
+    chatbot: gr.Chatbot
+    load_history: Callable  # (session_id, request) -> Chatbot messages; app.py runs it on page load
+
+
+def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
+    """Build the chat panel and wire its events; on page load the stored session's history is shown."""
+    session = gr.BrowserState(None, storage_key="kvc_session_id")
+    chatbot = gr.Chatbot(label="Chat", height=520, buttons=["copy"], layout="bubble",
+                         placeholder="Upload a document, tick it under **Use in chat**, and ask a question.")
+    with gr.Row():
+        message = gr.Textbox(placeholder="Ask about your documents…", show_label=False, scale=8, lines=1,
+                             max_lines=8, submit_btn=True)
+        new_chat = gr.Button("New chat", scale=1, size="sm")
+
+    def respond(text: str, history: list, session_id: str | None, doc_ids: list[str], request: gr.Request):
+        owner = owner_of(request)
+        if not (text or "").strip():
+            raise gr.Error("The message is empty; type a question first.")
+        with user_errors():
+            if session_id:
+                try:
+                    services.sessions.get(owner, session_id)
+                except SessionNotFound:
+                    session_id, history = None, []
+                    gr.Info("That chat had expired, so a new one was started.")
+            session_id = session_id or services.sessions.create(owner)
+            history = [*history, {"role": "user", "content": text}, {"role": "assistant", "content": ""}]
+            answer = ""
+            yield "", history, session_id
+            for event in services.chat.stream_turn(owner, session_id, text, list(doc_ids or [])):
+                if event.kind == "token":
+                    answer += event.text
+                    history = [*history[:-1], {"role": "assistant", "content": answer}]
+                    yield "", history, session_id
+                elif event.kind == "done":
+                    history = [*history[:-1], {"role": "assistant", "content": with_metrics(event.text, event.data["metrics"])}]
+                    yield "", history, session_id
+
+    def load_history(session_id: str | None, request: gr.Request):
+        if not session_id:
+            return []
+        try:
+            return to_chatbot(services.sessions.get(owner_of(request), session_id).messages)
+        except SessionNotFound:
+            return []
+
+    message.submit(respond, [message, chatbot, session, documents.selector], [message, chatbot, session],
+                   concurrency_id="llm", concurrency_limit=1, api_visibility="private")
+    new_chat.click(lambda: (None, []), None, [session, chatbot], api_visibility="private")
+    return ChatPanel(session=session, chatbot=chatbot, load_history=load_history)

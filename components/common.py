@@ -1,0 +1,60 @@
+"""Small helpers shared by the UI panels: owner lookup, error mapping, formatting."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+
+import gradio as gr
+
+from backend.chat import ChatError
+from backend.engine import EngineError
+from backend.extract import DocumentError
+from backend.model_registry import ModelDownloadError
+from backend.sessions import SessionError
+
+USER_ERRORS = (ChatError, DocumentError, EngineError, SessionError, ModelDownloadError)
+
+
+def owner_of(request: gr.Request | None) -> str:
+    """The signed-in Gradio username, or ``local`` when sign-in is off."""
+    return getattr(request, "username", None) or "local"
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the backend's user-facing errors into ``gr.Error`` with the same sentence."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        raise gr.Error(str(exc), print_exception=False) from exc
+
+
+def human_bytes(n: float | None) -> str:
+    """``1536`` -> ``1.5 KB`` (binary units)."""
+    if n is None:
+        return "—"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def when(ts: float) -> str:
+    """Unix seconds -> local ``YYYY-MM-DD HH:MM``."""
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def metrics_line(m: dict) -> str:
+    """One line of per-answer metrics, shown under the answer."""
+    parts = [m.get("mode", "?"), f"prompt {m.get('prompt_tokens', 0):,} tok",
+             f"reused {m.get('reused_tokens', 0):,} tok ({m.get('cache_tier', '?')})"]
+    if m.get("ttft_s") is not None:
+        parts.append(f"TTFT {m['ttft_s']:.2f} s")
+    if m.get("decode_tokens_per_s") is not None:
+        parts.append(f"{m['decode_tokens_per_s']:.1f} tok/s")
+    if m.get("stop_reason") == "stopped":
+        parts.append("stopped")
+    return " · ".join(parts)
