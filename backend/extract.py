@@ -16,7 +16,7 @@ from pathlib import PurePath
 import charset_normalizer
 import docx
 import pypdf
-from pypdf.errors import FileNotDecryptedError, PdfReadError
+from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +136,6 @@ def extract(data: bytes, filename: str, password: str | None = None) -> Extracte
 
 def _pdf_pages(data: bytes, filename: str, password: str | None) -> list[Page]:
     """Read a PDF non-strictly with pypdf; see ``extract`` for errors."""
-    if b"%%EOF" not in data[-2048:]:
-        raise DocumentError(
-            f"'{filename}' is incomplete (it stops before the PDF's end marker), probably a cut-off "
-            "download; download or export it again and re-upload."
-        )
     try:
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
@@ -155,6 +150,11 @@ def _pdf_pages(data: bytes, filename: str, password: str | None) -> list[Page]:
         pages = [Page(i + 1, _normalize(page.extract_text() or "")) for i, page in enumerate(reader.pages)]
     except DocumentError:
         raise
+    except PdfStreamError as exc:  # pypdf hit the end of the data early: a cut-off file
+        raise DocumentError(
+            f"'{filename}' is incomplete (the file ends too early), probably a cut-off download; "
+            "download or export it again and re-upload."
+        ) from exc
     except FileNotDecryptedError as exc:
         raise PasswordRequired(f"'{filename}' is password-protected; enter its password and upload it again.") from exc
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as exc:

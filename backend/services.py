@@ -75,11 +75,12 @@ class Services:
                 self.redis_server.stop()
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
     """Create every long-lived object, start Redis when embedded, and load the model if one is found.
 
     Args:
         settings: the configuration.
+        embedder: an already loaded embedding model to share (tests, several apps in one process).
 
     Returns:
         The services container. A model that fails to load leaves ``engine`` empty and the
@@ -94,7 +95,7 @@ def build_services(settings: Settings) -> Services:
         server = EmbeddedRedis(settings.path("redis"))
         url = server.start()
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
-    embedder = Embedder(settings.embedding_model, settings.embed_batch_size)
+    embedder = embedder or Embedder(settings.embedding_model, settings.embed_batch_size)
     store = Store(settings.path("lancedb"), embedder.dim)
     engine = Engine()
     kv_store = KVCacheStore(settings.path("kvcache"), int(settings.kv_disk_budget_mb * 1024 * 1024))

@@ -1,0 +1,82 @@
+"""Shared fixtures: the tiny synthetic GGUF, the real MiniLM model, and the real app on a free port."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTDATA = ROOT.parent / "shared" / "testdata"
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from backend.config import Settings  # noqa: E402
+from backend.embeddings import Embedder  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny synthetic llama GGUF written by models/make_synthetic.py."""
+    sys.path.insert(0, str(ROOT / "models"))
+    from make_synthetic import write_model
+
+    return write_model(tmp_path_factory.mktemp("models") / "tiny.gguf", "tiny")
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real all-MiniLM-L6-v2, loaded once for the whole run."""
+    return Embedder("all-MiniLM-L6-v2")
+
+
+def make_settings(data_dir: Path, model: Path | None, **overrides) -> Settings:
+    """Settings for a test app: greedy decoding, short answers, a context that fits the test PDFs."""
+    values = dict(data_dir=data_dir, models_dir=data_dir / "no-models", model_path=model, n_ctx=16384,
+                  max_tokens=16, temperature=0.0, auto_download=False)
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class RunningApp:
+    """A launched app and a gradio_client connected to it."""
+
+    demo: object
+    client: object
+    url: str
+
+    @property
+    def services(self):
+        return self.demo.services
+
+
+def launch(settings: Settings, embedder: Embedder) -> RunningApp:
+    """Build and launch the real app in-process on a free port."""
+    from gradio_client import Client
+
+    from app import build_app
+    from backend.services import build_services
+
+    demo = build_app(settings, build_services(settings, embedder=embedder))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
+    return RunningApp(demo, Client(url, verbose=False), url)
+
+
+def stop(app: RunningApp) -> None:
+    """Close the server and every service (model, Redis)."""
+    app.demo.close()
+    app.services.close()
+
+
+@pytest.fixture
+def running_app(tmp_path, tiny_model, embedder) -> Iterator[RunningApp]:
+    """The app on a fresh data dir with the tiny model loaded."""
+    app = launch(make_settings(tmp_path / "data", tiny_model), embedder)
+    yield app
+    stop(app)

@@ -1,0 +1,146 @@
+"""KV-cache priming on the real tiny GGUF: identical greedy output, safe files, invalidation."""
+
+from __future__ import annotations
+
+import json
+
+import llama_cpp
+import pytest
+
+from backend.engine import Engine, LoadParams, Sampling, StreamStats
+from backend.kv_cache import KVCacheStore, ensure_prefix, entry_key, fingerprint
+from backend.prompts import DocText, build_prompt, system_text
+from conftest import TESTDATA
+
+GREEDY = Sampling(max_tokens=24, temperature=0.0)
+
+
+@pytest.fixture
+def doc_text() -> DocText:
+    text = (TESTDATA / "md_txt" / "pandoc_testsuite.md").read_text(encoding="utf-8")[:6000]
+    return DocText("doc1", "pandoc_testsuite.md", text)
+
+
+def load(model, n_ctx=8192) -> Engine:
+    engine = Engine()
+    engine.load(model, LoadParams(n_ctx=n_ctx))
+    return engine
+
+
+def answer_tokens(engine: Engine, prompt_tokens: list[int]) -> list[int]:
+    """Generate greedily and return the generated token ids (as evaluated into the context)."""
+    stats = StreamStats()
+    text = "".join(engine.stream(prompt_tokens, GREEDY, stats))
+    assert stats.completion_tokens == GREEDY.max_tokens and text
+    return engine.context_tokens[len(prompt_tokens):]
+
+
+def make_prompt(engine, doc_text):
+    return build_prompt(engine, system_text("Answer from the document.", [doc_text]), [], "What does it test?",
+                        history_budget_tokens=256, max_tokens=GREEDY.max_tokens)
+
+
+def test_restored_prefix_gives_identical_greedy_output(tmp_path, tiny_model, doc_text):
+    store = KVCacheStore(tmp_path / "kv", budget_bytes=1 << 30)
+    cold = load(tiny_model)
+    prompt = make_prompt(cold, doc_text)
+    with cold.lock:
+        first = ensure_prefix(cold, store, prompt.prefix_tokens, ["doc1"], "local")
+        cold_answer = answer_tokens(cold, prompt.tokens)
+    assert first.tier == "miss" and first.n_tokens == len(prompt.prefix_tokens) > 1000
+    cold.unload()
+
+    warm = load(tiny_model)  # a new process-equivalent: empty context
+    with warm.lock:
+        restored = ensure_prefix(warm, store, prompt.prefix_tokens, ["doc1"], "local")
+        warm_answer = answer_tokens(warm, prompt.tokens)
+    assert restored.tier == "disk" and restored.restore_s > 0
+    assert warm_answer == cold_answer
+    warm.unload()
+
+    # and the same as plain llama-cpp-python evaluating the whole prompt in one go
+    llm = llama_cpp.Llama(model_path=str(tiny_model), n_ctx=8192, n_batch=512, n_ubatch=512, verbose=False)
+    plain = []
+    for token in llm.generate(prompt.tokens, temp=0.0, top_k=20, top_p=0.8, min_p=0.0, repeat_penalty=1.0):
+        plain.append(token)
+        if len(plain) == GREEDY.max_tokens:
+            break
+    llm.close()
+    assert plain[:-1] == warm_answer, "the last sampled token is never evaluated into the context"
+
+
+def test_files_are_raw_state_plus_json_sidecar(tmp_path, tiny_model, doc_text):
+    store = KVCacheStore(tmp_path / "kv", budget_bytes=1 << 30)
+    engine = load(tiny_model)
+    prompt = make_prompt(engine, doc_text)
+    with engine.lock:
+        ensure_prefix(engine, store, prompt.prefix_tokens, ["doc1"], "local")
+    files = sorted(p.name for p in (tmp_path / "kv").iterdir())
+    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".kv"), files
+    sidecar = json.loads((tmp_path / "kv" / files[0]).read_text())
+    payload = (tmp_path / "kv" / files[1]).read_bytes()
+    assert sidecar["state_bytes"] == len(payload) and sidecar["n_tokens"] == len(prompt.prefix_tokens)
+    assert sidecar["tokens"] == prompt.prefix_tokens and sidecar["doc_ids"] == ["doc1"]
+    assert set(sidecar["fingerprint"]) >= {"model_sha256", "n_ctx", "type_k", "type_v", "flash_attn", "llama_cpp_python"}
+    assert not payload.startswith(b"\x80"), "no pickle protocol header"
+    # the payload holds KV cells, not the logits matrix (n_vocab floats per token would be far larger)
+    assert len(payload) < len(prompt.prefix_tokens) * engine.llm.n_vocab() * 4
+
+
+@pytest.mark.parametrize("damage", ["flip_payload_byte", "truncate_payload", "garble_sidecar", "drop_payload"])
+def test_damaged_entry_is_discarded_and_recomputed(tmp_path, tiny_model, doc_text, damage):
+    store = KVCacheStore(tmp_path / "kv", budget_bytes=1 << 30)
+    engine = load(tiny_model)
+    prompt = make_prompt(engine, doc_text)
+    with engine.lock:
+        ensure_prefix(engine, store, prompt.prefix_tokens, ["doc1"], "local")
+        good_answer = answer_tokens(engine, prompt.tokens)
+    key = entry_key(fingerprint(engine), prompt.prefix_tokens)
+    kv, sidecar = tmp_path / "kv" / f"{key}.kv", tmp_path / "kv" / f"{key}.json"
+    data = bytearray(kv.read_bytes())
+    if damage == "flip_payload_byte":
+        data[len(data) // 2] ^= 0xFF
+        kv.write_bytes(bytes(data))
+    elif damage == "truncate_payload":
+        kv.write_bytes(bytes(data[: len(data) // 3]))
+    elif damage == "garble_sidecar":
+        sidecar.write_text("{not json")
+    else:
+        kv.unlink()
+
+    fresh = load(tiny_model)
+    with fresh.lock:
+        result = ensure_prefix(fresh, store, prompt.prefix_tokens, ["doc1"], "local")
+        assert result.tier == "miss", "a damaged entry is never loaded"
+        assert answer_tokens(fresh, prompt.tokens) == good_answer
+    assert store.load(key, fingerprint(fresh), prompt.prefix_tokens) is not None, "recomputed entry is valid"
+
+
+def test_fingerprint_mismatch_is_never_loaded(tmp_path, tiny_model, doc_text):
+    store = KVCacheStore(tmp_path / "kv", budget_bytes=1 << 30)
+    engine = load(tiny_model, n_ctx=8192)
+    prompt = make_prompt(engine, doc_text)
+    with engine.lock:
+        ensure_prefix(engine, store, prompt.prefix_tokens, ["doc1"], "local")
+    fp = fingerprint(engine)
+    key = entry_key(fp, prompt.prefix_tokens)
+    other = dict(fp, n_ctx=4096)
+    assert store.load(key, other, prompt.prefix_tokens) is None
+    assert not list((tmp_path / "kv").glob(f"{key}.*")), "the mismatching entry is discarded"
+
+    bigger = load(tiny_model, n_ctx=12288)  # a different context size gets its own entry
+    with bigger.lock:
+        assert ensure_prefix(bigger, store, prompt.prefix_tokens, ["doc1"], "local").tier == "miss"
+
+
+def test_disk_budget_evicts_least_recently_used(tmp_path, tiny_model, doc_text):
+    engine = load(tiny_model)
+    store = KVCacheStore(tmp_path / "kv", budget_bytes=1 << 30)
+    prompts = [build_prompt(engine, system_text(f"Instructions {i}.", [doc_text]), [], "Q?",
+                            history_budget_tokens=0, max_tokens=8) for i in range(3)]
+    with engine.lock:
+        sizes = [ensure_prefix(engine, store, p.prefix_tokens, [f"d{i}"], "local").state_bytes
+                 for i, p in enumerate(prompts)]
+    store.budget_bytes = sizes[1] + sizes[2]
+    evicted = store.evict()
+    assert len(evicted) == 1 and [e.doc_ids for e in store.entries()] == [("d2",), ("d1",)]
