@@ -60,15 +60,20 @@ def download(repo_id: str, filename: str, models_dir: Path) -> Path:
         ModelDownloadError: offline, unknown repo/file, or the transfer failed.
     """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
+    missing = f"Hugging Face has no file {filename} in {repo_id}; check the repo and file name."
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename, local_dir=models_dir))
-    except (RepositoryNotFoundError, EntryNotFoundError) as exc:
-        raise ModelDownloadError(f"Hugging Face has no file {filename} in {repo_id}; check the repo and file name.") from exc
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+    # Order matters: RepositoryNotFoundError is an HfHubHTTPError, LocalEntryNotFoundError (offline) an OSError
+    # and an EntryNotFoundError.
+    except RepositoryNotFoundError as exc:
+        raise ModelDownloadError(missing) from exc
+    except (HfHubHTTPError, OSError) as exc:
         log.info("download of %s/%s failed: %s", repo_id, filename, exc)
         raise ModelDownloadError(f"Could not download {filename} from Hugging Face (offline or unreachable); "
                                  "connect to the internet, or put a .gguf file in models/ and restart.") from exc
+    except EntryNotFoundError as exc:
+        raise ModelDownloadError(missing) from exc

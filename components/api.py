@@ -30,19 +30,23 @@ def document_dict(services: Services, row: DocumentRow, owner: str) -> dict:
 def render(services: Services) -> None:
     """Register every API endpoint (no visible UI)."""
     upload_in = gr.File(visible=False, label="file")
+    password_in = gr.Textbox("", visible=False, label="password")
     upload_out = gr.JSON(visible=False)
     upload_trigger = gr.Button(visible=False)
 
-    def upload_document(file: str, request: gr.Request) -> dict:
-        """Upload one PDF, DOCX, TXT or Markdown file; returns doc_id, name, pages, chars, tokens."""
+    def upload_document(file: str, password: str, request: gr.Request) -> dict:
+        """Upload one PDF, DOCX, TXT or Markdown file (password: for encrypted PDFs, optional).
+
+        Returns doc_id, name, pages, chars, tokens (and chunks, size_bytes, cache state, created).
+        """
         if not file:
             raise gr.Error("No file was sent; attach a PDF, DOCX, TXT or Markdown file.")
         owner = owner_of(request)
         with user_errors():
-            row, created = services.documents.upload(owner, Path(file), Path(file).name)
+            row, created = services.documents.upload(owner, Path(file), Path(file).name, password or None)
         return {**document_dict(services, row, owner), "created": created}
 
-    upload_trigger.click(upload_document, [upload_in], [upload_out], api_name="upload_document")
+    upload_trigger.click(upload_document, [upload_in, password_in], [upload_out], api_name="upload_document")
 
     def list_documents(request: gr.Request) -> list[dict]:
         """List the documents with their page, token and chunk counts and cache state."""

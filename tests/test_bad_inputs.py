@@ -1,0 +1,99 @@
+"""Bad uploads through the real app: one plain sentence each, and nothing else is lost."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+
+from conftest import TESTDATA, launch, make_settings, stop
+
+GOOD = TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf"
+
+
+@pytest.fixture
+def app_with_state(tmp_path, tiny_model, embedder):
+    """An app holding one cached document and a session with one turn; upload limit 0.5 MB."""
+    app = launch(make_settings(tmp_path / "data", tiny_model, max_upload_mb=0.5), embedder)
+    doc = app.client.predict(handle_file(str(GOOD)), "", api_name="/upload_document")
+    app.client.predict(doc["doc_id"], api_name="/cache_document")
+    sid = app.client.predict(api_name="/create_session")
+    list(app.client.submit(sid, "What is it about?", [doc["doc_id"]], api_name="/chat"))
+    yield app, doc, sid
+    stop(app)
+
+
+def make_inputs(tmp_path) -> list[tuple]:
+    """(path, password, expected words in the message) for every kind of bad input."""
+    cases = [(p, "", None) for p in sorted((TESTDATA / "bad").iterdir())]
+    unsupported = tmp_path / "slides.pptx"
+    unsupported.write_bytes(b"PK\x03\x04 not really a deck")
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    cases += [
+        (unsupported, "", "unsupported type"),
+        (empty, "", "empty"),
+        (TESTDATA / "pdf" / "pdfjs_tracemonkey.pdf", "", "upload limit"),  # 1 MB > 0.5 MB
+        (TESTDATA / "pdf" / "pypdf_encrypted-file.pdf", "", "password-protected"),
+        (TESTDATA / "pdf" / "pypdf_encrypted-file.pdf", "wrong", "password"),
+        (TESTDATA / "pdf" / "sf_imagemagick-CCITTFaxDecode.pdf", "", "probably a scanned image"),
+    ]
+    return cases
+
+
+EXPECTED_BAD = {
+    "derived_html_renamed.pdf": "contents are an HTML page",
+    "derived_pdf_renamed.docx": "contents are a PDF",
+    "derived_tracemonkey_truncated_50pct.pdf": "incomplete",
+    "derived_zero_bytes.pdf": "empty",
+}
+
+
+def test_bad_uploads_fail_clearly_and_lose_nothing(app_with_state, tmp_path):
+    app, doc, sid = app_with_state
+    before_docs = app.client.predict(api_name="/list_documents")
+    before_history = app.client.predict(sid, api_name="/get_history")["messages"]
+    kv_files = sorted(p.name for p in (app.services.settings.data_dir / "kvcache").iterdir())
+    for path, password, expected in make_inputs(tmp_path):
+        expected = expected or EXPECTED_BAD[path.name]
+        with pytest.raises(AppError) as err:
+            app.client.predict(handle_file(str(path)), password, api_name="/upload_document")
+        message = str(err.value)
+        assert expected in message and path.name in message, message
+        assert "\n" not in message and "Traceback" not in message
+    assert app.client.predict(api_name="/list_documents") == before_docs
+    assert app.client.predict(sid, api_name="/get_history")["messages"] == before_history
+    assert sorted(p.name for p in (app.services.settings.data_dir / "kvcache").iterdir()) == kv_files
+    assert len(list((app.services.settings.data_dir / "uploads").iterdir())) == 1, "no stray upload folders"
+    # and the app still answers from the cached document
+    _, last = list(app.client.submit(sid, "And the conclusion?", [doc["doc_id"]], api_name="/chat"))[-2:]
+    assert last["metrics"]["mode"] == "cag" and last["metrics"]["reused_tokens"] >= doc["tokens"]
+
+
+def test_encrypted_pdf_with_password_uploads(app_with_state):
+    app, _, _ = app_with_state
+    doc = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_encrypted-file.pdf")), "test",
+                             api_name="/upload_document")
+    assert doc["pages"] >= 1 and doc["chars"] > 0
+
+
+def test_identical_reupload_is_not_stored_twice(app_with_state, tmp_path):
+    app, doc, _ = app_with_state
+    copy = tmp_path / "renamed copy.pdf"
+    shutil.copy(GOOD, copy)
+    again = app.client.predict(handle_file(str(copy)), "", api_name="/upload_document")
+    assert again["doc_id"] == doc["doc_id"] and again["created"] is False
+    assert len(app.client.predict(api_name="/list_documents")) == 1
+
+
+def test_chat_errors_are_plain_sentences(app_with_state):
+    app, doc, sid = app_with_state
+    for args, expected in [((sid, "   ", [doc["doc_id"]]), "empty"),
+                           (("0" * 32, "hello", []), "does not exist or has expired"),
+                           ((sid, "hello", ["no-such-doc"]), "does not exist")]:
+        with pytest.raises(AppError, match=expected):
+            app.client.predict(*args, api_name="/chat")
+    with pytest.raises(AppError, match="does not exist"):
+        app.client.predict("no-such-doc", api_name="/cache_document")

@@ -1,0 +1,83 @@
+"""Models: the synthetic GGUF generator, picking a model, offline downloads, and starting with no model."""
+
+from __future__ import annotations
+
+import time
+
+import gguf
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+
+from backend.model_registry import HOW_TO_GET_A_MODEL, ModelDownloadError, download, pick_model
+from conftest import TESTDATA, launch, make_settings, stop
+
+
+def test_synthetic_tiny_is_a_real_llama_gguf(tiny_model):
+    reader = gguf.GGUFReader(tiny_model)
+    fields = {name: reader.fields[name] for name in reader.fields}
+    arch = bytes(fields["general.architecture"].parts[-1]).decode()
+    template = bytes(fields["tokenizer.chat_template"].parts[-1]).decode()
+    assert arch == "llama" and "<|im_start|>" in template
+    assert bytes(fields["tokenizer.ggml.model"].parts[-1]).decode() == "gpt2"
+    assert len(fields["tokenizer.ggml.merges"].data) > 1000
+    assert {t.name for t in reader.tensors} >= {"token_embd.weight", "output.weight", "blk.1.ffn_down.weight"}
+
+
+def test_pick_model_prefers_explicit_then_default_name(tmp_path):
+    assert pick_model(None, tmp_path, "Qwen3-0.6B-Q8_0.gguf") is None
+    (tmp_path / "a.gguf").write_bytes(b"x")
+    (tmp_path / "Qwen3-0.6B-Q8_0.gguf").write_bytes(b"x")
+    assert pick_model(None, tmp_path, "Qwen3-0.6B-Q8_0.gguf").name == "Qwen3-0.6B-Q8_0.gguf"
+    assert pick_model(None, tmp_path, "other.gguf").name == "Qwen3-0.6B-Q8_0.gguf"  # sorted first
+    assert pick_model(tmp_path / "x.gguf", tmp_path, "a.gguf") == tmp_path / "x.gguf"
+
+
+@pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"},
+                                 {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}])  # closed port
+def test_download_offline_fails_fast_with_one_sentence(tmp_path, monkeypatch, env):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", env["HF_HUB_OFFLINE"] == "1")
+    if "HF_ENDPOINT" in env:
+        monkeypatch.setattr(hc, "ENDPOINT", env["HF_ENDPOINT"])
+        monkeypatch.setattr(hc, "HUGGINGFACE_CO_URL_TEMPLATE", env["HF_ENDPOINT"] + "/{repo_id}/resolve/{revision}/{filename}")
+    start = time.monotonic()
+    with pytest.raises(ModelDownloadError, match="Could not download Qwen3-0.6B-Q8_0.gguf") as err:
+        download("Qwen/Qwen3-0.6B-GGUF", "Qwen3-0.6B-Q8_0.gguf", tmp_path / "models")
+    assert time.monotonic() - start < 30 and "\n" not in str(err.value)
+    assert not list((tmp_path / "models").glob("*.gguf"))
+
+
+def test_app_starts_without_a_model_and_documents_still_work(tmp_path, embedder):
+    app = launch(make_settings(tmp_path / "data", None), embedder)
+    try:
+        status = app.client.predict(api_name="/model_status")
+        assert status["loaded"] is False and status["message"] == HOW_TO_GET_A_MODEL
+        assert isinstance(status["gpu_offload_supported"], bool)
+        doc = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "",
+                                 api_name="/upload_document")
+        assert doc["pages"] == 1 and doc["tokens"] > 0
+        hits = app.services.store.search("local", "crazy ones", app.services.embedder.encode(["crazy ones"])[0],
+                                         [doc["doc_id"]], 3)
+        assert hits and hits[0].doc_id == doc["doc_id"]
+        sid = app.client.predict(api_name="/create_session")
+        with pytest.raises(AppError, match="No model is loaded"):
+            app.client.predict(sid, "hello", [doc["doc_id"]], api_name="/chat")
+        with pytest.raises(AppError, match="No model is loaded"):
+            app.client.predict(doc["doc_id"], api_name="/cache_document")
+    finally:
+        stop(app)
+
+
+def test_broken_model_file_leaves_app_running(tmp_path, embedder):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    app = launch(make_settings(tmp_path / "data", bad), embedder)
+    try:
+        status = app.client.predict(api_name="/model_status")
+        assert status["loaded"] is False and "could not be loaded" in status["message"]
+    finally:
+        stop(app)

@@ -1,0 +1,82 @@
+"""Sessions against a real redis-server (the embedded one the app starts)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from backend.redis_server import EmbeddedRedis
+from backend.sessions import SessionError, SessionNotFound, SessionStore
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = EmbeddedRedis(tmp_path / "redis")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def store_for(server: EmbeddedRedis, ttl_s: int = 3600) -> SessionStore:
+    return SessionStore(redis.Redis.from_url(server.url, decode_responses=True), ttl_s)
+
+
+def test_create_append_get_delete(server):
+    store = store_for(server)
+    sid = store.create("alice")
+    store.append("alice", sid, {"role": "user", "content": "  What is   KV caching?  "},
+                 {"role": "assistant", "content": "Reusing attention state.", "metrics": {"mode": "cag"}})
+    session = store.get("alice", sid)
+    assert session.title == "What is KV caching?"
+    assert [m["role"] for m in session.messages] == ["user", "assistant"]
+    assert session.messages[1]["metrics"] == {"mode": "cag"}
+    assert session.created_at <= session.last_updated
+    with pytest.raises(SessionNotFound):
+        store.get("bob", sid)  # another owner's key prefix never sees it
+    assert store.delete("alice", sid) is True
+    with pytest.raises(SessionNotFound, match="does not exist or has expired"):
+        store.get("alice", sid)
+
+
+def test_ttl_is_refreshed_on_use_and_expiry_is_clean(server):
+    store = store_for(server, ttl_s=2)
+    sid = store.create("local")
+    store.append("local", sid, {"role": "user", "content": "hi"})
+    r = store.r
+    key = f"kvc:local:session:{sid}"
+    assert 0 < r.pttl(key) <= 2000 and 0 < r.pttl(key + ":messages") <= 2000
+    time.sleep(1.2)
+    store.get("local", sid)  # a read refreshes the TTL
+    assert r.pttl(key) > 1500 and r.pttl(key + ":messages") > 1500
+    time.sleep(2.3)
+    with pytest.raises(SessionNotFound):
+        store.get("local", sid)
+    with pytest.raises(SessionNotFound):
+        store.append("local", sid, {"role": "user", "content": "still there?"})
+
+
+def test_sessions_survive_a_server_restart(tmp_path):
+    srv = EmbeddedRedis(tmp_path / "redis")
+    srv.start()
+    sid = store_for(srv).create("local")
+    store_for(srv).append("local", sid, {"role": "user", "content": "persist me"})
+    srv.stop()
+    srv = EmbeddedRedis(tmp_path / "redis")
+    srv.start()
+    try:
+        assert store_for(srv).get("local", sid).messages[0]["content"] == "persist me"
+    finally:
+        srv.stop()
+
+
+def test_dead_redis_gives_one_clear_sentence(server):
+    store = store_for(server)
+    sid = store.create("local")
+    server.stop()
+    for call in (lambda: store.create("local"), lambda: store.get("local", sid),
+                 lambda: store.append("local", sid, {"role": "user", "content": "x"})):
+        with pytest.raises(SessionError, match="not reachable") as err:
+            call()
+        assert "\n" not in str(err.value)
