@@ -19,12 +19,6 @@ from backend.services import Services, build_services
 
 log = logging.getLogger("kvcache_chatbot")
 
-CSS = """
-.metrics sub { color: var(--body-text-color-subdued); }
-footer { display: none !important; }
-"""
-
-
 def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks:
     """Build the UI and API on top of the services.
 
@@ -103,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_app(settings)
     try:
         demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
-                    max_file_size=int(settings.max_upload_bytes * 4), theme=gr.themes.Soft(), css=CSS,
+                    max_file_size=int(settings.max_upload_bytes * 4), theme=gr.themes.Soft(),
                     footer_links=["api"])
     finally:
         demo.services.close()

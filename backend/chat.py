@@ -142,9 +142,9 @@ class ChatService:
                     yield TurnEvent("token", piece)
                 finished = True
             finally:
-                answer = "".join(pieces)
                 metrics = self._metrics(plan, prefix, stats, start, stopped=not finished)
-                self._persist(owner, session_id, message, answer, plan, metrics)
+                if finished or pieces:  # a turn cut short keeps its partial answer, marked stopped
+                    self._persist(owner, session_id, message, "".join(pieces), plan, metrics)
         sources = [asdict(h) for h in plan.sources]
         yield TurnEvent("sources", data={"sources": sources})
         yield TurnEvent("metrics", data=metrics)

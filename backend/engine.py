@@ -224,6 +224,12 @@ class Engine:
         llm = self._require()
         return llm.input_ids[: llm.n_tokens].tolist()
 
+    def clear_context(self) -> None:
+        """Drop every KV entry from the context (the next prompt is evaluated from scratch)."""
+        llm = self._require()
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llm.n_tokens = 0
+
     def prefill(self, tokens: list[int]) -> int:
         """Evaluate ``tokens`` from an empty context, reusing any matching prefix already there.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import Iterator
 
 import gradio as gr
@@ -42,9 +41,9 @@ def human_bytes(n: float | None) -> str:
     return f"{n:.1f} GB"
 
 
-def when(ts: float) -> str:
-    """Unix seconds -> local ``YYYY-MM-DD HH:MM``."""
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+def seconds(s: float) -> str:
+    """A duration for people: ``0.0123`` -> ``12 ms``, ``2.5`` -> ``2.50 s``."""
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
 
 
 def metrics_line(m: dict) -> str:
@@ -52,7 +51,7 @@ def metrics_line(m: dict) -> str:
     parts = [m.get("mode", "?"), f"prompt {m.get('prompt_tokens', 0):,} tok",
              f"reused {m.get('reused_tokens', 0):,} tok ({m.get('cache_tier', '?')})"]
     if m.get("ttft_s") is not None:
-        parts.append(f"TTFT {m['ttft_s']:.2f} s")
+        parts.append(f"TTFT {seconds(m['ttft_s'])}")
     if m.get("decode_tokens_per_s") is not None:
         parts.append(f"{m['decode_tokens_per_s']:.1f} tok/s")
     if m.get("stop_reason") == "stopped":

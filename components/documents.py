@@ -9,11 +9,11 @@ from pathlib import Path
 import gradio as gr
 
 from backend.services import Services
-from components.common import USER_ERRORS, human_bytes, owner_of, user_errors, when
+from components.common import USER_ERRORS, human_bytes, owner_of, user_errors
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["Name", "Type", "Pages", "Tokens", "Chunks", "Size", "Uploaded", "Cached"]
+COLUMNS = ["Name", "Pages", "Tokens", "Chunks", "Size", "Cached"]
 FILE_TYPES = [".pdf", ".docx", ".txt", ".md", ".markdown"]
 
 
@@ -33,7 +33,7 @@ def table_rows(services: Services, owner: str) -> list[list]:
     for d in services.documents.list(owner):
         entry = cached.get((d.doc_id,))
         state = f"✓ {entry.n_tokens:,} tok · {human_bytes(entry.state_bytes)}" if entry else "—"
-        rows.append([d.name, d.kind, d.pages, d.tokens, d.n_chunks, human_bytes(d.size_bytes), when(d.uploaded_at), state])
+        rows.append([d.name, d.pages, f"{d.tokens:,}", d.n_chunks, human_bytes(d.size_bytes), state])
     return rows
 
 
@@ -51,14 +51,17 @@ def render(services: Services) -> DocumentsPanel:
     gr.Markdown("### Documents")
     files = gr.File(label="Upload PDF, DOCX, TXT or Markdown", file_count="multiple", file_types=FILE_TYPES,
                     height=110)
+    password = gr.Textbox(label="PDF password (only for encrypted PDFs)", type="password", max_lines=1)
     status = gr.Markdown()
     selector = gr.CheckboxGroup(label="Use in chat", choices=[], info="Selected documents are read by the model.")
     with gr.Row():
         cache_btn = gr.Button("Cache", variant="primary", size="sm")
         delete_btn = gr.Button("Delete", variant="stop", size="sm")
-    table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=320)
+    table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=320,
+                         column_widths=["34%", "9%", "12%", "10%", "12%", "23%"])
 
-    def upload_files(paths: list[str] | None, selected: list[str], request: gr.Request, progress=gr.Progress()):
+    def upload_files(paths: list[str] | None, pdf_password: str, selected: list[str], request: gr.Request,
+                     progress=gr.Progress()):
         owner = owner_of(request)
         lines, new_ids = [], []
         for i, path in enumerate(paths or []):
@@ -68,7 +71,7 @@ def render(services: Services) -> DocumentsPanel:
                 progress((i + fraction) / len(paths), desc=f"{name}: {desc}")
 
             try:
-                row, created = services.documents.upload(owner, Path(path), name, progress=step)
+                row, created = services.documents.upload(owner, Path(path), name, pdf_password or None, step)
             except USER_ERRORS as exc:
                 gr.Warning(str(exc))
                 lines.append(f"✗ {exc}")
@@ -104,7 +107,7 @@ def render(services: Services) -> DocumentsPanel:
                 services.documents.delete(owner, doc_id)
         return f"Deleted {', '.join(names)}.", *refresh(services, owner, [])
 
-    files.upload(upload_files, [files, selector], [status, table, selector, files], api_visibility="private")
+    files.upload(upload_files, [files, password, selector], [status, table, selector, files], api_visibility="private")
     cache_btn.click(cache_selected, [selector], [status, table], concurrency_id="llm", concurrency_limit=1,
                     api_visibility="private")
     delete_btn.click(delete_selected, [selector], [status, table, selector], api_visibility="private")

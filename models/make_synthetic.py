@@ -158,7 +158,7 @@ def _add_weight(writer: gguf.GGUFWriter, name: str, data: np.ndarray, qtype) -> 
     if qtype == gguf.GGMLQuantizationType.F32:
         writer.add_tensor(name, data)
         return
-    writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_shape=data.shape, raw_dtype=qtype)
+    writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
 
 
 def write_model(out: Path, preset_name: str, seed: int = 0) -> Path:

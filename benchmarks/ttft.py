@@ -1,0 +1,123 @@
+"""Time to first token on a document prefix: cold prefill vs KV state restored from disk vs already live.
+
+Usage::
+
+    python benchmarks/ttft.py [--model PATH | --preset tiny|bench] [--lengths 1024 2048] [--repeats 5]
+
+Each document is the start of Pride and Prejudice cut to the target length in model tokens; the
+question is the same 16-token sentence each time. For every length, in one process and one
+run, it measures (median of ``--repeats``):
+
+* cold:  empty context, the whole prompt (instructions + document + question) is prefilled;
+* disk:  empty context, the prefix state is read from disk, checksummed, restored, and only the
+         question is prefilled (what the first question after a restart costs);
+* live:  the prefix is already in the context, only the question is prefilled.
+
+It prints a Markdown table; the README quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "models"))
+
+from backend.engine import Engine, LoadParams, Sampling, StreamStats  # noqa: E402
+from backend.kv_cache import KVCacheStore, ensure_prefix, entry_key, fingerprint  # noqa: E402
+from backend.prompts import DocText, build_prompt, system_text  # noqa: E402
+
+BOOK = ROOT.parent / "shared" / "testdata" / "longdoc" / "pride_and_prejudice_pg1342.txt"
+QUESTION = "Which characters meet at the first ball, and what happens between them there?"
+ONE_TOKEN = Sampling(max_tokens=1, temperature=0.0)
+
+
+def first_token_s(engine: Engine, tokens: list[int]) -> float:
+    """Seconds from now until the first generated token of ``tokens``."""
+    start = time.perf_counter()
+    stats = StreamStats()
+    for _ in engine.stream(tokens, ONE_TOKEN, stats):
+        break
+    return (stats.first_token_at or time.perf_counter()) - start
+
+
+def document_of(engine: Engine, n_tokens: int) -> DocText:
+    """The book's opening, cut to ``n_tokens`` model tokens."""
+    text = BOOK.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
+    tokens = engine.tokenize(text[: n_tokens * 8])[:n_tokens]
+    return DocText("book", "pride_and_prejudice.txt", engine.llm.detokenize(tokens).decode("utf-8", "ignore"))
+
+
+def measure(engine: Engine, store: KVCacheStore, length: int, repeats: int) -> dict:
+    """Median cold / disk / live TTFT for one document length."""
+    prompt = build_prompt(engine, system_text("Answer from the document.", [document_of(engine, length)]), [],
+                          QUESTION, history_budget_tokens=0, max_tokens=1)
+    cold, disk, live, restore, verify = [], [], [], [], []
+    for _ in range(repeats):
+        engine.clear_context()
+        cold.append(first_token_s(engine, prompt.tokens))
+    engine.clear_context()
+    ensure_prefix(engine, store, prompt.prefix_tokens, ["book"], "bench")  # prefill + save once
+    fp = fingerprint(engine)
+    key = entry_key(fp, prompt.prefix_tokens)
+    for _ in range(repeats):
+        engine.clear_context()
+        start = time.perf_counter()
+        result = ensure_prefix(engine, store, prompt.prefix_tokens, ["book"], "bench")
+        assert result.tier == "disk"
+        restore.append(result.restore_s)
+        disk.append(time.perf_counter() - start + first_token_s(engine, prompt.tokens))
+        live.append(first_token_s(engine, prompt.tokens))
+        t = time.perf_counter()
+        store.load(key, fp, prompt.prefix_tokens)  # read + verify only (sha256 of payload and tokens)
+        verify.append(time.perf_counter() - t)
+    med = statistics.median
+    return {"doc_tokens": length, "prompt_tokens": len(prompt.tokens), "prefix_tokens": len(prompt.prefix_tokens),
+            "state_mb": store.entry(key).state_bytes / 2**20, "cold_s": med(cold), "disk_s": med(disk),
+            "live_s": med(live), "restore_s": med(restore), "read_verify_s": med(verify)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="GGUF to time (default: a synthetic one of --preset)")
+    parser.add_argument("--preset", choices=["tiny", "bench"], default="bench")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n-threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    model = args.model
+    if model is None:
+        from make_synthetic import write_model
+
+        model = ROOT / "models" / f"synthetic-{args.preset}.gguf"
+        if not model.exists():
+            print(f"writing {model} ...", file=sys.stderr)
+            write_model(model, args.preset)
+    engine = Engine()
+    engine.load(model, LoadParams(n_ctx=max(args.lengths) + 512, n_threads=args.n_threads))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, engine.lock:
+        store = KVCacheStore(Path(tmp), budget_bytes=1 << 40)
+        for length in args.lengths:
+            rows.append(measure(engine, store, length, args.repeats))
+            print(f"done {length}", file=sys.stderr)
+    print(f"\nmodel: {model.name}, n_ctx {engine.n_ctx}, median of {args.repeats} runs, times in seconds\n")
+    print("| doc tokens | prompt tokens | KV state MB | cold TTFT | disk-restore TTFT | live TTFT | cold/disk | restore | read+verify |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['doc_tokens']:,} | {r['prompt_tokens']:,} | {r['state_mb']:.1f} | {r['cold_s']:.3f} | "
+              f"{r['disk_s']:.3f} | {r['live_s']:.3f} | {r['cold_s'] / r['disk_s']:.1f}x | {r['restore_s']:.3f} | "
+              f"{r['read_verify_s']:.3f} |")
+    engine.unload()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Idempotent set-up: a virtual environment in .venv with everything the app (and with --test, the tests) need.
+#   bash scripts/setup.sh          # app
+#   bash scripts/setup.sh --test   # app + test tools + Debian chromium for the browser test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}   # CPU build first; otherwise a dependency pulls a multi-GB CUDA torch
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${pip[@]}" install --upgrade pip
+"${pip[@]}" install "$TORCH_SPEC"
+echo "Installing dependencies (llama-cpp-python compiles from source the first time: about 5 minutes)..."
+if [ "${1:-}" = "--test" ]; then
+  "${pip[@]}" install -e ".[test]"
+  if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "note: /usr/bin/chromium is missing; run 'sudo apt-get install -y chromium' for the browser test" >&2
+    fi
+  fi
+else
+  "${pip[@]}" install -e .
+fi
+echo "Set-up complete."

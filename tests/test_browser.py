@@ -1,0 +1,69 @@
+"""One real-browser pass: Debian Chromium driven by Playwright uploads, caches, chats and screenshots."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TESTDATA, launch, make_settings, stop
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-quic"]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; .ci/run installs the Debian chromium package")
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+def test_upload_cache_and_chat_in_the_browser(tmp_path, tiny_model, embedder, browser):
+    app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=400), embedder)
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(app.url)
+        page.locator("input[type=file]").first.set_input_files(str(TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf"))
+        page.get_by_text("sf_pdflatex-4-pages.pdf: 4 pages").wait_for(timeout=60_000)
+        checkbox = page.get_by_label("sf_pdflatex-4-pages.pdf")
+        assert checkbox.is_checked(), "a fresh upload is selected for chat"
+        page.get_by_role("button", name="Cache", exact=True).click()
+        page.get_by_text("cached in").wait_for(timeout=60_000)
+
+        # record every distinct length the answer takes while it streams
+        page.evaluate("""() => {
+            window.__lengths = new Set();
+            new MutationObserver(() => {
+                const bots = document.querySelectorAll('.message.bot, [data-testid="bot"]');
+                if (bots.length) window.__lengths.add(bots[bots.length - 1].innerText.length);
+            }).observe(document.body, {subtree: true, childList: true, characterData: true});
+        }""")
+        box = page.get_by_placeholder("Ask about your documents…")
+        box.fill("What is this document about?")
+        box.press("Enter")
+        metrics = page.get_by_text("reused").last
+        metrics.wait_for(timeout=60_000)
+        text = metrics.inner_text()
+        assert text.startswith("cag") and "TTFT" in text
+        lengths = page.evaluate("() => window.__lengths.size")
+        assert lengths >= 3, f"the answer should arrive in pieces, saw {lengths} distinct lengths"
+        shot = tmp_path / "chat.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 20_000
+        if os.environ.get("KVC_SCREENSHOT_DIR"):  # used to refresh the README screenshot
+            shutil.copy(shot, Path(os.environ["KVC_SCREENSHOT_DIR"]) / "chat.png")
+    finally:
+        stop(app)
