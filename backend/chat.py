@@ -148,7 +148,7 @@ class ChatService:
         sources = [asdict(h) for h in plan.sources]
         yield TurnEvent("sources", data={"sources": sources})
         yield TurnEvent("metrics", data=metrics)
-        yield TurnEvent("done", answer, data={"metrics": metrics, "sources": sources})
+        yield TurnEvent("done", "".join(pieces), data={"metrics": metrics, "sources": sources})
 
     @staticmethod
     def _metrics(plan: Plan, prefix, stats: StreamStats, start: float, stopped: bool) -> dict:
