@@ -51,6 +51,17 @@ class Plan:
     sources: list[Hit]
 
 
+@dataclass(frozen=True)
+class Turn:
+    """A validated, planned turn waiting to run."""
+
+    owner: str
+    session_id: str
+    message: str
+    plan: Plan
+    sampling: Sampling
+
+
 class ChatService:
     """Runs chat turns and primes document caches.
 
@@ -101,9 +112,9 @@ class ChatService:
         raise ChatError(f"The question is too long: with the instructions it must fit in {limit} tokens; shorten it.")
 
     # turns -------------------------------------------------------------------------------
-    def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
-                    sampling: Sampling | None = None) -> Iterator[TurnEvent]:
-        """Answer one message, streaming.
+    def prepare_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
+                     sampling: Sampling | None = None) -> Turn:
+        """Validate a message and plan its prompt; every user error is raised here, before any output.
 
         Args:
             owner: the user.
@@ -112,13 +123,13 @@ class ChatService:
             doc_ids: selected documents, in order (may be empty).
             sampling: overrides the configured sampling.
 
-        Yields:
-            ``token`` events, then ``sources``, ``metrics`` and ``done``.
+        Returns:
+            The planned turn, to pass to ``run_turn``.
 
         Raises:
             ChatError: empty message or prompt too long.
             SessionNotFound / SessionError: bad session id or Redis unreachable.
-            NoModelLoaded / EngineError: no model, or llama.cpp failed.
+            NoModelLoaded: no model.
             DocumentError: an unknown document id.
         """
         message = message.strip()
@@ -130,25 +141,43 @@ class ChatService:
         if not self.engine.loaded:
             raise NoModelLoaded()
         plan = self.plan(owner, message, doc_ids, history, sampling.max_tokens)
-        stats = StreamStats()
+        return Turn(owner, session_id, message, plan, sampling)
+
+    def run_turn(self, turn: Turn) -> Iterator[TurnEvent]:
+        """Restore or prime the prefix, stream the answer, persist it with its metrics.
+
+        Yields:
+            ``token`` events, then ``sources``, ``metrics`` and ``done``.
+
+        Raises:
+            EngineError: llama.cpp failed (e.g. the model was unloaded meanwhile).
+            SessionError: the answer could not be saved.
+        """
+        plan, stats = turn.plan, StreamStats()
         pieces: list[str] = []
         finished = False
         with self.engine.lock:
             start = time.perf_counter()
-            prefix = ensure_prefix(self.engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids, owner)
+            prefix = ensure_prefix(self.engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
+                                   turn.owner)
             try:
-                for piece in self.engine.stream(plan.prompt.tokens, sampling, stats):
+                for piece in self.engine.stream(plan.prompt.tokens, turn.sampling, stats):
                     pieces.append(piece)
                     yield TurnEvent("token", piece)
                 finished = True
             finally:
                 metrics = self._metrics(plan, prefix, stats, start, stopped=not finished)
                 if finished or pieces:  # a turn cut short keeps its partial answer, marked stopped
-                    self._persist(owner, session_id, message, "".join(pieces), plan, metrics)
+                    self._persist(turn.owner, turn.session_id, turn.message, "".join(pieces), plan, metrics)
         sources = [asdict(h) for h in plan.sources]
         yield TurnEvent("sources", data={"sources": sources})
         yield TurnEvent("metrics", data=metrics)
         yield TurnEvent("done", "".join(pieces), data={"metrics": metrics, "sources": sources})
+
+    def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
+                    sampling: Sampling | None = None) -> Iterator[TurnEvent]:
+        """``prepare_turn`` then ``run_turn``, as one generator (errors surface on first ``next``)."""
+        yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling))
 
     @staticmethod
     def _metrics(plan: Plan, prefix, stats: StreamStats, start: float, stopped: bool) -> dict:

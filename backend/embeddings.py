@@ -74,7 +74,8 @@ class Embedder:
         for start in range(0, len(texts), self.batch_size):
             batch = list(texts[start:start + self.batch_size])
             out[start:start + len(batch)] = self.model.encode(
-                batch, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+                batch, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False,
             )
             if progress:
                 progress(start + len(batch), len(texts))

@@ -57,10 +57,11 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
                     session_id, history = None, []
                     gr.Info("That chat had expired, so a new one was started.")
             session_id = session_id or services.sessions.create(owner)
+            turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []))  # raises before output
             history = [*history, {"role": "user", "content": text}, {"role": "assistant", "content": ""}]
             answer = ""
             yield "", history, session_id
-            for event in services.chat.stream_turn(owner, session_id, text, list(doc_ids or [])):
+            for event in services.chat.run_turn(turn):
                 if event.kind == "token":
                     answer += event.text
                     history = [*history[:-1], {"role": "assistant", "content": answer}]

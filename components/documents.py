@@ -77,7 +77,7 @@ def render(services: Services) -> DocumentsPanel:
                 lines.append(f"✗ {exc}")
                 continue
             new_ids.append(row.doc_id)
-            lines.append(f"✓ **{row.name}**: {row.pages} pages, {row.n_chunks} chunks"
+            lines.append(f"✓ **{row.name}**: {row.pages} page{'s' * (row.pages != 1)}, {row.n_chunks} chunks"
                          if created else f"= **{row.name}** was already uploaded")
         table_v, selector_v = refresh(services, owner, list(selected or []) + new_ids)
         return "\n\n".join(lines), table_v, selector_v, None

@@ -34,7 +34,7 @@ def status_markdown(info: dict) -> str:
     """Render ``status`` as Markdown."""
     offload = "yes" if info["gpu_offload_supported"] else "no (CPU-only build)"
     if not info["loaded"]:
-        head = f"**No model loaded.** {info['message']}\n\n- GPU offload in this llama.cpp build: {offload}"
+        head = f"**{info['message']}**\n\n- GPU offload in this llama.cpp build: {offload}"
     else:
         head = (f"**{info['model']}**\n\n- `n_ctx`: {info['n_ctx']:,} tokens\n- `n_gpu_layers`: {info['n_gpu_layers']}"
                 f"\n- GPU offload in this llama.cpp build: {offload}\n- KV dtype: {info['type_k']}/{info['type_v']},"
