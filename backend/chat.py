@@ -7,6 +7,8 @@ their own formats and never touch llama.cpp, Redis or LanceDB themselves.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -146,6 +148,11 @@ class ChatService:
     def run_turn(self, turn: Turn) -> Iterator[TurnEvent]:
         """Restore or prime the prefix, stream the answer, persist it with its metrics.
 
+        The model work runs in one worker thread that takes and releases ``engine.lock`` itself;
+        this generator only drains its queue. So the lock is never held across a ``yield``
+        (Gradio resumes generators on whichever worker thread is free), and closing the
+        generator early stops generation at the next token, keeping the partial answer.
+
         Yields:
             ``token`` events, then ``sources``, ``metrics`` and ``done``.
 
@@ -153,26 +160,48 @@ class ChatService:
             EngineError: llama.cpp failed (e.g. the model was unloaded meanwhile).
             SessionError: the answer could not be saved.
         """
-        plan, stats = turn.plan, StreamStats()
-        pieces: list[str] = []
-        finished = False
-        with self.engine.lock:
-            start = time.perf_counter()
-            prefix = ensure_prefix(self.engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
-                                   turn.owner)
-            try:
-                for piece in self.engine.stream(plan.prompt.tokens, turn.sampling, stats):
-                    pieces.append(piece)
-                    yield TurnEvent("token", piece)
-                finished = True
-            finally:
-                metrics = self._metrics(plan, prefix, stats, start, stopped=not finished)
-                if finished or pieces:  # a turn cut short keeps its partial answer, marked stopped
-                    self._persist(turn.owner, turn.session_id, turn.message, "".join(pieces), plan, metrics)
-        sources = [asdict(h) for h in plan.sources]
+        events: queue.Queue = queue.Queue()  # unbounded: the worker never waits for the reader
+        stop = threading.Event()
+        worker = threading.Thread(target=self._generate, args=(turn, events, stop), name="chat-turn", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, payload = events.get()
+                if kind == "token":
+                    yield TurnEvent("token", payload)
+                elif kind == "error":
+                    raise payload
+                else:
+                    answer, metrics = payload
+                    break
+        finally:
+            stop.set()
+        sources = [asdict(h) for h in turn.plan.sources]
         yield TurnEvent("sources", data={"sources": sources})
         yield TurnEvent("metrics", data=metrics)
-        yield TurnEvent("done", "".join(pieces), data={"metrics": metrics, "sources": sources})
+        yield TurnEvent("done", answer, data={"metrics": metrics, "sources": sources})
+
+    def _generate(self, turn: Turn, events: queue.Queue, stop: threading.Event) -> None:
+        """Worker of ``run_turn``: everything that touches the model, under its lock, in one thread."""
+        plan, stats = turn.plan, StreamStats()
+        pieces: list[str] = []
+        try:
+            with self.engine.lock:
+                start = time.perf_counter()
+                prefix = ensure_prefix(self.engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
+                                       turn.owner)
+                for piece in self.engine.stream(plan.prompt.tokens, turn.sampling, stats):
+                    pieces.append(piece)
+                    events.put(("token", piece))
+                    if stop.is_set():
+                        break
+                metrics = self._metrics(plan, prefix, stats, start, stopped=stop.is_set())
+            answer = "".join(pieces)
+            self._persist(turn.owner, turn.session_id, turn.message, answer, plan, metrics)
+            events.put(("end", (answer, metrics)))
+        except Exception as exc:  # handed to the reader, which raises it in the request's thread
+            log.warning("chat turn failed: %s", exc)
+            events.put(("error", exc))
 
     def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
                     sampling: Sampling | None = None) -> Iterator[TurnEvent]:
