@@ -31,6 +31,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         (``demo.services.close()``) after ``demo.close()``.
     """
     from components import api, chat, documents, models
+    from components.common import owner_of
 
     services = services or build_services(settings)
     with gr.Blocks(title="KVCache Chatbot", fill_width=True) as demo:
@@ -46,8 +47,6 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         api.render(services)
 
         def on_load(session_id: str | None, request: gr.Request):
-            from components.common import owner_of
-
             owner = owner_of(request)
             table, selector = documents.refresh(services, owner)
             return table, selector, chat_panel.load_history(session_id, request), models_panel.refresh(request)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -132,8 +133,6 @@ def build_vocab(preset: Preset) -> tuple[list[str], list[int], list[str]]:
     vocab = tokenizer.get_vocab()
     tokens = [tok for tok, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
     types = [gguf.TokenType.NORMAL] * len(tokens)
-    import json
-
     merges = [" ".join(pair) if isinstance(pair, list) else pair
               for pair in json.loads(tokenizer.to_str())["model"]["merges"]]
     tokens += SPECIAL_TOKENS
