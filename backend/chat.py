@@ -99,10 +99,11 @@ class ChatService:
             prompt = build_prompt(self.engine, system_text(s.system_prompt, docs), history, message, **budgets)
             if prompt is not None:
                 return Plan("cag", prompt, list(doc_ids), [])
-            vector = self.embedder.encode([message])[0]
+            ranked = self.store.search(owner, message, self.embedder.encode([message])[0], doc_ids,
+                                       s.retrieval_top_k)
             system = system_text(s.system_prompt, [])
-            for k in range(s.retrieval_top_k, 0, -1):
-                hits = self.store.search(owner, message, vector, doc_ids, k)
+            for k in range(max(len(ranked), 1), 0, -1):  # as many of the best chunks as fit
+                hits = ranked[:k]
                 prompt = build_prompt(self.engine, system, history, rag_user_text(message, hits), **budgets)
                 if prompt is not None:
                     return Plan("rag", prompt, [], hits)

@@ -18,9 +18,14 @@ from components.common import owner_of, user_errors
 from components.models import status
 
 
-def document_dict(services: Services, row: DocumentRow, owner: str) -> dict:
-    """A document as the API returns it (sizes in bytes, times in Unix seconds)."""
-    entry = services.chat.cached(owner).get((row.doc_id,))
+def document_dict(row: DocumentRow, cached: dict) -> dict:
+    """A document as the API returns it (sizes in bytes, times in Unix seconds).
+
+    Args:
+        row: the document.
+        cached: ``ChatService.cached(owner)``, read once by the caller for all rows.
+    """
+    entry = cached.get((row.doc_id,))
     return {"doc_id": row.doc_id, "name": row.name, "kind": row.kind, "pages": row.pages, "chars": row.chars,
             "tokens": row.tokens, "chunks": row.n_chunks, "size_bytes": row.size_bytes,
             "uploaded_at": row.uploaded_at, "cached": entry is not None,
@@ -44,14 +49,15 @@ def render(services: Services) -> None:
         owner = owner_of(request)
         with user_errors():
             row, created = services.documents.upload(owner, Path(file), Path(file).name, password or None)
-        return {**document_dict(services, row, owner), "created": created}
+        return {**document_dict(row, services.chat.cached(owner)), "created": created}
 
     upload_trigger.click(upload_document, [upload_in, password_in], [upload_out], api_name="upload_document")
 
     def list_documents(request: gr.Request) -> list[dict]:
         """List the documents with their page, token and chunk counts and cache state."""
         owner = owner_of(request)
-        return [document_dict(services, r, owner) for r in services.documents.list(owner)]
+        cached = services.chat.cached(owner)
+        return [document_dict(r, cached) for r in services.documents.list(owner)]
 
     def delete_document(doc_id: str, request: gr.Request) -> dict:
         """Delete a document with its chunks and KV caches."""

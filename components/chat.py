@@ -50,14 +50,13 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
         if not (text or "").strip():
             raise gr.Error("The message is empty; type a question first.")
         with user_errors():
-            if session_id:
-                try:
-                    services.sessions.get(owner, session_id)
-                except SessionNotFound:
-                    session_id, history = None, []
-                    gr.Info("That chat had expired, so a new one was started.")
             session_id = session_id or services.sessions.create(owner)
-            turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []))  # raises before output
+            try:  # validates and plans; every user error is raised here, before any output
+                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []))
+            except SessionNotFound:
+                gr.Info("That chat had expired, so a new one was started.")
+                session_id, history = services.sessions.create(owner), []
+                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []))
             history = [*history, {"role": "user", "content": text}, {"role": "assistant", "content": ""}]
             answer = ""
             yield "", history, session_id
