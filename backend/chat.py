@@ -15,12 +15,11 @@ from dataclasses import asdict, dataclass, field
 
 from backend.config import Settings
 from backend.documents import DocumentService
-from backend.embeddings import Embedder
 from backend.engine import Engine, NoModelLoaded, Sampling, StreamStats
 from backend.kv_cache import CacheEntry, KVCacheStore, ensure_prefix, fingerprint, prime
 from backend.prompts import Prompt, build_prompt, prefix_tokens, rag_user_text, system_text
 from backend.sessions import SessionStore
-from backend.store import Hit, Store
+from backend.store import Hit
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +68,14 @@ class ChatService:
 
     Args:
         settings: app settings (budgets, sampling defaults, system prompt).
-        engine / kv_store / sessions / documents / store / embedder: the long-lived services.
+        engine / kv_store / sessions / documents: the long-lived services.
     """
 
     def __init__(self, settings: Settings, engine: Engine, kv_store: KVCacheStore, sessions: SessionStore,
-                 documents: DocumentService, store: Store, embedder: Embedder):
+                 documents: DocumentService):
         self.settings = settings
         self.engine, self.kv_store, self.sessions = engine, kv_store, sessions
-        self.documents, self.store, self.embedder = documents, store, embedder
+        self.documents = documents
 
     def default_sampling(self) -> Sampling:
         """Sampling settings from the configuration."""
@@ -99,8 +98,7 @@ class ChatService:
             prompt = build_prompt(self.engine, system_text(s.system_prompt, docs), history, message, **budgets)
             if prompt is not None:
                 return Plan("cag", prompt, list(doc_ids), [])
-            ranked = self.store.search(owner, message, self.embedder.encode([message])[0], doc_ids,
-                                       s.retrieval_top_k)
+            ranked = self.documents.search(owner, message, doc_ids, s.retrieval_top_k)
             system = system_text(s.system_prompt, [])
             for k in range(max(len(ranked), 1), 0, -1):  # as many of the best chunks as fit
                 hits = ranked[:k]

@@ -20,6 +20,7 @@ class Chunk:
         doc_id: the owning document's id.
         index: 0-based position of the chunk in the document.
         page: 1-based page the chunk starts on.
+        section: heading path of the section it comes from, ``""`` if none.
         text: the chunk's text.
         n_tokens: its length in embedding-model tokens.
     """
@@ -27,6 +28,7 @@ class Chunk:
     doc_id: str
     index: int
     page: int
+    section: str
     text: str
     n_tokens: int
 
@@ -35,7 +37,7 @@ def chunk_pages(pages: list[Page], doc_id: str, tokenizer, chunk_tokens: int, ov
     """Split pages into overlapping token windows.
 
     Args:
-        pages: extracted pages.
+        pages: extracted pages (or sections of pages); windows never cross from one to the next.
         doc_id: id stamped on every chunk.
         tokenizer: a Hugging Face *fast* tokenizer (needs ``return_offsets_mapping``).
         chunk_tokens: window length, tokens.
@@ -62,5 +64,5 @@ def chunk_pages(pages: list[Page], doc_id: str, tokenizer, chunk_tokens: int, ov
                 break
             text = page.text[window[0][0]:window[-1][1]].strip()
             if text:
-                chunks.append(Chunk(doc_id, len(chunks), page.number, text, len(window)))
+                chunks.append(Chunk(doc_id, len(chunks), page.number, page.section, text, len(window)))
     return chunks

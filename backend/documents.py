@@ -13,15 +13,16 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path, PurePath
 
 from backend.chunking import chunk_pages
 from backend.embeddings import Embedder
 from backend.engine import Engine
-from backend.extract import DocumentError, Page, extract
+from backend.extract import DocumentError, Extracted, Page, PasswordRequired, extract
 from backend.kv_cache import KVCacheStore
 from backend.prompts import DocText
-from backend.store import DocumentRow, Store
+from backend.store import DocumentRow, Hit, Store
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def _noop(fraction: float, desc: str) -> None:
 
 
 class DocumentService:
-    """Upload, list, read and delete documents.
+    """Upload, list, read, search, re-index and delete documents.
 
     Args:
         uploads: ``data_dir/uploads``.
@@ -55,14 +56,14 @@ class DocumentService:
 
     def upload(self, owner: str, path: Path, filename: str | None = None, password: str | None = None,
                progress: Progress = _noop) -> tuple[DocumentRow, bool]:
-        """Ingest one file.
+        """Ingest one file: extract, chunk, embed, index.
 
         Args:
             owner: the uploading user.
             path: the uploaded file on disk (e.g. Gradio's temp copy).
             filename: the name to show; default ``path.name``.
             password: PDF password, if any.
-            progress: ``progress(fraction, description)`` callback.
+            progress: ``progress(fraction, description)`` callback; descriptions carry counts.
 
         Returns:
             ``(row, created)``; ``created`` is False when a byte-identical file was already there.
@@ -81,36 +82,83 @@ class DocumentService:
         existing = self.store.find_by_sha256(owner, sha)
         if existing is not None:
             return existing, False
-        progress(0.05, "Extracting text")
-        extracted = extract(data, name, password)
+        progress(0.0, "Extracting text")
+        extracted = extract(data, name, password,
+                            progress=lambda done, total: progress(0.2 * done / total, f"Extracting page {done}/{total}"))
         doc_id = uuid.uuid4().hex
-        progress(0.2, f"Chunking {len(extracted.pages)} pages")
-        chunks = chunk_pages(extracted.pages, doc_id, self.embedder.tokenizer, self.chunk_tokens, self.overlap_tokens)
-        vectors = self.embedder.encode(
-            [c.text for c in chunks],
-            progress=lambda done, total: progress(0.25 + 0.65 * done / total, f"Embedding chunks {done}/{total}"),
-        )
         folder = self.uploads / doc_id
         folder.mkdir(parents=True, exist_ok=True)
         try:
             (folder / name).write_bytes(data)
-            (folder / "pages.json").write_text(json.dumps([p.__dict__ for p in extracted.pages]), encoding="utf-8")
-            text = self._prompt_text(extracted.pages, extracted.kind)
-            tokens = (len(self.engine.tokenize(text)) if self.engine.loaded
-                      else sum(c.n_tokens for c in chunks))
-            row = DocumentRow(doc_id=doc_id, owner=owner, name=name, kind=extracted.kind, sha256=sha,
-                              path=str(folder / name), pages=len(extracted.pages), chars=len(extracted.text),
-                              tokens=tokens, n_chunks=len(chunks), size_bytes=size, uploaded_at=time.time())
-            progress(0.92, "Indexing")
-            self.store.add_document(row, [
-                {"chunk_id": f"{doc_id}:{c.index}", "doc_id": doc_id, "owner": owner, "idx": c.index,
-                 "page": c.page, "text": c.text, "vector": v} for c, v in zip(chunks, vectors)
-            ])
+            row = self._index(owner, doc_id, name, extracted, sha, size, time.time(), progress, replace=False)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         log.info("ingested document %s: %d pages, %d chunks", doc_id, row.pages, row.n_chunks)
         return row, True
+
+    def reindex(self, owner: str, doc_id: str, progress: Progress = _noop) -> DocumentRow:
+        """Extract, chunk and embed a stored document again (after an upgrade or a settings change).
+
+        The original file is read again; an encrypted PDF, whose password is not kept, is
+        re-chunked from its stored text instead. KV caches of the document are dropped when
+        its text changed.
+
+        Args:
+            owner: the document's owner.
+            doc_id: the document.
+            progress: ``progress(fraction, description)`` callback.
+
+        Returns:
+            The new row (same ``doc_id`` and upload time).
+
+        Raises:
+            DocumentError: unknown id, or its files are gone.
+        """
+        row = self.get(owner, doc_id)
+        try:
+            data = Path(row.path).read_bytes()
+        except OSError as exc:
+            raise DocumentError(f"The file of '{row.name}' is missing; delete it and upload it again.") from exc
+        progress(0.0, "Extracting text")
+        try:
+            extracted = extract(data, row.name, progress=lambda done, total: progress(
+                0.2 * done / total, f"Extracting page {done}/{total}"))
+        except PasswordRequired:
+            extracted = Extracted(row.kind, self.pages(owner, doc_id))
+        try:
+            old_text = self._prompt_text(self.pages(owner, doc_id), row.kind)
+        except DocumentError:  # the stored text is gone; re-indexing restores it
+            old_text = None
+        new = self._index(owner, doc_id, row.name, extracted, row.sha256, row.size_bytes, row.uploaded_at,
+                          progress, replace=True)
+        if self._prompt_text(extracted.pages, extracted.kind) != old_text:
+            self.kv_store.delete_for_document(doc_id)
+        log.info("re-indexed document %s: %d chunks", doc_id, new.n_chunks)
+        return new
+
+    def _index(self, owner: str, doc_id: str, name: str, extracted: Extracted, sha: str, size: int,
+               uploaded_at: float, progress: Progress, *, replace: bool) -> DocumentRow:
+        """Chunk, embed and store extracted text; write ``pages.json``; return the row."""
+        progress(0.2, f"Chunking {extracted.page_count} page{'s' * (extracted.page_count != 1)}")
+        chunks = chunk_pages(extracted.pages, doc_id, self.embedder.tokenizer, self.chunk_tokens, self.overlap_tokens)
+        vectors = self.embedder.encode(
+            [c.text for c in chunks],
+            progress=lambda done, total: progress(0.25 + 0.65 * done / total, f"Embedding chunk {done}/{total}"),
+        )
+        folder = self.uploads / doc_id
+        (folder / "pages.json").write_text(json.dumps([asdict(p) for p in extracted.pages]), encoding="utf-8")
+        text = self._prompt_text(extracted.pages, extracted.kind)
+        tokens = len(self.engine.tokenize(text)) if self.engine.loaded else sum(c.n_tokens for c in chunks)
+        row = DocumentRow(doc_id=doc_id, owner=owner, name=name, kind=extracted.kind, sha256=sha,
+                          path=str(folder / name), pages=extracted.page_count, chars=len(extracted.text),
+                          tokens=tokens, n_chunks=len(chunks), size_bytes=size, uploaded_at=uploaded_at)
+        progress(0.92, f"Indexing {len(chunks)} chunks")
+        rows = [{"chunk_id": f"{doc_id}:{c.index}", "doc_id": doc_id, "owner": owner, "idx": c.index,
+                 "page": c.page, "section": c.section, "text": c.text, "vector": v} for c, v in zip(chunks, vectors)]
+        (self.store.replace_document if replace else self.store.add_document)(row, rows)
+        progress(1.0, f"Indexed {len(chunks)} chunks")
+        return row
 
     @staticmethod
     def _prompt_text(pages: list[Page], kind: str) -> str:
@@ -141,11 +189,45 @@ class DocumentService:
             DocumentError: unknown id or its files are gone.
         """
         row = self.get(owner, doc_id)
+        return DocText(doc_id, row.name, self._prompt_text(self.pages(owner, doc_id), row.kind))
+
+    def pages(self, owner: str, doc_id: str) -> list[Page]:
+        """A document's extracted pages (and sections), as stored at ingestion.
+
+        Raises:
+            DocumentError: unknown id or its stored text is gone.
+        """
+        row = self.get(owner, doc_id)
         try:
-            pages = [Page(**p) for p in json.loads((self.uploads / doc_id / "pages.json").read_text(encoding="utf-8"))]
-        except (OSError, ValueError) as exc:
+            return [Page(**p) for p in json.loads((self.uploads / doc_id / "pages.json").read_text(encoding="utf-8"))]
+        except (OSError, ValueError, TypeError) as exc:
             raise DocumentError(f"The stored text of '{row.name}' is missing; delete and upload it again.") from exc
-        return DocText(doc_id, row.name, self._prompt_text(pages, row.kind))
+
+    def search(self, owner: str, query: str, doc_ids: list[str] | None, k: int, method: str = "hybrid") -> list[Hit]:
+        """Top-k chunks for a query, only from the given documents.
+
+        Args:
+            owner: whose documents.
+            query: the search text.
+            doc_ids: documents to search; None or empty searches all of the owner's documents.
+            k: top-k, 1..100.
+            method: ``hybrid`` (default), ``vector`` or ``fts``.
+
+        Returns:
+            Hits, best first.
+
+        Raises:
+            DocumentError: an empty query, ``k`` out of range, or an unknown document id.
+        """
+        if not (query or "").strip():
+            raise DocumentError("The search query is empty; type what to look for.")
+        if not 1 <= k <= 100:
+            raise DocumentError(f"k must be between 1 and 100, not {k}.")
+        if doc_ids:
+            for doc_id in doc_ids:
+                self.get(owner, doc_id)
+        ids = list(doc_ids) if doc_ids else [d.doc_id for d in self.list(owner)]
+        return self.store.search(owner, query, self.embedder.encode_query(query), ids, k, method)
 
     def delete(self, owner: str, doc_id: str) -> None:
         """Delete a document's rows, chunks, files and KV caches.

@@ -6,6 +6,7 @@ loads without a model hub; any other sentence-transformers name or path also wor
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,9 +44,10 @@ class Embedder:
     Args:
         name: model name or folder (see ``resolve_model``).
         batch_size: texts per forward pass.
+        query_cache_size: how many query embeddings ``encode_query`` keeps (LRU).
     """
 
-    def __init__(self, name: str, batch_size: int = 64):
+    def __init__(self, name: str, batch_size: int = 64, query_cache_size: int = 1024):
         from sentence_transformers import SentenceTransformer
 
         self.name = name
@@ -54,6 +56,7 @@ class Embedder:
         self.tokenizer = self.model.tokenizer
         self.dim: int = int(self.model.get_embedding_dimension())
         self.max_seq_length: int = int(self.model.max_seq_length)
+        self.encode_query = functools.lru_cache(maxsize=query_cache_size)(self._encode_query)
         self.encode(["warm-up"])  # first call pays one-off costs; do it at start, not on a request
 
     def count_tokens(self, text: str) -> int:
@@ -61,22 +64,40 @@ class Embedder:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def encode(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Embed texts in batches.
+        """Embed texts in batches of similar length.
+
+        Texts are sorted by length before batching (as ``SentenceTransformer.encode`` does
+        inside one call), so padding stays small while progress is still reported per batch.
 
         Args:
             texts: n strings.
             progress: called as ``progress(done, total)`` after each batch.
 
         Returns:
-            float32 array, shape (n, dim), L2-normalized rows.
+            float32 array, shape (n, dim), L2-normalized rows, in the order of ``texts``.
         """
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            batch = list(texts[start:start + self.batch_size])
-            out[start:start + len(batch)] = self.model.encode(
-                batch, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                show_progress_bar=False,
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            out[idx] = self.model.encode(
+                [texts[i] for i in idx], batch_size=self.batch_size, normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=False,
             )
             if progress:
-                progress(start + len(batch), len(texts))
+                progress(start + len(idx), len(texts))
         return out
+
+    def _encode_query(self, query: str) -> np.ndarray:
+        """Embed one search query; reached through ``encode_query``, an LRU cache
+        (``functools.lru_cache``, ``query_cache_size`` entries) set up in ``__init__``.
+
+        Args:
+            query: the query text.
+
+        Returns:
+            float32 array, shape (dim,), L2-normalized; read-only, since the cache shares it.
+        """
+        vector = self.encode([query])[0]
+        vector.flags.writeable = False
+        return vector

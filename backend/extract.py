@@ -1,7 +1,8 @@
 """Text extraction: PDF (pypdf), DOCX (python-docx) and TXT/Markdown (charset-normalizer).
 
 ``extract(data, filename)`` sniffs the real type from the bytes, checks it agrees with the
-extension, and returns pages of text with 1-based page numbers. Every failure raises
+extension, and returns the text as pages (1-based page numbers) split further by section
+(Markdown and DOCX headings), so every chunk can say where it came from. Every failure raises
 ``DocumentError`` whose message is one plain sentence meant for the user.
 """
 
@@ -11,12 +12,16 @@ import io
 import logging
 import zipfile
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import PurePath
 
 import charset_normalizer
-import docx
 import pypdf
+from markdown_it import MarkdownIt
+from mdit_py_plugins.front_matter import front_matter_plugin
 from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
+
+from backend.docx_text import docx_blocks
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +38,26 @@ class PasswordRequired(DocumentError):
     """The PDF is encrypted and the password given (if any) does not open it."""
 
 
+# When charset-normalizer scores several encodings equally, prefer the common ones, in the
+# order of the WHATWG Encoding Standard's defaults (UTF-8, then windows-1252, which browsers
+# also use for ISO-8859-1 labels). Without this, Portuguese Latin-1 text read as cp1250.
+PREFERRED_ENCODINGS = ("utf_8", "cp1252", "latin_1", "iso8859_15")
+SECTION_SEP = " > "
+
+
 @dataclass(frozen=True)
 class Page:
-    """One page of extracted text.
+    """A run of extracted text on one page under one section title.
 
     Attributes:
         number: 1-based page number (always 1 for DOCX and text files).
-        text: the page's text, ``\\n`` line endings.
+        text: the text, ``\\n`` line endings.
+        section: the heading path it sits under, e.g. ``Options > Reader options``; ``""`` if none.
     """
 
     number: int
     text: str
+    section: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,11 @@ class Extracted:
     def text(self) -> str:
         """All pages joined with blank lines."""
         return "\n\n".join(p.text for p in self.pages if p.text.strip())
+
+    @property
+    def page_count(self) -> int:
+        """Number of pages (the highest page number)."""
+        return max((p.number for p in self.pages), default=0)
 
 
 def sniff(data: bytes) -> str:
@@ -88,13 +107,15 @@ def sniff(data: bytes) -> str:
     return "txt"
 
 
-def extract(data: bytes, filename: str, password: str | None = None) -> Extracted:
+def extract(data: bytes, filename: str, password: str | None = None,
+            progress: Callable[[int, int], None] | None = None) -> Extracted:
     """Extract the text of an uploaded file.
 
     Args:
         data: the file's bytes.
         filename: the name the user gave it; its extension selects the expected type.
         password: PDF user password, if the file is encrypted.
+        progress: called as ``progress(pages_done, pages_total)`` while a PDF is read.
 
     Returns:
         The document's pages.
@@ -119,9 +140,11 @@ def extract(data: bytes, filename: str, password: str | None = None) -> Extracte
             "save it in the right format (or fix its extension) and upload it again."
         )
     if actual == "pdf":
-        pages = _pdf_pages(data, filename, password)
+        pages = _pdf_pages(data, filename, password, progress)
     elif actual == "docx":
         pages = _docx_pages(data, filename)
+    elif expected == "md":
+        pages = markdown_sections(_decode_text(data, filename))
     else:
         pages = [Page(1, _decode_text(data, filename))]
     if not any(p.text.strip() for p in pages):
@@ -134,7 +157,8 @@ def extract(data: bytes, filename: str, password: str | None = None) -> Extracte
     return Extracted(kind=expected, pages=pages)
 
 
-def _pdf_pages(data: bytes, filename: str, password: str | None) -> list[Page]:
+def _pdf_pages(data: bytes, filename: str, password: str | None,
+               progress: Callable[[int, int], None] | None) -> list[Page]:
     """Read a PDF non-strictly with pypdf; see ``extract`` for errors."""
     try:
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
@@ -147,7 +171,12 @@ def _pdf_pages(data: bytes, filename: str, password: str | None) -> list[Page]:
                     if not password else
                     f"The password for '{filename}' is wrong; check it and try again."
                 )
-        pages = [Page(i + 1, _normalize(page.extract_text() or "")) for i, page in enumerate(reader.pages)]
+        pages = []
+        total = len(reader.pages)
+        for i, page in enumerate(reader.pages):
+            pages.append(Page(i + 1, _normalize(page.extract_text() or "")))
+            if progress:
+                progress(i + 1, total)
     except DocumentError:
         raise
     except PdfStreamError as exc:  # pypdf hit the end of the data early: a cut-off file
@@ -164,36 +193,77 @@ def _pdf_pages(data: bytes, filename: str, password: str | None) -> list[Page]:
 
 
 def _docx_pages(data: bytes, filename: str) -> list[Page]:
-    """Read a DOCX body in document order (paragraphs and table rows), plus headers/footers once."""
+    """Read a DOCX (see ``backend.docx_text``) into sections split at its headings."""
     try:
-        document = docx.Document(io.BytesIO(data))
+        blocks = docx_blocks(data)
     except Exception as exc:  # python-docx raises several unrelated types for broken packages
         log.info("python-docx failed on %s: %s", filename, exc)
         raise DocumentError(f"'{filename}' could not be read as a Word document (it looks damaged); save it again and re-upload.") from exc
-    lines: list[str] = []
-    seen_hf: set[str] = set()
-    for section in document.sections:
-        for part in (section.header, section.footer):
-            text = "\n".join(p.text for p in part.paragraphs if p.text.strip())
-            if text and text not in seen_hf:
-                seen_hf.add(text)
-                lines.append(text)
-    for block in document.iter_inner_content():
-        if isinstance(block, docx.table.Table):
-            for row in block.rows:
-                cells = [c.text.strip() for c in row.cells]
-                if any(cells):
-                    lines.append(" | ".join(cells))
-        elif block.text.strip():
-            lines.append(block.text)
-    return [Page(1, _normalize("\n".join(lines)))]
+    return _sections([(b.heading, b.text, b.text) for b in blocks])
+
+
+def _sections(lines: list[tuple[int | None, str, str]]) -> list[Page]:
+    """Group lines into sections titled by their heading path.
+
+    Args:
+        lines: ``(heading_level or None, heading_title, line_text)``; a line with a level starts
+            a section (its text stays in the section).
+    """
+    pages: list[Page] = []
+    path: list[tuple[int, str]] = []
+    current: list[str] = []
+
+    def flush() -> None:
+        text = _normalize("\n".join(current)).strip("\n")
+        if text.strip():
+            pages.append(Page(1, text, SECTION_SEP.join(t for _, t in path)))
+        current.clear()
+
+    for level, title, text in lines:
+        if level is not None:
+            flush()
+            while path and path[-1][0] >= level:
+                path.pop()
+            path.append((level, " ".join(title.split())))
+        current.append(text)
+    flush()
+    return pages
+
+
+def markdown_sections(text: str) -> list[Page]:
+    """Split Markdown at its ATX and setext headings, keeping every source line.
+
+    Headings are found by markdown-it-py (CommonMark, plus YAML front matter), so a ``#`` line
+    inside a code block, or the ``---`` closing a front-matter block, is not one. Each section's text starts with its heading's own lines.
+
+    Args:
+        text: the decoded Markdown, ``\\n`` line endings.
+
+    Returns:
+        Sections in order (page 1), each titled with its heading path; one untitled section
+        when there are no headings.
+    """
+    tokens = MarkdownIt("commonmark").use(front_matter_plugin).parse(text)
+    starts = {tok.map[0]: (int(tok.tag[1:]), _plain(tokens[i + 1]))
+              for i, tok in enumerate(tokens) if tok.type == "heading_open" and tok.map}
+    return _sections([(*starts.get(n, (None, "")), line) for n, line in enumerate(text.split("\n"))])
+
+
+def _plain(inline) -> str:
+    """The plain text of an inline token: link text without URLs, code without backticks."""
+    children = inline.children or []
+    return "".join(c.content for c in children if c.type in ("text", "code_inline")) or inline.content
 
 
 def _decode_text(data: bytes, filename: str) -> str:
     """Decode text bytes with charset-normalizer; BOMs are removed, CRLF becomes LF."""
-    best = charset_normalizer.from_bytes(data).best()
+    matches = charset_normalizer.from_bytes(data)
+    best = matches.best()
     if best is None:
         raise DocumentError(f"'{filename}' does not look like text in any known encoding; save it as UTF-8 and re-upload.")
+    tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    rank = {enc: i for i, enc in enumerate(PREFERRED_ENCODINGS)}
+    best = min(tied, key=lambda m: rank.get(m.encoding, len(rank)))  # min() keeps the first on ties
     return _normalize(str(best))
 
 

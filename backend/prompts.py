@@ -68,7 +68,8 @@ def rag_user_text(question: str, hits: list[Hit]) -> str:
     """The user turn of a RAG answer: numbered excerpts, then the question."""
     if not hits:
         return question
-    excerpts = "\n\n".join(f"[{i}] {h.name}, page {h.page}:\n{h.text}" for i, h in enumerate(hits, 1))
+    excerpts = "\n\n".join(f"[{i}] {h.name}, page {h.page}{f' ({h.section})' if h.section else ''}:\n{h.text}"
+                             for i, h in enumerate(hits, 1))
     return f"Excerpts from the user's documents:\n\n{excerpts}\n\nQuestion: {question}"
 
 

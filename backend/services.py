@@ -103,7 +103,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     documents = DocumentService(settings.path("uploads"), store, embedder, engine, kv_store,
                                 max_upload_bytes=settings.max_upload_bytes, chunk_tokens=settings.chunk_tokens,
                                 overlap_tokens=settings.chunk_overlap_tokens)
-    chat = ChatService(settings, engine, kv_store, sessions, documents, store, embedder)
+    chat = ChatService(settings, engine, kv_store, sessions, documents)
     services = Services(settings, engine, kv_store, sessions, documents, chat, store, embedder, client, server)
     model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename)
     if model is not None:

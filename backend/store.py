@@ -2,7 +2,9 @@
 
 Search runs LanceDB's own full-text (BM25) index and vector search over the same
 prefiltered rows and fuses the two rankings with LanceDB's reciprocal-rank-fusion reranker
-(Cormack et al., 2009, k=60). Every query filters by ``owner`` first.
+(Cormack et al., 2009, k=60). Every query filters by ``owner`` and the selected documents
+before ranking (``prefilter=True``), never after. The full-text index is built once and
+updated incrementally with ``optimize()`` after each write.
 """
 
 from __future__ import annotations
@@ -50,15 +52,23 @@ def chunk_model(dim: int) -> type[LanceModel]:
         owner: str
         idx: int
         page: int
+        section: str
         text: str
         vector: Vector(dim)  # type: ignore[valid-type]
 
     return ChunkRow
 
 
+SEARCH_METHODS = ("hybrid", "vector", "fts")
+
+
 @dataclass(frozen=True)
 class Hit:
-    """One search result: a chunk and its fused relevance score (higher is better)."""
+    """One search result: a chunk and its relevance score (higher is better).
+
+    ``score`` is the RRF score for hybrid search, cosine similarity for vector search and
+    BM25 for full-text search; ``section`` is the heading path, ``""`` when the file has none.
+    """
 
     doc_id: str
     name: str
@@ -66,6 +76,7 @@ class Hit:
     idx: int
     score: float
     text: str
+    section: str = ""
 
 
 def _quote(value: str) -> str:
@@ -87,11 +98,20 @@ class Store:
         self._write_lock = threading.Lock()
         self.documents = self._open("documents", DocumentRow)
         self.chunks = self._open("chunks", chunk_model(dim))
+        if "section" not in self.chunks.schema.names:  # tables written before chunks had sections
+            self.chunks.add_columns({"section": "''"})
         self.reranker = RRFReranker()
 
     def _open(self, name: str, schema: type[LanceModel]):
         """Open table ``name``, creating it with ``schema`` when missing."""
         return self.db.create_table(name, schema=schema, exist_ok=True)
+
+    def _index_text(self) -> None:
+        """Build the BM25 index on first use, then fold new rows into it incrementally."""
+        if any(ix.columns == ["text"] for ix in self.chunks.list_indices()):
+            self.chunks.optimize()
+        else:
+            self.chunks.create_fts_index("text", use_tantivy=False)
 
     # documents ---------------------------------------------------------------------------
     def add_document(self, row: DocumentRow, chunks: list[dict]) -> None:
@@ -104,7 +124,23 @@ class Store:
         with self._write_lock:
             if chunks:
                 self.chunks.add(chunks)
-                self.chunks.create_fts_index("text", replace=True, use_tantivy=False)
+                self._index_text()
+            self.documents.add([row])
+
+    def replace_document(self, row: DocumentRow, chunks: list[dict]) -> None:
+        """Swap a document's row and chunks for new ones (re-indexing), keeping its id.
+
+        Args:
+            row: the new row (same ``owner`` and ``doc_id``).
+            chunks: the new chunks, as for ``add_document``.
+        """
+        cond = f"owner = {_quote(row.owner)} AND doc_id = {_quote(row.doc_id)}"
+        with self._write_lock:
+            self.chunks.delete(cond)
+            self.documents.delete(cond)
+            if chunks:
+                self.chunks.add(chunks)
+                self._index_text()
             self.documents.add([row])
 
     def list_documents(self, owner: str) -> list[DocumentRow]:
@@ -138,30 +174,56 @@ class Store:
                 .select(["idx", "text"]).limit(None).to_list())
         return [r["text"] for r in sorted(rows, key=lambda r: r["idx"])]
 
+    def count_chunks(self) -> int:
+        """Number of chunk rows of all owners."""
+        return self.chunks.count_rows()
+
     # search ------------------------------------------------------------------------------
-    def search(self, owner: str, query: str, query_vector: np.ndarray, doc_ids: list[str], k: int) -> list[Hit]:
-        """Hybrid search over the chunks of the given documents.
+    def search(self, owner: str, query: str, query_vector: np.ndarray, doc_ids: list[str], k: int,
+               method: str = "hybrid") -> list[Hit]:
+        """Top-k chunks of the given documents.
 
         Args:
             owner: whose chunks to search.
             query: the question text, for BM25.
-            query_vector: float32, shape (dim,), L2-normalized.
+            query_vector: float32, shape (dim,), L2-normalized (unused by ``fts``).
             doc_ids: documents to search; an empty list searches nothing.
             k: top-k chunks to return.
+            method: ``hybrid`` (BM25 + vector, RRF-fused), ``vector`` or ``fts``.
 
         Returns:
-            Up to ``k`` hits, best first.
+            Up to ``k`` hits, best first, all from ``doc_ids``.
+
+        Raises:
+            ValueError: unknown ``method``.
         """
-        if not doc_ids or self.chunks.count_rows() == 0:
+        if method not in SEARCH_METHODS:
+            raise ValueError(f"method must be one of {SEARCH_METHODS}")
+        if not doc_ids or k < 1 or self.chunks.count_rows() == 0:
             return []
         where = f"owner = {_quote(owner)} AND doc_id IN ({', '.join(_quote(d) for d in doc_ids)})"
-        rows = (self.chunks.search(query_type="hybrid")
-                .vector(query_vector.astype(np.float32))
-                .text(query)
-                .where(where, prefilter=True)
-                .rerank(self.reranker)
-                .limit(k)
-                .to_list())
-        names = {d.doc_id: d.name for d in self.list_documents(owner)}
+        vector = query_vector.astype(np.float32)
+        if method == "hybrid":
+            q = self.chunks.search(query_type="hybrid").vector(vector).text(query).rerank(self.reranker)
+            score = "_relevance_score"
+        elif method == "vector":
+            q = self.chunks.search(vector, query_type="vector").distance_type("cosine")
+            score = "_distance"
+        else:
+            q = self.chunks.search(query, query_type="fts")
+            score = "_score"
+        rows = (q.where(where, prefilter=True).select(["doc_id", "idx", "page", "section", "text"])
+                .limit(k).to_list())
+        names = self._names(owner, {r["doc_id"] for r in rows})
         return [Hit(r["doc_id"], names.get(r["doc_id"], r["doc_id"]), r["page"], r["idx"],
-                    float(r.get("_relevance_score", 0.0)), r["text"]) for r in rows]
+                    1.0 - float(r[score]) if score == "_distance" else float(r.get(score, 0.0)),
+                    r["text"], r.get("section") or "") for r in rows]
+
+    def _names(self, owner: str, doc_ids: set[str]) -> dict[str, str]:
+        """Names of the given documents."""
+        if not doc_ids:
+            return {}
+        rows = (self.documents.search()
+                .where(f"owner = {_quote(owner)} AND doc_id IN ({', '.join(_quote(d) for d in doc_ids)})")
+                .select(["doc_id", "name"]).limit(None).to_list())
+        return {r["doc_id"]: r["name"] for r in rows}

@@ -72,11 +72,21 @@ def test_bad_uploads_fail_clearly_and_lose_nothing(app_with_state, tmp_path):
     assert last["metrics"]["mode"] == "cag" and last["metrics"]["reused_tokens"] >= doc["tokens"]
 
 
-def test_encrypted_pdf_with_password_uploads(app_with_state):
+# every encrypted PDF of the testdata README with a text layer, and its password
+ENCRYPTED = {"sf_libreoffice-writer-password.pdf": "openpassword", "pypdf_encrypted-file.pdf": "test",
+             "pypdf_crazyones-encrypted-256.pdf": "password", "pypdf_r6-user-password.pdf": "asdfzxcv",
+             "pypdf_r2-empty-password.pdf": ""}
+
+
+def test_encrypted_pdfs_upload_with_their_passwords(app_with_state):
     app, _, _ = app_with_state
-    doc = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_encrypted-file.pdf")), "test",
-                             api_name="/upload_document")
-    assert doc["pages"] >= 1 and doc["chars"] > 0
+    for name, password in ENCRYPTED.items():
+        doc = app.client.predict(handle_file(str(TESTDATA / "pdf" / name)), password, api_name="/upload_document")
+        assert doc["created"] and doc["pages"] >= 1 and doc["chars"] > 0, name
+    crazy = next(d for d in app.client.predict(api_name="/list_documents")
+                 if d["name"] == "pypdf_crazyones-encrypted-256.pdf")
+    hits = app.client.predict("the crazy ones, the misfits", [crazy["doc_id"]], 1, api_name="/search_documents")
+    assert "misfits" in hits[0]["text"].replace("ﬁ", "fi")  # AES-256 text is searchable once opened
 
 
 def test_identical_reupload_is_not_stored_twice(app_with_state, tmp_path):
