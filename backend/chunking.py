@@ -33,7 +33,8 @@ class Chunk:
     n_tokens: int
 
 
-def chunk_pages(pages: list[Page], doc_id: str, tokenizer, chunk_tokens: int, overlap_tokens: int) -> list[Chunk]:
+def chunk_pages(pages: list[Page], doc_id: str, tokenizer, chunk_tokens: int, overlap_tokens: int,
+                max_seq_length: int | None = None) -> list[Chunk]:
     """Split pages into overlapping token windows.
 
     Args:
@@ -41,14 +42,19 @@ def chunk_pages(pages: list[Page], doc_id: str, tokenizer, chunk_tokens: int, ov
         doc_id: id stamped on every chunk.
         tokenizer: a Hugging Face *fast* tokenizer (needs ``return_offsets_mapping``).
         chunk_tokens: window length, tokens.
-        overlap_tokens: tokens shared by consecutive windows of a page; must be < chunk_tokens.
+        overlap_tokens: tokens shared by consecutive windows of a page; must be < the window.
+        max_seq_length: the embedding model's input limit, tokens (sentence-transformers'
+            ``max_seq_length``); windows are capped so a chunk plus the tokenizer's special
+            tokens fits it. None: no cap beyond ``chunk_tokens``.
 
     Returns:
-        Chunks in document order, none longer than ``chunk_tokens`` tokens.
+        Chunks in document order, none longer than the (capped) window.
 
     Raises:
-        ValueError: ``overlap_tokens >= chunk_tokens``.
+        ValueError: ``overlap_tokens`` not smaller than the window.
     """
+    if max_seq_length is not None:
+        chunk_tokens = min(chunk_tokens, max_seq_length - tokenizer.num_special_tokens_to_add())
     if overlap_tokens >= chunk_tokens:
         raise ValueError("overlap_tokens must be smaller than chunk_tokens")
     step = chunk_tokens - overlap_tokens
@@ -62,7 +68,21 @@ def chunk_pages(pages: list[Page], doc_id: str, tokenizer, chunk_tokens: int, ov
             window = offsets[start:start + chunk_tokens]
             if not window:
                 break
-            text = page.text[window[0][0]:window[-1][1]].strip()
+            text, n_tokens = _fit(page.text, window, tokenizer, chunk_tokens)
             if text:
-                chunks.append(Chunk(doc_id, len(chunks), page.number, page.section, text, len(window)))
+                chunks.append(Chunk(doc_id, len(chunks), page.number, page.section, text, n_tokens))
     return chunks
+
+
+def _fit(text: str, window: list[tuple[int, int]], tokenizer, limit: int) -> tuple[str, int]:
+    """The window's text and its token count, trimmed from the end until it re-tokenizes to
+    at most ``limit`` tokens (a window that starts inside a word, e.g. at ``##ing``, can grow
+    by a token or two when its text is tokenized on its own)."""
+    end = len(window)
+    while end > 0:
+        piece = text[window[0][0]:window[end - 1][1]].strip()
+        n = len(tokenizer(piece, add_special_tokens=False, verbose=False)["input_ids"])
+        if n <= limit:
+            return piece, n
+        end -= n - limit
+    return "", 0

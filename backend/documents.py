@@ -51,7 +51,7 @@ class DocumentService:
         self.uploads = Path(uploads)
         self.store, self.embedder, self.engine, self.kv_store = store, embedder, engine, kv_store
         self.max_upload_bytes = max_upload_bytes
-        self.chunk_tokens = min(chunk_tokens, embedder.max_seq_length - 2)  # room for [CLS] and [SEP]
+        self.chunk_tokens = chunk_tokens
         self.overlap_tokens = overlap_tokens
 
     def upload(self, owner: str, path: Path, filename: str | None = None, password: str | None = None,
@@ -141,7 +141,8 @@ class DocumentService:
                uploaded_at: float, progress: Progress, *, replace: bool) -> DocumentRow:
         """Chunk, embed and store extracted text; write ``pages.json``; return the row."""
         progress(0.2, f"Chunking {extracted.page_count} page{'s' * (extracted.page_count != 1)}")
-        chunks = chunk_pages(extracted.pages, doc_id, self.embedder.tokenizer, self.chunk_tokens, self.overlap_tokens)
+        chunks = chunk_pages(extracted.pages, doc_id, self.embedder.tokenizer, self.chunk_tokens, self.overlap_tokens,
+                             self.embedder.max_seq_length)
         vectors = self.embedder.encode(
             [c.text for c in chunks],
             progress=lambda done, total: progress(0.25 + 0.65 * done / total, f"Embedding chunk {done}/{total}"),

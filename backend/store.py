@@ -212,8 +212,8 @@ class Store:
         else:
             q = self.chunks.search(query, query_type="fts")
             score = "_score"
-        rows = (q.where(where, prefilter=True).select(["doc_id", "idx", "page", "section", "text"])
-                .limit(k).to_list())
+        columns = ["doc_id", "idx", "page", "section", "text"] + (["_score"] if method == "fts" else [])
+        rows = q.where(where, prefilter=True).select(columns).limit(k).to_list()
         names = self._names(owner, {r["doc_id"] for r in rows})
         return [Hit(r["doc_id"], names.get(r["doc_id"], r["doc_id"]), r["page"], r["idx"],
                     1.0 - float(r[score]) if score == "_distance" else float(r.get(score, 0.0)),

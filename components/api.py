@@ -59,6 +59,31 @@ def render(services: Services) -> None:
         cached = services.chat.cached(owner)
         return [document_dict(r, cached) for r in services.documents.list(owner)]
 
+    def search_documents(query: str, doc_ids: list[str], k: int, request: gr.Request) -> list[dict]:
+        """Hybrid (BM25 + vector, RRF) search; doc_ids limits it to those documents (empty: all).
+
+        Returns up to k chunks, best first: doc_id, name, page, section, idx, score, text.
+        """
+        with user_errors():
+            hits = services.documents.search(owner_of(request), query, list(doc_ids or []), int(k))
+        return [asdict(h) for h in hits]
+
+    def get_document_text(doc_id: str, request: gr.Request) -> dict:
+        """A document's extracted text: name, kind and its pages as {page, section, text}."""
+        owner = owner_of(request)
+        with user_errors():
+            row = services.documents.get(owner, doc_id)
+            pages = services.documents.pages(owner, doc_id)
+        return {"doc_id": doc_id, "name": row.name, "kind": row.kind,
+                "pages": [{"page": p.number, "section": p.section, "text": p.text} for p in pages]}
+
+    def reindex_document(doc_id: str, request: gr.Request) -> dict:
+        """Extract, chunk and embed a document again; returns the updated document."""
+        owner = owner_of(request)
+        with user_errors():
+            row = services.documents.reindex(owner, doc_id)
+        return document_dict(row, services.chat.cached(owner))
+
     def delete_document(doc_id: str, request: gr.Request) -> dict:
         """Delete a document with its chunks and KV caches."""
         with user_errors():
@@ -104,6 +129,9 @@ def render(services: Services) -> None:
 
     llm = {"concurrency_id": "llm", "concurrency_limit": 1}
     gr.api(list_documents, api_name="list_documents")
+    gr.api(search_documents, api_name="search_documents")
+    gr.api(get_document_text, api_name="get_document_text")
+    gr.api(reindex_document, api_name="reindex_document")
     gr.api(delete_document, api_name="delete_document")
     gr.api(cache_document, api_name="cache_document", **llm)
     gr.api(create_session, api_name="create_session")
