@@ -42,17 +42,20 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
                 docs_panel = documents.render(services)
             with gr.Column(scale=3, min_width=480):
                 chat_panel = chat.render(services, docs_panel)
+        with gr.Accordion("Document manager", open=True):
+            documents.render_manager(services, docs_panel)
         with gr.Accordion("Model", open=not services.engine.loaded):
             models_panel = models.render(services)
         api.render(services)
 
         def on_load(session_id: str | None, request: gr.Request):
             owner = owner_of(request)
-            table, selector = documents.refresh(services, owner)
-            return table, selector, chat_panel.load_history(session_id, request), models_panel.refresh(request)
+            listing = documents.refresh(services, owner)
+            return *listing, chat_panel.load_history(session_id, request), models_panel.refresh(request)
 
         demo.load(on_load, [chat_panel.session],
-                  [docs_panel.table, docs_panel.selector, chat_panel.chatbot, models_panel.info_box],
+                  [docs_panel.table, docs_panel.selector, docs_panel.row_ids, chat_panel.chatbot,
+                   models_panel.info_box],
                   api_visibility="private")
     demo.queue(default_concurrency_limit=4)
     demo.services = services  # type: ignore[attr-defined]

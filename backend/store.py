@@ -212,7 +212,7 @@ class Store:
         else:
             q = self.chunks.search(query, query_type="fts")
             score = "_score"
-        columns = ["doc_id", "idx", "page", "section", "text"] + (["_score"] if method == "fts" else [])
+        columns = ["doc_id", "idx", "page", "section", "text"] + ([score] if method != "hybrid" else [])
         rows = q.where(where, prefilter=True).select(columns).limit(k).to_list()
         names = self._names(owner, {r["doc_id"] for r in rows})
         return [Hit(r["doc_id"], names.get(r["doc_id"], r["doc_id"]), r["page"], r["idx"],

@@ -20,10 +20,47 @@ def with_metrics(answer: str, metrics: dict | None) -> str:
     return f"{answer}\n\n<sub>{metrics_line(metrics)}</sub>"
 
 
+SNIPPET_CHARS = 90
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """The first ``limit`` characters of a chunk on one line, with an ellipsis when cut."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def source_messages(sources: list[dict]) -> list[dict]:
+    """A RAG answer's sources as collapsed Chatbot "thought" messages.
+
+    Each title names the document, page (and section) with a snippet; opening it shows the
+    whole chunk the model read.
+
+    Args:
+        sources: ``asdict(Hit)`` dicts as stored with the answer.
+    """
+    out = []
+    for i, s in enumerate(sources, 1):
+        where = f"p. {s['page']}" + (f" · {s['section']}" if s.get("section") else "")
+        out.append({"role": "assistant", "content": s["text"],
+                    "metadata": {"title": f"[{i}] {s['name']}, {where}: “{snippet(s['text'])}”",
+                                 "status": "done"}})
+    return out
+
+
+def answer_messages(text: str, metrics: dict | None, sources: list[dict] | None) -> list[dict]:
+    """One finished answer as Chatbot messages: the text with its metrics line, then its sources."""
+    return [{"role": "assistant", "content": with_metrics(text, metrics)}, *source_messages(sources or [])]
+
+
 def to_chatbot(messages: list[dict]) -> list[dict]:
-    """Stored session messages -> Chatbot messages (metrics under each answer)."""
-    return [{"role": m["role"], "content": with_metrics(m["content"], m.get("metrics")) if m["role"] == "assistant"
-             else m["content"]} for m in messages]
+    """Stored session messages -> Chatbot messages (metrics and sources under each answer)."""
+    out: list[dict] = []
+    for m in messages:
+        if m["role"] == "assistant":
+            out.extend(answer_messages(m["content"], m.get("metrics"), m.get("sources")))
+        else:
+            out.append({"role": m["role"], "content": m["content"]})
+    return out
 
 
 @dataclass
@@ -66,7 +103,8 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
                     history = [*history[:-1], {"role": "assistant", "content": answer}]
                     yield "", history, session_id
                 elif event.kind == "done":
-                    history = [*history[:-1], {"role": "assistant", "content": with_metrics(event.text, event.data["metrics"])}]
+                    history = [*history[:-1], *answer_messages(event.text, event.data["metrics"],
+                                                               event.data.get("sources"))]
                     yield "", history, session_id
 
     def load_history(session_id: str | None, request: gr.Request):

@@ -1,8 +1,9 @@
-"""Documents panel: upload, list (with cache state), select for chat, cache, delete."""
+"""Documents panel: upload, the document table, select for chat, cache, re-index, delete, preview."""
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from components.common import USER_ERRORS, human_bytes, owner_of, user_errors
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["Name", "Pages", "Tokens", "Chunks", "Size", "Cached"]
+COLUMNS = ["Name", "Type", "Pages", "Tokens", "Chunks", "Size", "Uploaded", "Cached"]
+PREVIEW_CHARS = 20_000
 FILE_TYPES = [".pdf", ".docx", ".txt", ".md", ".markdown"]
 
 
@@ -24,26 +26,45 @@ class DocumentsPanel:
     table: gr.Dataframe
     selector: gr.CheckboxGroup
     status: gr.Markdown
+    row_ids: gr.State
 
 
-def table_rows(services: Services, owner: str) -> list[list]:
+def table_rows(services: Services, docs: list) -> list[list]:
     """Rows of the documents table, with each document's single-document cache state."""
-    cached = services.chat.cached(owner)
+    cached = services.chat.cached(docs[0].owner) if docs else {}
     rows = []
-    for d in services.documents.list(owner):
+    for d in docs:
         entry = cached.get((d.doc_id,))
         state = f"✓ {entry.n_tokens:,} tok · {human_bytes(entry.state_bytes)}" if entry else "—"
-        rows.append([d.name, d.pages, f"{d.tokens:,}", d.n_chunks, human_bytes(d.size_bytes), state])
+        uploaded = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.uploaded_at))
+        rows.append([d.name, d.kind.upper(), d.pages, f"{d.tokens:,}", d.n_chunks, human_bytes(d.size_bytes),
+                     uploaded, state])
     return rows
 
 
 def refresh(services: Services, owner: str, selected: list[str] | None = None):
-    """New values for the table and the selector, keeping still-existing selections."""
+    """New values for the table, the selector (keeping still-existing selections) and the row ids."""
     docs = services.documents.list(owner)
-    ids = {d.doc_id for d in docs}
-    choices = [(d.name, d.doc_id) for d in docs]
+    ids = [d.doc_id for d in docs]
     keep = [s for s in (selected or []) if s in ids]
-    return gr.Dataframe(value=table_rows(services, owner), headers=COLUMNS), gr.CheckboxGroup(choices=choices, value=keep)
+    return (gr.Dataframe(value=table_rows(services, docs), headers=COLUMNS),
+            gr.CheckboxGroup(choices=[(d.name, d.doc_id) for d in docs], value=keep), ids)
+
+
+def preview_markdown(services: Services, owner: str, doc_id: str) -> str:
+    """The extracted text of a document as Markdown, page and section headings included, cut at
+    ``PREVIEW_CHARS`` characters."""
+    row = services.documents.get(owner, doc_id)
+    parts, used = [f"**{row.name}**: {row.pages} page{'s' * (row.pages != 1)}, {row.chars:,} characters"], 0
+    for page in services.documents.pages(owner, doc_id):
+        head = " · ".join(x for x in (f"page {page.number}" if row.kind == "pdf" else "", page.section) if x)
+        text = page.text[: max(PREVIEW_CHARS - used, 0)]
+        used += len(text)
+        parts.append((f"##### {head}\n" if head else "") + "```text\n" + text.replace("```", "ʼʼʼ") + "\n```")
+        if used >= PREVIEW_CHARS:
+            parts.append(f"*… preview cut at {PREVIEW_CHARS:,} characters*")
+            break
+    return "\n\n".join(parts)
 
 
 def render(services: Services) -> DocumentsPanel:
@@ -56,9 +77,12 @@ def render(services: Services) -> DocumentsPanel:
     selector = gr.CheckboxGroup(label="Use in chat", choices=[], info="Selected documents are read by the model.")
     with gr.Row():
         cache_btn = gr.Button("Cache", variant="primary", size="sm")
+        reindex_btn = gr.Button("Re-index", size="sm")
         delete_btn = gr.Button("Delete", variant="stop", size="sm")
-    table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=320,
-                         column_widths=["34%", "9%", "12%", "10%", "12%", "23%"])
+    table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=360, render=False,
+                         label="Click a row to preview the text the app extracted",
+                         column_widths=["30%", "7%", "7%", "9%", "8%", "9%", "13%", "17%"])
+    row_ids = gr.State([])
 
     def upload_files(paths: list[str] | None, pdf_password: str, selected: list[str], request: gr.Request,
                      progress=gr.Progress()):
@@ -79,8 +103,7 @@ def render(services: Services) -> DocumentsPanel:
             new_ids.append(row.doc_id)
             lines.append(f"✓ **{row.name}**: {row.pages} page{'s' * (row.pages != 1)}, {row.n_chunks} chunks"
                          if created else f"= **{row.name}** was already uploaded")
-        table_v, selector_v = refresh(services, owner, list(selected or []) + new_ids)
-        return "\n\n".join(lines), table_v, selector_v, None
+        return "\n\n".join(lines), *refresh(services, owner, list(selected or []) + new_ids), None
 
     def cache_selected(selected: list[str], request: gr.Request, progress=gr.Progress()):
         owner = owner_of(request)
@@ -96,6 +119,20 @@ def render(services: Services) -> DocumentsPanel:
                 lines.append(f"✓ **{name}** {verb}: {r['tokens']:,} tokens, {human_bytes(r['bytes'])}")
         return "\n\n".join(lines), refresh(services, owner, selected)[0]
 
+    def reindex_selected(selected: list[str], request: gr.Request, progress=gr.Progress()):
+        owner = owner_of(request)
+        if not selected:
+            raise gr.Error("Select the documents to re-index under 'Use in chat' first.")
+        lines = []
+        with user_errors():
+            for i, doc_id in enumerate(selected):
+                def step(fraction: float, desc: str, i=i) -> None:
+                    progress((i + fraction) / len(selected), desc=desc)
+
+                row = services.documents.reindex(owner, doc_id, step)
+                lines.append(f"✓ **{row.name}** re-indexed: {row.n_chunks} chunks")
+        return "\n\n".join(lines), *refresh(services, owner, selected)
+
     def delete_selected(selected: list[str], request: gr.Request):
         owner = owner_of(request)
         if not selected:
@@ -107,8 +144,27 @@ def render(services: Services) -> DocumentsPanel:
                 services.documents.delete(owner, doc_id)
         return f"Deleted {', '.join(names)}.", *refresh(services, owner, [])
 
-    files.upload(upload_files, [files, password, selector], [status, table, selector, files], api_visibility="private")
+    listing = [table, selector, row_ids]
+    files.upload(upload_files, [files, password, selector], [status, *listing, files], api_visibility="private")
     cache_btn.click(cache_selected, [selector], [status, table], concurrency_id="llm", concurrency_limit=1,
                     api_visibility="private")
-    delete_btn.click(delete_selected, [selector], [status, table, selector], api_visibility="private")
-    return DocumentsPanel(table=table, selector=selector, status=status)
+    reindex_btn.click(reindex_selected, [selector], [status, *listing], api_visibility="private")
+    delete_btn.click(delete_selected, [selector], [status, *listing], api_visibility="private")
+    return DocumentsPanel(table=table, selector=selector, status=status, row_ids=row_ids)
+
+
+def render_manager(services: Services, panel: DocumentsPanel) -> None:
+    """Place the document table (built by ``render``) full width, with a preview of a clicked row."""
+    panel.table.render()
+    with gr.Accordion("Preview", open=False) as preview_box:
+        preview = gr.Markdown("Click a document in the table to read the text the app extracted from it.",
+                              max_height=480)
+
+    def show_preview(ids: list[str], evt: gr.SelectData, request: gr.Request):
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        if not ids or row is None or row >= len(ids):
+            return gr.Markdown(), gr.Accordion()
+        with user_errors():
+            return preview_markdown(services, owner_of(request), ids[row]), gr.Accordion(open=True)
+
+    panel.table.select(show_preview, [panel.row_ids], [preview, preview_box], api_visibility="private")

@@ -64,3 +64,34 @@ def test_upload_cache_and_chat_in_the_browser(tmp_path, tiny_model, embedder, br
         assert shot.stat().st_size > 20_000
     finally:
         stop(app)
+
+
+def test_rag_sources_open_and_table_preview_in_the_browser(tmp_path, tiny_model, embedder, browser):
+    app = launch(make_settings(tmp_path / "data", tiny_model, n_ctx=2048, max_tokens=8, retrieval_top_k=3),
+                 embedder)
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1100})
+        page.goto(app.url)
+        page.locator("input[type=file]").first.set_input_files(str(TESTDATA / "pdf" / "pdfjs_tracemonkey.pdf"))
+        page.get_by_text("pdfjs_tracemonkey.pdf: 14 pages, ").wait_for(timeout=120_000)
+
+        # the table lists the document with its type and upload time; a click previews its text
+        page.get_by_role("gridcell", name="pdfjs_tracemonkey.pdf").first.click()
+        page.get_by_text("page 1", exact=True).first.wait_for(timeout=30_000)
+        assert page.get_by_text("Trace-based Just-in-Time").first.is_visible()
+
+        box = page.get_by_placeholder("Ask about your documents…")
+        box.fill("How are loops compiled into trace trees?")
+        box.press("Enter")
+        page.get_by_text("reused").last.wait_for(timeout=120_000)
+        sources = page.get_by_text("[1] pdfjs_tracemonkey.pdf, p. ")
+        sources.first.wait_for(timeout=30_000)
+        assert page.get_by_text("[3] pdfjs_tracemonkey.pdf, p. ").count() == 1  # top-k = 3 sources listed
+        title = sources.first.inner_text()
+        sources.first.click()  # opening a source shows the whole chunk, longer than its snippet
+        page.wait_for_timeout(500)
+        bot_text = page.locator(".message.bot, [data-testid='bot']").last.inner_text()
+        assert len(bot_text) > len(title)
+        page.screenshot(path=str(tmp_path / "rag.png"), full_page=True)
+    finally:
+        stop(app)

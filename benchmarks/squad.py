@@ -1,0 +1,68 @@
+"""SQuAD v1.1 dev as a document collection, ingested through the app's own pipeline.
+
+Shared by ``retrieval.py`` (hit@k) and ``search_latency.py``. Each of the 48 articles becomes
+one text document: its title, then its paragraphs separated by blank lines.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from backend.config import Settings  # noqa: E402
+from backend.services import Services, build_services  # noqa: E402
+
+SQUAD = ROOT.parent / "shared" / "testdata" / "qa" / "squad-dev-v1.1.json"
+OWNER = "bench"
+
+
+@dataclass(frozen=True)
+class Question:
+    """One SQuAD question and its gold answer strings (any of them counts)."""
+
+    text: str
+    answers: tuple[str, ...]
+    article: str
+
+
+def articles() -> list[tuple[str, str]]:
+    """``(title, text)`` of every article, in file order."""
+    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
+    return [(a["title"], a["title"].replace("_", " ") + "\n\n" + "\n\n".join(p["context"] for p in a["paragraphs"]))
+            for a in data]
+
+
+def questions() -> list[Question]:
+    """All 10,570 questions with their answers."""
+    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
+    return [Question(qa["question"], tuple(dict.fromkeys(a["text"] for a in qa["answers"])), art["title"])
+            for art in data for p in art["paragraphs"] for qa in p["qas"]]
+
+
+def services(data_dir: Path | None = None, embedder=None) -> Services:
+    """The app's services (no LLM) on a fresh data dir, optionally sharing a loaded embedder."""
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="kvc-bench-"))
+    settings = Settings(data_dir=data_dir, models_dir=data_dir / "none", model_path=None, auto_download=False)
+    return build_services(settings, embedder=embedder)
+
+
+def ingest(svc: Services) -> list[str]:
+    """Upload every article as ``<title>.txt`` through ``DocumentService.upload``; returns doc ids."""
+    folder = Path(tempfile.mkdtemp(prefix="kvc-squad-"))
+    ids = []
+    try:
+        for title, text in articles():
+            path = folder / f"{title}.txt"
+            path.write_text(text, encoding="utf-8")
+            row, _ = svc.documents.upload(OWNER, path)
+            ids.append(row.doc_id)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return ids
