@@ -3,11 +3,16 @@
 Windows are cut on the embedding tokenizer's own token offsets, so no chunk exceeds the
 model's ``max_seq_length`` (text past it would be silently truncated by the encoder and
 never be searchable), and every chunk is an exact slice of its page's text.
+
+What gets embedded is the chunk preceded by a context line (document title and section), as
+DPR encodes "title [SEP] passage" (Karpukhin et al., 2020); the context line only uses the room
+the chunk leaves, so the chunk itself is never cut.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from backend.extract import Page
 
@@ -72,6 +77,35 @@ def chunk_pages(pages: list[Page], doc_id: str, tokenizer, chunk_tokens: int, ov
             if text:
                 chunks.append(Chunk(doc_id, len(chunks), page.number, page.section, text, n_tokens))
     return chunks
+
+
+def title_of(filename: str) -> str:
+    """A document title from its file name: ``Super_Bowl_50.txt`` -> ``Super Bowl 50``."""
+    return " ".join(PurePath(filename).stem.replace("_", " ").replace("-", " ").split())
+
+
+def embedding_text(chunk: Chunk, title: str, tokenizer, max_seq_length: int) -> str:
+    """The text to embed for a chunk: ``title > section``, a newline, then the chunk.
+
+    Args:
+        chunk: the chunk (its ``n_tokens`` already fits ``max_seq_length``).
+        title: the document title (see ``title_of``).
+        tokenizer: the embedding model's fast tokenizer.
+        max_seq_length: the embedding model's input limit, tokens.
+
+    Returns:
+        The context line cut to the tokens left after the chunk and the special tokens (dropped
+        when none are left), then the chunk text unchanged.
+    """
+    context = " > ".join(x for x in (title, chunk.section) if x)
+    room = max_seq_length - tokenizer.num_special_tokens_to_add() - chunk.n_tokens
+    if not context or room <= 0:
+        return chunk.text
+    offsets = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True,
+                        verbose=False)["offset_mapping"]
+    if len(offsets) > room:
+        context = context[: offsets[room - 1][1]]
+    return f"{context}\n{chunk.text}"
 
 
 def _fit(text: str, window: list[tuple[int, int]], tokenizer, limit: int) -> tuple[str, int]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path, PurePath
 
-from backend.chunking import chunk_pages
+from backend.chunking import chunk_pages, embedding_text, title_of
 from backend.embeddings import Embedder
 from backend.engine import Engine
 from backend.extract import DocumentError, Extracted, Page, PasswordRequired, extract
@@ -143,8 +143,9 @@ class DocumentService:
         progress(0.2, f"Chunking {extracted.page_count} page{'s' * (extracted.page_count != 1)}")
         chunks = chunk_pages(extracted.pages, doc_id, self.embedder.tokenizer, self.chunk_tokens, self.overlap_tokens,
                              self.embedder.max_seq_length)
+        title = title_of(name)
         vectors = self.embedder.encode(
-            [c.text for c in chunks],
+            [embedding_text(c, title, self.embedder.tokenizer, self.embedder.max_seq_length) for c in chunks],
             progress=lambda done, total: progress(0.25 + 0.65 * done / total, f"Embedding chunk {done}/{total}"),
         )
         folder = self.uploads / doc_id

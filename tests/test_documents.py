@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from backend.chunking import chunk_pages
+from backend.chunking import chunk_pages, embedding_text, title_of
 from backend.extract import DocumentError, extract
 from backend.services import build_services
 from conftest import TESTDATA, make_settings
@@ -39,9 +39,13 @@ def test_no_chunk_exceeds_the_embedders_max_seq_length(embedder, relative):
     # the app's own window, asked for larger than the model can take: the limit must still hold
     chunks = chunk_pages(doc.pages, "d", embedder.tokenizer, embedder.max_seq_length * 2, 40, embedder.max_seq_length)
     assert chunks
+    title = title_of(path.name) + " with a long subtitle" * 40  # a context line that cannot fit whole
     for chunk in chunks:
         with_specials = len(embedder.tokenizer(chunk.text)["input_ids"])  # [CLS] ... [SEP]
         assert with_specials <= embedder.max_seq_length, (chunk.index, with_specials)
+        embedded = embedding_text(chunk, title, embedder.tokenizer, embedder.max_seq_length)
+        assert embedded.endswith(chunk.text)  # the context line gives way, never the chunk
+        assert len(embedder.tokenizer(embedded)["input_ids"]) <= embedder.max_seq_length
     # and the windows cover the text: every word of the document is in some chunk
     chunk_words = set(re.findall(r"\w+", " ".join(c.text for c in chunks)))
     assert set(re.findall(r"\w+", doc.text)) <= chunk_words
