@@ -226,10 +226,12 @@ class DocumentService:
         if not 1 <= k <= 100:
             raise DocumentError(f"k must be between 1 and 100, not {k}.")
         if doc_ids:
-            for doc_id in doc_ids:
-                self.get(owner, doc_id)
-        ids = list(doc_ids) if doc_ids else [d.doc_id for d in self.list(owner)]
-        return self.store.search(owner, query, self.embedder.encode_query(query), ids, k, method)
+            known = self.store.names(owner, set(doc_ids))
+            missing = [d for d in doc_ids if d not in known]
+            if missing:
+                raise DocumentError(f"Document {missing[0]} does not exist; refresh the document list.")
+        return self.store.search(owner, query, self.embedder.encode_query(query), list(doc_ids) if doc_ids else None,
+                                 k, method)
 
     def delete(self, owner: str, doc_id: str) -> None:
         """Delete a document's rows, chunks, files and KV caches.

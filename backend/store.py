@@ -179,7 +179,7 @@ class Store:
         return self.chunks.count_rows()
 
     # search ------------------------------------------------------------------------------
-    def search(self, owner: str, query: str, query_vector: np.ndarray, doc_ids: list[str], k: int,
+    def search(self, owner: str, query: str, query_vector: np.ndarray, doc_ids: list[str] | None, k: int,
                method: str = "hybrid") -> list[Hit]:
         """Top-k chunks of the given documents.
 
@@ -187,7 +187,8 @@ class Store:
             owner: whose chunks to search.
             query: the question text, for BM25.
             query_vector: float32, shape (dim,), L2-normalized (unused by ``fts``).
-            doc_ids: documents to search; an empty list searches nothing.
+            doc_ids: documents to search; None searches all of ``owner``'s documents, an empty
+                list searches nothing.
             k: top-k chunks to return.
             method: ``hybrid`` (BM25 + vector, RRF-fused), ``vector`` or ``fts``.
 
@@ -199,9 +200,11 @@ class Store:
         """
         if method not in SEARCH_METHODS:
             raise ValueError(f"method must be one of {SEARCH_METHODS}")
-        if not doc_ids or k < 1 or self.chunks.count_rows() == 0:
+        if doc_ids == [] or k < 1 or self.chunks.count_rows() == 0:
             return []
-        where = f"owner = {_quote(owner)} AND doc_id IN ({', '.join(_quote(d) for d in doc_ids)})"
+        where = f"owner = {_quote(owner)}"
+        if doc_ids is not None:
+            where += f" AND doc_id IN ({', '.join(_quote(d) for d in doc_ids)})"
         vector = query_vector.astype(np.float32)
         if method == "hybrid":
             q = self.chunks.search(query_type="hybrid").vector(vector).text(query).rerank(self.reranker)
@@ -214,13 +217,13 @@ class Store:
             score = "_score"
         columns = ["doc_id", "idx", "page", "section", "text"] + ([score] if method != "hybrid" else [])
         rows = q.where(where, prefilter=True).select(columns).limit(k).to_list()
-        names = self._names(owner, {r["doc_id"] for r in rows})
+        names = self.names(owner, {r["doc_id"] for r in rows})
         return [Hit(r["doc_id"], names.get(r["doc_id"], r["doc_id"]), r["page"], r["idx"],
                     1.0 - float(r[score]) if score == "_distance" else float(r.get(score, 0.0)),
                     r["text"], r.get("section") or "") for r in rows]
 
-    def _names(self, owner: str, doc_ids: set[str]) -> dict[str, str]:
-        """Names of the given documents."""
+    def names(self, owner: str, doc_ids: set[str]) -> dict[str, str]:
+        """``{doc_id: name}`` for those of ``doc_ids`` that ``owner`` has (one query)."""
         if not doc_ids:
             return {}
         rows = (self.documents.search()

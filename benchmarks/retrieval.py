@@ -63,7 +63,7 @@ def main() -> None:
         print("| method | hit@1 | hit@5 | hit@10 | mean search ms |")
         print("|---|---:|---:|---:|---:|")
         for method in METHODS:
-            row = " | ".join(f"{hits[method][k] / n:.3f}" for k in KS)
+            row = " | ".join(f"{hits[method][k] / n:.4f}" for k in KS)
             print(f"| {method} | {row} | {1000 * search_s[method] / n:.1f} |")
     finally:
         svc.close()
