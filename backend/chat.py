@@ -24,6 +24,9 @@ from backend.store import Hit
 log = logging.getLogger(__name__)
 
 
+MODES = ("auto", "cag", "rag")
+
+
 class ChatError(ValueError):
     """A turn cannot run; ``str(err)`` is one sentence for the user."""
 
@@ -84,20 +87,34 @@ class ChatService:
                         min_p=s.min_p, repeat_penalty=s.repeat_penalty, seed=s.seed)
 
     # planning ----------------------------------------------------------------------------
-    def plan(self, owner: str, message: str, doc_ids: list[str], history: list[dict], max_tokens: int) -> Plan:
+    def plan(self, owner: str, message: str, doc_ids: list[str], history: list[dict], max_tokens: int,
+             mode: str = "auto") -> Plan:
         """Choose CAG (documents in the cached prefix) or RAG (top-k chunks in the user turn).
 
+        Args:
+            owner / message / doc_ids / history: the turn; ``history`` as ``{"role", "content"}`` dicts.
+            max_tokens: the answer's budget, tokens.
+            mode: ``auto`` (CAG when the documents plus the budgets fit ``n_ctx``, else RAG),
+                ``cag`` or ``rag`` to force one; ignored without documents (mode ``chat``).
+
         Raises:
-            ChatError: the question alone does not fit the context window.
+            ChatError: unknown mode, forced CAG that does not fit, or the question alone does not fit.
             DocumentError: an unknown document id.
         """
+        if mode not in MODES:
+            raise ChatError(f"Unknown mode '{mode}'; use one of {', '.join(MODES)}.")
         s = self.settings
         budgets = {"history_budget_tokens": s.history_budget_tokens, "max_tokens": max_tokens}
         if doc_ids:
             docs = [self.documents.text(owner, d) for d in doc_ids]
-            prompt = build_prompt(self.engine, system_text(s.system_prompt, docs), history, message, **budgets)
-            if prompt is not None:
-                return Plan("cag", prompt, list(doc_ids), [])
+            if mode != "rag":
+                prompt = build_prompt(self.engine, system_text(s.system_prompt, docs), history, message, **budgets)
+                if prompt is not None:
+                    return Plan("cag", prompt, list(doc_ids), [])
+                if mode == "cag":
+                    raise ChatError("The selected documents do not fit the context window "
+                                    f"(n_ctx {self.engine.n_ctx}) with room for the answer; "
+                                    "choose Auto or Retrieval mode, or select fewer documents.")
             ranked = self.documents.search(owner, message, doc_ids, s.retrieval_top_k)
             system = system_text(s.system_prompt, [])
             for k in range(max(len(ranked), 1), 0, -1):  # as many of the best chunks as fit
@@ -114,7 +131,7 @@ class ChatService:
 
     # turns -------------------------------------------------------------------------------
     def prepare_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
-                     sampling: Sampling | None = None) -> Turn:
+                     sampling: Sampling | None = None, mode: str = "auto") -> Turn:
         """Validate a message and plan its prompt; every user error is raised here, before any output.
 
         Args:
@@ -123,6 +140,7 @@ class ChatService:
             message: the question.
             doc_ids: selected documents, in order (may be empty).
             sampling: overrides the configured sampling.
+            mode: ``auto``, ``cag`` or ``rag`` (see ``plan``).
 
         Returns:
             The planned turn, to pass to ``run_turn``.
@@ -141,7 +159,7 @@ class ChatService:
         history = [{"role": m["role"], "content": m["content"]} for m in session.messages]
         if not self.engine.loaded:
             raise NoModelLoaded()
-        plan = self.plan(owner, message, doc_ids, history, sampling.max_tokens)
+        plan = self.plan(owner, message, doc_ids, history, sampling.max_tokens, mode)
         return Turn(owner, session_id, message, plan, sampling)
 
     def run_turn(self, turn: Turn) -> Iterator[TurnEvent]:
@@ -203,9 +221,9 @@ class ChatService:
             events.put(("error", exc))
 
     def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
-                    sampling: Sampling | None = None) -> Iterator[TurnEvent]:
+                    sampling: Sampling | None = None, mode: str = "auto") -> Iterator[TurnEvent]:
         """``prepare_turn`` then ``run_turn``, as one generator (errors surface on first ``next``)."""
-        yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling))
+        yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling, mode))
 
     @staticmethod
     def _metrics(plan: Plan, prefix, stats: StreamStats, start: float, stopped: bool) -> dict:

@@ -100,12 +100,17 @@ def render(services: Services) -> None:
         with user_errors():
             return services.sessions.create(owner_of(request))
 
-    def chat(session_id: str, message: str, doc_ids: list[str], request: gr.Request) -> Iterator[dict]:
-        """Ask a question; streams {"text", "done"}; the last value adds "metrics" and "sources"."""
+    def chat(session_id: str, message: str, doc_ids: list[str], mode: str = "auto",
+             request: gr.Request = None) -> Iterator[dict]:
+        """Ask a question; streams {"text", "done"}; the last value adds "metrics" and "sources".
+
+        mode: "auto" (whole documents when they fit, else retrieval), "cag" or "rag" to force one.
+        """
         owner = owner_of(request)
         text = ""
         with user_errors():
-            for event in services.chat.stream_turn(owner, session_id, message, list(doc_ids or [])):
+            for event in services.chat.stream_turn(owner, session_id, message, list(doc_ids or []),
+                                                   mode=mode or "auto"):
                 if event.kind == "token":
                     text += event.text
                     yield {"text": text, "done": False}

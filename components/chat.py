@@ -77,23 +77,27 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
     session = gr.BrowserState(None, storage_key="kvc_session_id")
     chatbot = gr.Chatbot(label="Chat", height=520, buttons=["copy"], layout="bubble",
                          placeholder="Upload a document, tick it under **Use in chat**, and ask a question.")
+    mode = gr.Radio([("Auto", "auto"), ("Whole documents (CAG)", "cag"), ("Retrieval (RAG)", "rag")], value="auto",
+                    label="Mode", info="Auto reads whole documents from their KV cache when they fit n_ctx, "
+                                       "else retrieves the top-k chunks.", container=False)
     with gr.Row():
         message = gr.Textbox(placeholder="Ask about your documents…", show_label=False, scale=8, lines=1,
                              max_lines=8, submit_btn=True)
         new_chat = gr.Button("New chat", scale=1, size="sm")
 
-    def respond(text: str, history: list, session_id: str | None, doc_ids: list[str], request: gr.Request):
+    def respond(text: str, history: list, session_id: str | None, doc_ids: list[str], mode: str,
+                request: gr.Request):
         owner = owner_of(request)
         if not (text or "").strip():
             raise gr.Error("The message is empty; type a question first.")
         with user_errors():
             session_id = session_id or services.sessions.create(owner)
             try:  # validates and plans; every user error is raised here, before any output
-                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []))
+                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), mode=mode)
             except SessionNotFound:
                 gr.Info("That chat had expired, so a new one was started.")
                 session_id, history = services.sessions.create(owner), []
-                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []))
+                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), mode=mode)
             history = [*history, {"role": "user", "content": text}, {"role": "assistant", "content": ""}]
             answer = ""
             yield "", history, session_id
@@ -115,7 +119,7 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
         except SessionNotFound:
             return []
 
-    message.submit(respond, [message, chatbot, session, documents.selector], [message, chatbot, session],
+    message.submit(respond, [message, chatbot, session, documents.selector, mode], [message, chatbot, session],
                    concurrency_id="llm", concurrency_limit=1, api_visibility="private")
     new_chat.click(lambda: (None, []), None, [session, chatbot], api_visibility="private")
     return ChatPanel(session=session, chatbot=chatbot, load_history=load_history)

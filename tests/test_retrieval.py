@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from gradio_client import handle_file
+from gradio_client.exceptions import AppError
 
 from conftest import TESTDATA, launch, make_settings, stop
 
@@ -47,5 +49,31 @@ def test_search_is_filtered_to_selected_documents(tmp_path, tiny_model, embedder
         only_latex = svc.store.search("local", query, vector, [latex["doc_id"]], 3)
         assert only_latex and all(h.doc_id == latex["doc_id"] for h in only_latex)
         assert svc.store.search("other-owner", query, vector, [crazy["doc_id"]], 3) == []
+    finally:
+        stop(app)
+
+
+def test_forced_modes_are_obeyed_and_reported(tmp_path, tiny_model, embedder):
+    app = launch(make_settings(tmp_path / "data", tiny_model, n_ctx=2048, retrieval_top_k=2), embedder)
+    try:
+        small = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "",
+                                   api_name="/upload_document")
+        big = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pdfjs_tracemonkey.pdf")), "",
+                                 api_name="/upload_document")
+        sid = app.client.predict(api_name="/create_session")
+        question = "Who are the crazy ones?"
+        auto = app.client.predict(sid, question, [small["doc_id"]], api_name="/chat")  # mode defaults to auto
+        assert auto["metrics"]["mode"] == "cag" and auto["sources"] == []
+        rag = app.client.predict(sid, question, [small["doc_id"]], "rag", api_name="/chat")
+        assert rag["metrics"]["mode"] == "rag" and rag["sources"][0]["doc_id"] == small["doc_id"]
+        cag = app.client.predict(sid, question, [small["doc_id"]], "cag", api_name="/chat")
+        assert cag["metrics"]["mode"] == "cag"
+        with pytest.raises(AppError, match="do not fit the context window"):
+            app.client.predict(sid, question, [big["doc_id"]], "cag", api_name="/chat")
+        with pytest.raises(AppError, match="Unknown mode"):
+            app.client.predict(sid, question, [small["doc_id"]], "fast", api_name="/chat")
+        modes = [m["metrics"]["mode"] for m in app.client.predict(sid, api_name="/get_history")["messages"]
+                 if m["role"] == "assistant"]
+        assert modes == ["cag", "rag", "cag"]  # failed turns left the history alone
     finally:
         stop(app)
