@@ -30,7 +30,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         The Blocks app; its ``services`` attribute holds the services, which the caller closes
         (``demo.services.close()``) after ``demo.close()``.
     """
-    from components import api, chat, documents, models
+    from components import api, caches, chat, documents, models
     from components.common import owner_of
 
     services = services or build_services(settings)
@@ -44,6 +44,8 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
                 chat_panel = chat.render(services, docs_panel)
         with gr.Accordion("Document manager", open=True):
             documents.render_manager(services, docs_panel)
+        with gr.Accordion("KV caches", open=False):
+            cache_table, cache_pick, refresh_caches = caches.render(services)
         with gr.Accordion("Model", open=not services.engine.loaded):
             models_panel = models.render(services)
         api.render(services)
@@ -51,11 +53,12 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         def on_load(session_id: str | None, request: gr.Request):
             owner = owner_of(request)
             listing = documents.refresh(services, owner)
-            return *listing, chat_panel.load_history(session_id, request), models_panel.refresh(request)
+            return (*listing, chat_panel.load_history(session_id, request), models_panel.refresh(request),
+                    *refresh_caches(request))
 
         demo.load(on_load, [chat_panel.session],
                   [docs_panel.table, docs_panel.selector, docs_panel.row_ids, chat_panel.chatbot,
-                   models_panel.info_box],
+                   models_panel.info_box, cache_table, cache_pick],
                   api_visibility="private")
     demo.queue(default_concurrency_limit=4)
     demo.services = services  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import redis
 
+from backend.cache_catalog import CacheCatalog
 from backend.chat import ChatService
 from backend.config import Settings
 from backend.documents import DocumentService
@@ -33,6 +34,7 @@ class Services:
         sessions: Redis session store.
         documents: ingestion and document lifecycle.
         chat: chat turns and priming.
+        caches: the user's view of the KV-cache entries (list, delete).
         store / embedder: LanceDB and sentence-transformers.
         redis_server: the embedded server, or None with ``REDIS_URL``.
         model_error: why the start-up model did not load, if it didn't.
@@ -44,6 +46,7 @@ class Services:
     sessions: SessionStore
     documents: DocumentService
     chat: ChatService
+    caches: CacheCatalog
     store: Store
     embedder: Embedder
     redis_client: redis.Redis
@@ -104,7 +107,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
                                 max_upload_bytes=settings.max_upload_bytes, chunk_tokens=settings.chunk_tokens,
                                 overlap_tokens=settings.chunk_overlap_tokens)
     chat = ChatService(settings, engine, kv_store, sessions, documents)
-    services = Services(settings, engine, kv_store, sessions, documents, chat, store, embedder, client, server)
+    caches = CacheCatalog(kv_store, engine, documents)
+    services = Services(settings, engine, kv_store, sessions, documents, chat, caches, store, embedder, client, server)
     model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename)
     if model is not None:
         try:

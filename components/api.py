@@ -95,6 +95,17 @@ def render(services: Services) -> None:
         with user_errors():
             return services.chat.cache_documents(owner_of(request), [doc_id])
 
+    def list_caches(request: gr.Request) -> list[dict]:
+        """The KV-cache entries: key, documents, doc_ids, tokens, bytes, tier, usable (fits the
+        loaded model), created_at, last_used_at (Unix seconds)."""
+        return [asdict(c) for c in services.caches.list(owner_of(request))]
+
+    def delete_cache(key: str, request: gr.Request) -> dict:
+        """Delete one KV-cache entry by key; its documents stay."""
+        with user_errors():
+            info = services.caches.delete(owner_of(request), key)
+        return {"key": info.key, "deleted": True, "bytes": info.bytes}
+
     def create_session(request: gr.Request) -> str:
         """Create an empty chat session; returns its session_id."""
         with user_errors():
@@ -139,6 +150,8 @@ def render(services: Services) -> None:
     gr.api(reindex_document, api_name="reindex_document")
     gr.api(delete_document, api_name="delete_document")
     gr.api(cache_document, api_name="cache_document", **llm)
+    gr.api(list_caches, api_name="list_caches")
+    gr.api(delete_cache, api_name="delete_cache")
     gr.api(create_session, api_name="create_session")
     gr.api(chat, api_name="chat", **llm)
     gr.api(get_history, api_name="get_history")

@@ -7,13 +7,14 @@ from collections.abc import Iterator
 
 import gradio as gr
 
+from backend.cache_catalog import CacheNotFound
 from backend.chat import ChatError
 from backend.engine import EngineError
 from backend.extract import DocumentError
 from backend.model_registry import ModelDownloadError
 from backend.sessions import SessionError
 
-USER_ERRORS = (ChatError, DocumentError, EngineError, SessionError, ModelDownloadError)
+USER_ERRORS = (ChatError, DocumentError, EngineError, SessionError, ModelDownloadError, CacheNotFound)
 
 
 def owner_of(request: gr.Request | None) -> str:

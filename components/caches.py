@@ -1,0 +1,50 @@
+"""KV caches panel: every saved prefix with its documents, tokens, size, tier and last use; delete one."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+
+from backend.services import Services
+from components.common import human_bytes, owner_of, user_errors
+
+COLUMNS = ["Documents", "Tokens", "Size", "Tier", "Fits model", "Last used", "Key"]
+
+
+def rows(services: Services, owner: str) -> tuple[list[list], list[tuple[str, str]]]:
+    """Table rows and the delete dropdown's ``(label, key)`` choices."""
+    table, choices = [], []
+    for c in services.caches.list(owner):
+        names = " + ".join(c.documents) or "(instructions only)"
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.last_used_at))
+        table.append([names, f"{c.tokens:,}", human_bytes(c.bytes), c.tier, "yes" if c.usable else "no", used,
+                      c.key[:12]])
+        choices.append((f"{names} · {c.tokens:,} tok · {human_bytes(c.bytes)}", c.key))
+    return table, choices
+
+
+def render(services: Services):
+    """Build the panel; returns its refresh function ``(request) -> (table, dropdown)`` for page load."""
+    table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=260,
+                         label="Saved KV caches (raw llama.cpp state on disk, newest use first)")
+    with gr.Row():
+        pick = gr.Dropdown(label="Cache entry", choices=[], scale=4)
+        refresh_btn = gr.Button("Refresh", size="sm", scale=1)
+        delete_btn = gr.Button("Delete cache", variant="stop", size="sm", scale=1)
+    note = gr.Markdown()
+
+    def refresh(request: gr.Request):
+        data, choices = rows(services, owner_of(request))
+        return gr.Dataframe(value=data, headers=COLUMNS), gr.Dropdown(choices=choices, value=None)
+
+    def delete(key: str | None, request: gr.Request):
+        if not key:
+            raise gr.Error("Choose a cache entry to delete first.")
+        with user_errors():
+            info = services.caches.delete(owner_of(request), key)
+        return f"Deleted the cache of {' + '.join(info.documents)} ({human_bytes(info.bytes)}).", *refresh(request)
+
+    refresh_btn.click(refresh, None, [table, pick], api_visibility="private")
+    delete_btn.click(delete, [pick], [note, table, pick], api_visibility="private")
+    return table, pick, refresh
