@@ -262,11 +262,12 @@ class Engine:
             raise EngineError("llama.cpp could not copy the KV state.")
         return bytes(memoryview(buf)[:written])
 
-    def set_state(self, data: bytes, tokens: list[int]) -> None:
+    def set_state(self, data: bytes | ctypes.Array, tokens: list[int]) -> None:
         """Replace the context with a saved sequence-0 state holding ``tokens``.
 
         Args:
-            data: bytes from ``get_state`` under the same model and settings.
+            data: state from ``get_state`` under the same model and settings, as bytes (copied
+                once into a C buffer) or as a ``c_uint8`` array (handed to llama.cpp as is).
             tokens: the token ids that state was computed from.
 
         Raises:
@@ -275,7 +276,7 @@ class Engine:
         llm = self._require()
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         llm.n_tokens = 0
-        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        buf = data if isinstance(data, ctypes.Array) else (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
         if llama_cpp.llama_state_seq_set_data(llm.ctx, buf, len(data), 0) != len(data):
             raise EngineError("llama.cpp rejected the saved KV state.")
         llm.input_ids[: len(tokens)] = tokens
