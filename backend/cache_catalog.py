@@ -24,7 +24,7 @@ class CacheInfo:
         doc_ids: their ids.
         tokens: prefix length, tokens.
         bytes: size of the saved KV state, bytes.
-        tier: where it lives (``disk``).
+        tier: ``ram`` when it is also held in memory (restores without a file read), else ``disk``.
         usable: True when it was saved under the loaded model's fingerprint (always False
             with no model loaded); other entries are kept until evicted or deleted.
         created_at / last_used_at: Unix seconds.
@@ -58,7 +58,8 @@ class CacheCatalog:
         fp = fingerprint(self.engine) if self.engine.loaded else None
         names = {d.doc_id: d.name for d in self.documents.list(owner)}
         return [CacheInfo(e.key, [names.get(d, d) for d in e.doc_ids], list(e.doc_ids), e.n_tokens, e.state_bytes,
-                          "disk", fp is not None and e.fingerprint == fp, e.created_at, e.last_used_at)
+                          "ram" if e.key in self.kv_store.ram else "disk", fp is not None and e.fingerprint == fp,
+                          e.created_at, e.last_used_at)
                 for e in self.kv_store.entries() if e.owner == owner]
 
     def delete(self, owner: str, key: str) -> CacheInfo:

@@ -14,6 +14,7 @@ sidecar, fingerprint, token hash or checksum disagrees is deleted and recomputed
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -31,6 +32,7 @@ import xxhash
 import numpy as np
 
 from backend.engine import Engine
+from backend.ram_tier import RamTier
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +124,10 @@ class PrefixResult:
     """How ``ensure_prefix`` got the prefix into the context.
 
     Attributes:
-        tier: ``live`` (already in the context), ``disk`` (restored from a file) or ``miss``
-            (prefilled, then saved).
+        tier: ``live`` (already in the context), ``ram`` (restored from the RAM tier), ``disk``
+            (read, verified and restored from a file) or ``miss`` (prefilled, then saved).
         n_tokens: prefix length, tokens.
-        restore_s: seconds spent reading, verifying and loading a saved state (0 unless ``disk``).
+        restore_s: seconds spent getting a saved state into the context (0 unless ``ram``/``disk``).
         prefill_s: seconds spent evaluating prefix tokens (0 unless ``miss``).
         state_bytes: size of the saved state, bytes (0 for ``live``).
     """
@@ -171,17 +173,21 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class KVCacheStore:
-    """Saved KV states on disk with an LRU size budget.
+    """Saved KV states: a RAM tier over a disk tier, each with an LRU size budget.
+
+    Every state is on disk; the most recently used ones are also held in RAM (``ram``).
 
     Args:
         folder: ``data_dir/kvcache``.
-        budget_bytes: total payload bytes kept; least recently used entries go first.
+        budget_bytes: disk budget, payload bytes; least recently used entries go first.
+        ram_budget_bytes: RAM budget, payload bytes; 0 keeps nothing in RAM.
     """
 
-    def __init__(self, folder: Path, budget_bytes: int):
+    def __init__(self, folder: Path, budget_bytes: int, ram_budget_bytes: int = 0):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.budget_bytes = budget_bytes
+        self.ram = RamTier(ram_budget_bytes)
         self._lock = threading.Lock()
 
     def _paths(self, key: str) -> tuple[Path, Path]:
@@ -212,6 +218,7 @@ class KVCacheStore:
         with self._lock:
             _atomic_write(payload, state)
             _atomic_write(sidecar, json.dumps(meta).encode())
+        self.ram.put(key, state)
         self.evict()
         return self._entry(meta, now)
 
@@ -250,6 +257,7 @@ class KVCacheStore:
             self.delete(key)
             return None
         os.utime(payload)
+        self.ram.put(key, data)
         return data
 
     @staticmethod
@@ -283,6 +291,7 @@ class KVCacheStore:
 
     def delete(self, key: str) -> None:
         """Remove an entry's files (missing files are fine)."""
+        self.ram.delete(key)
         with self._lock:
             for path in self._paths(key):
                 path.unlink(missing_ok=True)
@@ -341,7 +350,7 @@ def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_id
 
     Args:
         engine: the loaded engine.
-        store: the disk tier.
+        store: the cache store (RAM and disk tiers).
         tokens: prefix token ids (system instructions plus documents).
         doc_ids: the documents in the prefix, recorded in the sidecar.
         owner: recorded in the sidecar.
@@ -354,12 +363,17 @@ def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_id
     fp = fingerprint(engine)
     key = entry_key(fp, tokens)
     start = time.perf_counter()
-    state = store.load(key, fp, tokens)
+    state, tier = store.ram.get(key), "ram"
+    if state is None:
+        state, tier = store.load(key, fp, tokens), "disk"
     if state is not None:
         try:
             engine.set_state(state, tokens)
-            return PrefixResult("disk", len(tokens), restore_s=time.perf_counter() - start, state_bytes=len(state))
+            if tier == "ram":
+                with contextlib.suppress(OSError):  # the disk copy's last use, for the disk LRU
+                    os.utime(store.folder / f"{key}.kv")
+            return PrefixResult(tier, len(tokens), restore_s=time.perf_counter() - start, state_bytes=len(state))
         except RuntimeError as exc:  # a state llama.cpp rejects is as bad as a failed checksum
-            log.warning("KV cache %s rejected by llama.cpp (%s); recomputing", key, exc)
+            log.warning("KV cache %s unusable (%s); recomputing", key, exc)
             store.delete(key)
     return _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner)

@@ -101,7 +101,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     embedder = embedder or Embedder(settings.embedding_model, settings.embed_batch_size)
     store = Store(settings.path("lancedb"), embedder.dim)
     engine = Engine()
-    kv_store = KVCacheStore(settings.path("kvcache"), int(settings.kv_disk_budget_mb * 1024 * 1024))
+    kv_store = KVCacheStore(settings.path("kvcache"), int(settings.kv_disk_budget_mb * 1024 * 1024),
+                            int(settings.kv_ram_budget_mb * 1024 * 1024))
     sessions = SessionStore(client, settings.session_ttl_s)
     documents = DocumentService(settings.path("uploads"), store, embedder, engine, kv_store,
                                 max_upload_bytes=settings.max_upload_bytes, chunk_tokens=settings.chunk_tokens,

@@ -17,7 +17,7 @@ def test_list_and_delete_caches(running_app):
     (entry,) = client.predict(api_name="/list_caches")
     assert entry["documents"] == ["pypdf_crazyones.pdf"] and entry["doc_ids"] == [doc["doc_id"]]
     assert entry["tokens"] == primed["tokens"] and entry["bytes"] == primed["bytes"] > 0
-    assert entry["tier"] == "disk" and entry["usable"] is True
+    assert entry["tier"] == "ram" and entry["usable"] is True  # just primed: held in RAM as well as on disk
     assert entry["last_used_at"] >= entry["created_at"] > 0
     kv_dir = running_app.services.settings.data_dir / "kvcache"
     assert (kv_dir / f"{entry['key']}.kv").exists()

@@ -144,3 +144,56 @@ def test_disk_budget_evicts_least_recently_used(tmp_path, tiny_model, doc_text):
     store.budget_bytes = sizes[1] + sizes[2]
     evicted = store.evict()
     assert len(evicted) == 1 and [e.doc_ids for e in store.entries()] == [("d2",), ("d1",)]
+
+
+def test_ram_tier_restore_is_identical_and_skips_the_file(tmp_path, tiny_model, doc_text):
+    store = KVCacheStore(tmp_path / "kv", budget_bytes=1 << 30, ram_budget_bytes=1 << 30)
+    engine = load(tiny_model)
+    prompt = make_prompt(engine, doc_text)
+    with engine.lock:
+        assert ensure_prefix(engine, store, prompt.prefix_tokens, ["doc1"], "local").tier == "miss"
+        cold_answer = answer_tokens(engine, prompt.tokens)
+        key = entry_key(fingerprint(engine), prompt.prefix_tokens)
+        assert key in store.ram  # priming keeps the state in RAM too
+        (tmp_path / "kv" / f"{key}.kv").write_bytes(b"damaged on disk, never read on a RAM hit")
+        engine.clear_context()
+        restored = ensure_prefix(engine, store, prompt.prefix_tokens, ["doc1"], "local")
+        assert restored.tier == "ram" and restored.restore_s > 0
+        assert answer_tokens(engine, prompt.tokens) == cold_answer
+    # a fresh store (a restart) has an empty RAM tier: the damaged file is caught and recomputed
+    again = KVCacheStore(tmp_path / "kv", budget_bytes=1 << 30, ram_budget_bytes=1 << 30)
+    fresh = load(tiny_model)
+    with fresh.lock:
+        assert ensure_prefix(fresh, again, prompt.prefix_tokens, ["doc1"], "local").tier == "miss"
+        assert answer_tokens(fresh, prompt.tokens) == cold_answer
+        fresh.clear_context()
+        again.ram.delete(key)
+        assert ensure_prefix(fresh, again, prompt.prefix_tokens, ["doc1"], "local").tier == "disk"
+        assert key in again.ram  # a disk hit is promoted to RAM
+
+
+def test_both_tiers_stay_within_budget(tmp_path, tiny_model, doc_text):
+    engine = load(tiny_model)
+    prompts = [build_prompt(engine, system_text(f"Instructions {i}.", [doc_text]), [], "Q?",
+                            history_budget_tokens=0, max_tokens=8) for i in range(5)]
+    probe = KVCacheStore(tmp_path / "probe", budget_bytes=1 << 30)
+    with engine.lock:
+        size = ensure_prefix(engine, probe, prompts[0].prefix_tokens, ["d0"], "local").state_bytes
+    # RAM holds 2 states, disk 3 (all prefixes are about the same size)
+    store = KVCacheStore(tmp_path / "kv", budget_bytes=int(size * 3.5), ram_budget_bytes=int(size * 2.5))
+    with engine.lock:
+        for i, p in enumerate(prompts):  # fill both tiers past their budgets
+            ensure_prefix(engine, store, p.prefix_tokens, [f"d{i}"], "local")
+            assert store.ram.used_bytes <= store.ram.budget_bytes
+            assert sum(e.state_bytes for e in store.entries()) <= store.budget_bytes
+    on_disk = [e.doc_ids[0] for e in store.entries()]
+    assert on_disk == ["d4", "d3", "d2"]
+    in_ram = [store.entry(k).doc_ids[0] for k in store.ram.keys()]
+    assert in_ram == ["d4", "d3"]
+    tiers = []
+    with engine.lock:  # a disk-only prefix restores from disk, then from RAM; an evicted one is recomputed
+        for i in (2, 2, 0):
+            engine.clear_context()
+            tiers.append(ensure_prefix(engine, store, prompts[i].prefix_tokens, [f"d{i}"], "local").tier)
+    assert tiers == ["disk", "ram", "miss"]
+    assert store.ram.used_bytes <= store.ram.budget_bytes
