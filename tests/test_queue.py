@@ -1,0 +1,83 @@
+"""One model, one lock: chat calls from several clients queue in order, see their place, and cancel cleanly."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from gradio_client import Client, handle_file
+from gradio_client.utils import Status
+
+from conftest import TESTDATA, launch, make_settings, stop
+
+
+def test_four_clients_queue_in_order_and_lose_nothing(tmp_path, tiny_model, embedder):
+    app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=600), embedder)  # about 1 s per answer
+    try:
+        doc = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "",
+                                 api_name="/upload_document")
+        clients = [Client(app.url, verbose=False) for _ in range(4)]
+        sessions = [c.predict(api_name="/create_session") for c in clients]
+        finished: list[int] = []
+        ranks: dict[int, set] = {i: set() for i in range(4)}
+        lock = threading.Lock()
+
+        def on_done(i):
+            def callback(_job):
+                with lock:
+                    finished.append(i)
+            return callback
+
+        jobs: list = []
+        submitted = threading.Event()
+
+        def poll():  # what each client is told while it waits
+            while not (submitted.is_set() and all(j.done() for j in jobs)):
+                for i, job in enumerate(list(jobs)):
+                    status = job.status()
+                    if status.code == Status.IN_QUEUE and status.rank is not None:
+                        ranks[i].add(status.rank)
+                time.sleep(0.01)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        for i, (client, sid) in enumerate(zip(clients, sessions)):
+            job = client.submit(sid, f"Question {i}: who are the crazy ones?", [doc["doc_id"]], api_name="/chat")
+            job.add_done_callback(on_done(i))
+            jobs.append(job)
+            time.sleep(0.2)  # a definite arrival order
+        submitted.set()
+        poller.join(timeout=120)
+        results = [job.result() for job in jobs]
+        assert all(r["done"] and r["metrics"]["completion_tokens"] > 0 for r in results)
+        assert finished == [0, 1, 2, 3], "one model, one lock: first come, first served"
+        assert any(ranks[i] for i in (1, 2, 3)), f"waiting clients are told their place in the queue: {ranks}"
+        for i, (client, sid) in enumerate(zip(clients, sessions)):
+            messages = client.predict(sid, api_name="/get_history")["messages"]
+            assert [m["role"] for m in messages] == ["user", "assistant"]
+            assert messages[0]["content"].startswith(f"Question {i}:") and messages[1]["content"] == results[i]["text"]
+    finally:
+        stop(app)
+
+
+def test_a_cancelled_chat_frees_the_engine(tmp_path, tiny_model, embedder):
+    app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=4000, n_ctx=8192), embedder)
+    try:
+        sid = app.client.predict(api_name="/create_session")
+        job = app.client.submit(sid, "Write a very long story.", [], api_name="/chat")
+        deadline = time.time() + 60
+        while job.status().code != Status.ITERATING and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        job.cancel()
+        start = time.time()
+        second = Client(app.url, verbose=False)
+        other = second.predict(second.predict(api_name="/create_session"), "Hello?", [], api_name="/chat")
+        waited = time.time() - start
+        assert other["done"] and other["metrics"]["completion_tokens"] > 0
+        stored = app.client.predict(sid, api_name="/get_history")["messages"]
+        assert stored[-1]["role"] == "assistant" and stored[-1].get("stopped") is True, "partial answer kept"
+        assert stored[-1]["metrics"]["completion_tokens"] < 4000
+        assert waited < 30, f"the next request waited {waited:.1f} s for a cancelled one"
+    finally:
+        stop(app)
