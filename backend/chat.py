@@ -288,6 +288,24 @@ class ChatService:
                 "tokens": len(tokens), "bytes": result.state_bytes,
                 "seconds": round(time.perf_counter() - start, 4), "tier": result.tier}
 
+    def cache_if_possible(self, owner: str, doc_id: str) -> dict | None:
+        """Prime one document right after its upload ("prime on upload"), when that can work.
+
+        Returns:
+            ``cache_documents``'s result, or None when no model is loaded or the document does
+            not fit the context window (its questions will use retrieval).
+
+        Raises:
+            DocumentError: unknown id.
+        """
+        if not self.engine.loaded:
+            return None
+        try:
+            return self.cache_documents(owner, [doc_id])
+        except ChatError as exc:
+            log.info("not priming %s on upload: %s", doc_id, exc)
+            return None
+
     def cached(self, owner: str) -> dict[tuple[str, ...], CacheEntry]:
         """Saved prefixes of this owner usable by the loaded model, keyed by their document ids.
 

@@ -36,11 +36,13 @@ def render(services: Services) -> None:
     """Register every API endpoint (no visible UI)."""
     upload_in = gr.File(visible=False, label="file")
     password_in = gr.Textbox("", visible=False, label="password")
+    cache_in = gr.Checkbox(services.settings.prime_on_upload, visible=False, label="cache")
     upload_out = gr.JSON(visible=False)
     upload_trigger = gr.Button(visible=False)
 
-    def upload_document(file: str, password: str, request: gr.Request) -> dict:
-        """Upload one PDF, DOCX, TXT or Markdown file (password: for encrypted PDFs, optional).
+    def upload_document(file: str, password: str, cache: bool, request: gr.Request) -> dict:
+        """Upload one PDF, DOCX, TXT or Markdown file (password: for encrypted PDFs, optional;
+        cache: prime its KV cache right away when it fits, the original upload_and_cache).
 
         Returns doc_id, name, pages, chars, tokens (and chunks, size_bytes, cache state, created).
         """
@@ -49,9 +51,12 @@ def render(services: Services) -> None:
         owner = owner_of(request)
         with user_errors():
             row, created = services.documents.upload(owner, Path(file), Path(file).name, password or None)
+            if cache:
+                services.chat.cache_if_possible(owner, row.doc_id)
         return {**document_dict(row, services.chat.cached(owner)), "created": created}
 
-    upload_trigger.click(upload_document, [upload_in, password_in], [upload_out], api_name="upload_document")
+    upload_trigger.click(upload_document, [upload_in, password_in, cache_in], [upload_out],
+                         api_name="upload_document")
 
     def list_documents(request: gr.Request) -> list[dict]:
         """List the documents with their page, token and chunk counts and cache state."""

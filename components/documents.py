@@ -72,7 +72,10 @@ def render(services: Services) -> DocumentsPanel:
     gr.Markdown("### Documents")
     files = gr.File(label="Upload PDF, DOCX, TXT or Markdown", file_count="multiple", file_types=FILE_TYPES,
                     height=110)
-    password = gr.Textbox(label="PDF password (only for encrypted PDFs)", type="password", max_lines=1)
+    with gr.Row():
+        password = gr.Textbox(label="PDF password (only for encrypted PDFs)", type="password", max_lines=1, scale=3)
+        prime = gr.Checkbox(services.settings.prime_on_upload, label="Cache on upload", scale=1,
+                            info="Read each new document into the KV cache at once.")
     status = gr.Markdown()
     selector = gr.CheckboxGroup(label="Use in chat", choices=[], info="Selected documents are read by the model.")
     with gr.Row():
@@ -84,8 +87,8 @@ def render(services: Services) -> DocumentsPanel:
                          column_widths=["30%", "7%", "7%", "9%", "8%", "9%", "13%", "17%"])
     row_ids = gr.State([])
 
-    def upload_files(paths: list[str] | None, pdf_password: str, selected: list[str], request: gr.Request,
-                     progress=gr.Progress()):
+    def upload_files(paths: list[str] | None, pdf_password: str, cache: bool, selected: list[str],
+                     request: gr.Request, progress=gr.Progress()):
         owner = owner_of(request)
         lines, new_ids = [], []
         for i, path in enumerate(paths or []):
@@ -103,6 +106,12 @@ def render(services: Services) -> DocumentsPanel:
             new_ids.append(row.doc_id)
             lines.append(f"✓ **{row.name}**: {row.pages} page{'s' * (row.pages != 1)}, {row.n_chunks} chunks"
                          if created else f"= **{row.name}** was already uploaded")
+            if cache:
+                progress((i + 0.99) / len(paths), desc=f"{name}: reading it into the KV cache")
+                with user_errors():
+                    primed = services.chat.cache_if_possible(owner, row.doc_id)
+                lines[-1] += (f", cached ({primed['tokens']:,} tokens)" if primed else
+                              ", not cached (no model loaded, or too long: questions will use retrieval)")
         return "\n\n".join(lines), *refresh(services, owner, list(selected or []) + new_ids), None
 
     def cache_selected(selected: list[str], request: gr.Request, progress=gr.Progress()):
@@ -145,7 +154,7 @@ def render(services: Services) -> DocumentsPanel:
         return f"Deleted {', '.join(names)}.", *refresh(services, owner, [])
 
     listing = [table, selector, row_ids]
-    files.upload(upload_files, [files, password, selector], [status, *listing, files], api_visibility="private")
+    files.upload(upload_files, [files, password, prime, selector], [status, *listing, files], api_visibility="private")
     cache_btn.click(cache_selected, [selector], [status, table], concurrency_id="llm", concurrency_limit=1,
                     api_visibility="private")
     reindex_btn.click(reindex_selected, [selector], [status, *listing], api_visibility="private")

@@ -35,3 +35,14 @@ def test_list_and_delete_caches(running_app):
     assert last["metrics"]["cache_tier"] == "live" and last["metrics"]["reused_tokens"] >= primed["tokens"]
     client.predict(doc["doc_id"], api_name="/cache_document")
     assert [c["doc_ids"] for c in client.predict(api_name="/list_caches")] == [[doc["doc_id"]]]
+
+
+def test_upload_can_prime_the_cache_at_once(running_app):
+    client = running_app.client
+    doc = client.predict(handle_file(str(TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf")), "", True,
+                         api_name="/upload_document")
+    assert doc["cached"] is True and doc["cache_tokens"] > doc["tokens"] * 0.5
+    (entry,) = client.predict(api_name="/list_caches")
+    assert entry["doc_ids"] == [doc["doc_id"]]
+    plain = client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "", api_name="/upload_document")
+    assert plain["cached"] is False, "priming on upload is off unless asked for (prime_on_upload)"
