@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from backend.config import Settings
 from backend.documents import DocumentService
 from backend.engine import Engine, NoModelLoaded, Sampling, StreamStats
-from backend.kv_cache import CacheEntry, KVCacheStore, ensure_prefix, fingerprint, prime
+from backend.kv_cache import CacheEntry, KVCacheStore, fingerprint
+from backend.prefix_cache import ensure_prefix, prime
 from backend.prompts import Prompt, build_prompt, prefix_tokens, rag_user_text, system_text
 from backend.sessions import SessionStore
 from backend.store import Hit
@@ -240,6 +241,7 @@ class ChatService:
             "cache_tier": prefix.tier,
             "restore_s": round(prefix.restore_s, 4),
             "prefix_prefill_s": round(prefix.prefill_s, 4),
+            "chained_tokens": prefix.chained_tokens,
             "ttft_s": round(ttft, 4) if ttft is not None else None,
             "completion_tokens": stats.completion_tokens,
             "decode_tokens_per_s": round((stats.completion_tokens - 1) / decode_s, 2)

@@ -1,20 +1,21 @@
-"""KV-cache priming: fingerprints, on-disk entries, and ``ensure_prefix``.
+"""KV-cache entries: fingerprints, keys, and the store (a RAM tier over files on disk).
 
 An entry is two files under ``data_dir/kvcache``:
 
 * ``<key>.kv``   raw bytes from ``llama_state_seq_get_data`` (no pickle, no logits);
 * ``<key>.json`` the sidecar: format version, fingerprint, prefix token ids and their
-  SHA-256, payload SHA-256 and size, document ids, owner, timestamps.
+  SHA-256, payload XXH3-128 checksum and size, document ids, owner, creation time (the
+  payload's mtime is its last use).
 
 Both are written to a temp file and renamed into place (payload first, sidecar last, so a
 sidecar never points at a partial payload). ``<key>`` is the SHA-256 of the fingerprint and
 the prefix tokens, so caches of different models or settings live side by side. A file whose
 sidecar, fingerprint, token hash or checksum disagrees is deleted and recomputed, never loaded.
+``backend.prefix_cache`` uses this store to get prefixes into the model's context.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import hashlib
@@ -117,26 +118,6 @@ class CacheEntry:
     created_at: float
     last_used_at: float
     fingerprint: dict
-
-
-@dataclass(frozen=True)
-class PrefixResult:
-    """How ``ensure_prefix`` got the prefix into the context.
-
-    Attributes:
-        tier: ``live`` (already in the context), ``ram`` (restored from the RAM tier), ``disk``
-            (read, verified and restored from a file) or ``miss`` (prefilled, then saved).
-        n_tokens: prefix length, tokens.
-        restore_s: seconds spent getting a saved state into the context (0 unless ``ram``/``disk``).
-        prefill_s: seconds spent evaluating prefix tokens (0 unless ``miss``).
-        state_bytes: size of the saved state, bytes (0 for ``live``).
-    """
-
-    tier: str
-    n_tokens: int
-    restore_s: float = 0.0
-    prefill_s: float = 0.0
-    state_bytes: int = 0
 
 
 def _read_into_buffer(path: Path, size: int) -> ctypes.Array:
@@ -284,6 +265,13 @@ class KVCacheStore:
         except (OSError, ValueError, KeyError):
             return None
 
+    def tokens(self, key: str) -> list[int] | None:
+        """The prefix token ids an entry's sidecar records, or None when unreadable."""
+        try:
+            return list(json.loads(self._paths(key)[1].read_bytes())["tokens"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def entries(self) -> list[CacheEntry]:
         """Every entry with a readable sidecar and payload, most recently used first."""
         out = [e for e in (self.entry(p.stem) for p in self.folder.glob("*.json")) if e is not None]
@@ -314,66 +302,3 @@ class KVCacheStore:
             self.delete(victim.key)
             evicted.append(victim.key)
         return evicted
-
-
-def _prefill_and_save(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: list[int],
-                      doc_ids: list[str], owner: str) -> PrefixResult:
-    """Evaluate the prefix (keeping any matching part already in the context) and save its state."""
-    start = time.perf_counter()
-    engine.prefill(tokens)
-    prefill_s = time.perf_counter() - start
-    state = engine.get_state()
-    store.save(key, fp, tokens, state, doc_ids, owner)
-    return PrefixResult("miss", len(tokens), prefill_s=prefill_s, state_bytes=len(state))
-
-
-def prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str) -> PrefixResult:
-    """Make sure a saved state for this prefix exists on disk (the **Cache** button).
-
-    Caller must hold ``engine.lock``.
-
-    Returns:
-        tier ``disk`` when a file already existed (nothing computed), else ``miss``.
-    """
-    fp = fingerprint(engine)
-    key = entry_key(fp, tokens)
-    existing = store.entry(key)
-    if existing is not None and existing.fingerprint == fp:
-        return PrefixResult("disk", len(tokens), state_bytes=existing.state_bytes)
-    return _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner)
-
-
-def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str) -> PrefixResult:
-    """Make the context start with ``tokens``: reuse it, restore it from disk, or prefill and save it.
-
-    Caller must hold ``engine.lock``.
-
-    Args:
-        engine: the loaded engine.
-        store: the cache store (RAM and disk tiers).
-        tokens: prefix token ids (system instructions plus documents).
-        doc_ids: the documents in the prefix, recorded in the sidecar.
-        owner: recorded in the sidecar.
-
-    Returns:
-        Which tier served it and what it cost.
-    """
-    if engine.context_tokens[: len(tokens)] == tokens:
-        return PrefixResult("live", len(tokens))
-    fp = fingerprint(engine)
-    key = entry_key(fp, tokens)
-    start = time.perf_counter()
-    state, tier = store.ram.get(key), "ram"
-    if state is None:
-        state, tier = store.load(key, fp, tokens), "disk"
-    if state is not None:
-        try:
-            engine.set_state(state, tokens)
-            if tier == "ram":
-                with contextlib.suppress(OSError):  # the disk copy's last use, for the disk LRU
-                    os.utime(store.folder / f"{key}.kv")
-            return PrefixResult(tier, len(tokens), restore_s=time.perf_counter() - start, state_bytes=len(state))
-        except RuntimeError as exc:  # a state llama.cpp rejects is as bad as a failed checksum
-            log.warning("KV cache %s unusable (%s); recomputing", key, exc)
-            store.delete(key)
-    return _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner)

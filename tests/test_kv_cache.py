@@ -8,7 +8,8 @@ import llama_cpp
 import pytest
 
 from backend.engine import Engine, LoadParams, Sampling, StreamStats
-from backend.kv_cache import KVCacheStore, ensure_prefix, entry_key, fingerprint
+from backend.kv_cache import KVCacheStore, entry_key, fingerprint
+from backend.prefix_cache import ensure_prefix
 from backend.prompts import DocText, build_prompt, system_text
 from conftest import TESTDATA
 
@@ -197,3 +198,31 @@ def test_both_tiers_stay_within_budget(tmp_path, tiny_model, doc_text):
             tiers.append(ensure_prefix(engine, store, prompts[i].prefix_tokens, [f"d{i}"], "local").tier)
     assert tiers == ["disk", "ram", "miss"]
     assert store.ram.used_bytes <= store.ram.budget_bytes
+
+
+def test_chained_multi_document_prefix_is_identical_to_cold(tmp_path, tiny_model, doc_text):
+    other = DocText("doc2", "crazyones.txt", (TESTDATA / "pdf" / "pypdf_crazyones.txt").read_text(encoding="utf-8"))
+    engine = load(tiny_model)
+    system_a = system_text("Answer from the documents.", [doc_text])
+    system_ab = system_text("Answer from the documents.", [doc_text, other])
+    prompt_a = build_prompt(engine, system_a, [], "Q?", history_budget_tokens=0, max_tokens=8)
+    prompt_ab = build_prompt(engine, system_ab, [], "What do both say?", history_budget_tokens=0,
+                             max_tokens=GREEDY.max_tokens)
+    with engine.lock:  # cold: [A, B] from scratch, with nothing cached
+        ensure_prefix(engine, KVCacheStore(tmp_path / "cold", budget_bytes=1 << 30), prompt_ab.prefix_tokens,
+                      ["doc1", "doc2"], "local")
+        cold_answer = answer_tokens(engine, prompt_ab.tokens)
+
+    store = KVCacheStore(tmp_path / "kv", budget_bytes=1 << 30)  # disk only: the chain goes through a file
+    with engine.lock:
+        engine.clear_context()
+        ensure_prefix(engine, store, prompt_a.prefix_tokens, ["doc1"], "local")  # [A] is cached
+        engine.clear_context()
+        chained = ensure_prefix(engine, store, prompt_ab.prefix_tokens, ["doc1", "doc2"], "local")
+        assert chained.tier == "miss" and chained.restore_s > 0
+        # everything up to the end of document A came from A's cache; only B (and the rest) was prefilled
+        assert len(prompt_a.prefix_tokens) - 16 <= chained.chained_tokens < len(prompt_a.prefix_tokens)
+        assert answer_tokens(engine, prompt_ab.tokens) == cold_answer
+        engine.clear_context()  # and the [A, B] prefix is now cached in its own right
+        assert ensure_prefix(engine, store, prompt_ab.prefix_tokens, ["doc1", "doc2"], "local").tier == "disk"
+        assert answer_tokens(engine, prompt_ab.tokens) == cold_answer
