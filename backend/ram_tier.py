@@ -2,7 +2,9 @@
 
 A state here is the same raw ``llama_state_seq_get_data`` payload as on disk, held as the
 ``c_uint8`` buffer that ``Engine.set_state`` hands to llama.cpp, so a RAM hit costs no file
-read, no checksum and no extra copy. Keys are disk-tier keys (``entry_key``), which already hash
+read, no checksum and no extra copy. States primed in this process are anonymous memory;
+states promoted from disk are private memory maps of their files, kept resident by the page
+cache (the kernel may drop clean pages under memory pressure and read them back on use). Keys are disk-tier keys (``entry_key``), which already hash
 the fingerprint and the prefix tokens, so a key only ever names one exact state.
 """
 

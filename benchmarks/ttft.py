@@ -17,12 +17,14 @@ run, it measures (median of ``--repeats``):
 * read:  the restore floor: ``cat state.kv > /dev/null`` with the file in the page cache,
          against the app's whole restore (read into llama.cpp's buffer, checksum, set).
 
-It prints a Markdown table; the README quotes it.
+It prints a Markdown table (the README quotes it) and, with ``--plot PNG``, draws cold, primed,
+raw-floor and live TTFT against document length (needs matplotlib: ``pip install -e .[bench]``).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -107,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-threads", type=int, default=None)
+    parser.add_argument("--plot", type=Path, help="write a PNG chart of the results here")
+    parser.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16", help="type_k and type_v")
+    parser.add_argument("--flash-attn", action="store_true", help="flash_attn (llama.cpp needs it for a q8_0 V cache)")
     args = parser.parse_args(argv)
     model = args.model
     if model is None:
@@ -117,14 +122,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"writing {model} ...", file=sys.stderr)
             write_model(model, args.preset)
     engine = Engine()
-    engine.load(model, LoadParams(n_ctx=max(args.lengths) + 512, n_threads=args.n_threads))
+    engine.load(model, LoadParams(n_ctx=max(args.lengths) + 512, n_threads=args.n_threads, type_k=args.kv_type,
+                                  type_v=args.kv_type, flash_attn=args.flash_attn))
     rows = []
     with tempfile.TemporaryDirectory() as tmp, engine.lock:
         store = KVCacheStore(Path(tmp), budget_bytes=1 << 40)
         for length in args.lengths:
             rows.append(measure(engine, store, length, args.repeats))
             print(f"done {length}", file=sys.stderr)
-    print(f"\nmodel: {model.name}, n_ctx {engine.n_ctx}, median of {args.repeats} runs, times in seconds\n")
+    per_token = [r["state_mb"] * 2**20 / r["prefix_tokens"] for r in rows]
+    print(f"\nmodel: {model.name}, n_ctx {engine.n_ctx}, KV {args.kv_type}, flash_attn {args.flash_attn}, "
+          f"median of {args.repeats} runs, times in seconds; state {statistics.median(per_token) / 1024:.1f} KB/token; "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB\n")
     print("| doc tokens | KV state MB | cold TTFT | primed (disk) TTFT | raw floor TTFT | primed/floor | "
           "cold/primed | live TTFT | restore | read+verify | cat (page cache) | restore/cat |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -134,7 +143,33 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['live_s']:.3f} | {r['restore_s']:.3f} | {r['read_verify_s']:.3f} | {r['cat_s']:.3f} | "
               f"{r['restore_s'] / r['cat_s']:.2f}x |")
     engine.unload()
+    if args.plot:
+        plot(rows, args.plot, model.name)
     return 0
+
+
+def plot(rows: list[dict], path: Path, model_name: str) -> None:
+    """Draw TTFT (log seconds) against document tokens for each way of getting the prefix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r["doc_tokens"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for key, label, style in (("cold_s", "cold (full prefill)", "o-"), ("disk_s", "primed (restore from disk)", "s-"),
+                              ("floor_s", "raw floor (state in memory)", "^--"), ("live_s", "prefix live", "d:")):
+        ax.plot(x, [r[key] for r in rows], style, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(x, [f"{n // 1024}k" for n in x])
+    ax.set_xlabel("document length, tokens")
+    ax.set_ylabel("time to first token, s")
+    ax.set_title(f"TTFT on a 2-core CPU ({model_name})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 if __name__ == "__main__":
