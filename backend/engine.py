@@ -141,6 +141,11 @@ class Engine:
                 )
             except (ValueError, RuntimeError, OSError) as exc:
                 log.warning("failed to load %s: %s", path, exc)
+                if params.type_k != "f16" or params.type_v != "f16" or params.flash_attn:
+                    raise EngineError(
+                        f"Model {path.name} could not be loaded with type_k {params.type_k}, type_v {params.type_v} "
+                        f"and flash_attn {params.flash_attn} (this model or build may not support them, or it is "
+                        "too large for memory); try f16 without flash_attn.") from exc
                 raise EngineError(f"Model file {path.name} could not be loaded (not a valid GGUF, or too large "
                                   "for memory); choose another file.") from exc
             template = llm.metadata.get("tokenizer.chat_template")

@@ -81,3 +81,14 @@ def test_broken_model_file_leaves_app_running(tmp_path, embedder):
         assert status["loaded"] is False and "could not be loaded" in status["message"]
     finally:
         stop(app)
+
+
+def test_unsupported_kv_settings_are_named_in_the_error(tiny_model):
+    from backend.engine import Engine, EngineError, LoadParams
+
+    engine = Engine()
+    with pytest.raises(EngineError) as err:  # q8_0 KV does not suit the tiny model's head size
+        engine.load(tiny_model, LoadParams(n_ctx=512, type_k="q8_0", type_v="q8_0", flash_attn=True))
+    message = str(err.value)
+    assert "type_k q8_0" in message and "try f16 without flash_attn" in message and "\n" not in message
+    assert not engine.loaded
