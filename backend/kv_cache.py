@@ -16,6 +16,7 @@ sidecar, fingerprint, token hash or checksum disagrees is deleted and recomputed
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -203,6 +204,22 @@ class KVCacheStore:
         self.ram.put(key, state)
         self.evict()
         return self._entry(meta, now)
+
+    def fetch(self, key: str, fp: dict, tokens: list[int]) -> tuple[ctypes.Array | None, str]:
+        """A state from the RAM tier, else read and verified from disk (see ``load``).
+
+        A RAM hit also marks the disk copy as just used, for the disk tier's LRU.
+
+        Returns:
+            ``(state, tier)``: tier ``ram`` or ``disk``; ``(None, "")`` when neither has a valid entry.
+        """
+        state = self.ram.get(key)
+        if state is not None:
+            with contextlib.suppress(OSError):
+                os.utime(self._paths(key)[0])
+            return state, "ram"
+        state = self.load(key, fp, tokens)
+        return (state, "disk") if state is not None else (None, "")
 
     def load(self, key: str, fp: dict, tokens: list[int]) -> ctypes.Array | None:
         """Read and verify a state; a bad entry is deleted and None returned.

@@ -6,9 +6,7 @@ Every function here expects the caller to hold ``engine.lock``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -104,9 +102,7 @@ def _restore(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: li
         ``(tier, state_bytes)``: tier ``ram`` or ``disk``, or ``("", 0)`` when the entry is
         missing, invalid or rejected (then deleted).
     """
-    state, tier = store.ram.get(key), "ram"
-    if state is None:
-        state, tier = store.load(key, fp, tokens), "disk"
+    state, tier = store.fetch(key, fp, tokens)
     if state is None:
         return "", 0
     try:
@@ -115,9 +111,6 @@ def _restore(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: li
         log.warning("KV cache %s unusable (%s); recomputing", key, exc)
         store.delete(key)
         return "", 0
-    if tier == "ram":
-        with contextlib.suppress(OSError):  # the disk copy's last use, for the disk LRU
-            os.utime(store.folder / f"{key}.kv")
     return tier, len(state)
 
 
@@ -129,6 +122,8 @@ def _restore_shorter_set(engine: Engine, store: KVCacheStore, fp: dict, tokens: 
     Returns:
         How many of ``tokens`` the context now holds from that entry (0 when none was used).
     """
+    if len(doc_ids) < 2:  # a single document has no shorter set to start from
+        return 0
     have = common_prefix_len(engine.context_tokens, tokens)
     best = None
     for e in store.entries():
