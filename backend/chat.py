@@ -107,8 +107,8 @@ class ChatService:
         s = self.settings
         budgets = {"history_budget_tokens": s.history_budget_tokens, "max_tokens": max_tokens}
         if doc_ids:
-            docs = [self.documents.text(owner, d) for d in doc_ids]
             if mode != "rag":
+                docs = [self.documents.text(owner, d) for d in doc_ids]
                 prompt = build_prompt(self.engine, system_text(s.system_prompt, docs), history, message, **budgets)
                 if prompt is not None:
                     return Plan("cag", prompt, list(doc_ids), [])

@@ -82,9 +82,7 @@ class DocumentService:
         existing = self.store.find_by_sha256(owner, sha)
         if existing is not None:
             return existing, False
-        progress(0.0, "Extracting text")
-        extracted = extract(data, name, password,
-                            progress=lambda done, total: progress(0.2 * done / total, f"Extracting page {done}/{total}"))
+        extracted = self._extract(data, name, password, progress)
         doc_id = uuid.uuid4().hex
         folder = self.uploads / doc_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -120,22 +118,31 @@ class DocumentService:
             data = Path(row.path).read_bytes()
         except OSError as exc:
             raise DocumentError(f"The file of '{row.name}' is missing; delete it and upload it again.") from exc
-        progress(0.0, "Extracting text")
+        old_pages, lost = None, None
         try:
-            extracted = extract(data, row.name, progress=lambda done, total: progress(
-                0.2 * done / total, f"Extracting page {done}/{total}"))
+            old_pages = self._pages(row)
+        except DocumentError as exc:  # the stored text is gone; re-indexing restores it
+            lost = exc
+        try:
+            extracted = self._extract(data, row.name, None, progress)
         except PasswordRequired:
-            extracted = Extracted(row.kind, self.pages(owner, doc_id))
-        try:
-            old_text = self._prompt_text(self.pages(owner, doc_id), row.kind)
-        except DocumentError:  # the stored text is gone; re-indexing restores it
-            old_text = None
+            if lost is not None:  # neither the file (encrypted) nor the stored text can be read
+                raise lost from None
+            extracted = Extracted(row.kind, old_pages)
+        old_text = self._prompt_text(old_pages, row.kind) if old_pages is not None else None
         new = self._index(owner, doc_id, row.name, extracted, row.sha256, row.size_bytes, row.uploaded_at,
                           progress, replace=True)
         if self._prompt_text(extracted.pages, extracted.kind) != old_text:
             self.kv_store.delete_for_document(doc_id)
         log.info("re-indexed document %s: %d chunks", doc_id, new.n_chunks)
         return new
+
+    @staticmethod
+    def _extract(data: bytes, name: str, password: str | None, progress: Progress) -> Extracted:
+        """``extract`` with its page counts reported as the first 20 % of ``progress``."""
+        progress(0.0, "Extracting text")
+        return extract(data, name, password,
+                       progress=lambda done, total: progress(0.2 * done / total, f"Extracting page {done}/{total}"))
 
     def _index(self, owner: str, doc_id: str, name: str, extracted: Extracted, sha: str, size: int,
                uploaded_at: float, progress: Progress, *, replace: bool) -> DocumentRow:
@@ -191,7 +198,7 @@ class DocumentService:
             DocumentError: unknown id or its files are gone.
         """
         row = self.get(owner, doc_id)
-        return DocText(doc_id, row.name, self._prompt_text(self.pages(owner, doc_id), row.kind))
+        return DocText(doc_id, row.name, self._prompt_text(self._pages(row), row.kind))
 
     def pages(self, owner: str, doc_id: str) -> list[Page]:
         """A document's extracted pages (and sections), as stored at ingestion.
@@ -199,9 +206,13 @@ class DocumentService:
         Raises:
             DocumentError: unknown id or its stored text is gone.
         """
-        row = self.get(owner, doc_id)
+        return self._pages(self.get(owner, doc_id))
+
+    def _pages(self, row: DocumentRow) -> list[Page]:
+        """The stored pages of a known document (``pages.json``)."""
         try:
-            return [Page(**p) for p in json.loads((self.uploads / doc_id / "pages.json").read_text(encoding="utf-8"))]
+            path = self.uploads / row.doc_id / "pages.json"
+            return [Page(**p) for p in json.loads(path.read_text(encoding="utf-8"))]
         except (OSError, ValueError, TypeError) as exc:
             raise DocumentError(f"The stored text of '{row.name}' is missing; delete and upload it again.") from exc
 
