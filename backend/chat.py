@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from backend.config import Settings
 from backend.documents import DocumentService
 from backend.engine import Engine, NoModelLoaded, Sampling, StreamStats
-from backend.kv_cache import CacheEntry, KVCacheStore, fingerprint
+from backend.kv_cache import KVCacheStore
 from backend.prefix_cache import ensure_prefix, prime
 from backend.prompts import Prompt, build_prompt, prefix_tokens, rag_user_text, system_text
 from backend.sessions import SessionStore
@@ -307,15 +307,3 @@ class ChatService:
         except ChatError as exc:
             log.info("not priming %s on upload: %s", doc_id, exc)
             return None
-
-    def cached(self, owner: str) -> dict[tuple[str, ...], CacheEntry]:
-        """Saved prefixes of this owner usable by the loaded model, keyed by their document ids.
-
-        With no model loaded, every saved prefix of the owner is listed.
-        """
-        fp = fingerprint(self.engine) if self.engine.loaded else None
-        out: dict[tuple[str, ...], CacheEntry] = {}
-        for e in self.kv_store.entries():
-            if e.owner == owner and e.doc_ids and (fp is None or e.fingerprint == fp):
-                out.setdefault(e.doc_ids, e)
-        return out

@@ -34,7 +34,7 @@ class Services:
         sessions: Redis session store.
         documents: ingestion and document lifecycle.
         chat: chat turns and priming.
-        caches: the user's view of the KV-cache entries (list, delete).
+        caches: the user's view of the KV-cache entries (list, delete, which documents are cached).
         store / embedder: LanceDB and sentence-transformers.
         redis_server: the embedded server, or None with ``REDIS_URL``.
         model_error: why the start-up model did not load, if it didn't.
@@ -108,7 +108,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
                                 max_upload_bytes=settings.max_upload_bytes, chunk_tokens=settings.chunk_tokens,
                                 overlap_tokens=settings.chunk_overlap_tokens)
     chat = ChatService(settings, engine, kv_store, sessions, documents)
-    caches = CacheCatalog(kv_store, engine, documents)
+    caches = CacheCatalog(kv_store, engine, store)
     services = Services(settings, engine, kv_store, sessions, documents, chat, caches, store, embedder, client, server)
     model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename)
     if model is not None:

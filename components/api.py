@@ -23,7 +23,7 @@ def document_dict(row: DocumentRow, cached: dict) -> dict:
 
     Args:
         row: the document.
-        cached: ``ChatService.cached(owner)``, read once by the caller for all rows.
+        cached: ``CacheCatalog.cached(owner)``, read once by the caller for all rows.
     """
     entry = cached.get((row.doc_id,))
     return {"doc_id": row.doc_id, "name": row.name, "kind": row.kind, "pages": row.pages, "chars": row.chars,
@@ -53,7 +53,7 @@ def render(services: Services) -> None:
             row, created = services.documents.upload(owner, Path(file), Path(file).name, password or None)
             if cache:
                 services.chat.cache_if_possible(owner, row.doc_id)
-        return {**document_dict(row, services.chat.cached(owner)), "created": created}
+        return {**document_dict(row, services.caches.cached(owner)), "created": created}
 
     upload_trigger.click(upload_document, [upload_in, password_in, cache_in], [upload_out],
                          api_name="upload_document")
@@ -61,7 +61,7 @@ def render(services: Services) -> None:
     def list_documents(request: gr.Request) -> list[dict]:
         """List the documents with their page, token and chunk counts and cache state."""
         owner = owner_of(request)
-        cached = services.chat.cached(owner)
+        cached = services.caches.cached(owner)
         return [document_dict(r, cached) for r in services.documents.list(owner)]
 
     def search_documents(query: str, doc_ids: list[str], k: int, request: gr.Request) -> list[dict]:
@@ -87,7 +87,7 @@ def render(services: Services) -> None:
         owner = owner_of(request)
         with user_errors():
             row = services.documents.reindex(owner, doc_id)
-        return document_dict(row, services.chat.cached(owner))
+        return document_dict(row, services.caches.cached(owner))
 
     def delete_document(doc_id: str, request: gr.Request) -> dict:
         """Delete a document with its chunks and KV caches."""

@@ -31,7 +31,7 @@ class DocumentsPanel:
 
 def table_rows(services: Services, docs: list) -> list[list]:
     """Rows of the documents table, with each document's single-document cache state."""
-    cached = services.chat.cached(docs[0].owner) if docs else {}
+    cached = services.caches.cached(docs[0].owner) if docs else {}
     rows = []
     for d in docs:
         entry = cached.get((d.doc_id,))

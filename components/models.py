@@ -24,7 +24,7 @@ def status(services: Services, owner: str) -> dict:
     names = {d.doc_id: d.name for d in services.documents.list(owner)}
     info["cached_documents"] = [
         {"doc_ids": list(ids), "names": [names.get(i, i) for i in ids], "tokens": e.n_tokens, "bytes": e.state_bytes}
-        for ids, e in services.chat.cached(owner).items()
+        for ids, e in services.caches.cached(owner).items()
     ]
     info["message"] = (services.model_error or HOW_TO_GET_A_MODEL) if not info["loaded"] else ""
     return info
