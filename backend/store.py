@@ -84,6 +84,11 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _in(values) -> str:
+    """A quoted SQL ``IN`` list: ``('a', 'b')``."""
+    return "(" + ", ".join(_quote(v) for v in values) + ")"
+
+
 class Store:
     """The LanceDB database under ``data_dir/lancedb``.
 
@@ -121,11 +126,7 @@ class Store:
             row: the document row.
             chunks: dicts with the chunks schema's fields; ``vector`` float32, shape (dim,).
         """
-        with self._write_lock:
-            if chunks:
-                self.chunks.add(chunks)
-                self._index_text()
-            self.documents.add([row])
+        self._write(row, chunks, replace=False)
 
     def replace_document(self, row: DocumentRow, chunks: list[dict]) -> None:
         """Swap a document's row and chunks for new ones (re-indexing), keeping its id.
@@ -134,10 +135,15 @@ class Store:
             row: the new row (same ``owner`` and ``doc_id``).
             chunks: the new chunks, as for ``add_document``.
         """
-        cond = f"owner = {_quote(row.owner)} AND doc_id = {_quote(row.doc_id)}"
+        self._write(row, chunks, replace=True)
+
+    def _write(self, row: DocumentRow, chunks: list[dict], *, replace: bool) -> None:
+        """Write a document row and its chunks (first deleting the old ones when ``replace``)."""
         with self._write_lock:
-            self.chunks.delete(cond)
-            self.documents.delete(cond)
+            if replace:
+                cond = f"owner = {_quote(row.owner)} AND doc_id = {_quote(row.doc_id)}"
+                self.chunks.delete(cond)
+                self.documents.delete(cond)
             if chunks:
                 self.chunks.add(chunks)
                 self._index_text()
@@ -204,7 +210,7 @@ class Store:
             return []
         where = f"owner = {_quote(owner)}"
         if doc_ids is not None:
-            where += f" AND doc_id IN ({', '.join(_quote(d) for d in doc_ids)})"
+            where += f" AND doc_id IN {_in(doc_ids)}"
         vector = query_vector.astype(np.float32)
         if method == "hybrid":
             q = self.chunks.search(query_type="hybrid").vector(vector).text(query).rerank(self.reranker)
@@ -227,6 +233,6 @@ class Store:
         if not doc_ids:
             return {}
         rows = (self.documents.search()
-                .where(f"owner = {_quote(owner)} AND doc_id IN ({', '.join(_quote(d) for d in doc_ids)})")
+                .where(f"owner = {_quote(owner)} AND doc_id IN {_in(doc_ids)}")
                 .select(["doc_id", "name"]).limit(None).to_list())
         return {r["doc_id"]: r["name"] for r in rows}
