@@ -234,7 +234,8 @@ def markdown_sections(text: str) -> list[Page]:
     """Split Markdown at its ATX and setext headings, keeping every source line.
 
     Headings are found by markdown-it-py (CommonMark, plus YAML front matter), so a ``#`` line
-    inside a code block, or the ``---`` closing a front-matter block, is not one. Each section's text starts with its heading's own lines.
+    inside a code block, or the ``---`` closing a front-matter block, is not one. Each section's
+    text starts with its heading's own lines.
 
     Args:
         text: the decoded Markdown, ``\\n`` line endings.
