@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass, field
 from backend.config import Settings
 from backend.documents import DocumentService
 from backend.engine import Engine, NoModelLoaded, Sampling, StreamStats
-from backend.kv_cache import KVCacheStore
+from backend.kv_cache import KVCacheStore, fingerprint
+from backend.prefetch import PrefetchJob, Prefetcher
 from backend.prefix_cache import ensure_prefix, prime
-from backend.prompts import Prompt, build_prompt, prefix_tokens, rag_user_text, system_text
+from backend.prompts import Prompt, Splice, build_prompt, prefix_tokens, rag_user_text, system_text
+from backend.session_cache import SessionSnapshots, Snapshot
 from backend.sessions import SessionStore
 from backend.store import Hit
 
@@ -48,12 +50,14 @@ class TurnEvent:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a turn will send: the prompt, its mode and the documents in its prefix."""
+    """What a turn will send: the prompt, its mode, the documents in its prefix, and for RAG the
+    chunks in its user turn and the tokens they take."""
 
     mode: str
     prompt: Prompt
     prefix_doc_ids: list[str]
     sources: list[Hit]
+    retrieved_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class Turn:
     message: str
     plan: Plan
     sampling: Sampling
+    snapshot: Snapshot | None = None
 
 
 class ChatService:
@@ -80,6 +85,8 @@ class ChatService:
         self.settings = settings
         self.engine, self.kv_store, self.sessions = engine, kv_store, sessions
         self.documents = documents
+        self.snapshots = SessionSnapshots(kv_store.ram)
+        self.prefetcher = Prefetcher(engine.lock)
 
     def default_sampling(self) -> Sampling:
         """Sampling settings from the configuration."""
@@ -89,7 +96,7 @@ class ChatService:
 
     # planning ----------------------------------------------------------------------------
     def plan(self, owner: str, message: str, doc_ids: list[str], history: list[dict], max_tokens: int,
-             mode: str = "auto") -> Plan:
+             mode: str = "auto", splice: Splice | None = None) -> Plan:
         """Choose CAG (documents in the cached prefix) or RAG (top-k chunks in the user turn).
 
         Args:
@@ -97,6 +104,7 @@ class ChatService:
             max_tokens: the answer's budget, tokens.
             mode: ``auto`` (CAG when the documents plus the budgets fit ``n_ctx``, else RAG),
                 ``cag`` or ``rag`` to force one; ignored without documents (mode ``chat``).
+            splice: the session's previous context (``SessionSnapshots``), reused token for token.
 
         Raises:
             ChatError: unknown mode, forced CAG that does not fit, or the question alone does not fit.
@@ -105,7 +113,7 @@ class ChatService:
         if mode not in MODES:
             raise ChatError(f"Unknown mode '{mode}'; use one of {', '.join(MODES)}.")
         s = self.settings
-        budgets = {"history_budget_tokens": s.history_budget_tokens, "max_tokens": max_tokens}
+        budgets = {"history_budget_tokens": s.history_budget_tokens, "max_tokens": max_tokens, "splice": splice}
         if doc_ids:
             if mode != "rag":
                 docs = [self.documents.text(owner, d) for d in doc_ids]
@@ -118,11 +126,12 @@ class ChatService:
                                     "choose Auto or Retrieval mode, or select fewer documents.")
             ranked = self.documents.search(owner, message, doc_ids, s.retrieval_top_k)
             system = system_text(s.system_prompt, [])
+            question = len(self.engine.tokenize(message))
             for k in range(max(len(ranked), 1), 0, -1):  # as many of the best chunks as fit
-                hits = ranked[:k]
-                prompt = build_prompt(self.engine, system, history, rag_user_text(message, hits), **budgets)
+                hits, user = ranked[:k], rag_user_text(message, ranked[:k])
+                prompt = build_prompt(self.engine, system, history, user, **budgets)
                 if prompt is not None:
-                    return Plan("rag", prompt, [], hits)
+                    return Plan("rag", prompt, [], hits, len(self.engine.tokenize(user)) - question)
         else:
             prompt = build_prompt(self.engine, system_text(s.system_prompt, []), history, message, **budgets)
             if prompt is not None:
@@ -160,8 +169,10 @@ class ChatService:
         history = [{"role": m["role"], "content": m["content"]} for m in session.messages]
         if not self.engine.loaded:
             raise NoModelLoaded()
-        plan = self.plan(owner, message, doc_ids, history, sampling.max_tokens, mode)
-        return Turn(owner, session_id, message, plan, sampling)
+        snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
+        plan = self.plan(owner, message, doc_ids, history, sampling.max_tokens, mode,
+                         snapshot.splice if snapshot else None)
+        return Turn(owner, session_id, message, plan, sampling, snapshot)
 
     def run_turn(self, turn: Turn) -> Iterator[TurnEvent]:
         """Restore or prime the prefix, stream the answer, persist it with its metrics.
@@ -180,6 +191,7 @@ class ChatService:
         """
         events: queue.Queue = queue.Queue()  # unbounded: the worker never waits for the reader
         stop = threading.Event()
+        self.prefetcher.preempt(turn.session_id)
         worker = threading.Thread(target=self._generate, args=(turn, events, stop), name="chat-turn", daemon=True)
         worker.start()
         try:
@@ -200,23 +212,29 @@ class ChatService:
         yield TurnEvent("done", answer, data={"metrics": metrics, "sources": sources})
 
     def _generate(self, turn: Turn, events: queue.Queue, stop: threading.Event) -> None:
-        """Worker of ``run_turn``: everything that touches the model, under its lock, in one thread."""
-        plan, stats = turn.plan, StreamStats()
+        """Worker of ``run_turn``: everything that touches the model, under its lock, in one thread.
+
+        After the answer is handed over, the session's context is snapshotted (still under the
+        lock, so the snapshot is of this answer's context).
+        """
+        plan, stats, engine = turn.plan, StreamStats(), self.engine
         pieces: list[str] = []
         try:
-            with self.engine.lock:
+            with engine.lock:
                 start = time.perf_counter()
-                prefix = ensure_prefix(self.engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
-                                       turn.owner)
-                for piece in self.engine.stream(plan.prompt.tokens, turn.sampling, stats):
+                prefix = (self.snapshots.restore(engine, turn.snapshot, plan.prompt.prefix_tokens, plan.prompt.tokens)
+                          or ensure_prefix(engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
+                                           turn.owner))
+                for piece in engine.stream(plan.prompt.tokens, turn.sampling, stats):
                     pieces.append(piece)
                     events.put(("token", piece))
                     if stop.is_set():
                         break
-                metrics = self._metrics(plan, prefix, stats, start, stopped=stop.is_set())
-            answer = "".join(pieces)
-            self._persist(turn.owner, turn.session_id, turn.message, answer, plan, metrics)
-            events.put(("end", (answer, metrics)))
+                metrics = self._metrics(turn, prefix, stats, start, stopped=stop.is_set())
+                answer = "".join(pieces)
+                self._persist(turn.owner, turn.session_id, turn.message, answer, plan, metrics)
+                events.put(("end", (answer, metrics)))
+                self.snapshots.take(engine, turn.owner, turn.session_id, plan.prompt, fingerprint(engine))
         except Exception as exc:  # handed to the reader, which raises it in the request's thread
             log.warning("chat turn failed: %s", exc)
             events.put(("error", exc))
@@ -226,9 +244,13 @@ class ChatService:
         """``prepare_turn`` then ``run_turn``, as one generator (errors surface on first ``next``)."""
         yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling, mode))
 
-    @staticmethod
-    def _metrics(plan: Plan, prefix, stats: StreamStats, start: float, stopped: bool) -> dict:
-        """The per-answer metrics shown under it and stored with it (seconds, tokens)."""
+    def _metrics(self, turn: Turn, prefix, stats: StreamStats, start: float, stopped: bool) -> dict:
+        """The per-answer metrics shown under it and stored with it (seconds, tokens).
+
+        ``n_ctx`` is split into the cached prefix, history, retrieved chunks, the question (with
+        its template tokens) and ``max_tokens`` reserved for the answer.
+        """
+        plan, prompt = turn.plan, turn.plan.prompt
         ttft = (stats.first_token_at - start) if stats.first_token_at else None
         decode_s = (stats.finished_at - stats.first_token_at) if stats.first_token_at and stats.finished_at else 0.0
         return {
@@ -236,12 +258,19 @@ class ChatService:
             "prompt_tokens": stats.prompt_tokens,
             "reused_tokens": stats.reused_tokens,
             "prefill_tokens": stats.prompt_tokens - stats.reused_tokens,
-            "prefix_tokens": len(plan.prompt.prefix_tokens),
-            "history_messages": plan.prompt.history_messages,
+            "prefix_tokens": len(prompt.prefix_tokens),
+            "history_messages": prompt.history_messages,
+            "history_tokens": prompt.history_tokens,
+            "retrieved_tokens": plan.retrieved_tokens,
+            "question_tokens": len(prompt.tokens) - len(prompt.prefix_tokens) - prompt.history_tokens
+            - plan.retrieved_tokens,
+            "max_tokens": turn.sampling.max_tokens,
+            "n_ctx": self.engine.n_ctx,
             "cache_tier": prefix.tier,
             "restore_s": round(prefix.restore_s, 4),
             "prefix_prefill_s": round(prefix.prefill_s, 4),
             "chained_tokens": prefix.chained_tokens,
+            "snapshot_tokens": prefix.snapshot_tokens,
             "ttft_s": round(ttft, 4) if ttft is not None else None,
             "completion_tokens": stats.completion_tokens,
             "decode_tokens_per_s": round((stats.completion_tokens - 1) / decode_s, 2)
@@ -276,9 +305,8 @@ class ChatService:
         """
         if not self.engine.loaded:
             raise NoModelLoaded()
-        docs = [self.documents.text(owner, d) for d in doc_ids]
-        tokens = prefix_tokens(self.engine, system_text(self.settings.system_prompt, docs))
-        room = self.engine.n_ctx - self.settings.max_tokens - 64
+        tokens, docs = self._doc_prefix(owner, doc_ids)
+        room = self._prefix_room()
         if len(tokens) > room:
             names = ", ".join(d.name for d in docs)
             raise ChatError(f"'{names}' is {len(tokens)} tokens, more than the {room} that fit in the context "
@@ -307,3 +335,52 @@ class ChatService:
         except ChatError as exc:
             log.info("not priming %s on upload: %s", doc_id, exc)
             return None
+
+    def _doc_prefix(self, owner: str, doc_ids: list[str]) -> tuple[list[int], list]:
+        """The cached-prefix token ids for these documents (instructions first), and their texts."""
+        docs = [self.documents.text(owner, d) for d in doc_ids]
+        return prefix_tokens(self.engine, system_text(self.settings.system_prompt, docs)), docs
+
+    def _prefix_room(self) -> int:
+        """Most tokens a document prefix may take: ``n_ctx`` less the answer and a question's room."""
+        return self.engine.n_ctx - self.settings.max_tokens - 64
+
+    # prefetch and snapshots --------------------------------------------------------------
+    def prefetch(self, owner: str, session_id: str | None, doc_ids: list[str],
+                 mode: str = "auto") -> PrefetchJob | None:
+        """Start getting this session's context ready while the user types (see ``backend.prefetch``).
+
+        The target is the session's snapshot when it starts with the selected documents' prefix,
+        else that prefix (restored from RAM or disk, or prefilled and saved, preemptibly). In
+        ``rag`` mode, or when the documents do not fit, the prefix is the instructions alone.
+
+        Args:
+            owner: the user.
+            session_id: the session the question will come from (None: a new chat).
+            doc_ids: selected documents, in order.
+            mode: the chat mode (``MODES``).
+
+        Returns:
+            The running job, or None when no model is loaded.
+
+        Raises:
+            DocumentError: an unknown document id.
+        """
+        if not self.engine.loaded:
+            return None
+        ids = list(doc_ids) if mode != "rag" else []
+        tokens, _ = self._doc_prefix(owner, ids)
+        if len(tokens) > self._prefix_room():
+            ids = []
+            tokens, _ = self._doc_prefix(owner, ids)
+        snap = self.snapshots.get(owner, session_id, fingerprint(self.engine)) if session_id else None
+
+        def work(should_stop):
+            got = snap and self.snapshots.restore(self.engine, snap, tokens, list(snap.splice.tokens))
+            return got or ensure_prefix(self.engine, self.kv_store, tokens, ids, owner, should_stop)
+
+        return self.prefetcher.start(session_id or "", work)
+
+    def forget_session(self, owner: str, session_id: str) -> None:
+        """Drop a deleted session's snapshot from the RAM tier."""
+        self.snapshots.drop(owner, session_id)

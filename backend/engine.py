@@ -12,7 +12,7 @@ import ctypes
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,11 @@ GGML_TYPES = {"f16": 1, "q8_0": 8}  # ggml_type enum values (ggml.h)
 
 class EngineError(RuntimeError):
     """A model operation failed; ``str(err)`` is one sentence for the user."""
+
+
+class Interrupted(EngineError):
+    """A prefill stopped early because its ``should_stop`` said so (the context keeps what was
+    evaluated: a valid, shorter prefix)."""
 
 
 class NoModelLoaded(EngineError):
@@ -217,6 +222,18 @@ class Engine:
         self._require()
         return self._formatter(messages=messages, **template_kwargs).prompt
 
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of generated token ids (invalid UTF-8 becomes U+FFFD, as in ``stream``)."""
+        vocab = self._vocab
+        if vocab is None:
+            raise NoModelLoaded()
+        return vocab.detokenize(tokens).decode("utf-8", errors="replace")
+
+    @property
+    def metadata(self) -> dict:
+        """The loaded GGUF's metadata key/values (strings, as llama.cpp reports them)."""
+        return dict(self._require().metadata)
+
     def is_eog(self, token: int) -> bool:
         """True for end-of-generation tokens (EOS, EOT, ``<|im_end|>``...)."""
         llm = self._require()
@@ -235,14 +252,22 @@ class Engine:
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         llm.n_tokens = 0
 
-    def prefill(self, tokens: list[int]) -> int:
+    def prefill(self, tokens: list[int], should_stop: Callable[[], bool] | None = None,
+                chunk_tokens: int | None = None) -> int:
         """Evaluate ``tokens`` from an empty context, reusing any matching prefix already there.
 
         Args:
             tokens: the full token sequence the context must hold afterwards.
+            should_stop: checked between chunks; when it returns True the prefill stops.
+            chunk_tokens: tokens evaluated between checks (default: all at once; llama.cpp still
+                splits them into ``n_batch`` batches).
 
         Returns:
             Number of tokens actually evaluated.
+
+        Raises:
+            Interrupted: ``should_stop`` returned True before the end; the context then holds a
+                shorter prefix of ``tokens``.
         """
         llm = self._require()
         keep = common_prefix_len(self.context_tokens, tokens)
@@ -250,14 +275,19 @@ class Engine:
             return 0
         llm.n_tokens = keep
         llm._ctx.kv_cache_seq_rm(-1, keep, -1)
-        llm.eval(tokens[keep:])
+        step = chunk_tokens or len(tokens)
+        for start in range(keep, len(tokens), step):
+            if should_stop is not None and should_stop():
+                raise Interrupted(f"prefill stopped after {start - keep} of {len(tokens) - keep} tokens")
+            llm.eval(tokens[start:start + step])
         return len(tokens) - keep
 
-    def get_state(self) -> bytes:
+    def get_state(self) -> ctypes.Array:
         """Copy the KV state of sequence 0 (llama.cpp's ``llama_state_seq_get_data``).
 
         Returns:
-            Raw state bytes: KV cells only, no logits (they would be n_vocab floats per output).
+            Raw state bytes as a ``c_uint8`` array (one copy, no conversion to ``bytes``): KV cells
+            only, no logits (they would be n_vocab floats per output).
         """
         llm = self._require()
         size = llama_cpp.llama_state_seq_get_size(llm.ctx, 0)
@@ -265,7 +295,7 @@ class Engine:
         written = llama_cpp.llama_state_seq_get_data(llm.ctx, buf, size, 0)
         if written == 0:
             raise EngineError("llama.cpp could not copy the KV state.")
-        return bytes(memoryview(buf)[:written])
+        return buf if written == size else (ctypes.c_uint8 * written).from_buffer(buf)
 
     def set_state(self, data: bytes | ctypes.Array, tokens: list[int]) -> None:
         """Replace the context with a saved sequence-0 state holding ``tokens``.

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from backend.engine import Engine, common_prefix_len
 from backend.kv_cache import KVCacheStore, entry_key, fingerprint
 
 log = logging.getLogger(__name__)
+
+# Tokens a preemptible prefill evaluates between checks: about 1 s of prefill for a 0.6B model
+# on two CPU cores (benchmarks/ttft.py), small enough that a preempting question waits little.
+PREEMPTIBLE_CHUNK_TOKENS = 128
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class PrefixResult:
         state_bytes: size of the saved state, bytes (0 for ``live``).
         chained_tokens: on a ``miss``, tokens taken from the cached prefix of a shorter document
             set that this one starts with (prefix chaining), so only the rest was prefilled.
+        snapshot_tokens: tokens restored from the session's own snapshot (prefix plus history;
+            ``backend.session_cache``), 0 otherwise.
     """
 
     tier: str
@@ -37,13 +44,18 @@ class PrefixResult:
     prefill_s: float = 0.0
     state_bytes: int = 0
     chained_tokens: int = 0
+    snapshot_tokens: int = 0
 
 
 def _prefill_and_save(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: list[int],
-                      doc_ids: list[str], owner: str) -> PrefixResult:
-    """Evaluate the prefix (keeping any matching part already in the context) and save its state."""
+                      doc_ids: list[str], owner: str, should_stop: Callable[[], bool] | None = None) -> PrefixResult:
+    """Evaluate the prefix (keeping any matching part already in the context) and save its state.
+
+    Raises:
+        Interrupted: ``should_stop`` stopped the prefill (nothing is saved).
+    """
     start = time.perf_counter()
-    engine.prefill(tokens)
+    engine.prefill(tokens, should_stop, PREEMPTIBLE_CHUNK_TOKENS if should_stop else None)
     prefill_s = time.perf_counter() - start
     state = engine.get_state()
     store.save(key, fp, tokens, state, doc_ids, owner)
@@ -66,7 +78,8 @@ def prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[
     return _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner)
 
 
-def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str) -> PrefixResult:
+def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str,
+                  should_stop: Callable[[], bool] | None = None) -> PrefixResult:
     """Make the context start with ``tokens``: reuse it, restore it from disk, or prefill and save it.
 
     Caller must hold ``engine.lock``.
@@ -77,9 +90,13 @@ def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_id
         tokens: prefix token ids (system instructions plus documents).
         doc_ids: the documents in the prefix, recorded in the sidecar.
         owner: recorded in the sidecar.
+        should_stop: makes a prefill preemptible (checked every ``PREEMPTIBLE_CHUNK_TOKENS``).
 
     Returns:
         Which tier served it and what it cost.
+
+    Raises:
+        Interrupted: ``should_stop`` stopped the prefill; the context holds part of the prefix.
     """
     if engine.context_tokens[: len(tokens)] == tokens:
         return PrefixResult("live", len(tokens))
@@ -90,7 +107,7 @@ def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_id
     if tier:
         return PrefixResult(tier, len(tokens), restore_s=time.perf_counter() - start, state_bytes=state_bytes)
     chained, restore_s = _restore_shorter_set(engine, store, fp, tokens, doc_ids), time.perf_counter() - start
-    result = _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner)
+    result = _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner, should_stop)
     return PrefixResult("miss", result.n_tokens, restore_s=restore_s if chained else 0.0, prefill_s=result.prefill_s,
                         state_bytes=result.state_bytes, chained_tokens=chained)
 

@@ -15,7 +15,7 @@ matter how the tokenizer would merge across the boundary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from backend.engine import Engine
 from backend.store import Hit
@@ -40,12 +40,32 @@ class Prompt:
         prefix_tokens: the cacheable prefix (instructions + documents), token ids.
         tokens: the whole prompt; ``tokens[:len(prefix_tokens)] == prefix_tokens``.
         history_messages: how many earlier messages made it into the prompt.
+        history_tokens: tokens those messages take (with their template tokens).
+        text: the rendered text ``tokens`` stand for.
+        spliced_tokens: leading tokens taken as is from the session's previous context
+            (``Splice``) instead of re-tokenizing their text; 0 when none.
     """
 
     prefix_tokens: list[int]
     tokens: list[int]
     history_messages: int = 0
-    sources: list[Hit] = field(default_factory=list)
+    history_tokens: int = 0
+    text: str = ""
+    spliced_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Splice:
+    """Token ids known to stand for a text: a session's previous prompt plus the answer's tokens
+    as generated. A prompt whose text starts with ``text`` starts with ``tokens``.
+
+    Re-tokenizing an answer's text need not give back the tokens the model generated (BPE
+    merges differently; invalid UTF-8 comes back as U+FFFD), and every differing token ends the
+    reusable prefix. llama.cpp's server keeps generated tokens in its slot for the same reason.
+    """
+
+    text: str
+    tokens: tuple[int, ...]
 
 
 def system_text(instructions: str, docs: list[DocText]) -> str:
@@ -88,7 +108,7 @@ def prefix_tokens(engine: Engine, system: str) -> list[int]:
 
 
 def build_prompt(engine: Engine, system: str, history: list[dict], user: str, *,
-                 history_budget_tokens: int, max_tokens: int) -> Prompt | None:
+                 history_budget_tokens: int, max_tokens: int, splice: Splice | None = None) -> Prompt | None:
     """Lay out a prompt, trimming the oldest history to fit the budgets.
 
     Args:
@@ -98,6 +118,8 @@ def build_prompt(engine: Engine, system: str, history: list[dict], user: str, *,
         user: this turn's user message.
         history_budget_tokens: most tokens earlier messages may take.
         max_tokens: tokens reserved for the answer.
+        splice: the session's previous context; used when the rendered text starts with its text
+            and its tokens start with this prefix.
 
     Returns:
         The prompt, or None when even with no history it exceeds ``n_ctx - max_tokens``.
@@ -105,19 +127,22 @@ def build_prompt(engine: Engine, system: str, history: list[dict], user: str, *,
     pre_text = prefix_text(engine, system)
     pre_tokens = engine.tokenize(pre_text, add_bos=True)
     limit = engine.n_ctx - max_tokens
+    usable = splice is not None and list(splice.tokens[: len(pre_tokens)]) == pre_tokens
 
-    def tokens_with(recent: list[dict]) -> list[int]:
+    def tokens_with(recent: list[dict]) -> tuple[str, list[int], int]:
         full = engine.render([{"role": "system", "content": system}, *recent, {"role": "user", "content": user}])
         if not full.startswith(pre_text):
             raise ValueError("the chat template does not render a stable prefix for this system message")
-        return pre_tokens + engine.tokenize(full[len(pre_text):])
+        if usable and len(splice.text) >= len(pre_text) and full.startswith(splice.text):
+            return full, [*splice.tokens, *engine.tokenize(full[len(splice.text):])], len(splice.tokens)
+        return full, pre_tokens + engine.tokenize(full[len(pre_text):]), 0
 
-    bare = tokens_with([])
+    bare_text, bare, _ = tokens_with([])
     if len(bare) > limit:
         return None
     start = len(history) % 2  # keep whole user/assistant pairs
     for first in range(start, len(history), 2):
-        tokens = tokens_with(history[first:])
+        text, tokens, spliced = tokens_with(history[first:])
         if len(tokens) <= limit and len(tokens) - len(bare) <= history_budget_tokens:
-            return Prompt(pre_tokens, tokens, len(history) - first)
-    return Prompt(pre_tokens, bare, 0)
+            return Prompt(pre_tokens, tokens, len(history) - first, len(tokens) - len(bare), text, spliced)
+    return Prompt(pre_tokens, bare, 0, 0, bare_text, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +60,17 @@ class Services:
         return LoadParams(n_ctx=s.n_ctx, n_gpu_layers=s.n_gpu_layers, n_batch=s.n_batch, n_threads=s.n_threads,
                           flash_attn=s.flash_attn, type_k=s.type_k, type_v=s.type_v)
 
-    def load_model(self, path: Path) -> None:
+    def load_model(self, path: Path, **overrides) -> None:
         """Load a model with the configured settings.
+
+        Args:
+            path: the GGUF file.
+            overrides: ``LoadParams`` fields to change for this load (e.g. ``type_k="q8_0"``).
 
         Raises:
             EngineError: see ``Engine.load``.
         """
-        self.engine.load(Path(path), self.load_params())
+        self.engine.load(Path(path), dataclasses.replace(self.load_params(), **overrides))
         self.model_error = None
 
     def close(self) -> None:
