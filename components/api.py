@@ -133,6 +133,14 @@ def render(services: Services) -> None:
                 elif event.kind == "done":
                     yield {"text": event.text, "done": True, **event.data}
 
+    def prefetch(session_id: str, doc_ids: list[str], mode: str = "auto", request: gr.Request = None) -> dict:
+        """Start restoring (or prefilling) the prefix of these documents, or the session's snapshot,
+        while the engine is idle, so the next chat call evaluates only the question. Returns
+        {"started"}: false when no model is loaded. A chat for another session preempts it."""
+        with user_errors():
+            job = services.chat.prefetch(owner_of(request), session_id or None, list(doc_ids or []), mode or "auto")
+        return {"started": job is not None}
+
     def get_history(session_id: str, request: gr.Request) -> dict:
         """A session's messages (with metrics and sources on answers) and timestamps."""
         with user_errors():
@@ -142,6 +150,7 @@ def render(services: Services) -> None:
         """Delete a session and its history."""
         with user_errors():
             deleted = services.sessions.delete(owner_of(request), session_id)
+        services.chat.forget_session(owner_of(request), session_id)
         return {"session_id": session_id, "deleted": deleted}
 
     def model_status(request: gr.Request) -> dict:
@@ -159,6 +168,7 @@ def render(services: Services) -> None:
     gr.api(delete_cache, api_name="delete_cache")
     gr.api(create_session, api_name="create_session")
     gr.api(chat, api_name="chat", **llm)
+    gr.api(prefetch, api_name="prefetch")
     gr.api(get_history, api_name="get_history")
     gr.api(delete_session, api_name="delete_session")
     gr.api(model_status, api_name="model_status")

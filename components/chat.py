@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ import gradio as gr
 
 from backend.services import Services
 from backend.sessions import SessionNotFound
-from components.common import metrics_line, owner_of, user_errors
+from components.common import USER_ERRORS, budget_line, metrics_line, owner_of, user_errors
 from components.documents import DocumentsPanel
 
 
@@ -17,7 +18,8 @@ def with_metrics(answer: str, metrics: dict | None) -> str:
     """Answer text plus its metrics line, as shown in the chat."""
     if not metrics:
         return answer
-    return f"{answer}\n\n<sub>{metrics_line(metrics)}</sub>"
+    budget = budget_line(metrics)
+    return f"{answer}\n\n<sub>{metrics_line(metrics)}</sub>" + (f"<br><sub>{budget}</sub>" if budget else "")
 
 
 SNIPPET_CHARS = 90
@@ -119,6 +121,13 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
         except SessionNotFound:
             return []
 
+    def prefetch(session_id: str | None, doc_ids: list[str], mode: str, request: gr.Request) -> None:
+        with contextlib.suppress(*USER_ERRORS):  # a prefetch that cannot run costs nothing
+            services.chat.prefetch(owner_of(request), session_id, list(doc_ids or []), mode)
+
+    for control in (documents.selector, mode):
+        control.change(prefetch, [session, documents.selector, mode], None, queue=False, show_progress="hidden",
+                       api_visibility="private")
     message.submit(respond, [message, chatbot, session, documents.selector, mode], [message, chatbot, session],
                    concurrency_id="llm", concurrency_limit=1, api_visibility="private")
     new_chat.click(lambda: (None, []), None, [session, chatbot], api_visibility="private")

@@ -49,8 +49,11 @@ def seconds(s: float) -> str:
 
 def metrics_line(m: dict) -> str:
     """One line of per-answer metrics, shown under the answer."""
+    tier = m.get("cache_tier", "?") + (" snapshot" if m.get("snapshot_tokens") else "")
     parts = [m.get("mode", "?"), f"prompt {m.get('prompt_tokens', 0):,} tok",
-             f"reused {m.get('reused_tokens', 0):,} tok ({m.get('cache_tier', '?')})"]
+             f"reused {m.get('reused_tokens', 0):,} tok ({tier})"]
+    if m.get("restore_s"):
+        parts.append(f"restore {seconds(m['restore_s'])}")
     if m.get("ttft_s") is not None:
         parts.append(f"TTFT {seconds(m['ttft_s'])}")
     if m.get("decode_tokens_per_s") is not None:
@@ -58,3 +61,15 @@ def metrics_line(m: dict) -> str:
     if m.get("stop_reason") == "stopped":
         parts.append("stopped")
     return " · ".join(parts)
+
+
+def budget_line(m: dict) -> str:
+    """How the answer's prompt split ``n_ctx``: prefix, history, retrieved chunks, question and the
+    room reserved for the answer (``max_tokens``); empty for metrics saved before it was recorded."""
+    if "n_ctx" not in m:
+        return ""
+    parts = [f"prefix {m['prefix_tokens']:,}", f"history {m['history_tokens']:,}"]
+    if m.get("retrieved_tokens"):
+        parts.append(f"retrieved {m['retrieved_tokens']:,}")
+    parts += [f"question {m['question_tokens']:,}", f"answer ≤ {m['max_tokens']:,}"]
+    return f"context {m['n_ctx']:,} tok: " + " · ".join(parts)
