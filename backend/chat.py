@@ -251,13 +251,14 @@ class ChatService:
         its template tokens) and ``max_tokens`` reserved for the answer.
         """
         plan, prompt = turn.plan, turn.plan.prompt
+        reused = stats.reused_tokens - prefix.prefilled_tokens  # a prefix prefilled this turn is not reuse
         ttft = (stats.first_token_at - start) if stats.first_token_at else None
         decode_s = (stats.finished_at - stats.first_token_at) if stats.first_token_at and stats.finished_at else 0.0
         return {
             "mode": plan.mode,
             "prompt_tokens": stats.prompt_tokens,
-            "reused_tokens": stats.reused_tokens,
-            "prefill_tokens": stats.prompt_tokens - stats.reused_tokens,
+            "reused_tokens": reused,
+            "prefill_tokens": stats.prompt_tokens - reused,
             "prefix_tokens": len(prompt.prefix_tokens),
             "history_messages": prompt.history_messages,
             "history_tokens": prompt.history_tokens,

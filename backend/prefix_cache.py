@@ -36,6 +36,7 @@ class PrefixResult:
             set that this one starts with (prefix chaining), so only the rest was prefilled.
         snapshot_tokens: tokens restored from the session's own snapshot (prefix plus history;
             ``backend.session_cache``), 0 otherwise.
+        prefilled_tokens: prefix tokens evaluated this time (on a ``miss``; not reused).
     """
 
     tier: str
@@ -45,6 +46,7 @@ class PrefixResult:
     state_bytes: int = 0
     chained_tokens: int = 0
     snapshot_tokens: int = 0
+    prefilled_tokens: int = 0
 
 
 def _prefill_and_save(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: list[int],
@@ -55,11 +57,11 @@ def _prefill_and_save(engine: Engine, store: KVCacheStore, key: str, fp: dict, t
         Interrupted: ``should_stop`` stopped the prefill (nothing is saved).
     """
     start = time.perf_counter()
-    engine.prefill(tokens, should_stop, PREEMPTIBLE_CHUNK_TOKENS if should_stop else None)
+    evaluated = engine.prefill(tokens, should_stop, PREEMPTIBLE_CHUNK_TOKENS if should_stop else None)
     prefill_s = time.perf_counter() - start
     state = engine.get_state()
     store.save(key, fp, tokens, state, doc_ids, owner)
-    return PrefixResult("miss", len(tokens), prefill_s=prefill_s, state_bytes=len(state))
+    return PrefixResult("miss", len(tokens), prefill_s=prefill_s, state_bytes=len(state), prefilled_tokens=evaluated)
 
 
 def prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str) -> PrefixResult:
@@ -109,7 +111,8 @@ def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_id
     chained, restore_s = _restore_shorter_set(engine, store, fp, tokens, doc_ids), time.perf_counter() - start
     result = _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner, should_stop)
     return PrefixResult("miss", result.n_tokens, restore_s=restore_s if chained else 0.0, prefill_s=result.prefill_s,
-                        state_bytes=result.state_bytes, chained_tokens=chained)
+                        state_bytes=result.state_bytes, chained_tokens=chained,
+                        prefilled_tokens=result.prefilled_tokens)
 
 
 def _restore(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: list[int]) -> tuple[str, int]:

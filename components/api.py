@@ -134,12 +134,18 @@ def render(services: Services) -> None:
                     yield {"text": event.text, "done": True, **event.data}
 
     def prefetch(session_id: str, doc_ids: list[str], mode: str = "auto", request: gr.Request = None) -> dict:
-        """Start restoring (or prefilling) the prefix of these documents, or the session's snapshot,
-        while the engine is idle, so the next chat call evaluates only the question. Returns
-        {"started"}: false when no model is loaded. A chat for another session preempts it."""
+        """Get the prefix of these documents, or the session's snapshot, into the model's context
+        (restored, or prefilled and saved) so the next chat call evaluates only the question.
+        Waits for it and returns {"outcome": done|preempted|busy|failed|no_model, "tier", "tokens"};
+        a chat for another session preempts it."""
         with user_errors():
             job = services.chat.prefetch(owner_of(request), session_id or None, list(doc_ids or []), mode or "auto")
-        return {"started": job is not None}
+        if job is None:
+            return {"outcome": "no_model", "tier": None, "tokens": 0}
+        job.wait()
+        result = job.result
+        return {"outcome": job.outcome, "tier": result.tier if result else None,
+                "tokens": (result.snapshot_tokens or result.n_tokens) if result else 0}
 
     def get_history(session_id: str, request: gr.Request) -> dict:
         """A session's messages (with metrics and sources on answers) and timestamps."""

@@ -72,6 +72,7 @@ class ChatPanel:
     session: gr.BrowserState
     chatbot: gr.Chatbot
     load_history: Callable  # (session_id, request) -> Chatbot messages; app.py runs it on page load
+    answered: object  # the submit event; app.py chains refreshes of the other panels to it
 
 
 def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
@@ -121,14 +122,21 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
         except SessionNotFound:
             return []
 
-    def prefetch(session_id: str | None, doc_ids: list[str], mode: str, request: gr.Request) -> None:
+    def prefetch_selection(session_id: str | None, doc_ids: list[str], mode: str, request: gr.Request) -> str | None:
+        """Start restoring the selection's prefix; the chat gets its session now, so that its first
+        question is known to be the one the prefetch is for (a question for another session preempts)."""
+        owner = owner_of(request)
         with contextlib.suppress(*USER_ERRORS):  # a prefetch that cannot run costs nothing
-            services.chat.prefetch(owner_of(request), session_id, list(doc_ids or []), mode)
+            if services.engine.loaded:
+                session_id = session_id or services.sessions.create(owner)
+                services.chat.prefetch(owner, session_id, list(doc_ids or []), mode)
+        return session_id
 
     for control in (documents.selector, mode):
-        control.change(prefetch, [session, documents.selector, mode], None, queue=False, show_progress="hidden",
-                       api_visibility="private")
-    message.submit(respond, [message, chatbot, session, documents.selector, mode], [message, chatbot, session],
-                   concurrency_id="llm", concurrency_limit=1, api_visibility="private")
+        control.change(prefetch_selection, [session, documents.selector, mode], [session], queue=False,
+                       show_progress="hidden", api_visibility="private")
+    answered = message.submit(respond, [message, chatbot, session, documents.selector, mode],
+                              [message, chatbot, session], concurrency_id="llm", concurrency_limit=1,
+                              api_visibility="private")
     new_chat.click(lambda: (None, []), None, [session, chatbot], api_visibility="private")
-    return ChatPanel(session=session, chatbot=chatbot, load_history=load_history)
+    return ChatPanel(session=session, chatbot=chatbot, load_history=load_history, answered=answered)

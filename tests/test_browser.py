@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -35,12 +36,14 @@ def test_upload_cache_and_chat_in_the_browser(tmp_path, tiny_model, embedder, br
     try:
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.goto(app.url)
+        page.get_by_placeholder("Ask about your documents…").wait_for(timeout=60_000)  # the app has mounted
         page.locator("input[type=file]").first.set_input_files(str(TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf"))
-        page.get_by_text("sf_pdflatex-4-pages.pdf: 4 pages, ").wait_for(timeout=60_000)
+        page.get_by_text("sf_pdflatex-4-pages.pdf: 4 pages, ").wait_for(timeout=120_000)
         checkbox = page.get_by_label("sf_pdflatex-4-pages.pdf")
         assert checkbox.is_checked(), "a fresh upload is selected for chat"
         page.get_by_role("button", name="Cache", exact=True).click()
-        page.get_by_text("cached in").wait_for(timeout=60_000)
+        # ticking the fresh upload already started prefetching it, so Cache may find it done
+        page.get_by_text(re.compile(r"(cached in [0-9.]+ s|already cached): ")).wait_for(timeout=60_000)
 
         # record every distinct length the answer takes while it streams
         page.evaluate("""() => {
@@ -72,6 +75,7 @@ def test_rag_sources_open_and_table_preview_in_the_browser(tmp_path, tiny_model,
     try:
         page = browser.new_page(viewport={"width": 1440, "height": 1100})
         page.goto(app.url)
+        page.get_by_placeholder("Ask about your documents…").wait_for(timeout=60_000)  # the app has mounted
         page.locator("input[type=file]").first.set_input_files(str(TESTDATA / "pdf" / "pdfjs_tracemonkey.pdf"))
         page.get_by_text("pdfjs_tracemonkey.pdf: 14 pages, ").wait_for(timeout=120_000)
 

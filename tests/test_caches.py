@@ -46,3 +46,18 @@ def test_upload_can_prime_the_cache_at_once(running_app):
     assert entry["doc_ids"] == [doc["doc_id"]]
     plain = client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "", api_name="/upload_document")
     assert plain["cached"] is False, "priming on upload is off unless asked for (prime_on_upload)"
+
+
+def test_prefetch_endpoint_then_chat_evaluates_only_the_question(running_app):
+    client = running_app.client
+    doc = client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "", True,
+                         api_name="/upload_document")
+    other, mine = client.predict(api_name="/create_session"), client.predict(api_name="/create_session")
+    client.predict(other, "Hello.", [], api_name="/chat")  # the context now holds another prompt
+    got = client.predict(mine, [doc["doc_id"]], "auto", api_name="/prefetch")
+    assert got == {"outcome": "done", "tier": "ram", "tokens": doc["cache_tokens"]}
+    m = client.predict(mine, "Who are the crazy ones?", [doc["doc_id"]], api_name="/chat")["metrics"]
+    assert m["cache_tier"] == "live" and m["reused_tokens"] == doc["cache_tokens"]
+    assert m["prefill_tokens"] == m["question_tokens"]
+    assert m["n_ctx"] == m["prefix_tokens"] + m["history_tokens"] + m["question_tokens"] + (
+        m["n_ctx"] - m["prompt_tokens"]), "the split adds up to the prompt"
