@@ -21,6 +21,7 @@ from backend.prefetch import PrefetchJob, Prefetcher
 from backend.prefix_cache import ensure_prefix, prime
 from backend.prompts import Prompt, Splice, build_prompt, prefix_tokens, rag_user_text, system_text
 from backend.session_cache import SessionSnapshots, Snapshot
+from backend.turn_metrics import turn_metrics
 from backend.sessions import SessionStore
 from backend.store import Hit
 
@@ -70,6 +71,7 @@ class Turn:
     plan: Plan
     sampling: Sampling
     snapshot: Snapshot | None = None
+    generation: int = 0  # Engine.generation the prompt was tokenized under
 
 
 class ChatService:
@@ -86,7 +88,18 @@ class ChatService:
         self.engine, self.kv_store, self.sessions = engine, kv_store, sessions
         self.documents = documents
         self.snapshots = SessionSnapshots(kv_store.ram)
+        self._turns = 0  # turns running or waiting for the engine
+        self._turns_lock = threading.Lock()
         self.prefetcher = Prefetcher(engine.lock)
+
+    @property
+    def queued_turns(self) -> int:
+        """Chat turns now running or waiting for the engine lock."""
+        return self._turns
+
+    def _count_turn(self, delta: int) -> None:
+        with self._turns_lock:
+            self._turns += delta
 
     def default_sampling(self) -> Sampling:
         """Sampling settings from the configuration."""
@@ -172,7 +185,7 @@ class ChatService:
         snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
         plan = self.plan(owner, message, doc_ids, history, sampling.max_tokens, mode,
                          snapshot.splice if snapshot else None)
-        return Turn(owner, session_id, message, plan, sampling, snapshot)
+        return Turn(owner, session_id, message, plan, sampling, snapshot, self.engine.generation)
 
     def run_turn(self, turn: Turn) -> Iterator[TurnEvent]:
         """Restore or prime the prefix, stream the answer, persist it with its metrics.
@@ -219,8 +232,11 @@ class ChatService:
         """
         plan, stats, engine = turn.plan, StreamStats(), self.engine
         pieces: list[str] = []
+        self._count_turn(+1)
         try:
             with engine.lock:
+                if not engine.loaded or engine.generation != turn.generation:
+                    raise ChatError("The model was changed or unloaded while this question waited; send it again.")
                 start = time.perf_counter()
                 prefix = (self.snapshots.restore(engine, turn.snapshot, plan.prompt.prefix_tokens, plan.prompt.tokens)
                           or ensure_prefix(engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
@@ -230,7 +246,8 @@ class ChatService:
                     events.put(("token", piece))
                     if stop.is_set():
                         break
-                metrics = self._metrics(turn, prefix, stats, start, stopped=stop.is_set())
+                metrics = turn_metrics(plan, turn.sampling.max_tokens, engine.n_ctx, prefix, stats, start,
+                                       stopped=stop.is_set())
                 answer = "".join(pieces)
                 self._persist(turn.owner, turn.session_id, turn.message, answer, plan, metrics)
                 events.put(("end", (answer, metrics)))
@@ -238,46 +255,13 @@ class ChatService:
         except Exception as exc:  # handed to the reader, which raises it in the request's thread
             log.warning("chat turn failed: %s", exc)
             events.put(("error", exc))
+        finally:
+            self._count_turn(-1)
 
     def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
                     sampling: Sampling | None = None, mode: str = "auto") -> Iterator[TurnEvent]:
         """``prepare_turn`` then ``run_turn``, as one generator (errors surface on first ``next``)."""
         yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling, mode))
-
-    def _metrics(self, turn: Turn, prefix, stats: StreamStats, start: float, stopped: bool) -> dict:
-        """The per-answer metrics shown under it and stored with it (seconds, tokens).
-
-        ``n_ctx`` is split into the cached prefix, history, retrieved chunks, the question (with
-        its template tokens) and ``max_tokens`` reserved for the answer.
-        """
-        plan, prompt = turn.plan, turn.plan.prompt
-        reused = stats.reused_tokens - prefix.prefilled_tokens  # a prefix prefilled this turn is not reuse
-        ttft = (stats.first_token_at - start) if stats.first_token_at else None
-        decode_s = (stats.finished_at - stats.first_token_at) if stats.first_token_at and stats.finished_at else 0.0
-        return {
-            "mode": plan.mode,
-            "prompt_tokens": stats.prompt_tokens,
-            "reused_tokens": reused,
-            "prefill_tokens": stats.prompt_tokens - reused,
-            "prefix_tokens": len(prompt.prefix_tokens),
-            "history_messages": prompt.history_messages,
-            "history_tokens": prompt.history_tokens,
-            "retrieved_tokens": plan.retrieved_tokens,
-            "question_tokens": len(prompt.tokens) - len(prompt.prefix_tokens) - prompt.history_tokens
-            - plan.retrieved_tokens,
-            "max_tokens": turn.sampling.max_tokens,
-            "n_ctx": self.engine.n_ctx,
-            "cache_tier": prefix.tier,
-            "restore_s": round(prefix.restore_s, 4),
-            "prefix_prefill_s": round(prefix.prefill_s, 4),
-            "chained_tokens": prefix.chained_tokens,
-            "snapshot_tokens": prefix.snapshot_tokens,
-            "ttft_s": round(ttft, 4) if ttft is not None else None,
-            "completion_tokens": stats.completion_tokens,
-            "decode_tokens_per_s": round((stats.completion_tokens - 1) / decode_s, 2)
-            if stats.completion_tokens > 1 and decode_s > 0 else None,
-            "stop_reason": "stopped" if stopped else stats.stop_reason,
-        }
 
     def _persist(self, owner: str, session_id: str, message: str, answer: str, plan: Plan, metrics: dict) -> None:
         """Append the user message and the (possibly partial) answer to the session."""
