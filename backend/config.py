@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     # Storage
     data_dir: Path = Field(Path("data"), description="Root of everything the app writes.")
     models_dir: Path = Field(Path("models"), description="Folder scanned for *.gguf files.")
+    extra_model_dirs: list[Path] = Field(default_factory=list, description="More folders listed in the Model panel (JSON list).")
 
     # Server
     host: str = Field("127.0.0.1", description="Interface the web server binds to.")
@@ -52,6 +53,8 @@ class Settings(BaseSettings):
     flash_attn: bool = Field(False, description="Use flash attention (changes KV layout, so part of the cache fingerprint).")
     type_k: Literal["f16", "q8_0"] = Field("f16", description="KV cache dtype for K.")
     type_v: Literal["f16", "q8_0"] = Field("f16", description="KV cache dtype for V (q8_0 needs flash_attn).")
+    use_mmap: bool = Field(True, description="Memory-map the model file (llama.cpp's use_mmap).")
+    use_mlock: bool = Field(False, description="Lock the model's pages in RAM (llama.cpp's use_mlock).")
 
     # Generation (defaults: Qwen3 non-thinking recommendations from its model card)
     max_tokens: int = Field(512, ge=1, description="Most tokens generated per answer.")

@@ -19,9 +19,11 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-log = logging.getLogger(__name__)
+from backend.model_loader import LoadParams, ModelLoadError, OpenedModel, open_model, precheck
 
-GGML_TYPES = {"f16": 1, "q8_0": 8}  # ggml_type enum values (ggml.h)
+__all__ = ["Engine", "EngineError", "Interrupted", "LoadParams", "NoModelLoaded", "Sampling", "StreamStats"]
+
+log = logging.getLogger(__name__)
 
 
 class EngineError(RuntimeError):
@@ -38,19 +40,6 @@ class NoModelLoaded(EngineError):
 
     def __init__(self):
         super().__init__("No model is loaded; open the Model panel to load or download one.")
-
-
-@dataclass(frozen=True)
-class LoadParams:
-    """llama.cpp settings a model is loaded with; names follow ``llama_cpp.Llama``."""
-
-    n_ctx: int = 8192
-    n_gpu_layers: int = -1
-    n_batch: int = 512
-    n_threads: int | None = None
-    flash_attn: bool = False
-    type_k: str = "f16"
-    type_v: str = "f16"
 
 
 @dataclass(frozen=True)
@@ -103,8 +92,11 @@ class Engine:
         lock: re-entrant lock serializing every use of the model.
         llm: the loaded model or None.
         model_path: the loaded GGUF.
-        params: settings it was loaded with.
+        params: settings it was loaded with (``n_ctx`` as capped).
         load_seconds: wall time of the last load, seconds.
+        loaded_at: Unix time of the last load.
+        generation: bumped when a load brings another file (or follows an unload); a turn
+            tokenized under one generation must not run on another.
     """
 
     def __init__(self):
@@ -113,6 +105,8 @@ class Engine:
         self.model_path: Path | None = None
         self.params: LoadParams | None = None
         self.load_seconds: float | None = None
+        self.loaded_at: float | None = None
+        self.generation = 0  # bumped on every load: token ids planned under another model are invalid
         self._formatter: Jinja2ChatFormatter | None = None
         self._vocab: llama_cpp.Llama | None = None  # vocab-only twin: tokenizes without the lock
 
@@ -123,49 +117,46 @@ class Engine:
         return self.llm is not None
 
     def load(self, path: Path, params: LoadParams) -> None:
-        """Load a GGUF, replacing the current model only once the new one has loaded.
+        """Load a GGUF in place of the current model, which is closed first so both are never in memory.
+
+        The file is checked from its header first (``model_loader.precheck``); a file that fails
+        there leaves the current model untouched. If llama.cpp then refuses it, the previous
+        model is reopened with its settings, so a failed load never leaves the app without one.
 
         Args:
             path: the .gguf file.
             params: llama.cpp settings; ``n_ctx`` is capped at the model's training context.
 
         Raises:
-            EngineError: the file is missing, not a GGUF, has no chat template, or fails to load.
+            EngineError: the file is missing, not a readable GGUF, has no chat template, is too
+                large for memory, or llama.cpp refused it (the previous model serves on).
         """
         path = Path(path)
-        if not path.is_file():
-            raise EngineError(f"Model file {path} does not exist; check the path or download a model.")
         with self.lock:
+            freed = self.model_path.stat().st_size if self.model_path and self.model_path.exists() else 0
+            try:
+                _, params = precheck(path, params, freed)
+            except ModelLoadError as exc:
+                raise EngineError(str(exc)) from exc
+            previous = (self.model_path, self.params) if self.loaded else None
+            self.unload()
             start = time.perf_counter()
             try:
-                llm = llama_cpp.Llama(
-                    model_path=str(path), n_ctx=params.n_ctx, n_gpu_layers=params.n_gpu_layers,
-                    n_batch=params.n_batch, n_ubatch=params.n_batch, n_threads=params.n_threads,
-                    flash_attn=params.flash_attn, type_k=GGML_TYPES[params.type_k],
-                    type_v=GGML_TYPES[params.type_v], logits_all=False, verbose=False,
-                )
-            except (ValueError, RuntimeError, OSError) as exc:
-                log.warning("failed to load %s: %s", path, exc)
-                if params.type_k != "f16" or params.type_v != "f16" or params.flash_attn:
-                    raise EngineError(
-                        f"Model {path.name} could not be loaded with type_k {params.type_k}, type_v {params.type_v} "
-                        f"and flash_attn {params.flash_attn} (this model or build may not support them, or it is "
-                        "too large for memory); try f16 without flash_attn.") from exc
-                raise EngineError(f"Model file {path.name} could not be loaded (not a valid GGUF, or too large "
-                                  "for memory); choose another file.") from exc
-            template = llm.metadata.get("tokenizer.chat_template")
-            if not template:
-                llm.close()
-                raise EngineError(f"Model {path.name} has no chat template; use an instruct/chat GGUF.")
-            self.unload()
-            self._vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-            self.llm, self.model_path, self.params = llm, path, params
-            self._formatter = Jinja2ChatFormatter(
-                template=template, eos_token=self._token_text(llm.token_eos()),
-                bos_token=self._token_text(llm.token_bos()), add_generation_prompt=True,
-            )
+                self._install(open_model(path, params), path)
+            except ModelLoadError as exc:
+                if previous is not None:
+                    log.warning("reopening %s after the failed load of %s", previous[0].name, path.name)
+                    self._install(open_model(*previous), previous[0])
+                raise EngineError(str(exc)) from exc
+            if previous is None or previous[0] != path:  # a restart of the same file keeps token ids valid
+                self.generation += 1
             self.load_seconds = time.perf_counter() - start
-            log.info("loaded %s in %.2f s (n_ctx=%d)", path.name, self.load_seconds, llm.n_ctx())
+            self.loaded_at = time.time()
+            log.info("loaded %s in %.2f s (n_ctx=%d)", path.name, self.load_seconds, params.n_ctx)
+
+    def _install(self, opened: OpenedModel, path: Path) -> None:
+        self.llm, self._vocab, self._formatter = opened.llm, opened.vocab, opened.formatter
+        self.model_path, self.params = path, opened.params
 
     def unload(self) -> None:
         """Free the model and its context (no-op when none is loaded)."""
@@ -179,11 +170,6 @@ class Engine:
         if self.llm is None:
             raise NoModelLoaded()
         return self.llm
-
-    def _token_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return self._vocab.detokenize([token], special=True).decode("utf-8", errors="ignore")
 
     # text <-> tokens ---------------------------------------------------------------------
     @property
@@ -380,5 +366,7 @@ class Engine:
             info.update(n_ctx=self.llm.n_ctx(), n_gpu_layers=self.params.n_gpu_layers,
                         n_batch=self.params.n_batch, flash_attn=self.params.flash_attn,
                         type_k=self.params.type_k, type_v=self.params.type_v,
-                        n_layers=int(self.llm.metadata.get(f"{self.llm.metadata.get('general.architecture')}.block_count", 0)))
+                        use_mmap=self.params.use_mmap, use_mlock=self.params.use_mlock, loaded_at=self.loaded_at,
+                        n_layers=int(self.llm.metadata.get(f"{self.llm.metadata.get('general.architecture')}.block_count",
+                                                           0)))
         return info

@@ -14,10 +14,11 @@ from backend.chat import ChatService
 from backend.config import Settings
 from backend.documents import DocumentService
 from backend.embeddings import Embedder
-from backend.engine import Engine, EngineError, LoadParams
-from backend.kv_cache import KVCacheStore
-from backend.model_registry import pick_model
+from backend.engine import Engine, EngineError, LoadParams, NoModelLoaded
+from backend.kv_cache import KVCacheStore, model_identity
+from backend.model_registry import ModelInfo, list_models, pick_model
 from backend.redis_server import EmbeddedRedis
+from backend.run_logs import RunLogs
 from backend.sessions import SessionStore
 from backend.store import Store
 
@@ -38,6 +39,7 @@ class Services:
         caches: the user's view of the KV-cache entries (list, delete, which documents are cached).
         store / embedder: LanceDB and sentence-transformers.
         redis_server: the embedded server, or None with ``REDIS_URL``.
+        run_logs: one log file per model run (llama.cpp's log and the app's).
         model_error: why the start-up model did not load, if it didn't.
     """
 
@@ -52,13 +54,15 @@ class Services:
     embedder: Embedder
     redis_client: redis.Redis
     redis_server: EmbeddedRedis | None
+    run_logs: RunLogs
     model_error: str | None = None
 
     def load_params(self) -> LoadParams:
         """llama.cpp settings from the configuration."""
         s = self.settings
         return LoadParams(n_ctx=s.n_ctx, n_gpu_layers=s.n_gpu_layers, n_batch=s.n_batch, n_threads=s.n_threads,
-                          flash_attn=s.flash_attn, type_k=s.type_k, type_v=s.type_v)
+                          flash_attn=s.flash_attn, type_k=s.type_k, type_v=s.type_v, use_mmap=s.use_mmap,
+                          use_mlock=s.use_mlock)
 
     def load_model(self, path: Path, **overrides) -> None:
         """Load a model with the configured settings.
@@ -70,12 +74,47 @@ class Services:
         Raises:
             EngineError: see ``Engine.load``.
         """
+        self.run_logs.start(Path(path).name)
         self.engine.load(Path(path), dataclasses.replace(self.load_params(), **overrides))
         self.model_error = None
+
+    def list_models(self) -> list[ModelInfo]:
+        """The GGUF files in ``models_dir`` and ``extra_model_dirs``, described from their headers."""
+        return list_models([self.settings.models_dir, *self.settings.extra_model_dirs])
+
+    def restart_model(self, reset: bool) -> int:
+        """Close and reopen the loaded model with the same settings (the original ``up/without_reset``
+        and ``up/reset``).
+
+        Args:
+            reset: also delete this model's KV caches, RAM and disk, and the session snapshots,
+                so every prefix is computed again. Without it the caches stay and the next
+                answer reuses them.
+
+        Returns:
+            How many disk cache entries were deleted (0 without reset).
+
+        Raises:
+            NoModelLoaded: nothing to restart.
+            EngineError: the reopen failed.
+        """
+        with self.engine.lock:
+            if not self.engine.loaded:
+                raise NoModelLoaded()
+            path, params = self.engine.model_path, self.engine.params
+            cleared = 0
+            if reset:
+                cleared = self.kv_store.delete_for_model(model_identity(path))
+                self.chat.snapshots.clear()
+            self.run_logs.start(path.name)
+            self.engine.load(path, params)
+        log.info("restarted %s (reset=%s, %d cache entries cleared)", path.name, reset, cleared)
+        return cleared
 
     def close(self) -> None:
         """Free the model, close Redis connections and stop the embedded server."""
         self.engine.unload()
+        self.run_logs.close()
         try:
             self.redis_client.close()
         finally:
@@ -114,7 +153,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
                                 overlap_tokens=settings.chunk_overlap_tokens)
     chat = ChatService(settings, engine, kv_store, sessions, documents)
     caches = CacheCatalog(kv_store, engine, store)
-    services = Services(settings, engine, kv_store, sessions, documents, chat, caches, store, embedder, client, server)
+    services = Services(settings, engine, kv_store, sessions, documents, chat, caches, store, embedder, client, server,
+                        RunLogs(settings.path("logs") / "runs"))
     model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename)
     if model is not None:
         try:
