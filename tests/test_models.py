@@ -78,7 +78,7 @@ def test_broken_model_file_leaves_app_running(tmp_path, embedder):
     app = launch(make_settings(tmp_path / "data", bad), embedder)
     try:
         status = app.client.predict(api_name="/model_status")
-        assert status["loaded"] is False and "could not be loaded" in status["message"]
+        assert status["loaded"] is False and "is not a readable GGUF file" in status["message"]
     finally:
         stop(app)
 
@@ -92,3 +92,28 @@ def test_unsupported_kv_settings_are_named_in_the_error(tiny_model):
     message = str(err.value)
     assert "type_k q8_0" in message and "try f16 without flash_attn" in message and "\n" not in message
     assert not engine.loaded
+
+
+def test_model_listing_reads_metadata_and_names_bad_files(tmp_path, tiny_model):
+    from make_synthetic import write_model
+
+    from backend.model_registry import list_models
+
+    models, extra = tmp_path / "models", tmp_path / "more"
+    models.mkdir()
+    extra.mkdir()
+    tiny = models / "tiny.gguf"
+    tiny.write_bytes(tiny_model.read_bytes())
+    write_model(extra / "bench.gguf", "bench")
+    (models / "cut.gguf").write_bytes(tiny_model.read_bytes()[:-1000])
+    (models / "notes.gguf").write_bytes((TESTDATA / "md_txt" / "pandoc_MANUAL.md").read_bytes())  # mislabelled
+    found = {m.path.name: m for m in list_models([models, extra, tmp_path / "missing"])}
+    assert sorted(found) == ["bench.gguf", "cut.gguf", "notes.gguf", "tiny.gguf"]
+    t, b = found["tiny.gguf"], found["bench.gguf"]
+    assert (t.architecture, t.quantization, t.context_length, t.has_chat_template, t.error) == (
+        "llama", "F32", 32768, True, "")
+    assert t.size_bytes == tiny.stat().st_size and 300_000 < t.parameters < 400_000
+    assert (b.architecture, b.quantization, b.context_length, b.has_chat_template) == ("qwen3", "Q8_0", 40960, True)
+    assert 590e6 < b.parameters < 610e6, "Qwen3-0.6B's shapes"
+    for bad in ("cut.gguf", "notes.gguf"):
+        assert found[bad].error.startswith("It is not a readable GGUF file") and found[bad].parameters == 0
