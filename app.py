@@ -30,7 +30,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         The Blocks app; its ``services`` attribute holds the services, which the caller closes
         (``demo.services.close()``) after ``demo.close()``.
     """
-    from components import api, caches, chat, documents, models
+    from components import api, caches, chat, documents, logs, models
     from components.common import owner_of
 
     services = services or build_services(settings)
@@ -48,6 +48,8 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
             cache_table, cache_pick, refresh_caches = caches.render(services)
         with gr.Accordion("Model", open=not services.engine.loaded):
             models_panel = models.render(services)
+        with gr.Accordion("Logs", open=False):
+            refresh_logs, log_outputs = logs.render(services)
         api.render(services)
 
         def on_load(session_id: str | None, request: gr.Request):
@@ -66,6 +68,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
                   [docs_panel.table, docs_panel.selector, docs_panel.row_ids, chat_panel.chatbot,
                    models_panel.info_box, cache_table, cache_pick],
                   api_visibility="private")
+        demo.load(refresh_logs, None, log_outputs, api_visibility="private")
     demo.queue(default_concurrency_limit=4)
     demo.services = services  # type: ignore[attr-defined]
     return demo

@@ -366,6 +366,23 @@ class KVCacheStore:
             self.delete(key)
         return len(doomed)
 
+    def delete_for_model(self, model_sha256: str) -> int:
+        """Delete every entry saved under this model file (``fingerprint()["model_sha256"]``), from
+        both tiers; returns how many."""
+        doomed = [e.key for e in self.entries() if e.fingerprint.get("model_sha256") == model_sha256]
+        for key in doomed:
+            self.delete(key)
+        return len(doomed)
+
+    def usage(self) -> dict:
+        """Entries and payload bytes per tier: ``{"disk": {"entries", "bytes"}, "ram": {...}}``
+        (RAM counts session snapshots too)."""
+        disk = self.entries()
+        return {"disk": {"entries": len(disk), "bytes": sum(e.state_bytes for e in disk),
+                         "budget_bytes": self.budget_bytes},
+                "ram": {"entries": len(self.ram.keys()), "bytes": self.ram.used_bytes,
+                        "budget_bytes": self.ram.budget_bytes}}
+
     def evict(self) -> list[str]:
         """Delete least recently used entries until the payloads fit the budget; returns their keys."""
         entries = self.entries()

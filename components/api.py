@@ -159,6 +159,51 @@ def render(services: Services) -> None:
         services.chat.forget_session(owner_of(request), session_id)
         return {"session_id": session_id, "deleted": deleted}
 
+    def list_models() -> list[dict]:
+        """GGUF files in models_dir and extra_model_dirs, read from their headers without loading:
+        path, size_bytes, architecture, parameters, quantization, context_length,
+        has_chat_template, error (one sentence, "" when usable)."""
+        return [{**asdict(m), "path": str(m.path)} for m in services.list_models()]
+
+    def load_model(path: str, n_ctx: int = 0, n_gpu_layers: int | None = None, n_batch: int = 0,
+                   n_threads: int = 0, flash_attn: bool | None = None, type_k: str = "", type_v: str = "",
+                   use_mmap: bool | None = None, use_mlock: bool | None = None, request: gr.Request = None) -> dict:
+        """Load a GGUF (closing the current model first; if llama.cpp refuses the file the previous
+        model is reopened). Settings left at 0, "" or null take the configured defaults; n_ctx is
+        capped at the model's context length. Returns model_status()."""
+        given = {"n_ctx": n_ctx or None, "n_gpu_layers": n_gpu_layers, "n_batch": n_batch or None,
+                 "n_threads": n_threads or None, "flash_attn": flash_attn, "type_k": type_k or None,
+                 "type_v": type_v or None, "use_mmap": use_mmap, "use_mlock": use_mlock}
+        with user_errors():
+            services.load_model(Path(path), **{k: v for k, v in given.items() if v is not None})
+        return status(services, owner_of(request))
+
+    def unload_model(request: gr.Request) -> dict:
+        """Free the model and its context (the original "down"); KV caches stay. Returns model_status()."""
+        services.engine.unload()
+        return status(services, owner_of(request))
+
+    def restart_model(reset: bool = False, request: gr.Request = None) -> dict:
+        """Close and reopen the model with the same settings (the original "up/without_reset" and
+        "up/reset"). reset: also delete this model's KV caches (RAM and disk) and session snapshots.
+        Returns model_status() plus cleared_caches."""
+        with user_errors():
+            cleared = services.restart_model(bool(reset))
+        return {**status(services, owner_of(request)), "cleared_caches": cleared}
+
+    def list_log_runs() -> list[dict]:
+        """One log file per model run, newest first: run_id, started_at (Unix s), size_bytes, current."""
+        return [asdict(r) for r in services.run_logs.runs()]
+
+    def get_logs(run_id: str = "", level: str = "INFO", tail: int = 200) -> dict:
+        """A model run's log (llama.cpp's own lines and the app's), level and above, last `tail` lines.
+        run_id "" = the current run. Returns {"run_id", "lines"}."""
+        try:
+            lines = services.run_logs.read(run_id or None, level or "INFO", int(tail))
+        except ValueError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+        return {"run_id": run_id or services.run_logs.current, "lines": lines}
+
     def model_status(request: gr.Request) -> dict:
         """Loaded model, n_ctx, n_gpu_layers, GPU offload support and cached documents."""
         return status(services, owner_of(request))
@@ -178,3 +223,9 @@ def render(services: Services) -> None:
     gr.api(get_history, api_name="get_history")
     gr.api(delete_session, api_name="delete_session")
     gr.api(model_status, api_name="model_status")
+    gr.api(list_models, api_name="list_models")
+    gr.api(list_log_runs, api_name="list_log_runs")
+    gr.api(get_logs, api_name="get_logs")
+    gr.api(load_model, api_name="load_model", **llm)
+    gr.api(unload_model, api_name="unload_model", **llm)
+    gr.api(restart_model, api_name="restart_model", **llm)

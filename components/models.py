@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+import psutil
 
 from backend.kv_cache import KV_TYPE_BYTES, kv_bytes_per_token
-from backend.model_registry import HOW_TO_GET_A_MODEL, download, list_local
+from backend.model_registry import HOW_TO_GET_A_MODEL, RECOMMENDED_MODELS, download
 from backend.services import Services
 from components.common import human_bytes, owner_of, user_errors
 
@@ -19,10 +21,16 @@ def status(services: Services, owner: str) -> dict:
 
     Returns:
         ``loaded``, ``model``, ``n_ctx`` (tokens), ``n_gpu_layers``, ``gpu_offload_supported``,
-        ``cached_documents`` (name, tokens, bytes per cached single document), ``message``, and
-        when loaded ``kv_bytes_per_token`` (bytes per token of KV state for each KV dtype).
+        ``cached_documents`` (name, tokens, bytes per cached single document), ``message``,
+        ``backend``, ``rss_bytes`` (process resident memory), ``uptime_s``, ``queued_turns`` (chat
+        turns running or waiting), ``caches`` (entries, bytes and budget per tier), ``load_seconds``,
+        ``loaded_at``, and when loaded ``kv_bytes_per_token`` (bytes per token for each KV dtype).
     """
     info = services.engine.status()
+    process = psutil.Process()
+    info.update(backend="local llama.cpp (in-process)", rss_bytes=process.memory_info().rss,
+                uptime_s=round(time.time() - process.create_time(), 1), queued_turns=services.chat.queued_turns,
+                caches=services.kv_store.usage())
     if info["loaded"]:
         meta = services.engine.metadata
         info["kv_bytes_per_token"] = {t: kv_bytes_per_token(meta, t, t) for t in KV_TYPE_BYTES}
@@ -39,22 +47,43 @@ def kv_size_line(info: dict) -> str:
     """What the KV dtype costs per token and for a full context, and what the other dtype would."""
     per = info["kv_bytes_per_token"]
     now, other = info["type_k"], "q8_0" if info["type_k"] == "f16" else "f16"
-    full = human_bytes(per[now] * info["n_ctx"])
-    return f"KV state: {human_bytes(per[now])}/token, {full} for a full context ({other}: {human_bytes(per[other])}/token)"
+    full, alt = human_bytes(per[now] * info["n_ctx"]), human_bytes(per[other])
+    return f"KV state: {human_bytes(per[now])}/token, {full} for a full context ({other}: {alt}/token)"
+
+
+def model_choices(services: Services) -> list[tuple[str, str]]:
+    """(label, path) for every listed GGUF: name, architecture, parameters, quantization, context, size."""
+    out = []
+    for m in services.list_models():
+        facts = (f"{m.architecture} · {m.parameters / 1e9:.2f}B params · {m.quantization} · "
+                 f"ctx {m.context_length:,}") if not m.error else f"unusable: {m.error}"
+        out.append((f"{m.path.name} — {facts} · {human_bytes(m.size_bytes)}", str(m.path)))
+    loaded = services.engine.model_path
+    if loaded is not None and str(loaded) not in {path for _, path in out}:
+        out.insert(0, (f"{loaded.name} (loaded from {loaded.parent})", str(loaded)))
+    return out
 
 
 def status_markdown(info: dict) -> str:
     """Render ``status`` as Markdown."""
     offload = "yes" if info["gpu_offload_supported"] else "no (CPU-only build)"
+    caches = info["caches"]
+    tiers = " · ".join(f"{tier} {c['entries']} entries, {human_bytes(c['bytes'])} of {human_bytes(c['budget_bytes'])}"
+                       for tier, c in caches.items())
+    process = (f"- backend: {info['backend']}\n- process RSS {human_bytes(info['rss_bytes'])}, up "
+               f"{info['uptime_s'] / 60:.0f} min, {info['queued_turns']} chat turns running or queued\n"
+               f"- KV caches: {tiers}")
     if not info["loaded"]:
         head = f"**{info['message']}**\n\n- GPU offload in this llama.cpp build: {offload}"
     else:
-        head = (f"**{info['model']}**\n\n- `n_ctx`: {info['n_ctx']:,} tokens\n- `n_gpu_layers`: {info['n_gpu_layers']}"
+        head = (f"**{info['model']}**\n\n- `n_ctx`: {info['n_ctx']:,} tokens · `n_batch` {info['n_batch']}"
+                f" · `n_gpu_layers` {info['n_gpu_layers']} of {info['n_layers']} layers"
                 f"\n- GPU offload in this llama.cpp build: {offload}\n- KV dtype: {info['type_k']}/{info['type_v']},"
-                f" `flash_attn`: {info['flash_attn']}\n- {kv_size_line(info)}\n- loaded in {info['load_seconds']:.2f} s")
+                f" `flash_attn`: {info['flash_attn']}\n- {kv_size_line(info)}\n- loaded in {info['load_seconds']:.2f} s"
+                f" at {time.strftime('%H:%M:%S', time.localtime(info['loaded_at']))}")
     cached = info["cached_documents"]
     lines = [f"- {', '.join(c['names'])}: {c['tokens']:,} tokens, {human_bytes(c['bytes'])}" for c in cached]
-    return head + "\n\n**Cached documents**\n\n" + ("\n".join(lines) if lines else "none yet")
+    return f"{head}\n{process}\n\n**Cached documents**\n\n" + ("\n".join(lines) if lines else "none yet")
 
 
 @dataclass
@@ -70,44 +99,70 @@ def render(services: Services) -> ModelsPanel:
     s = services.settings
     info_box = gr.Markdown()
     with gr.Row():
-        local = gr.Dropdown(label="Local GGUF files", choices=[str(p) for p in list_local(s.models_dir)],
+        local = gr.Dropdown(label="Local GGUF files (models/ and extra_model_dirs)", choices=model_choices(services),
                             value=str(services.engine.model_path) if services.engine.model_path else None,
-                            allow_custom_value=True, scale=3)
+                            allow_custom_value=True, scale=4)
+        n_ctx = gr.Number(s.n_ctx, label="n_ctx", precision=0, minimum=256, scale=1,
+                          info="capped at the model's context length")
+        n_gpu_layers = gr.Number(s.n_gpu_layers, label="n_gpu_layers", precision=0, minimum=-1, scale=1,
+                                 info="-1 = all; ignored by CPU builds")
         kv_type = gr.Dropdown(list(KV_TYPE_BYTES), value=s.type_k, label="KV dtype (type_k/type_v)", scale=1,
                               info="q8_0 halves the cache size; llama.cpp needs flash_attn for a q8_0 V cache.")
         flash = gr.Checkbox(s.flash_attn, label="flash_attn", scale=1)
-        load_btn = gr.Button("Load", scale=1)
-        unload_btn = gr.Button("Unload", scale=1)
     with gr.Row():
+        load_btn = gr.Button("Load", variant="primary")
+        unload_btn = gr.Button("Unload")
+        restart_btn = gr.Button("Restart (keep KV caches)")
+        reset_btn = gr.Button("Restart and clear this model's KV caches", variant="stop")
+    with gr.Row():
+        recommended = gr.Dropdown([(m.about, i) for i, m in enumerate(RECOMMENDED_MODELS)], value=None, scale=3,
+                                  label="Recommended small models (run on a laptop CPU)")
         repo = gr.Textbox(label="Hugging Face repo", value=s.hf_repo_id, scale=2)
-        filename = gr.Textbox(label="File", value=s.hf_filename, scale=2)
+        filename = gr.Textbox(label="File or quant pattern", value=s.hf_filename, scale=2,
+                              info="a .gguf name, or e.g. Q4_K_M to pick the one matching file")
         download_btn = gr.Button("Download and load", scale=1)
 
     def current(request: gr.Request) -> str:
         return status_markdown(status(services, owner_of(request)))
 
-    def load(path: str | None, kv: str, flash_attn: bool, request: gr.Request):
+    def load(path: str | None, ctx: float, gpu_layers: float, kv: str, flash_attn: bool, request: gr.Request):
         if not path:
             raise gr.Error("Choose a .gguf file first.")
         with user_errors():
-            services.load_model(Path(path), type_k=kv, type_v=kv, flash_attn=bool(flash_attn))
+            services.load_model(Path(path), n_ctx=int(ctx), n_gpu_layers=int(gpu_layers), type_k=kv, type_v=kv,
+                                flash_attn=bool(flash_attn))
+        return current(request)
+
+    def restart(reset: bool, request: gr.Request):
+        with user_errors():
+            cleared = services.restart_model(reset)
+        if reset:
+            gr.Info(f"Restarted; {cleared} KV cache entr{'y' if cleared == 1 else 'ies'} cleared.")
         return current(request)
 
     def unload(request: gr.Request):
         services.engine.unload()
         return current(request)
 
-    def fetch(repo_id: str, name: str, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
-        progress(0, desc=f"Downloading {name}")
+    def fetch(repo_id: str, name: str, request: gr.Request, progress=gr.Progress()):
+        progress(0, desc=f"Looking up {name}")
+
+        def report(done: int, total: int) -> None:
+            progress(done / total, desc=f"Downloading {name}: {human_bytes(done)} of {human_bytes(total)}")
+
         with user_errors():
-            path = download(repo_id.strip(), name.strip(), s.models_dir)
+            path = download(repo_id.strip(), name.strip(), s.models_dir, progress=report)
             progress(1, desc="Loading")
             services.load_model(path)
-        return current(request), gr.Dropdown(choices=[str(p) for p in list_local(s.models_dir)], value=str(path))
+        return current(request), gr.Dropdown(choices=model_choices(services), value=str(path))
 
-    load_btn.click(load, [local, kv_type, flash], [info_box], concurrency_id="llm", concurrency_limit=1,
-                   api_visibility="private")
-    unload_btn.click(unload, None, [info_box], concurrency_id="llm", concurrency_limit=1, api_visibility="private")
+    llm = {"concurrency_id": "llm", "concurrency_limit": 1, "api_visibility": "private"}
+    load_btn.click(load, [local, n_ctx, n_gpu_layers, kv_type, flash], [info_box], **llm)
+    unload_btn.click(unload, None, [info_box], **llm)
+    restart_btn.click(restart, gr.State(False), [info_box], **llm)
+    reset_btn.click(restart, gr.State(True), [info_box], **llm)
+    recommended.change(lambda i: (RECOMMENDED_MODELS[i].repo_id, RECOMMENDED_MODELS[i].filename) if i is not None
+                       else (gr.skip(), gr.skip()), recommended, [repo, filename], api_visibility="private")
     download_btn.click(fetch, [repo, filename], [info_box, local], concurrency_id="llm", concurrency_limit=1,
                        api_visibility="private")
     return ModelsPanel(info_box=info_box, refresh=current)
