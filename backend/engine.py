@@ -353,7 +353,8 @@ class Engine:
             stats.finished_at = time.perf_counter()
 
     def status(self) -> dict:
-        """Model facts for the status panel: path, n_ctx, n_gpu_layers, offload support."""
+        """Model facts for the status panel: path, settings, offload support, layers on the GPU
+        (``offloaded_layers``: the repeating layers ``n_gpu_layers`` asks for, 0 on a CPU-only build)."""
         info = {
             "loaded": self.loaded,
             "model": self.model_path.name if self.model_path else None,
@@ -363,10 +364,13 @@ class Engine:
             "load_seconds": self.load_seconds,
         }
         if self.llm is not None and self.params is not None:
+            meta = self.llm.metadata
+            n_layers = int(meta.get(f"{meta.get('general.architecture')}.block_count", 0))
+            wanted = n_layers if self.params.n_gpu_layers < 0 else min(self.params.n_gpu_layers, n_layers)
+            offloaded = wanted if info["gpu_offload_supported"] else 0  # CPU builds offload nothing
             info.update(n_ctx=self.llm.n_ctx(), n_gpu_layers=self.params.n_gpu_layers,
                         n_batch=self.params.n_batch, flash_attn=self.params.flash_attn,
                         type_k=self.params.type_k, type_v=self.params.type_v,
                         use_mmap=self.params.use_mmap, use_mlock=self.params.use_mlock, loaded_at=self.loaded_at,
-                        n_layers=int(self.llm.metadata.get(f"{self.llm.metadata.get('general.architecture')}.block_count",
-                                                           0)))
+                        n_layers=n_layers, offloaded_layers=offloaded)
         return info

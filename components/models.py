@@ -55,7 +55,8 @@ def model_choices(services: Services) -> list[tuple[str, str]]:
     """(label, path) for every listed GGUF: name, architecture, parameters, quantization, context, size."""
     out = []
     for m in services.list_models():
-        facts = (f"{m.architecture} · {m.parameters / 1e9:.2f}B params · {m.quantization} · "
+        size = f"{m.parameters / 1e9:.2f}B" if m.parameters >= 1e9 else f"{m.parameters / 1e6:.1f}M"
+        facts = (f"{m.architecture} · {size} params · {m.quantization} · "
                  f"ctx {m.context_length:,}") if not m.error else f"unusable: {m.error}"
         out.append((f"{m.path.name} — {facts} · {human_bytes(m.size_bytes)}", str(m.path)))
     loaded = services.engine.model_path
@@ -77,7 +78,8 @@ def status_markdown(info: dict) -> str:
         head = f"**{info['message']}**\n\n- GPU offload in this llama.cpp build: {offload}"
     else:
         head = (f"**{info['model']}**\n\n- `n_ctx`: {info['n_ctx']:,} tokens · `n_batch` {info['n_batch']}"
-                f" · `n_gpu_layers` {info['n_gpu_layers']} of {info['n_layers']} layers"
+                f" · `n_gpu_layers` {info['n_gpu_layers']}: {info['offloaded_layers']} of {info['n_layers']} layers"
+                " on the GPU"
                 f"\n- GPU offload in this llama.cpp build: {offload}\n- KV dtype: {info['type_k']}/{info['type_v']},"
                 f" `flash_attn`: {info['flash_attn']}\n- {kv_size_line(info)}\n- loaded in {info['load_seconds']:.2f} s"
                 f" at {time.strftime('%H:%M:%S', time.localtime(info['loaded_at']))}")
