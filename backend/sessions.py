@@ -133,6 +133,54 @@ class SessionStore:
         except redis.RedisError as exc:
             raise _unavailable(exc) from exc
 
+    def list(self, owner: str, limit: int = 200) -> list[Session]:
+        """The owner's sessions, most recently updated first, without their messages.
+
+        Ids whose keys have expired are dropped from the index on the way.
+
+        Args:
+            owner: the user.
+            limit: most sessions returned.
+
+        Raises:
+            SessionError: Redis unreachable.
+        """
+        index = f"kvc:{owner}:sessions"
+        try:
+            ids = self.r.zrevrange(index, 0, limit - 1)
+            pipe = self.r.pipeline()
+            for sid in ids:
+                pipe.hgetall(self._key(owner, sid))
+            metas = pipe.execute()
+            gone = [sid for sid, meta in zip(ids, metas) if not meta]
+            if gone:
+                self.r.zrem(index, *gone)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+        return [Session(sid, m.get("title", ""), float(m["created_at"]), float(m["last_updated"]))
+                for sid, m in zip(ids, metas) if m]
+
+    def rename(self, owner: str, sid: str, title: str) -> None:
+        """Set a session's title (whitespace collapsed, at most 80 characters).
+
+        Raises:
+            SessionError: empty title, or Redis unreachable.
+            SessionNotFound: unknown or expired id.
+        """
+        title = " ".join((title or "").split())[:80]
+        if not title:
+            raise SessionError("The title is empty; type a name for the chat.")
+        key = self._key(owner, sid)
+        try:
+            if not self.r.exists(key):
+                raise SessionNotFound(f"Session {sid} does not exist or has expired; start a new chat.")
+            pipe = self.r.pipeline()
+            pipe.hset(key, "title", title)
+            self._touch(pipe, owner, sid, time.time())
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+
     def delete(self, owner: str, sid: str) -> bool:
         """Delete a session; returns False when it did not exist."""
         key = self._key(owner, sid)

@@ -83,10 +83,8 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
     mode = gr.Radio([("Auto", "auto"), ("Whole documents (CAG)", "cag"), ("Retrieval (RAG)", "rag")], value="auto",
                     label="Mode", info="Auto reads whole documents from their KV cache when they fit n_ctx, "
                                        "else retrieves the top-k chunks.", container=False)
-    with gr.Row():
-        message = gr.Textbox(placeholder="Ask about your documents…", show_label=False, scale=8, lines=1,
-                             max_lines=8, submit_btn=True)
-        new_chat = gr.Button("New chat", scale=1, size="sm")
+    message = gr.Textbox(placeholder="Ask about your documents…", show_label=False, lines=1, max_lines=8,
+                         submit_btn=True)
 
     def respond(text: str, history: list, session_id: str | None, doc_ids: list[str], mode: str,
                 request: gr.Request):
@@ -138,5 +136,4 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
     answered = message.submit(respond, [message, chatbot, session, documents.selector, mode],
                               [message, chatbot, session], concurrency_id="llm", concurrency_limit=1,
                               api_visibility="private")
-    new_chat.click(lambda: (None, []), None, [session, chatbot], api_visibility="private")
     return ChatPanel(session=session, chatbot=chatbot, load_history=load_history, answered=answered)

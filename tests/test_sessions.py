@@ -80,3 +80,48 @@ def test_dead_redis_gives_one_clear_sentence(server):
         with pytest.raises(SessionError, match="not reachable") as err:
             call()
         assert "\n" not in str(err.value)
+
+
+def test_list_rename_and_expired_sessions_drop_out(server):
+    store = store_for(server, ttl_s=60)
+    first, second = store.create("alice"), store.create("alice")
+    store.create("bob")
+    store.append("alice", first, {"role": "user", "content": "First question"})
+    assert [s.session_id for s in store.list("alice")] == [first, second], "most recently updated first"
+    assert store.list("alice")[0].title == "First question"
+    store.rename("alice", second, "  Budget   review ")
+    listed = store.list("alice")
+    assert [(s.session_id, s.title) for s in listed] == [(second, "Budget review"), (first, "First question")]
+    with pytest.raises(SessionError, match="title is empty"):
+        store.rename("alice", first, "   ")
+    store.r.delete(store._key("alice", first))  # as if its TTL ran out
+    assert [s.session_id for s in store.list("alice")] == [second]
+    assert store.r.zscore("kvc:alice:sessions", first) is None, "the expired id leaves the index"
+    with pytest.raises(SessionNotFound):
+        store.rename("alice", first, "late")
+
+
+def test_sessions_through_the_api_export_with_sources_and_metrics(running_app):
+    import json
+
+    from gradio_client import handle_file
+
+    from conftest import TESTDATA
+
+    client = running_app.client
+    doc = client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "", api_name="/upload_document")
+    sid = client.predict(api_name="/create_session")
+    client.predict(sid, "Who are the crazy ones?", [doc["doc_id"]], "rag", api_name="/chat")
+    assert client.predict(sid, "Crazy ones", api_name="/rename_session") == {"session_id": sid, "title": "Crazy ones"}
+    assert [(s["session_id"], s["title"]) for s in client.predict(api_name="/list_sessions")] == [(sid, "Crazy ones")]
+    md = client.predict(sid, "markdown", api_name="/export_session")
+    assert md["filename"] == "Crazy-ones.md" and md["content"].startswith("# Crazy ones")
+    assert "## You · " in md["content"] and "Who are the crazy ones?" in md["content"]
+    assert "rag · prompt " in md["content"] and "1. **pypdf_crazyones.pdf**, p. 1" in md["content"]
+    data = json.loads(client.predict(sid, "json", api_name="/export_session")["content"])
+    assert data["session_id"] == sid and [m["role"] for m in data["messages"]] == ["user", "assistant"]
+    assert data["messages"][1]["metrics"]["mode"] == "rag" and data["messages"][1]["sources"]
+    with pytest.raises(Exception, match="Unknown export format"):
+        client.predict(sid, "pdf", api_name="/export_session")
+    client.predict(sid, api_name="/delete_session")
+    assert client.predict(api_name="/list_sessions") == []
