@@ -30,7 +30,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         The Blocks app; its ``services`` attribute holds the services, which the caller closes
         (``demo.services.close()``) after ``demo.close()``.
     """
-    from components import api, caches, chat, documents, logs, models
+    from components import api, caches, chat, documents, logs, models, sessions
     from components.common import owner_of
 
     services = services or build_services(settings)
@@ -50,6 +50,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
             models_panel = models.render(services)
         with gr.Accordion("Logs", open=False):
             refresh_logs, log_outputs = logs.render(services)
+        refresh_sessions, session_outputs = sessions.render(services, chat_panel)
         api.render(services)
 
         def on_load(session_id: str | None, request: gr.Request):
@@ -69,6 +70,8 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
                    models_panel.info_box, cache_table, cache_pick],
                   api_visibility="private")
         demo.load(refresh_logs, None, log_outputs, api_visibility="private")
+        demo.load(refresh_sessions, [chat_panel.session], session_outputs, api_visibility="private")
+        chat_panel.answered.then(refresh_sessions, [chat_panel.session], session_outputs, api_visibility="private")
     demo.queue(default_concurrency_limit=4)
     demo.services = services  # type: ignore[attr-defined]
     return demo
@@ -94,7 +97,7 @@ def setup_logging(settings: Settings) -> None:
 
 def ensure_default_model(settings: Settings) -> None:
     """With no model anywhere, download the recommended default (console progress bar); offline, carry on."""
-    if not settings.auto_download or pick_model(settings.model_path, settings.models_dir, settings.hf_filename):
+    if settings.remote_base_url or not settings.auto_download or pick_model(settings.model_path, settings.models_dir, settings.hf_filename):
         return
     log.info("no model found; downloading %s/%s", settings.hf_repo_id, settings.hf_filename)
     try:

@@ -6,6 +6,7 @@ their own formats and never touch llama.cpp, Redis or LanceDB themselves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -18,21 +19,15 @@ from backend.documents import DocumentService
 from backend.engine import Engine, NoModelLoaded, Sampling, StreamStats
 from backend.kv_cache import KVCacheStore, fingerprint
 from backend.prefetch import PrefetchJob, Prefetcher
-from backend.prefix_cache import ensure_prefix, prime
-from backend.prompts import Prompt, Splice, build_prompt, prefix_tokens, rag_user_text, system_text
+from backend.prefix_cache import PrefixResult, ensure_prefix, prime
+from backend.planner import ChatError, Plan, Planner
+from backend.prompts import prefix_tokens, system_text
+from backend.remote_engine import RemoteEngine
 from backend.session_cache import SessionSnapshots, Snapshot
 from backend.turn_metrics import turn_metrics
 from backend.sessions import SessionStore
-from backend.store import Hit
 
 log = logging.getLogger(__name__)
-
-
-MODES = ("auto", "cag", "rag")
-
-
-class ChatError(ValueError):
-    """A turn cannot run; ``str(err)`` is one sentence for the user."""
 
 
 @dataclass(frozen=True)
@@ -47,18 +42,6 @@ class TurnEvent:
     kind: str
     text: str = ""
     data: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a turn will send: the prompt, its mode, the documents in its prefix, and for RAG the
-    chunks in its user turn and the tokens they take."""
-
-    mode: str
-    prompt: Prompt
-    prefix_doc_ids: list[str]
-    sources: list[Hit]
-    retrieved_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,13 +63,15 @@ class ChatService:
     Args:
         settings: app settings (budgets, sampling defaults, system prompt).
         engine / kv_store / sessions / documents: the long-lived services.
+        remote: an OpenAI-compatible server that answers instead of ``engine`` (None: local).
     """
 
     def __init__(self, settings: Settings, engine: Engine, kv_store: KVCacheStore, sessions: SessionStore,
-                 documents: DocumentService):
+                 documents: DocumentService, remote: RemoteEngine | None = None):
         self.settings = settings
         self.engine, self.kv_store, self.sessions = engine, kv_store, sessions
-        self.documents = documents
+        self.documents, self.remote = documents, remote
+        self.planner = Planner(settings, documents, engine, remote)
         self.snapshots = SessionSnapshots(kv_store.ram)
         self._turns = 0  # turns running or waiting for the engine
         self._turns_lock = threading.Lock()
@@ -106,51 +91,6 @@ class ChatService:
         s = self.settings
         return Sampling(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                         min_p=s.min_p, repeat_penalty=s.repeat_penalty, seed=s.seed)
-
-    # planning ----------------------------------------------------------------------------
-    def plan(self, owner: str, message: str, doc_ids: list[str], history: list[dict], max_tokens: int,
-             mode: str = "auto", splice: Splice | None = None) -> Plan:
-        """Choose CAG (documents in the cached prefix) or RAG (top-k chunks in the user turn).
-
-        Args:
-            owner / message / doc_ids / history: the turn; ``history`` as ``{"role", "content"}`` dicts.
-            max_tokens: the answer's budget, tokens.
-            mode: ``auto`` (CAG when the documents plus the budgets fit ``n_ctx``, else RAG),
-                ``cag`` or ``rag`` to force one; ignored without documents (mode ``chat``).
-            splice: the session's previous context (``SessionSnapshots``), reused token for token.
-
-        Raises:
-            ChatError: unknown mode, forced CAG that does not fit, or the question alone does not fit.
-            DocumentError: an unknown document id.
-        """
-        if mode not in MODES:
-            raise ChatError(f"Unknown mode '{mode}'; use one of {', '.join(MODES)}.")
-        s = self.settings
-        budgets = {"history_budget_tokens": s.history_budget_tokens, "max_tokens": max_tokens, "splice": splice}
-        if doc_ids:
-            if mode != "rag":
-                docs = [self.documents.text(owner, d) for d in doc_ids]
-                prompt = build_prompt(self.engine, system_text(s.system_prompt, docs), history, message, **budgets)
-                if prompt is not None:
-                    return Plan("cag", prompt, list(doc_ids), [])
-                if mode == "cag":
-                    raise ChatError("The selected documents do not fit the context window "
-                                    f"(n_ctx {self.engine.n_ctx}) with room for the answer; "
-                                    "choose Auto or Retrieval mode, or select fewer documents.")
-            ranked = self.documents.search(owner, message, doc_ids, s.retrieval_top_k)
-            system = system_text(s.system_prompt, [])
-            question = len(self.engine.tokenize(message))
-            for k in range(max(len(ranked), 1), 0, -1):  # as many of the best chunks as fit
-                hits, user = ranked[:k], rag_user_text(message, ranked[:k])
-                prompt = build_prompt(self.engine, system, history, user, **budgets)
-                if prompt is not None:
-                    return Plan("rag", prompt, [], hits, len(self.engine.tokenize(user)) - question)
-        else:
-            prompt = build_prompt(self.engine, system_text(s.system_prompt, []), history, message, **budgets)
-            if prompt is not None:
-                return Plan("chat", prompt, [], [])
-        limit = self.engine.n_ctx - max_tokens
-        raise ChatError(f"The question is too long: with the instructions it must fit in {limit} tokens; shorten it.")
 
     # turns -------------------------------------------------------------------------------
     def prepare_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
@@ -180,11 +120,13 @@ class ChatService:
         sampling = sampling or self.default_sampling()
         session = self.sessions.get(owner, session_id)
         history = [{"role": m["role"], "content": m["content"]} for m in session.messages]
-        if not self.engine.loaded:
-            raise NoModelLoaded()
-        snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
-        plan = self.plan(owner, message, doc_ids, history, sampling.max_tokens, mode,
-                         snapshot.splice if snapshot else None)
+        snapshot = None
+        if self.remote is None:
+            if not self.engine.loaded:
+                raise NoModelLoaded()
+            snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
+        plan = self.planner.plan(owner, message, doc_ids, history, sampling.max_tokens, mode,
+                                 snapshot.splice if snapshot else None)
         return Turn(owner, session_id, message, plan, sampling, snapshot, self.engine.generation)
 
     def run_turn(self, turn: Turn) -> Iterator[TurnEvent]:
@@ -225,15 +167,17 @@ class ChatService:
         yield TurnEvent("done", answer, data={"metrics": metrics, "sources": sources})
 
     def _generate(self, turn: Turn, events: queue.Queue, stop: threading.Event) -> None:
-        """Worker of ``run_turn``: everything that touches the model, under its lock, in one thread.
-
-        After the answer is handed over, the session's context is snapshotted (still under the
-        lock, so the snapshot is of this answer's context).
-        """
+        """Worker of ``run_turn``: everything that touches the model in one thread; locally under the
+        engine's lock, with the session's context snapshotted after the answer is handed over."""
         plan, stats, engine = turn.plan, StreamStats(), self.engine
-        pieces: list[str] = []
         self._count_turn(+1)
         try:
+            if self.remote is not None:  # the server queues and caches on its own
+                start = time.perf_counter()
+                pieces = self._relay(self.remote.stream(plan.prompt, turn.sampling, stats), events, stop)
+                prefix = PrefixResult("remote", plan.prompt.n_prefix)
+                self._finish(turn, prefix, stats, start, pieces, events, stop.is_set(), self.remote.n_ctx)
+                return
             with engine.lock:
                 if not engine.loaded or engine.generation != turn.generation:
                     raise ChatError("The model was changed or unloaded while this question waited; send it again.")
@@ -241,22 +185,34 @@ class ChatService:
                 prefix = (self.snapshots.restore(engine, turn.snapshot, plan.prompt.prefix_tokens, plan.prompt.tokens)
                           or ensure_prefix(engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
                                            turn.owner))
-                for piece in engine.stream(plan.prompt.tokens, turn.sampling, stats):
-                    pieces.append(piece)
-                    events.put(("token", piece))
-                    if stop.is_set():
-                        break
-                metrics = turn_metrics(plan, turn.sampling.max_tokens, engine.n_ctx, prefix, stats, start,
-                                       stopped=stop.is_set())
-                answer = "".join(pieces)
-                self._persist(turn.owner, turn.session_id, turn.message, answer, plan, metrics)
-                events.put(("end", (answer, metrics)))
+                pieces = self._relay(engine.stream(plan.prompt.tokens, turn.sampling, stats), events, stop)
+                self._finish(turn, prefix, stats, start, pieces, events, stop.is_set(), engine.n_ctx)
                 self.snapshots.take(engine, turn.owner, turn.session_id, plan.prompt, fingerprint(engine))
         except Exception as exc:  # handed to the reader, which raises it in the request's thread
             log.warning("chat turn failed: %s", exc)
             events.put(("error", exc))
         finally:
             self._count_turn(-1)
+
+    @staticmethod
+    def _relay(pieces: Iterator[str], events: queue.Queue, stop: threading.Event) -> list[str]:
+        """Pass streamed pieces to the reader until the end or a stop; returns them."""
+        out: list[str] = []
+        with contextlib.closing(pieces):
+            for piece in pieces:
+                out.append(piece)
+                events.put(("token", piece))
+                if stop.is_set():
+                    break
+        return out
+
+    def _finish(self, turn: Turn, prefix: PrefixResult, stats: StreamStats, start: float, pieces: list[str],
+                events: queue.Queue, stopped: bool, n_ctx: int) -> None:
+        """Record the metrics, persist the answer and hand both to the reader."""
+        metrics = turn_metrics(turn.plan, turn.sampling.max_tokens, n_ctx, prefix, stats, start, stopped=stopped)
+        answer = "".join(pieces)
+        self._persist(turn.owner, turn.session_id, turn.message, answer, turn.plan, metrics)
+        events.put(("end", (answer, metrics)))
 
     def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
                     sampling: Sampling | None = None, mode: str = "auto") -> Iterator[TurnEvent]:
@@ -281,13 +237,20 @@ class ChatService:
 
         Returns:
             ``{"doc_id", "doc_ids", "tokens", "bytes", "seconds", "tier"}`` (tokens of the prefix,
-            bytes of the saved state, seconds of wall time).
+            bytes of the saved state, seconds of wall time). With a remote server the prefix is sent
+            with ``max_tokens=1`` so the server caches it (tier ``remote``, no bytes here).
 
         Raises:
             NoModelLoaded: no model.
             ChatError: the documents do not fit the context window.
             DocumentError: unknown id.
         """
+        if self.remote is not None:
+            docs = [self.documents.text(owner, d) for d in doc_ids]
+            primed = self.remote.prime(system_text(self.settings.system_prompt, docs))
+            return {"doc_id": doc_ids[0] if len(doc_ids) == 1 else None, "doc_ids": list(doc_ids),
+                    "tokens": primed["tokens"], "bytes": 0, "seconds": primed["seconds"], "tier": "remote",
+                    "server_cached_tokens": primed["cached_tokens"]}
         if not self.engine.loaded:
             raise NoModelLoaded()
         tokens, docs = self._doc_prefix(owner, doc_ids)
@@ -313,7 +276,7 @@ class ChatService:
         Raises:
             DocumentError: unknown id.
         """
-        if not self.engine.loaded:
+        if not self.engine.loaded and self.remote is None:
             return None
         try:
             return self.cache_documents(owner, [doc_id])
@@ -346,12 +309,13 @@ class ChatService:
             mode: the chat mode (``MODES``).
 
         Returns:
-            The running job, or None when no model is loaded.
+            The running job, or None when no model is loaded or a remote server answers (it
+            keeps its own prefix cache).
 
         Raises:
             DocumentError: an unknown document id.
         """
-        if not self.engine.loaded:
+        if not self.engine.loaded or self.remote is not None:
             return None
         ids = list(doc_ids) if mode != "rag" else []
         tokens, _ = self._doc_prefix(owner, ids)

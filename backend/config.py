@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     use_mmap: bool = Field(True, description="Memory-map the model file (llama.cpp's use_mmap).")
     use_mlock: bool = Field(False, description="Lock the model's pages in RAM (llama.cpp's use_mlock).")
 
+    # Remote inference (an OpenAI-compatible server answers instead of the in-process model)
+    remote_base_url: str | None = Field(None, description="OpenAI-compatible API root, e.g. http://gpu-box:8000/v1 (vLLM, llama-server, SGLang).")
+    remote_api_key: str | None = Field(None, description="Bearer token for the remote server.")
+    remote_model: str = Field("default", description="Model name the remote server serves.")
+    remote_n_ctx: int = Field(8192, ge=256, description="The remote server's context window, tokens.")
+
     # Generation (defaults: Qwen3 non-thinking recommendations from its model card)
     max_tokens: int = Field(512, ge=1, description="Most tokens generated per answer.")
     temperature: float = Field(0.7, ge=0.0, description="Sampling temperature; 0 = greedy.")

@@ -65,6 +65,8 @@ class StreamStats:
         completion_tokens: tokens generated.
         first_token_at / finished_at: ``time.perf_counter()`` stamps, seconds.
         stop_reason: ``eos``, ``length`` or ``""`` while running.
+        server_cached_tokens: prompt tokens a remote server reported as taken from its prefix
+            cache (None for the local engine, or when the server does not say).
     """
 
     prompt_tokens: int = 0
@@ -73,6 +75,7 @@ class StreamStats:
     first_token_at: float | None = None
     finished_at: float | None = None
     stop_reason: str = ""
+    server_cached_tokens: int | None = None
 
 
 def common_prefix_len(a, b) -> int:

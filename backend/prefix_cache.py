@@ -27,7 +27,8 @@ class PrefixResult:
 
     Attributes:
         tier: ``live`` (already in the context), ``ram`` (restored from the RAM tier), ``disk``
-            (read, verified and restored from a file) or ``miss`` (prefilled, then saved).
+            (read, verified and restored from a file), ``miss`` (prefilled, then saved), or
+            ``remote`` (a remote server answered; its own prefix cache applies).
         n_tokens: prefix length, tokens.
         restore_s: seconds spent getting a saved state into the context (0 unless ``ram``/``disk``).
         prefill_s: seconds spent evaluating prefix tokens (0 unless ``miss``).

@@ -53,6 +53,16 @@ class Prompt:
     text: str = ""
     spliced_tokens: int = 0
 
+    @property
+    def n_prefix(self) -> int:
+        """Tokens in the cacheable prefix."""
+        return len(self.prefix_tokens)
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens in the whole prompt."""
+        return len(self.tokens)
+
 
 @dataclass(frozen=True)
 class Splice:

@@ -18,6 +18,7 @@ from backend.engine import Engine, EngineError, LoadParams, NoModelLoaded
 from backend.kv_cache import KVCacheStore, model_identity
 from backend.model_registry import ModelInfo, list_models, pick_model
 from backend.redis_server import EmbeddedRedis
+from backend.remote_engine import RemoteEngine
 from backend.run_logs import RunLogs
 from backend.sessions import SessionStore
 from backend.store import Store
@@ -114,6 +115,8 @@ class Services:
     def close(self) -> None:
         """Free the model, close Redis connections and stop the embedded server."""
         self.engine.unload()
+        if self.chat.remote is not None:
+            self.chat.remote.close()
         self.run_logs.close()
         try:
             self.redis_client.close()
@@ -151,12 +154,14 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     documents = DocumentService(settings.path("uploads"), store, embedder, engine, kv_store,
                                 max_upload_bytes=settings.max_upload_bytes, chunk_tokens=settings.chunk_tokens,
                                 overlap_tokens=settings.chunk_overlap_tokens)
-    chat = ChatService(settings, engine, kv_store, sessions, documents)
+    remote = (RemoteEngine(settings.remote_base_url, settings.remote_api_key, settings.remote_model,
+                           settings.remote_n_ctx) if settings.remote_base_url else None)
+    chat = ChatService(settings, engine, kv_store, sessions, documents, remote)
     caches = CacheCatalog(kv_store, engine, store)
     services = Services(settings, engine, kv_store, sessions, documents, chat, caches, store, embedder, client, server,
                         RunLogs(settings.path("logs") / "runs"))
     model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename)
-    if model is not None:
+    if model is not None and remote is None:  # with a remote server the local model is not needed
         try:
             services.load_model(model)
         except EngineError as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from backend.services import Services
+from backend.session_export import export_session as export_session_as
 from backend.store import DocumentRow
 from components.common import owner_of, user_errors
 from components.models import status
@@ -152,6 +153,28 @@ def render(services: Services) -> None:
         with user_errors():
             return asdict(services.sessions.get(owner_of(request), session_id))
 
+    def list_sessions(request: gr.Request) -> list[dict]:
+        """The user's sessions, most recently updated first: session_id, title, created_at, last_updated."""
+        with user_errors():
+            return [{k: v for k, v in asdict(s).items() if k != "messages"}
+                    for s in services.sessions.list(owner_of(request))]
+
+    def rename_session(session_id: str, title: str, request: gr.Request) -> dict:
+        """Rename a session; returns {"session_id", "title"}."""
+        with user_errors():
+            services.sessions.rename(owner_of(request), session_id, title)
+            return {"session_id": session_id, "title": services.sessions.get(owner_of(request), session_id).title}
+
+    def export_session(session_id: str, format: str = "markdown", request: gr.Request = None) -> dict:
+        """A session as Markdown or JSON, with messages, sources and metrics: {"filename", "content"}."""
+        with user_errors():
+            session = services.sessions.get(owner_of(request), session_id)
+        try:
+            filename, content = export_session_as(session, format or "markdown")
+        except ValueError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+        return {"filename": filename, "content": content}
+
     def delete_session(session_id: str, request: gr.Request) -> dict:
         """Delete a session and its history."""
         with user_errors():
@@ -222,6 +245,9 @@ def render(services: Services) -> None:
     gr.api(prefetch, api_name="prefetch")
     gr.api(get_history, api_name="get_history")
     gr.api(delete_session, api_name="delete_session")
+    gr.api(list_sessions, api_name="list_sessions")
+    gr.api(rename_session, api_name="rename_session")
+    gr.api(export_session, api_name="export_session")
     gr.api(model_status, api_name="model_status")
     gr.api(list_models, api_name="list_models")
     gr.api(list_log_runs, api_name="list_log_runs")

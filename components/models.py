@@ -28,7 +28,12 @@ def status(services: Services, owner: str) -> dict:
     """
     info = services.engine.status()
     process = psutil.Process()
-    info.update(backend="local llama.cpp (in-process)", rss_bytes=process.memory_info().rss,
+    remote = services.chat.remote
+    backend = (f"remote OpenAI-compatible server {remote.base_url} (model {remote.model}, n_ctx {remote.n_ctx})"
+               if remote else "local llama.cpp (in-process)")
+    if remote:
+        info["remote"] = remote.status()
+    info.update(backend=backend, rss_bytes=process.memory_info().rss,
                 uptime_s=round(time.time() - process.create_time(), 1), queued_turns=services.chat.queued_turns,
                 caches=services.kv_store.usage())
     if info["loaded"]:
@@ -74,7 +79,10 @@ def status_markdown(info: dict) -> str:
     process = (f"- backend: {info['backend']}\n- process RSS {human_bytes(info['rss_bytes'])}, up "
                f"{info['uptime_s'] / 60:.0f} min, {info['queued_turns']} chat turns running or queued\n"
                f"- KV caches: {tiers}")
-    if not info["loaded"]:
+    if "remote" in info:
+        reach = "reachable" if info["remote"]["reachable"] else "NOT reachable: check that it runs"
+        head = f"**Answers come from a remote server ({reach})**"
+    elif not info["loaded"]:
         head = f"**{info['message']}**\n\n- GPU offload in this llama.cpp build: {offload}"
     else:
         head = (f"**{info['model']}**\n\n- `n_ctx`: {info['n_ctx']:,} tokens · `n_batch` {info['n_batch']}"
