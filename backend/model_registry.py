@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 log = logging.getLogger(__name__)
 
 HOW_TO_GET_A_MODEL = ("No model is loaded: put a .gguf chat model in the models/ folder, start with "
@@ -199,6 +201,21 @@ def resolve_filename(repo_id: str, name_or_pattern: str, endpoint: str | None = 
     return files[0]
 
 
+def _probe(endpoint: str | None, local: Path) -> None:
+    """Fail at once when the hub cannot be reached (huggingface_hub would retry with backoff for
+    about 20 s first). Skipped in offline mode, where huggingface_hub fails fast itself, and when
+    the file is already there (huggingface_hub then returns it without the network).
+
+    Raises:
+        httpx.TransportError: no connection within 3 s.
+    """
+    import huggingface_hub.constants as hc
+
+    if hc.HF_HUB_OFFLINE or local.exists():
+        return
+    httpx.head(endpoint or hc.ENDPOINT, timeout=3.0)  # any HTTP answer, even an error status, will do
+
+
 def download(repo_id: str, filename: str, models_dir: Path, progress: Progress | None = None,
              endpoint: str | None = None) -> Path:
     """Download one GGUF of a Hugging Face repo into ``models_dir`` with ``huggingface_hub``.
@@ -206,7 +223,8 @@ def download(repo_id: str, filename: str, models_dir: Path, progress: Progress |
     The file's size is read first (``hf_hub_download(dry_run=True)``) and the download refused
     when it would not leave ``DISK_HEADROOM_BYTES`` free. An interrupted transfer resumes
     (huggingface_hub keeps the partial file and asks for the rest with an HTTP Range request,
-    within a call and on the next call). ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` are honoured.
+    within a call and on the next call). ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` are honoured; an
+    unreachable hub fails within seconds (``_probe``).
 
     Args:
         repo_id: e.g. ``Qwen/Qwen3-0.6B-GGUF``.
@@ -230,6 +248,7 @@ def download(repo_id: str, filename: str, models_dir: Path, progress: Progress |
     unreachable = (f"Could not download {filename} from Hugging Face (offline or unreachable); connect to the "
                    "internet, or put a .gguf file in models/ and restart.")
     try:
+        _probe(endpoint, models_dir / filename)
         filename = resolve_filename(repo_id, filename, endpoint)
         plan = hf_hub_download(repo_id=repo_id, filename=filename, local_dir=models_dir, endpoint=endpoint,
                                dry_run=True)

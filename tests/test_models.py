@@ -47,7 +47,7 @@ def test_download_offline_fails_fast_with_one_sentence(tmp_path, monkeypatch, en
     start = time.monotonic()
     with pytest.raises(ModelDownloadError, match="Could not download Qwen3-0.6B-Q8_0.gguf") as err:
         download("Qwen/Qwen3-0.6B-GGUF", "Qwen3-0.6B-Q8_0.gguf", tmp_path / "models")
-    assert time.monotonic() - start < 30 and "\n" not in str(err.value)
+    assert time.monotonic() - start < 5 and "\n" not in str(err.value), "offline fails at once"
     assert not list((tmp_path / "models").glob("*.gguf"))
 
 
