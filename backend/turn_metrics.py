@@ -77,8 +77,11 @@ def seconds(s: float) -> str:
 def metrics_line(m: dict) -> str:
     """One line of per-answer metrics, shown under the answer and in exports."""
     tier = m.get("cache_tier", "?") + (" snapshot" if m.get("snapshot_tokens") else "")
-    parts = [m.get("mode", "?"), f"prompt {m.get('prompt_tokens', 0):,} tok",
-             f"reused {m.get('reused_tokens', 0):,} tok ({tier})"]
+    reused = f"reused {m.get('reused_tokens', 0):,} tok ({tier})"
+    if tier == "remote":
+        cached = m.get("server_cached_tokens")
+        reused = "server cache: not reported" if cached is None else f"server cache {cached:,} tok"
+    parts = [m.get("mode", "?"), f"prompt {m.get('prompt_tokens', 0):,} tok", reused]
     if m.get("restore_s"):
         parts.append(f"restore {seconds(m['restore_s'])}")
     if m.get("ttft_s") is not None:
