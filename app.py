@@ -71,7 +71,8 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
                   api_visibility="private")
         demo.load(refresh_logs, None, log_outputs, api_visibility="private")
         demo.load(refresh_sessions, [chat_panel.session], session_outputs, api_visibility="private")
-        chat_panel.answered.then(refresh_sessions, [chat_panel.session], session_outputs, api_visibility="private")
+        for finished in (chat_panel.answered, chat_panel.stopped):
+            finished.then(refresh_sessions, [chat_panel.session], session_outputs, api_visibility="private")
     demo.queue(default_concurrency_limit=4)
     demo.services = services  # type: ignore[attr-defined]
     return demo

@@ -24,6 +24,7 @@ from backend.planner import ChatError, Plan, Planner
 from backend.prompts import prefix_tokens, system_text
 from backend.remote_engine import RemoteEngine
 from backend.session_cache import SessionSnapshots, Snapshot
+from backend.thinking import ThinkSplitter, split_thinking
 from backend.turn_metrics import turn_metrics
 from backend.sessions import SessionStore
 
@@ -35,7 +36,8 @@ class TurnEvent:
     """One streamed event of a turn.
 
     Attributes:
-        kind: ``token`` (``text`` is the new piece), ``sources`` (``data["sources"]``),
+        kind: ``token`` (``text`` is the new piece of the answer), ``thinking`` (a new piece of
+            the model's ``<think>`` text), ``sources`` (``data["sources"]``),
             ``metrics`` (``data`` is the metrics dict) or ``done`` (``text`` is the whole answer).
     """
 
@@ -94,7 +96,7 @@ class ChatService:
 
     # turns -------------------------------------------------------------------------------
     def prepare_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
-                     sampling: Sampling | None = None, mode: str = "auto") -> Turn:
+                     sampling: Sampling | None = None, mode: str = "auto", thinking: bool | None = None) -> Turn:
         """Validate a message and plan its prompt; every user error is raised here, before any output.
 
         Args:
@@ -104,6 +106,9 @@ class ChatService:
             doc_ids: selected documents, in order (may be empty).
             sampling: overrides the configured sampling.
             mode: ``auto``, ``cag`` or ``rag`` (see ``plan``).
+            thinking: for models with a thinking switch (Qwen3's ``/think`` and ``/no_think``, found
+                in the chat template; always applied with a remote server), think first or not;
+                None leaves the model's default. The switch goes into this prompt only, not history.
 
         Returns:
             The planned turn, to pass to ``run_turn``.
@@ -125,7 +130,10 @@ class ChatService:
             if not self.engine.loaded:
                 raise NoModelLoaded()
             snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
-        plan = self.planner.plan(owner, message, doc_ids, history, sampling.max_tokens, mode,
+        asked = message
+        if thinking is not None and (self.remote is not None or self.engine.has_thinking_switch):
+            asked = f"{message} {'/think' if thinking else '/no_think'}"
+        plan = self.planner.plan(owner, asked, doc_ids, history, sampling.max_tokens, mode,
                                  snapshot.splice if snapshot else None)
         return Turn(owner, session_id, message, plan, sampling, snapshot, self.engine.generation)
 
@@ -138,7 +146,8 @@ class ChatService:
         generator early stops generation at the next token, keeping the partial answer.
 
         Yields:
-            ``token`` events, then ``sources``, ``metrics`` and ``done``.
+            ``thinking`` (text inside ``<think>…</think>``) and ``token`` (answer text) events,
+            then ``sources``, ``metrics`` and ``done`` (its text is the answer without thinking).
 
         Raises:
             EngineError: llama.cpp failed (e.g. the model was unloaded meanwhile).
@@ -149,11 +158,13 @@ class ChatService:
         self.prefetcher.preempt(turn.session_id)
         worker = threading.Thread(target=self._generate, args=(turn, events, stop), name="chat-turn", daemon=True)
         worker.start()
+        splitter = ThinkSplitter()
         try:
             while True:
                 kind, payload = events.get()
                 if kind == "token":
-                    yield TurnEvent("token", payload)
+                    for part, text in splitter.feed(payload):
+                        yield TurnEvent("token" if part == "answer" else "thinking", text)
                 elif kind == "error":
                     raise payload
                 else:
@@ -161,6 +172,8 @@ class ChatService:
                     break
         finally:
             stop.set()
+        for part, text in splitter.close():
+            yield TurnEvent("token" if part == "answer" else "thinking", text)
         sources = [asdict(h) for h in turn.plan.sources]
         yield TurnEvent("sources", data={"sources": sources})
         yield TurnEvent("metrics", data=metrics)
@@ -210,14 +223,15 @@ class ChatService:
                 events: queue.Queue, stopped: bool, n_ctx: int) -> None:
         """Record the metrics, persist the answer and hand both to the reader."""
         metrics = turn_metrics(turn.plan, turn.sampling.max_tokens, n_ctx, prefix, stats, start, stopped=stopped)
-        answer = "".join(pieces)
+        answer = split_thinking("".join(pieces))[1]  # history and later prompts leave the thinking out
         self._persist(turn.owner, turn.session_id, turn.message, answer, turn.plan, metrics)
         events.put(("end", (answer, metrics)))
 
     def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
-                    sampling: Sampling | None = None, mode: str = "auto") -> Iterator[TurnEvent]:
+                    sampling: Sampling | None = None, mode: str = "auto",
+                    thinking: bool | None = None) -> Iterator[TurnEvent]:
         """``prepare_turn`` then ``run_turn``, as one generator (errors surface on first ``next``)."""
-        yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling, mode))
+        yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling, mode, thinking))
 
     def _persist(self, owner: str, session_id: str, message: str, answer: str, plan: Plan, metrics: dict) -> None:
         """Append the user message and the (possibly partial) answer to the session."""

@@ -219,6 +219,11 @@ class Engine:
         return vocab.detokenize(tokens).decode("utf-8", errors="replace")
 
     @property
+    def has_thinking_switch(self) -> bool:
+        """True when the chat template knows Qwen3's thinking switch (``enable_thinking``)."""
+        return "enable_thinking" in (self._require().metadata.get("tokenizer.chat_template") or "")
+
+    @property
     def metadata(self) -> dict:
         """The loaded GGUF's metadata key/values (strings, as llama.cpp reports them)."""
         return dict(self._require().metadata)

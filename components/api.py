@@ -117,22 +117,27 @@ def render(services: Services) -> None:
         with user_errors():
             return services.sessions.create(owner_of(request))
 
-    def chat(session_id: str, message: str, doc_ids: list[str], mode: str = "auto",
+    def chat(session_id: str, message: str, doc_ids: list[str], mode: str = "auto", thinking: bool | None = None,
              request: gr.Request = None) -> Iterator[dict]:
-        """Ask a question; streams {"text", "done"}; the last value adds "metrics" and "sources".
+        """Ask a question; streams {"text", "thinking", "done"}; the last value adds "metrics" and "sources".
 
         mode: "auto" (whole documents when they fit, else retrieval), "cag" or "rag" to force one.
+        thinking: true/false switch a thinking model (Qwen3 /think, /no_think) on or off; null = its default.
+        "thinking" carries the <think> text, which history leaves out.
         """
         owner = owner_of(request)
-        text = ""
+        text, thought = "", ""
         with user_errors():
             for event in services.chat.stream_turn(owner, session_id, message, list(doc_ids or []),
-                                                   mode=mode or "auto"):
+                                                   mode=mode or "auto", thinking=thinking):
                 if event.kind == "token":
                     text += event.text
-                    yield {"text": text, "done": False}
+                elif event.kind == "thinking":
+                    thought += event.text
+                if event.kind in ("token", "thinking"):
+                    yield {"text": text, "thinking": thought, "done": False}
                 elif event.kind == "done":
-                    yield {"text": event.text, "done": True, **event.data}
+                    yield {"text": event.text, "thinking": thought, "done": True, **event.data}
 
     def prefetch(session_id: str, doc_ids: list[str], mode: str = "auto", request: gr.Request = None) -> dict:
         """Get the prefix of these documents, or the session's snapshot, into the model's context

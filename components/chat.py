@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,6 +50,14 @@ def source_messages(sources: list[dict]) -> list[dict]:
     return out
 
 
+def thinking_messages(thought: str, done: bool) -> list[dict]:
+    """The model's thinking as one collapsible "Thinking" message (none when it did not think)."""
+    if not thought.strip():
+        return []
+    return [{"role": "assistant", "content": thought.strip(),
+             "metadata": {"title": "Thinking", "status": "done" if done else "pending"}}]
+
+
 def answer_messages(text: str, metrics: dict | None, sources: list[dict] | None) -> list[dict]:
     """One finished answer as Chatbot messages: the text with its metrics line, then its sources."""
     return [{"role": "assistant", "content": with_metrics(text, metrics)}, *source_messages(sources or [])]
@@ -73,6 +82,7 @@ class ChatPanel:
     chatbot: gr.Chatbot
     load_history: Callable  # (session_id, request) -> Chatbot messages; app.py runs it on page load
     answered: object  # the submit event; app.py chains refreshes of the other panels to it
+    stopped: object  # the stop button's event, after the stopped answer is shown
 
 
 def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
@@ -80,37 +90,55 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
     session = gr.BrowserState(None, storage_key="kvc_session_id")
     chatbot = gr.Chatbot(label="Chat", height=520, buttons=["copy"], layout="bubble",
                          placeholder="Upload a document, tick it under **Use in chat**, and ask a question.")
-    mode = gr.Radio([("Auto", "auto"), ("Whole documents (CAG)", "cag"), ("Retrieval (RAG)", "rag")], value="auto",
-                    label="Mode", info="Auto reads whole documents from their KV cache when they fit n_ctx, "
-                                       "else retrieves the top-k chunks.", container=False)
+    with gr.Row():
+        mode = gr.Radio([("Auto", "auto"), ("Whole documents (CAG)", "cag"), ("Retrieval (RAG)", "rag")],
+                        value="auto", label="Mode", scale=3, container=False,
+                        info="Auto reads whole documents from their KV cache when they fit n_ctx, else retrieves "
+                             "the top-k chunks.")
+        thinking = gr.Radio([("Model default", "default"), ("Think", "on"), ("Don't think", "off")],
+                            value="default", label="Thinking", scale=2, container=False,
+                            info="For models with a thinking switch (Qwen3's /think and /no_think).")
     message = gr.Textbox(placeholder="Ask about your documents…", show_label=False, lines=1, max_lines=8,
-                         submit_btn=True)
+                         submit_btn=True, stop_btn=True)
 
-    def respond(text: str, history: list, session_id: str | None, doc_ids: list[str], mode: str,
+    def respond(text: str, history: list, session_id: str | None, doc_ids: list[str], mode: str, think: str,
                 request: gr.Request):
         owner = owner_of(request)
         if not (text or "").strip():
             raise gr.Error("The message is empty; type a question first.")
+        switch = {"on": True, "off": False}.get(think)
         with user_errors():
             session_id = session_id or services.sessions.create(owner)
             try:  # validates and plans; every user error is raised here, before any output
-                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), mode=mode)
+                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), mode=mode,
+                                                  thinking=switch)
             except SessionNotFound:
                 gr.Info("That chat had expired, so a new one was started.")
                 session_id, history = services.sessions.create(owner), []
-                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), mode=mode)
-            history = [*history, {"role": "user", "content": text}, {"role": "assistant", "content": ""}]
-            answer = ""
-            yield "", history, session_id
+                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), mode=mode,
+                                                  thinking=switch)
+            before = [*history, {"role": "user", "content": text}]
+            thought, answer = "", ""
+            yield "", [*before, {"role": "assistant", "content": ""}], session_id
             for event in services.chat.run_turn(turn):
-                if event.kind == "token":
-                    answer += event.text
-                    history = [*history[:-1], {"role": "assistant", "content": answer}]
-                    yield "", history, session_id
+                if event.kind in ("token", "thinking"):
+                    if event.kind == "token":
+                        answer += event.text
+                    else:
+                        thought += event.text
+                    yield "", [*before, *thinking_messages(thought, done=bool(answer)),
+                               {"role": "assistant", "content": answer}], session_id
                 elif event.kind == "done":
-                    history = [*history[:-1], *answer_messages(event.text, event.data["metrics"],
-                                                               event.data.get("sources"))]
-                    yield "", history, session_id
+                    yield "", [*before, *thinking_messages(thought, done=True),
+                               *answer_messages(event.text, event.data["metrics"], event.data.get("sources"))], \
+                        session_id
+
+    def after_stop(session_id: str | None, request: gr.Request):
+        """The stopped answer was saved, marked stopped, by the turn's worker; show it as saved."""
+        deadline = time.monotonic() + 5
+        while services.chat.queued_turns and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return load_history(session_id, request)
 
     def load_history(session_id: str | None, request: gr.Request):
         if not session_id:
@@ -133,7 +161,10 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
     for control in (documents.selector, mode):
         control.change(prefetch_selection, [session, documents.selector, mode], [session], queue=False,
                        show_progress="hidden", api_visibility="private")
-    answered = message.submit(respond, [message, chatbot, session, documents.selector, mode],
+    answered = message.submit(respond, [message, chatbot, session, documents.selector, mode, thinking],
                               [message, chatbot, session], concurrency_id="llm", concurrency_limit=1,
                               api_visibility="private")
-    return ChatPanel(session=session, chatbot=chatbot, load_history=load_history, answered=answered)
+    stopped = message.stop(None, None, None, cancels=[answered], api_visibility="private").then(
+        after_stop, session, chatbot, api_visibility="private")
+    return ChatPanel(session=session, chatbot=chatbot, load_history=load_history, answered=answered,
+                     stopped=stopped)

@@ -99,3 +99,44 @@ def test_rag_sources_open_and_table_preview_in_the_browser(tmp_path, tiny_model,
         page.screenshot(path=str(tmp_path / "rag.png"), full_page=True)
     finally:
         stop(app)
+
+
+def test_two_sessions_switch_and_stop_in_the_browser(tmp_path, tiny_model, embedder, browser):
+    app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=16000), embedder)  # seconds of streaming
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(app.url)
+        box = page.get_by_placeholder("Ask about your documents…")
+        box.wait_for(timeout=60_000)
+        stop_btn = page.locator("button.stop-button")  # the message box's; enabled only while an answer runs
+
+        def ask_and_stop(question: str) -> None:
+            """Ask, and stop the long answer at once (the tiny model streams thousands of tokens a second)."""
+            box.fill(question)
+            box.press("Enter")
+            stop_btn.click(timeout=30_000)
+            page.get_by_text("stopped").last.wait_for(timeout=30_000)
+
+        ask_and_stop("First chat question")
+        page.get_by_role("button", name="+ New chat").click()
+        page.wait_for_timeout(300)
+        assert page.locator(".message.user, [data-testid='user']").count() == 0, "a new chat starts empty"
+        ask_and_stop("Second chat question")
+
+        chats = page.locator("#chat-list")
+        chats.get_by_text("Second chat question").wait_for(timeout=30_000)
+        chats.get_by_text("First chat question").click()  # back to the first chat: its history returns
+        page.locator(".message.user, [data-testid='user']").filter(has_text="First chat question").first.wait_for(
+            timeout=30_000)
+        assert page.locator(".message.user, [data-testid='user']").filter(has_text="Second chat question").count() == 0
+
+        owner_sessions = app.services.sessions.list("local")
+        assert [s.title for s in owner_sessions] == ["Second chat question", "First chat question"]
+        for s in owner_sessions:
+            messages = app.services.sessions.get("local", s.session_id).messages
+            assert messages[-1]["role"] == "assistant" and messages[-1].get("stopped") is True, "saved, marked stopped"
+        shot = tmp_path / "sessions.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 20_000
+    finally:
+        stop(app)

@@ -72,14 +72,17 @@ def test_chat_streams_through_a_remote_openai_server(tmp_path, embedder, openai_
 
         second = client.predict(sid, "And the misfits?", [doc["doc_id"]], api_name="/chat")
         assert second["metrics"]["history_messages"] == 2 and second["text"]
+        third = client.predict(sid, "Briefly?", [doc["doc_id"]], "auto", False, api_name="/chat")  # /no_think
+        assert third["done"] and third["thinking"] == ""
         history = client.predict(sid, api_name="/get_history")["messages"]
-        assert [m["role"] for m in history] == ["user", "assistant"] * 2
+        assert [m["role"] for m in history] == ["user", "assistant"] * 3
+        assert history[4]["content"] == "Briefly?", "the thinking switch goes to the prompt, not the history"
 
         proc.terminate()
         proc.wait(10)
         with pytest.raises(AppError, match="cannot be reached"):
             client.predict(sid, "Still there?", [], api_name="/chat")
-        assert len(client.predict(sid, api_name="/get_history")["messages"]) == 4, "nothing lost"
+        assert len(client.predict(sid, api_name="/get_history")["messages"]) == 6, "nothing lost"
     finally:
         stop(app)
 
