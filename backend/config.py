@@ -20,6 +20,14 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
+# Sampling recommended by the Qwen3 model card ("Best Practices"): thinking mode (``on``) and
+# non-thinking mode (``off``); the generation defaults below are the non-thinking ones.
+QWEN3_SAMPLING = {
+    "on": {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0},
+    "off": {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0},
+}
+
+
 class Settings(BaseSettings):
     """All runtime configuration of the app.
 

@@ -12,6 +12,7 @@ import gradio as gr
 from backend.services import Services
 from backend.sessions import SessionNotFound
 from components.common import USER_ERRORS, budget_line, metrics_line, owner_of, user_errors
+from components import sampling
 from components.documents import DocumentsPanel
 
 
@@ -24,6 +25,7 @@ def with_metrics(answer: str, metrics: dict | None) -> str:
 
 
 SNIPPET_CHARS = 90
+UPDATE_INTERVAL_S = 0.04  # at most ~25 screen updates a second while streaming; a fast model sends far more tokens
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
@@ -100,9 +102,13 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
                             info="For models with a thinking switch (Qwen3's /think and /no_think).")
     message = gr.Textbox(placeholder="Ask about your documents…", show_label=False, lines=1, max_lines=8,
                          submit_btn=True, stop_btn=True)
+    knobs = sampling.render(services)
+    thinking.change(sampling.recommended, thinking, knobs[:4], api_visibility="private")
 
     def respond(text: str, history: list, session_id: str | None, doc_ids: list[str], mode: str, think: str,
-                request: gr.Request):
+                temperature: float, top_p: float, top_k: int, min_p: float, repeat_penalty: float, max_tokens: int,
+                seed: int, request: gr.Request):
+        chosen = sampling.to_sampling((temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, seed))
         owner = owner_of(request)
         if not (text or "").strip():
             raise gr.Error("The message is empty; type a question first.")
@@ -110,15 +116,15 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
         with user_errors():
             session_id = session_id or services.sessions.create(owner)
             try:  # validates and plans; every user error is raised here, before any output
-                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), mode=mode,
+                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), chosen, mode=mode,
                                                   thinking=switch)
             except SessionNotFound:
                 gr.Info("That chat had expired, so a new one was started.")
                 session_id, history = services.sessions.create(owner), []
-                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), mode=mode,
+                turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), chosen, mode=mode,
                                                   thinking=switch)
             before = [*history, {"role": "user", "content": text}]
-            thought, answer = "", ""
+            thought, answer, shown_at = "", "", 0.0
             yield "", [*before, {"role": "assistant", "content": ""}], session_id
             for event in services.chat.run_turn(turn):
                 if event.kind in ("token", "thinking"):
@@ -126,8 +132,10 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
                         answer += event.text
                     else:
                         thought += event.text
-                    yield "", [*before, *thinking_messages(thought, done=bool(answer)),
-                               {"role": "assistant", "content": answer}], session_id
+                    if time.monotonic() - shown_at >= UPDATE_INTERVAL_S:  # coalesce fast tokens per repaint
+                        shown_at = time.monotonic()
+                        yield "", [*before, *thinking_messages(thought, done=bool(answer)),
+                                   {"role": "assistant", "content": answer}], session_id
                 elif event.kind == "done":
                     yield "", [*before, *thinking_messages(thought, done=True),
                                *answer_messages(event.text, event.data["metrics"], event.data.get("sources"))], \
@@ -161,7 +169,7 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
     for control in (documents.selector, mode):
         control.change(prefetch_selection, [session, documents.selector, mode], [session], queue=False,
                        show_progress="hidden", api_visibility="private")
-    answered = message.submit(respond, [message, chatbot, session, documents.selector, mode, thinking],
+    answered = message.submit(respond, [message, chatbot, session, documents.selector, mode, thinking, *knobs],
                               [message, chatbot, session], concurrency_id="llm", concurrency_limit=1,
                               api_visibility="private")
     stopped = message.stop(None, None, None, cancels=[answered], api_visibility="private").then(
