@@ -57,6 +57,7 @@ class Turn:
     sampling: Sampling
     snapshot: Snapshot | None = None
     generation: int = 0  # Engine.generation the prompt was tokenized under
+    sent: str = ""  # the user content as the prompt carries it (date line, thinking switch); history reuses it
 
 
 class ChatService:
@@ -124,18 +125,20 @@ class ChatService:
             raise ChatError("The message is empty; type a question first.")
         sampling = sampling or self.default_sampling()
         session = self.sessions.get(owner, session_id)
-        history = [{"role": m["role"], "content": m["content"]} for m in session.messages]
+        history = [{"role": m["role"], "content": m.get("sent") or m["content"]} for m in session.messages]
         snapshot = None
         if self.remote is None:
             if not self.engine.loaded:
                 raise NoModelLoaded()
             snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
         asked = message
+        if self.settings.turn_datetime:  # in the turn, never in the cached prefix
+            asked = f"[{time.strftime('%A, %d %B %Y, %H:%M %Z')}]\n{asked}"
         if thinking is not None and (self.remote is not None or self.engine.has_thinking_switch):
-            asked = f"{message} {'/think' if thinking else '/no_think'}"
+            asked = f"{asked} {'/think' if thinking else '/no_think'}"
         plan = self.planner.plan(owner, asked, doc_ids, history, sampling.max_tokens, mode,
-                                 snapshot.splice if snapshot else None)
-        return Turn(owner, session_id, message, plan, sampling, snapshot, self.engine.generation)
+                                 snapshot.splice if snapshot else None, session.system_prompt, query=message)
+        return Turn(owner, session_id, message, plan, sampling, snapshot, self.engine.generation, asked)
 
     def run_turn(self, turn: Turn) -> Iterator[TurnEvent]:
         """Restore or prime the prefix, stream the answer, persist it with its metrics.
@@ -224,7 +227,7 @@ class ChatService:
         """Record the metrics, persist the answer and hand both to the reader."""
         metrics = turn_metrics(turn.plan, turn.sampling.max_tokens, n_ctx, prefix, stats, start, stopped=stopped)
         answer = split_thinking("".join(pieces))[1]  # history and later prompts leave the thinking out
-        self._persist(turn.owner, turn.session_id, turn.message, answer, turn.plan, metrics)
+        self._persist(turn, answer, metrics)
         events.put(("end", (answer, metrics)))
 
     def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
@@ -233,13 +236,16 @@ class ChatService:
         """``prepare_turn`` then ``run_turn``, as one generator (errors surface on first ``next``)."""
         yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling, mode, thinking))
 
-    def _persist(self, owner: str, session_id: str, message: str, answer: str, plan: Plan, metrics: dict) -> None:
-        """Append the user message and the (possibly partial) answer to the session."""
+    def _persist(self, turn: Turn, answer: str, metrics: dict) -> None:
+        """Append the user message (as shown, and as sent) and the (possibly partial) answer to the session."""
         assistant = {"role": "assistant", "content": answer, "metrics": metrics,
-                     "sources": [asdict(h) for h in plan.sources]}
+                     "sources": [asdict(h) for h in turn.plan.sources]}
         if metrics["stop_reason"] == "stopped":
             assistant["stopped"] = True
-        self.sessions.append(owner, session_id, {"role": "user", "content": message}, assistant)
+        user = {"role": "user", "content": turn.message}
+        if turn.sent != turn.message:
+            user["sent"] = turn.sent
+        self.sessions.append(turn.owner, turn.session_id, user, assistant)
 
     # priming -----------------------------------------------------------------------------
     def cache_documents(self, owner: str, doc_ids: list[str]) -> dict:
@@ -298,10 +304,11 @@ class ChatService:
             log.info("not priming %s on upload: %s", doc_id, exc)
             return None
 
-    def _doc_prefix(self, owner: str, doc_ids: list[str]) -> tuple[list[int], list]:
-        """The cached-prefix token ids for these documents (instructions first), and their texts."""
+    def _doc_prefix(self, owner: str, doc_ids: list[str], instructions: str = "") -> tuple[list[int], list]:
+        """The cached-prefix token ids for these documents (instructions first, default: the
+        configured ones), and their texts."""
         docs = [self.documents.text(owner, d) for d in doc_ids]
-        return prefix_tokens(self.engine, system_text(self.settings.system_prompt, docs)), docs
+        return prefix_tokens(self.engine, system_text(instructions or self.settings.system_prompt, docs)), docs
 
     def _prefix_room(self) -> int:
         """Most tokens a document prefix may take: ``n_ctx`` less the answer and a question's room."""
@@ -328,14 +335,16 @@ class ChatService:
 
         Raises:
             DocumentError: an unknown document id.
+            SessionNotFound / SessionError: bad session id or Redis unreachable.
         """
         if not self.engine.loaded or self.remote is not None:
             return None
         ids = list(doc_ids) if mode != "rag" else []
-        tokens, _ = self._doc_prefix(owner, ids)
+        instructions = self.sessions.get(owner, session_id).system_prompt if session_id else ""
+        tokens, _ = self._doc_prefix(owner, ids, instructions)
         if len(tokens) > self._prefix_room():
             ids = []
-            tokens, _ = self._doc_prefix(owner, ids)
+            tokens, _ = self._doc_prefix(owner, ids, instructions)
         snap = self.snapshots.get(owner, session_id, fingerprint(self.engine)) if session_id else None
 
         def work(should_stop):

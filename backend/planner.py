@@ -62,7 +62,8 @@ class Planner:
         return build_prompt(self.engine, system, history, user, **budgets)
 
     def plan(self, owner: str, message: str, doc_ids: list[str], history: list[dict], max_tokens: int,
-             mode: str = "auto", splice: Splice | None = None) -> Plan:
+             mode: str = "auto", splice: Splice | None = None, instructions: str | None = None,
+             query: str | None = None) -> Plan:
         """Choose CAG (documents in the cached prefix) or RAG (top-k chunks in the user turn).
 
         Args:
@@ -71,6 +72,9 @@ class Planner:
             mode: ``auto`` (CAG when the documents plus the budgets fit ``n_ctx``, else RAG),
                 ``cag`` or ``rag`` to force one; ignored without documents (mode ``chat``).
             splice: the session's previous context (``SessionSnapshots``), reused token for token.
+            instructions: the session's own system prompt (default: the configured one).
+            query: what to search the documents for (default: ``message``; the caller passes the
+                bare question when ``message`` carries a date line or a thinking switch).
 
         Raises:
             ChatError: unknown mode, forced CAG that does not fit, or the question alone does not fit.
@@ -79,19 +83,20 @@ class Planner:
         if mode not in MODES:
             raise ChatError(f"Unknown mode '{mode}'; use one of {', '.join(MODES)}.")
         s = self.settings
+        instructions = instructions or s.system_prompt
         budgets = {"history_budget_tokens": s.history_budget_tokens, "max_tokens": max_tokens, "splice": splice}
         if doc_ids:
             if mode != "rag":
                 docs = [self.documents.text(owner, d) for d in doc_ids]
-                prompt = self._build(system_text(s.system_prompt, docs), history, message, **budgets)
+                prompt = self._build(system_text(instructions, docs), history, message, **budgets)
                 if prompt is not None:
                     return Plan("cag", prompt, list(doc_ids), [])
                 if mode == "cag":
                     raise ChatError("The selected documents do not fit the context window "
                                     f"(n_ctx {self.n_ctx}) with room for the answer; "
                                     "choose Auto or Retrieval mode, or select fewer documents.")
-            ranked = self.documents.search(owner, message, doc_ids, s.retrieval_top_k)
-            system = system_text(s.system_prompt, [])
+            ranked = self.documents.search(owner, query or message, doc_ids, s.retrieval_top_k)
+            system = system_text(instructions, [])
             question = self.count_tokens(message)
             for k in range(max(len(ranked), 1), 0, -1):  # as many of the best chunks as fit
                 hits, user = ranked[:k], rag_user_text(message, ranked[:k])
@@ -99,7 +104,7 @@ class Planner:
                 if prompt is not None:
                     return Plan("rag", prompt, [], hits, self.count_tokens(user) - question)
         else:
-            prompt = self._build(system_text(s.system_prompt, []), history, message, **budgets)
+            prompt = self._build(system_text(instructions, []), history, message, **budgets)
             if prompt is not None:
                 return Plan("chat", prompt, [], [])
         limit = self.n_ctx - max_tokens

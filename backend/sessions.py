@@ -2,9 +2,11 @@
 
 Key layout (``{o}`` = owner, ``{s}`` = session id, a 32-hex uuid4):
 
-* ``kvc:{o}:session:{s}``          hash: ``title``, ``created_at``, ``last_updated`` (Unix seconds)
+* ``kvc:{o}:session:{s}``          hash: ``title``, ``created_at``, ``last_updated`` (Unix seconds),
+  ``system_prompt`` (only when the session has its own)
 * ``kvc:{o}:session:{s}:messages`` list of JSON messages, oldest first:
-  ``{"role", "content", "created_at", "metrics"?, "sources"?}``
+  ``{"role", "content", "created_at", "sent"?, "metrics"?, "sources"?, "stopped"?}`` (``sent``: the
+  user content exactly as the prompt carried it, when it differs from ``content``)
 * ``kvc:{o}:sessions``             sorted set of session ids scored by ``last_updated``
 
 Both per-session keys carry a TTL of ``session_ttl_s``, refreshed on every read or write.
@@ -38,6 +40,7 @@ class Session:
         title: short title ("" until the first message).
         created_at / last_updated: Unix seconds.
         messages: dicts as stored, oldest first.
+        system_prompt: the session's own instructions ("" = the configured ones).
     """
 
     session_id: str
@@ -45,6 +48,7 @@ class Session:
     created_at: float
     last_updated: float
     messages: list[dict[str, Any]] = field(default_factory=list)
+    system_prompt: str = ""
 
 
 def _unavailable(exc: Exception) -> SessionError:
@@ -108,7 +112,7 @@ class SessionStore:
         except redis.RedisError as exc:
             raise _unavailable(exc) from exc
         return Session(sid, meta.get("title", ""), float(meta["created_at"]), float(meta["last_updated"]),
-                       [json.loads(m) for m in raw])
+                       [json.loads(m) for m in raw], meta.get("system_prompt", ""))
 
     def append(self, owner: str, sid: str, *messages: dict[str, Any]) -> None:
         """Append messages to a session (sets the title from the first user message).
@@ -176,6 +180,27 @@ class SessionStore:
                 raise SessionNotFound(f"Session {sid} does not exist or has expired; start a new chat.")
             pipe = self.r.pipeline()
             pipe.hset(key, "title", title)
+            self._touch(pipe, owner, sid, time.time())
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+
+    def set_system_prompt(self, owner: str, sid: str, text: str) -> None:
+        """Give a session its own instructions ("" goes back to the configured ones).
+
+        Raises:
+            SessionNotFound: unknown or expired id.
+            SessionError: Redis unreachable.
+        """
+        key = self._key(owner, sid)
+        try:
+            if not self.r.exists(key):
+                raise SessionNotFound(f"Session {sid} does not exist or has expired; start a new chat.")
+            pipe = self.r.pipeline()
+            if text.strip():
+                pipe.hset(key, "system_prompt", text.strip())
+            else:
+                pipe.hdel(key, "system_prompt")
             self._touch(pipe, owner, sid, time.time())
             pipe.execute()
         except redis.RedisError as exc:

@@ -170,6 +170,15 @@ def render(services: Services) -> None:
             services.sessions.rename(owner_of(request), session_id, title)
             return {"session_id": session_id, "title": services.sessions.get(owner_of(request), session_id).title}
 
+    def set_system_prompt(session_id: str, text: str, request: gr.Request) -> dict:
+        """Give a session its own system prompt ("" = the configured one). The instructions start the
+        cached prefix, so the session's documents are read again on its next question."""
+        with user_errors():
+            services.sessions.set_system_prompt(owner_of(request), session_id, text or "")
+            current = services.sessions.get(owner_of(request), session_id).system_prompt
+        return {"session_id": session_id, "system_prompt": current or services.settings.system_prompt,
+                "custom": bool(current)}
+
     def export_session(session_id: str, format: str = "markdown", request: gr.Request = None) -> dict:
         """A session as Markdown or JSON, with messages, sources and metrics: {"filename", "content"}."""
         with user_errors():
@@ -253,6 +262,7 @@ def render(services: Services) -> None:
     gr.api(list_sessions, api_name="list_sessions")
     gr.api(rename_session, api_name="rename_session")
     gr.api(export_session, api_name="export_session")
+    gr.api(set_system_prompt, api_name="set_system_prompt")
     gr.api(model_status, api_name="model_status")
     gr.api(list_models, api_name="list_models")
     gr.api(list_log_runs, api_name="list_log_runs")

@@ -36,6 +36,11 @@ def render(services: Services, chat: ChatPanel) -> tuple[Callable, list]:
             fmt = gr.Radio(list(FORMATS), value="markdown", label="Export as")
             export_btn = gr.Button("Export", size="sm")
             exported = gr.File(label="Exported chat", visible=False)
+            system = gr.Textbox(label="System prompt for this chat", lines=4, max_lines=10,
+                                placeholder=services.settings.system_prompt,
+                                info="Empty = the default. It starts the cached prefix, so changing it rebuilds "
+                                     "the cache for this chat's documents.")
+            system_btn = gr.Button("Save system prompt", size="sm")
             delete_btn = gr.Button("Delete chat", variant="stop", size="sm")
 
     def refresh(session_id: str | None, request: gr.Request):
@@ -46,11 +51,20 @@ def render(services: Services, chat: ChatPanel) -> tuple[Callable, list]:
         owner = owner_of(request)
         try:
             with user_errors():
-                messages = services.sessions.get(owner, session_id).messages
+                session = services.sessions.get(owner, session_id)
+                messages = session.messages
         except SessionNotFound:
             gr.Warning("That chat has expired and its history is gone; start a new one.")
-            return None, [], refresh(None, request)
-        return session_id, to_chatbot(messages), gr.skip()
+            return None, [], refresh(None, request), ""
+        return session_id, to_chatbot(messages), gr.skip(), session.system_prompt
+
+    def save_system(session_id: str | None, text: str, request: gr.Request):
+        if not session_id:
+            raise gr.Error("Open a chat first, then give it a system prompt.")
+        with user_errors():
+            services.sessions.set_system_prompt(owner_of(request), session_id, text or "")
+        gr.Info("Saved. The instructions start the cached prefix, so this chat's documents are read again "
+                "(the KV cache is rebuilt) on its next question.")
 
     def rename(session_id: str | None, new_title: str, request: gr.Request):
         if not session_id:
@@ -80,8 +94,10 @@ def render(services: Services, chat: ChatPanel) -> tuple[Callable, list]:
         return gr.File(value=str(path), visible=True)
 
     private = {"api_visibility": "private"}
-    chats.input(open_chat, chats, [chat.session, chat.chatbot, chats], **private)
-    new_btn.click(lambda: (None, [], gr.Radio(value=None)), None, [chat.session, chat.chatbot, chats], **private)
+    chats.input(open_chat, chats, [chat.session, chat.chatbot, chats, system], **private)
+    new_btn.click(lambda: (None, [], gr.Radio(value=None), ""), None, [chat.session, chat.chatbot, chats, system],
+                  **private)
+    system_btn.click(save_system, [chat.session, system], None, **private)
     rename_btn.click(rename, [chat.session, title], [chats, title], **private)
     title.submit(rename, [chat.session, title], [chats, title], **private)
     delete_btn.click(delete, chat.session, [chat.session, chat.chatbot, chats], **private)

@@ -94,8 +94,8 @@ def test_rag_sources_open_and_table_preview_in_the_browser(tmp_path, tiny_model,
         title = sources.first.inner_text()
         sources.first.click()  # opening a source shows the whole chunk, longer than its snippet
         page.wait_for_timeout(500)
-        bot_text = page.locator(".message.bot, [data-testid='bot']").last.inner_text()
-        assert len(bot_text) > len(title)
+        opened = page.locator(".message.bot, [data-testid='bot']").filter(has_text=title[:40]).first.inner_text()
+        assert len(opened) > len(title) + 40, "the whole chunk is shown under the title"
         page.screenshot(path=str(tmp_path / "rag.png"), full_page=True)
     finally:
         stop(app)

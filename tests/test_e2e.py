@@ -38,8 +38,11 @@ def test_upload_cache_chat_restart(tmp_path, tiny_model, embedder):
         m1 = last["metrics"]
         assert last["done"] and last["text"] and m1["mode"] == "cag"
         assert m1["reused_tokens"] == cached["tokens"], "the whole cached prefix is reused"
-        expected_suffix = len(app.services.engine.tokenize(q1 + CHATML_TURN_TAIL))
+        sent = app.client.predict(session_id, api_name="/get_history")["messages"][0]["sent"]
+        assert sent.startswith("[") and sent.endswith("]\n" + q1), "the date and time go in the turn"
+        expected_suffix = len(app.services.engine.tokenize(sent + CHATML_TURN_TAIL))
         assert m1["prompt_tokens"] - m1["reused_tokens"] == expected_suffix, "only the question and template are new"
+        assert m1["question_tokens"] == expected_suffix
         assert m1["ttft_s"] > 0 and m1["decode_tokens_per_s"] > 0
 
         outputs, last = ask(app, session_id, q2, [doc["doc_id"]])
@@ -68,6 +71,6 @@ def test_upload_cache_chat_restart(tmp_path, tiny_model, embedder):
         m = last["metrics"]
         assert m["cache_tier"] == "disk" and m["restore_s"] > 0 and m["prefix_prefill_s"] == 0
         assert m["reused_tokens"] == cached["tokens"], "restored from disk, the document is not prefilled again"
-        assert m["prompt_tokens"] - m["reused_tokens"] == expected_suffix
+        assert m["prompt_tokens"] - m["reused_tokens"] == m["question_tokens"] > 0, "only the question is new"
     finally:
         stop(app)

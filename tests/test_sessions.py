@@ -125,3 +125,23 @@ def test_sessions_through_the_api_export_with_sources_and_metrics(running_app):
         client.predict(sid, "pdf", api_name="/export_session")
     client.predict(sid, api_name="/delete_session")
     assert client.predict(api_name="/list_sessions") == []
+
+
+def test_a_session_system_prompt_starts_its_own_prefix(running_app):
+    from gradio_client import handle_file
+
+    from conftest import TESTDATA
+
+    client = running_app.client
+    doc = client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "", True,
+                         api_name="/upload_document")
+    plain, pirate = client.predict(api_name="/create_session"), client.predict(api_name="/create_session")
+    m = client.predict(plain, "Who are the crazy ones?", [doc["doc_id"]], api_name="/chat")["metrics"]
+    assert m["prefix_tokens"] == doc["cache_tokens"] and m["cache_tier"] in ("live", "ram")
+    got = client.predict(pirate, "Answer like a pirate.", api_name="/set_system_prompt")
+    assert got == {"session_id": pirate, "system_prompt": "Answer like a pirate.", "custom": True}
+    m = client.predict(pirate, "Who are the crazy ones?", [doc["doc_id"]], api_name="/chat")["metrics"]
+    assert m["cache_tier"] == "miss" and m["prefix_tokens"] != doc["cache_tokens"], "the cache is rebuilt"
+    assert client.predict(pirate, "", api_name="/set_system_prompt")["custom"] is False
+    m = client.predict(pirate, "And now?", [doc["doc_id"]], api_name="/chat")["metrics"]
+    assert m["prefix_tokens"] == doc["cache_tokens"] and m["cache_tier"] in ("ram", "disk", "live")
