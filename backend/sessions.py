@@ -185,6 +185,27 @@ class SessionStore:
         except redis.RedisError as exc:
             raise _unavailable(exc) from exc
 
+    def truncate(self, owner: str, sid: str, keep: int) -> None:
+        """Keep only the first ``keep`` messages (regenerate, undo and edit continue from there).
+
+        Raises:
+            SessionNotFound: unknown or expired id.
+            SessionError: Redis unreachable.
+        """
+        key = self._key(owner, sid)
+        try:
+            if not self.r.exists(key):
+                raise SessionNotFound(f"Session {sid} does not exist or has expired; start a new chat.")
+            pipe = self.r.pipeline()
+            if keep > 0:
+                pipe.ltrim(key + ":messages", 0, keep - 1)
+            else:
+                pipe.delete(key + ":messages")
+            self._touch(pipe, owner, sid, time.time())
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+
     def set_system_prompt(self, owner: str, sid: str, text: str) -> None:
         """Give a session its own instructions ("" goes back to the configured ones).
 

@@ -76,6 +76,24 @@ def to_chatbot(messages: list[dict]) -> list[dict]:
     return out
 
 
+def stored_index(displayed: list[dict], index: int, stored: list[dict]) -> int:
+    """Where the user message at ``displayed[index]`` sits in the stored session.
+
+    The Chatbot shows more messages than are stored (thinking, sources), but one per user message,
+    so the k-th user message on screen is the k-th stored one.
+
+    Raises:
+        ValueError: ``displayed[index]`` is not a user message, or the session has fewer of them.
+    """
+    if displayed[index]["role"] != "user":
+        raise ValueError("only a question can be retried, undone or edited")
+    k = sum(1 for m in displayed[: index + 1] if m["role"] == "user")
+    users = [i for i, m in enumerate(stored) if m["role"] == "user"]
+    if k > len(users):
+        raise ValueError("the chat on screen is ahead of the saved session")
+    return users[k - 1]
+
+
 @dataclass
 class ChatPanel:
     """Components the app wires on page load."""
@@ -90,7 +108,7 @@ class ChatPanel:
 def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
     """Build the chat panel and wire its events; on page load the stored session's history is shown."""
     session = gr.BrowserState(None, storage_key="kvc_session_id")
-    chatbot = gr.Chatbot(label="Chat", height=520, buttons=["copy"], layout="bubble",
+    chatbot = gr.Chatbot(label="Chat", height=520, buttons=["copy"], layout="bubble", editable="user",
                          placeholder="Upload a document, tick it under **Use in chat**, and ask a question.")
     with gr.Row():
         mode = gr.Radio([("Auto", "auto"), ("Whole documents (CAG)", "cag"), ("Retrieval (RAG)", "rag")],
@@ -169,9 +187,38 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
     for control in (documents.selector, mode):
         control.change(prefetch_selection, [session, documents.selector, mode], [session], queue=False,
                        show_progress="hidden", api_visibility="private")
-    answered = message.submit(respond, [message, chatbot, session, documents.selector, mode, thinking, *knobs],
-                              [message, chatbot, session], concurrency_id="llm", concurrency_limit=1,
-                              api_visibility="private")
+    def rewind(history: list, session_id: str | None, index: int, request: gr.Request) -> tuple[str, list]:
+        """Cut the saved session and the screen back to before the question at ``index``; returns
+        that question's text and the shortened history."""
+        if not session_id:
+            raise gr.Error("This chat is not saved yet; ask a question first.")
+        owner = owner_of(request)
+        with user_errors():
+            stored = services.sessions.get(owner, session_id).messages
+            try:
+                cut = stored_index(history, index, stored)
+            except ValueError as exc:
+                raise gr.Error(f"That message cannot be changed: {exc}.") from exc
+            services.sessions.truncate(owner, session_id, cut)
+        return stored[cut]["content"], history[:index]
+
+    def retry(history: list, session_id: str | None, data: gr.RetryData, request: gr.Request):
+        return rewind(history, session_id, data.index, request)
+
+    def undo(history: list, session_id: str | None, data: gr.UndoData, request: gr.Request):
+        return rewind(history, session_id, data.index, request)
+
+    def edit(history: list, session_id: str | None, data: gr.EditData, request: gr.Request):
+        _, kept = rewind(history, session_id, data.index, request)
+        return data.value, kept
+
+    turn_inputs = [message, chatbot, session, documents.selector, mode, thinking, *knobs]
+    llm = {"concurrency_id": "llm", "concurrency_limit": 1, "api_visibility": "private"}
+    answered = message.submit(respond, turn_inputs, [message, chatbot, session], **llm)
+    for event, handler in ((chatbot.retry, retry), (chatbot.edit, edit)):  # cut back, then answer again
+        event(handler, [chatbot, session], [message, chatbot], api_visibility="private").then(
+            respond, turn_inputs, [message, chatbot, session], **llm)
+    chatbot.undo(undo, [chatbot, session], [message, chatbot], api_visibility="private")
     stopped = message.stop(None, None, None, cancels=[answered], api_visibility="private").then(
         after_stop, session, chatbot, api_visibility="private")
     return ChatPanel(session=session, chatbot=chatbot, load_history=load_history, answered=answered,

@@ -140,3 +140,35 @@ def test_two_sessions_switch_and_stop_in_the_browser(tmp_path, tiny_model, embed
         assert shot.stat().st_size > 20_000
     finally:
         stop(app)
+
+
+def test_retry_and_undo_rewrite_the_saved_session(tmp_path, tiny_model, embedder, browser):
+    app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=20), embedder)
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(app.url)
+        box = page.get_by_placeholder("Ask about your documents…")
+        box.wait_for(timeout=60_000)
+        metrics = page.get_by_text("reused")
+        for n, question in enumerate(("First?", "Second?"), 1):
+            box.fill(question)
+            box.press("Enter")
+            metrics.nth(n - 1).wait_for(timeout=60_000)
+        (session,) = app.services.sessions.list("local")
+
+        def saved() -> list[str]:
+            return [m["content"] for m in app.services.sessions.get("local", session.session_id).messages]
+
+        before = saved()
+        page.get_by_label("Retry").last.click()  # the last question is answered again, not appended
+        page.wait_for_timeout(500)
+        metrics.nth(1).wait_for(timeout=60_000)
+        page.wait_for_timeout(500)
+        after = saved()
+        assert len(after) == 4 and after[:3] == before[:3], "retry replaces the last answer"
+        page.get_by_label("Undo").last.click()  # the last question goes back into the box
+        page.wait_for_function(
+            "() => document.querySelector('textarea[placeholder^=\"Ask about\"]').value === 'Second?'", timeout=30_000)
+        assert saved() == before[:2]
+    finally:
+        stop(app)

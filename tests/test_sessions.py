@@ -145,3 +145,23 @@ def test_a_session_system_prompt_starts_its_own_prefix(running_app):
     assert client.predict(pirate, "", api_name="/set_system_prompt")["custom"] is False
     m = client.predict(pirate, "And now?", [doc["doc_id"]], api_name="/chat")["metrics"]
     assert m["prefix_tokens"] == doc["cache_tokens"] and m["cache_tier"] in ("ram", "disk", "live")
+
+
+def test_truncate_and_map_screen_positions_to_saved_messages(server):
+    from components.chat import stored_index
+
+    store = store_for(server)
+    sid = store.create("alice")
+    store.append("alice", sid, {"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
+                 {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"})
+    screen = [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "thinking…"},
+              {"role": "assistant", "content": "a1"}, {"role": "assistant", "content": "[1] source"},
+              {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]
+    stored = store.get("alice", sid).messages
+    assert stored_index(screen, 4, stored) == 2 and stored_index(screen, 0, stored) == 0
+    with pytest.raises(ValueError, match="only a question"):
+        stored_index(screen, 2, stored)
+    store.truncate("alice", sid, 2)
+    assert [m["content"] for m in store.get("alice", sid).messages] == ["q1", "a1"]
+    store.truncate("alice", sid, 0)
+    assert store.get("alice", sid).messages == []
