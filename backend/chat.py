@@ -18,6 +18,7 @@ from backend.config import Settings
 from backend.documents import DocumentService
 from backend.engine import Engine, NoModelLoaded, Sampling, StreamStats
 from backend.kv_cache import KVCacheStore, fingerprint
+from backend.memory import MemoryIndex
 from backend.prefetch import PrefetchJob, Prefetcher
 from backend.prefix_cache import PrefixResult, ensure_prefix, prime
 from backend.planner import ChatError, Plan, Planner
@@ -26,6 +27,7 @@ from backend.remote_engine import RemoteEngine
 from backend.session_cache import SessionSnapshots, Snapshot
 from backend.thinking import ThinkSplitter, split_thinking
 from backend.turn_metrics import turn_metrics
+from backend.turn_input import TurnInput, compose
 from backend.sessions import SessionStore
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ class Turn:
     sampling: Sampling
     snapshot: Snapshot | None = None
     generation: int = 0  # Engine.generation the prompt was tokenized under
-    sent: str = ""  # the user content as the prompt carries it (date line, thinking switch); history reuses it
+    extra: TurnInput | None = None  # the user content as sent (web, memory, date, switch); history reuses it
 
 
 class ChatService:
@@ -67,11 +69,12 @@ class ChatService:
         settings: app settings (budgets, sampling defaults, system prompt).
         engine / kv_store / sessions / documents: the long-lived services.
         remote: an OpenAI-compatible server that answers instead of ``engine`` (None: local).
+        memory: long-term memory; every question is indexed in it (None: off).
     """
 
     def __init__(self, settings: Settings, engine: Engine, kv_store: KVCacheStore, sessions: SessionStore,
-                 documents: DocumentService, remote: RemoteEngine | None = None):
-        self.settings = settings
+                 documents: DocumentService, remote: RemoteEngine | None = None, memory: MemoryIndex | None = None):
+        self.settings, self.memory = settings, memory
         self.engine, self.kv_store, self.sessions = engine, kv_store, sessions
         self.documents, self.remote = documents, remote
         self.planner = Planner(settings, documents, engine, remote)
@@ -97,7 +100,8 @@ class ChatService:
 
     # turns -------------------------------------------------------------------------------
     def prepare_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
-                     sampling: Sampling | None = None, mode: str = "auto", thinking: bool | None = None) -> Turn:
+                     sampling: Sampling | None = None, mode: str = "auto", thinking: bool | None = None,
+                     web: bool | None = None, remember: bool | None = None) -> Turn:
         """Validate a message and plan its prompt; every user error is raised here, before any output.
 
         Args:
@@ -110,6 +114,11 @@ class ChatService:
             thinking: for models with a thinking switch (Qwen3's ``/think`` and ``/no_think``, found
                 in the chat template; always applied with a remote server), think first or not;
                 None leaves the model's default. The switch goes into this prompt only, not history.
+            web: search the web (SearXNG at ``search_url``) and put the results in the turn; None lets
+                the router decide (time-sensitive questions, when ``search_url`` is set). A failed or
+                impossible search is noted in ``web_note``, never raised.
+            remember: recall the user's related questions from other sessions into this turn;
+                None = ``remember_across_sessions``.
 
         Returns:
             The planned turn, to pass to ``run_turn``.
@@ -131,14 +140,13 @@ class ChatService:
             if not self.engine.loaded:
                 raise NoModelLoaded()
             snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
-        asked = message
-        if self.settings.turn_datetime:  # in the turn, never in the cached prefix
-            asked = f"[{time.strftime('%A, %d %B %Y, %H:%M %Z')}]\n{asked}"
-        if thinking is not None and (self.remote is not None or self.engine.has_thinking_switch):
-            asked = f"{asked} {'/think' if thinking else '/no_think'}"
+        supported = self.remote is not None or self.engine.has_thinking_switch
+        extra = compose(self.settings, self.memory, owner, session_id, message, web=web, remember=remember,
+                        switch=thinking if supported else None)
+        asked = extra.sent
         plan = self.planner.plan(owner, asked, doc_ids, history, sampling.max_tokens, mode,
                                  snapshot.splice if snapshot else None, session.system_prompt, query=message)
-        return Turn(owner, session_id, message, plan, sampling, snapshot, self.engine.generation, asked)
+        return Turn(owner, session_id, message, plan, sampling, snapshot, self.engine.generation, extra)
 
     def run_turn(self, turn: Turn) -> Iterator[TurnEvent]:
         """Restore or prime the prefix, stream the answer, persist it with its metrics.
@@ -180,7 +188,8 @@ class ChatService:
         sources = [asdict(h) for h in turn.plan.sources]
         yield TurnEvent("sources", data={"sources": sources})
         yield TurnEvent("metrics", data=metrics)
-        yield TurnEvent("done", answer, data={"metrics": metrics, "sources": sources})
+        yield TurnEvent("done", answer, data={"metrics": metrics, "sources": sources,
+                                              "web_sources": turn.extra.web_sources})
 
     def _generate(self, turn: Turn, events: queue.Queue, stop: threading.Event) -> None:
         """Worker of ``run_turn``: everything that touches the model in one thread; locally under the
@@ -226,26 +235,32 @@ class ChatService:
                 events: queue.Queue, stopped: bool, n_ctx: int) -> None:
         """Record the metrics, persist the answer and hand both to the reader."""
         metrics = turn_metrics(turn.plan, turn.sampling.max_tokens, n_ctx, prefix, stats, start, stopped=stopped)
+        metrics.update(web_results=len(turn.extra.web_sources), web_note=turn.extra.web_note,
+                       memories=turn.extra.memories)
         answer = split_thinking("".join(pieces))[1]  # history and later prompts leave the thinking out
         self._persist(turn, answer, metrics)
         events.put(("end", (answer, metrics)))
 
     def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
                     sampling: Sampling | None = None, mode: str = "auto",
-                    thinking: bool | None = None) -> Iterator[TurnEvent]:
+                    thinking: bool | None = None, web: bool | None = None,
+                    remember: bool | None = None) -> Iterator[TurnEvent]:
         """``prepare_turn`` then ``run_turn``, as one generator (errors surface on first ``next``)."""
-        yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling, mode, thinking))
+        yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling, mode, thinking,
+                                                   web, remember))
 
     def _persist(self, turn: Turn, answer: str, metrics: dict) -> None:
         """Append the user message (as shown, and as sent) and the (possibly partial) answer to the session."""
         assistant = {"role": "assistant", "content": answer, "metrics": metrics,
-                     "sources": [asdict(h) for h in turn.plan.sources]}
+                     "sources": [asdict(h) for h in turn.plan.sources], "web_sources": turn.extra.web_sources}
         if metrics["stop_reason"] == "stopped":
             assistant["stopped"] = True
         user = {"role": "user", "content": turn.message}
-        if turn.sent != turn.message:
-            user["sent"] = turn.sent
+        if turn.extra.sent != turn.message:
+            user["sent"] = turn.extra.sent
         self.sessions.append(turn.owner, turn.session_id, user, assistant)
+        if self.memory is not None:
+            self.memory.add(turn.owner, turn.session_id, turn.message)
 
     # priming -----------------------------------------------------------------------------
     def cache_documents(self, owner: str, doc_ids: list[str]) -> dict:
@@ -354,5 +369,7 @@ class ChatService:
         return self.prefetcher.start(session_id or "", work)
 
     def forget_session(self, owner: str, session_id: str) -> None:
-        """Drop a deleted session's snapshot from the RAM tier."""
+        """Drop a deleted session's snapshot from the RAM tier and its messages from the memory index."""
         self.snapshots.drop(owner, session_id)
+        if self.memory is not None:
+            self.memory.delete_session(owner, session_id)

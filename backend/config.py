@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     turn_datetime: bool = Field(True, description="Put the current date and time in each question (never in the cached prefix).")
     history_budget_tokens: int = Field(1024, ge=0, description="Context reserved for earlier turns, tokens.")
 
+    # Web search (optional per message)
+    search_url: str | None = Field(None, description="SearXNG search URL with the JSON format enabled, e.g. http://localhost:8888/search.")
+    search_timeout_s: float = Field(5.0, gt=0, description="Web search timeout, seconds.")
+    search_max_results: int = Field(5, ge=1, description="Web results put into a question.")
+
+    # Long-term memory
+    remember_across_sessions: bool = Field(False, description="Recall the user's related questions from other sessions into each turn.")
+    memory_top_k: int = Field(3, ge=1, description="Past questions recalled into a turn.")
+
     # Retrieval
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
     embed_batch_size: int = Field(64, ge=1, description="Chunks per embedding batch.")

@@ -16,6 +16,7 @@ from backend.documents import DocumentService
 from backend.embeddings import Embedder
 from backend.engine import Engine, EngineError, LoadParams, NoModelLoaded
 from backend.kv_cache import KVCacheStore, model_identity
+from backend.memory import MemoryIndex
 from backend.model_registry import ModelInfo, list_models, pick_model
 from backend.redis_server import EmbeddedRedis
 from backend.remote_engine import RemoteEngine
@@ -156,7 +157,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
                                 overlap_tokens=settings.chunk_overlap_tokens)
     remote = (RemoteEngine(settings.remote_base_url, settings.remote_api_key, settings.remote_model,
                            settings.remote_n_ctx) if settings.remote_base_url else None)
-    chat = ChatService(settings, engine, kv_store, sessions, documents, remote)
+    chat = ChatService(settings, engine, kv_store, sessions, documents, remote, MemoryIndex(store, embedder))
     caches = CacheCatalog(kv_store, engine, store)
     services = Services(settings, engine, kv_store, sessions, documents, chat, caches, store, embedder, client, server,
                         RunLogs(settings.path("logs") / "runs"))

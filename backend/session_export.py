@@ -33,7 +33,9 @@ def to_markdown(session: Session) -> str:
         for i, src in enumerate(m.get("sources") or [], 1):
             where = f"p. {src['page']}" + (f", {src['section']}" if src.get("section") else "")
             out.append(f"{i}. **{src['name']}**, {where}: {' '.join(src['text'].split())[:300]}")
-        if m.get("sources"):
+        for i, web in enumerate(m.get("web_sources") or [], 1):
+            out.append(f"- [W{i}] [{web['title']}]({web['url']})")
+        if m.get("sources") or m.get("web_sources"):
             out.append("")
     return "\n".join(out).rstrip() + "\n"
 

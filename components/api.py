@@ -118,18 +118,23 @@ def render(services: Services) -> None:
             return services.sessions.create(owner_of(request))
 
     def chat(session_id: str, message: str, doc_ids: list[str], mode: str = "auto", thinking: bool | None = None,
-             request: gr.Request = None) -> Iterator[dict]:
+             web: bool | None = None, remember: bool | None = None, request: gr.Request = None) -> Iterator[dict]:
         """Ask a question; streams {"text", "thinking", "done"}; the last value adds "metrics" and "sources".
 
         mode: "auto" (whole documents when they fit, else retrieval), "cag" or "rag" to force one.
         thinking: true/false switch a thinking model (Qwen3 /think, /no_think) on or off; null = its default.
         "thinking" carries the <think> text, which history leaves out.
+        web: true/false search the web (SearXNG) or not; null = when the question is time-sensitive. The last
+        value adds "web_sources" (title, url, snippet); metrics.web_note says why the web was not used.
+        remember: recall the user's related questions from other sessions (null = remember_across_sessions);
+        metrics.memories counts them.
         """
         owner = owner_of(request)
         text, thought = "", ""
         with user_errors():
             for event in services.chat.stream_turn(owner, session_id, message, list(doc_ids or []),
-                                                   mode=mode or "auto", thinking=thinking):
+                                                   mode=mode or "auto", thinking=thinking, web=web,
+                                                   remember=remember):
                 if event.kind == "token":
                     text += event.text
                 elif event.kind == "thinking":

@@ -60,9 +60,19 @@ def thinking_messages(thought: str, done: bool) -> list[dict]:
              "metadata": {"title": "Thinking", "status": "done" if done else "pending"}}]
 
 
-def answer_messages(text: str, metrics: dict | None, sources: list[dict] | None) -> list[dict]:
-    """One finished answer as Chatbot messages: the text with its metrics line, then its sources."""
-    return [{"role": "assistant", "content": with_metrics(text, metrics)}, *source_messages(sources or [])]
+def web_messages(results: list[dict]) -> list[dict]:
+    """Web results an answer used, as collapsed messages titled "[Wi] title" that open to URL and snippet."""
+    return [{"role": "assistant", "content": f"{r['url']}\n\n{r['snippet']}",
+             "metadata": {"title": f"[W{i}] {r['title']}", "status": "done"}} for i, r in enumerate(results, 1)]
+
+
+def answer_messages(text: str, metrics: dict | None, sources: list[dict] | None,
+                    web: list[dict] | None = None) -> list[dict]:
+    """One finished answer as Chatbot messages: the text with its metrics line (and a note when a web
+    search was asked for but not used), then its document and web sources."""
+    note = (metrics or {}).get("web_note")
+    body = with_metrics(text, metrics) + (f"\n\n<sub>⚠ {note}</sub>" if note else "")
+    return [{"role": "assistant", "content": body}, *source_messages(sources or []), *web_messages(web or [])]
 
 
 def to_chatbot(messages: list[dict]) -> list[dict]:
@@ -70,7 +80,7 @@ def to_chatbot(messages: list[dict]) -> list[dict]:
     out: list[dict] = []
     for m in messages:
         if m["role"] == "assistant":
-            out.extend(answer_messages(m["content"], m.get("metrics"), m.get("sources")))
+            out.extend(answer_messages(m["content"], m.get("metrics"), m.get("sources"), m.get("web_sources")))
         else:
             out.append({"role": m["role"], "content": m["content"]})
     return out
@@ -118,29 +128,33 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
         thinking = gr.Radio([("Model default", "default"), ("Think", "on"), ("Don't think", "off")],
                             value="default", label="Thinking", scale=2, container=False,
                             info="For models with a thinking switch (Qwen3's /think and /no_think).")
+        web = gr.Radio([("Auto", "auto"), ("On", "on"), ("Off", "off")], value="auto", label="Web search", scale=2,
+                       container=False, info="Auto searches for time-sensitive questions when search_url is set.")
+        remember = gr.Checkbox(services.settings.remember_across_sessions, label="Remember across sessions",
+                               scale=1, info="Recall your related questions from other chats.")
     message = gr.Textbox(placeholder="Ask about your documents…", show_label=False, lines=1, max_lines=8,
                          submit_btn=True, stop_btn=True)
     knobs = sampling.render(services)
     thinking.change(sampling.recommended, thinking, knobs[:4], api_visibility="private")
 
     def respond(text: str, history: list, session_id: str | None, doc_ids: list[str], mode: str, think: str,
-                temperature: float, top_p: float, top_k: int, min_p: float, repeat_penalty: float, max_tokens: int,
-                seed: int, request: gr.Request):
+                web_choice: str, recall: bool, temperature: float, top_p: float, top_k: int, min_p: float,
+                repeat_penalty: float, max_tokens: int, seed: int, request: gr.Request):
         chosen = sampling.to_sampling((temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, seed))
         owner = owner_of(request)
         if not (text or "").strip():
             raise gr.Error("The message is empty; type a question first.")
-        switch = {"on": True, "off": False}.get(think)
+        switch, use_web = ({"on": True, "off": False}.get(choice) for choice in (think, web_choice))
         with user_errors():
             session_id = session_id or services.sessions.create(owner)
             try:  # validates and plans; every user error is raised here, before any output
                 turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), chosen, mode=mode,
-                                                  thinking=switch)
+                                                  thinking=switch, web=use_web, remember=bool(recall))
             except SessionNotFound:
                 gr.Info("That chat had expired, so a new one was started.")
                 session_id, history = services.sessions.create(owner), []
                 turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), chosen, mode=mode,
-                                                  thinking=switch)
+                                                  thinking=switch, web=use_web, remember=bool(recall))
             before = [*history, {"role": "user", "content": text}]
             thought, answer, shown_at = "", "", 0.0
             yield "", [*before, {"role": "assistant", "content": ""}], session_id
@@ -156,8 +170,8 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
                                    {"role": "assistant", "content": answer}], session_id
                 elif event.kind == "done":
                     yield "", [*before, *thinking_messages(thought, done=True),
-                               *answer_messages(event.text, event.data["metrics"], event.data.get("sources"))], \
-                        session_id
+                               *answer_messages(event.text, event.data["metrics"], event.data.get("sources"),
+                                                event.data.get("web_sources"))], session_id
 
     def after_stop(session_id: str | None, request: gr.Request):
         """The stopped answer was saved, marked stopped, by the turn's worker; show it as saved."""
@@ -212,7 +226,7 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
         _, kept = rewind(history, session_id, data.index, request)
         return data.value, kept
 
-    turn_inputs = [message, chatbot, session, documents.selector, mode, thinking, *knobs]
+    turn_inputs = [message, chatbot, session, documents.selector, mode, thinking, web, remember, *knobs]
     llm = {"concurrency_id": "llm", "concurrency_limit": 1, "api_visibility": "private"}
     answered = message.submit(respond, turn_inputs, [message, chatbot, session], **llm)
     for event, handler in ((chatbot.retry, retry), (chatbot.edit, edit)):  # cut back, then answer again
