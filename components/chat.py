@@ -120,18 +120,17 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
     session = gr.BrowserState(None, storage_key="kvc_session_id")
     chatbot = gr.Chatbot(label="Chat", height=520, buttons=["copy"], layout="bubble", editable="user",
                          placeholder="Upload a document, tick it under **Use in chat**, and ask a question.")
-    with gr.Row():
-        mode = gr.Radio([("Auto", "auto"), ("Whole documents (CAG)", "cag"), ("Retrieval (RAG)", "rag")],
-                        value="auto", label="Mode", scale=3, container=False,
-                        info="Auto reads whole documents from their KV cache when they fit n_ctx, else retrieves "
-                             "the top-k chunks.")
-        thinking = gr.Radio([("Model default", "default"), ("Think", "on"), ("Don't think", "off")],
-                            value="default", label="Thinking", scale=2, container=False,
-                            info="For models with a thinking switch (Qwen3's /think and /no_think).")
-        web = gr.Radio([("Auto", "auto"), ("On", "on"), ("Off", "off")], value="auto", label="Web search", scale=2,
-                       container=False, info="Auto searches for time-sensitive questions when search_url is set.")
+    mode = gr.Radio([("Auto", "auto"), ("Whole documents (CAG)", "cag"), ("Retrieval (RAG)", "rag")], value="auto",
+                    label="Mode", container=False,
+                    info="Auto reads whole documents from their KV cache when they fit n_ctx, else retrieves the "
+                         "top-k chunks.")
+    with gr.Row(equal_height=True):
+        thinking = gr.Dropdown([("Model default", "default"), ("Think", "on"), ("Don't think", "off")],
+                               value="default", label="Thinking", info="Qwen3's /think and /no_think", scale=1)
+        web = gr.Dropdown([("Auto", "auto"), ("On", "on"), ("Off", "off")], value="auto", label="Web search",
+                          info="Auto: time-sensitive questions, when search_url is set", scale=1)
         remember = gr.Checkbox(services.settings.remember_across_sessions, label="Remember across sessions",
-                               scale=1, info="Recall your related questions from other chats.")
+                               info="Recall related questions from your other chats", scale=1)
     message = gr.Textbox(placeholder="Ask about your documents…", show_label=False, lines=1, max_lines=8,
                          submit_btn=True, stop_btn=True)
     knobs = sampling.render(services)
