@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +165,24 @@ class SessionStore:
         return [Session(sid, m.get("title", ""), float(m["created_at"]), float(m["last_updated"]))
                 for sid, m in zip(ids, metas) if m]
 
+    def _modify(self, owner: str, sid: str, change: Callable[[Any, str], None]) -> None:
+        """Apply ``change(pipeline, key)`` to an existing session and mark it as used, atomically.
+
+        Raises:
+            SessionNotFound: unknown or expired id.
+            SessionError: Redis unreachable.
+        """
+        key = self._key(owner, sid)
+        try:
+            if not self.r.exists(key):
+                raise SessionNotFound(f"Session {sid} does not exist or has expired; start a new chat.")
+            pipe = self.r.pipeline()
+            change(pipe, key)
+            self._touch(pipe, owner, sid, time.time())
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+
     def rename(self, owner: str, sid: str, title: str) -> None:
         """Set a session's title (whitespace collapsed, at most 80 characters).
 
@@ -174,16 +193,7 @@ class SessionStore:
         title = " ".join((title or "").split())[:80]
         if not title:
             raise SessionError("The title is empty; type a name for the chat.")
-        key = self._key(owner, sid)
-        try:
-            if not self.r.exists(key):
-                raise SessionNotFound(f"Session {sid} does not exist or has expired; start a new chat.")
-            pipe = self.r.pipeline()
-            pipe.hset(key, "title", title)
-            self._touch(pipe, owner, sid, time.time())
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise _unavailable(exc) from exc
+        self._modify(owner, sid, lambda pipe, key: pipe.hset(key, "title", title))
 
     def truncate(self, owner: str, sid: str, keep: int) -> None:
         """Keep only the first ``keep`` messages (regenerate, undo and edit continue from there).
@@ -192,19 +202,13 @@ class SessionStore:
             SessionNotFound: unknown or expired id.
             SessionError: Redis unreachable.
         """
-        key = self._key(owner, sid)
-        try:
-            if not self.r.exists(key):
-                raise SessionNotFound(f"Session {sid} does not exist or has expired; start a new chat.")
-            pipe = self.r.pipeline()
+        def cut(pipe, key: str) -> None:
             if keep > 0:
                 pipe.ltrim(key + ":messages", 0, keep - 1)
             else:
                 pipe.delete(key + ":messages")
-            self._touch(pipe, owner, sid, time.time())
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise _unavailable(exc) from exc
+
+        self._modify(owner, sid, cut)
 
     def set_system_prompt(self, owner: str, sid: str, text: str) -> None:
         """Give a session its own instructions ("" goes back to the configured ones).
@@ -213,19 +217,9 @@ class SessionStore:
             SessionNotFound: unknown or expired id.
             SessionError: Redis unreachable.
         """
-        key = self._key(owner, sid)
-        try:
-            if not self.r.exists(key):
-                raise SessionNotFound(f"Session {sid} does not exist or has expired; start a new chat.")
-            pipe = self.r.pipeline()
-            if text.strip():
-                pipe.hset(key, "system_prompt", text.strip())
-            else:
-                pipe.hdel(key, "system_prompt")
-            self._touch(pipe, owner, sid, time.time())
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise _unavailable(exc) from exc
+        text = (text or "").strip()
+        self._modify(owner, sid, lambda pipe, key: pipe.hset(key, "system_prompt", text) if text
+                     else pipe.hdel(key, "system_prompt"))
 
     def delete(self, owner: str, sid: str) -> bool:
         """Delete a session; returns False when it did not exist."""
