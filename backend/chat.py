@@ -25,7 +25,7 @@ from backend.planner import ChatError, Plan, Planner
 from backend.prompts import prefix_tokens, system_text
 from backend.remote_engine import RemoteEngine
 from backend.session_cache import SessionSnapshots, Snapshot
-from backend.thinking import ThinkSplitter, split_thinking
+from backend.thinking import ThinkSplitter
 from backend.turn_metrics import turn_metrics
 from backend.turn_input import TurnInput, compose
 from backend.sessions import SessionStore
@@ -169,13 +169,11 @@ class ChatService:
         self.prefetcher.preempt(turn.session_id)
         worker = threading.Thread(target=self._generate, args=(turn, events, stop), name="chat-turn", daemon=True)
         worker.start()
-        splitter = ThinkSplitter()
         try:
             while True:
                 kind, payload = events.get()
-                if kind == "token":
-                    for part, text in splitter.feed(payload):
-                        yield TurnEvent("token" if part == "answer" else "thinking", text)
+                if kind in ("answer", "thinking"):
+                    yield TurnEvent("token" if kind == "answer" else "thinking", payload)
                 elif kind == "error":
                     raise payload
                 else:
@@ -183,8 +181,6 @@ class ChatService:
                     break
         finally:
             stop.set()
-        for part, text in splitter.close():
-            yield TurnEvent("token" if part == "answer" else "thinking", text)
         sources = [asdict(h) for h in turn.plan.sources]
         yield TurnEvent("sources", data={"sources": sources})
         yield TurnEvent("metrics", data=metrics)
@@ -199,9 +195,9 @@ class ChatService:
         try:
             if self.remote is not None:  # the server queues and caches on its own
                 start = time.perf_counter()
-                pieces = self._relay(self.remote.stream(plan.prompt, turn.sampling, stats), events, stop)
+                answer = self._relay(self.remote.stream(plan.prompt, turn.sampling, stats), events, stop)
                 prefix = PrefixResult("remote", plan.prompt.n_prefix)
-                self._finish(turn, prefix, stats, start, pieces, events, stop.is_set(), self.remote.n_ctx)
+                self._finish(turn, prefix, stats, start, answer, events, stop.is_set(), self.remote.n_ctx)
                 return
             with engine.lock:
                 if not engine.loaded or engine.generation != turn.generation:
@@ -210,8 +206,8 @@ class ChatService:
                 prefix = (self.snapshots.restore(engine, turn.snapshot, plan.prompt.prefix_tokens, plan.prompt.tokens)
                           or ensure_prefix(engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
                                            turn.owner))
-                pieces = self._relay(engine.stream(plan.prompt.tokens, turn.sampling, stats), events, stop)
-                self._finish(turn, prefix, stats, start, pieces, events, stop.is_set(), engine.n_ctx)
+                answer = self._relay(engine.stream(plan.prompt.tokens, turn.sampling, stats), events, stop)
+                self._finish(turn, prefix, stats, start, answer, events, stop.is_set(), engine.n_ctx)
                 self.snapshots.take(engine, turn.owner, turn.session_id, plan.prompt, fingerprint(engine))
         except Exception as exc:  # handed to the reader, which raises it in the request's thread
             log.warning("chat turn failed: %s", exc)
@@ -220,24 +216,30 @@ class ChatService:
             self._count_turn(-1)
 
     @staticmethod
-    def _relay(pieces: Iterator[str], events: queue.Queue, stop: threading.Event) -> list[str]:
-        """Pass streamed pieces to the reader until the end or a stop; returns them."""
-        out: list[str] = []
+    def _relay(pieces: Iterator[str], events: queue.Queue, stop: threading.Event) -> str:
+        """Split streamed pieces into thinking and answer text and pass both to the reader, until
+        the end or a stop.
+
+        Returns:
+            The answer without its thinking (history and later prompts leave the thinking out).
+        """
+        splitter = ThinkSplitter()
         with contextlib.closing(pieces):
             for piece in pieces:
-                out.append(piece)
-                events.put(("token", piece))
+                for part in splitter.feed(piece):
+                    events.put(part)
                 if stop.is_set():
                     break
-        return out
+        for part in splitter.close():
+            events.put(part)
+        return splitter.answer_text
 
-    def _finish(self, turn: Turn, prefix: PrefixResult, stats: StreamStats, start: float, pieces: list[str],
+    def _finish(self, turn: Turn, prefix: PrefixResult, stats: StreamStats, start: float, answer: str,
                 events: queue.Queue, stopped: bool, n_ctx: int) -> None:
         """Record the metrics, persist the answer and hand both to the reader."""
         metrics = turn_metrics(turn.plan, turn.sampling.max_tokens, n_ctx, prefix, stats, start, stopped=stopped)
         metrics.update(web_results=len(turn.extra.web_sources), web_note=turn.extra.web_note,
                        memories=turn.extra.memories)
-        answer = split_thinking("".join(pieces))[1]  # history and later prompts leave the thinking out
         self._persist(turn, answer, metrics)
         events.put(("end", (answer, metrics)))
 
@@ -281,8 +283,7 @@ class ChatService:
             DocumentError: unknown id.
         """
         if self.remote is not None:
-            docs = [self.documents.text(owner, d) for d in doc_ids]
-            primed = self.remote.prime(system_text(self.settings.system_prompt, docs))
+            primed = self.remote.prime(self._doc_system(owner, doc_ids)[0])
             return {"doc_id": doc_ids[0] if len(doc_ids) == 1 else None, "doc_ids": list(doc_ids),
                     "tokens": primed["tokens"], "bytes": 0, "seconds": primed["seconds"], "tier": "remote",
                     "server_cached_tokens": primed["cached_tokens"]}
@@ -319,11 +320,16 @@ class ChatService:
             log.info("not priming %s on upload: %s", doc_id, exc)
             return None
 
-    def _doc_prefix(self, owner: str, doc_ids: list[str], instructions: str = "") -> tuple[list[int], list]:
-        """The cached-prefix token ids for these documents (instructions first, default: the
-        configured ones), and their texts."""
+    def _doc_system(self, owner: str, doc_ids: list[str], instructions: str = "") -> tuple[str, list]:
+        """The system message for these documents (instructions first, default: the configured
+        ones), and the documents' texts."""
         docs = [self.documents.text(owner, d) for d in doc_ids]
-        return prefix_tokens(self.engine, system_text(instructions or self.settings.system_prompt, docs)), docs
+        return system_text(instructions or self.settings.system_prompt, docs), docs
+
+    def _doc_prefix(self, owner: str, doc_ids: list[str], instructions: str = "") -> tuple[list[int], list]:
+        """The cached-prefix token ids for these documents, and their texts."""
+        system, docs = self._doc_system(owner, doc_ids, instructions)
+        return prefix_tokens(self.engine, system), docs
 
     def _prefix_room(self) -> int:
         """Most tokens a document prefix may take: ``n_ctx`` less the answer and a question's room."""

@@ -109,7 +109,7 @@ class Engine:
         self.params: LoadParams | None = None
         self.load_seconds: float | None = None
         self.loaded_at: float | None = None
-        self.generation = 0  # bumped on every load: token ids planned under another model are invalid
+        self.generation = 0  # see the class docstring
         self._formatter: Jinja2ChatFormatter | None = None
         self._vocab: llama_cpp.Llama | None = None  # vocab-only twin: tokenizes without the lock
 
