@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from backend.config import Settings
-from backend.model_registry import ModelDownloadError, download, pick_model
+from backend.inference import ModelDownloadError, download, pick_model
 from backend.services import Services, build_services
 
 log = logging.getLogger("kvcache_chatbot")

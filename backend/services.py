@@ -9,20 +9,13 @@ from pathlib import Path
 
 import redis
 
-from backend.cache_catalog import CacheCatalog
-from backend.chat import ChatService
+from backend.chat import ChatService, MemoryIndex, Primer, SessionStore
 from backend.config import Settings
-from backend.documents import DocumentService
-from backend.embeddings import Embedder
-from backend.engine import Engine, EngineError, LoadParams, NoModelLoaded
-from backend.kv_cache import KVCacheStore, model_identity
-from backend.memory import MemoryIndex
-from backend.model_registry import ModelInfo, list_models, pick_model
+from backend.documents import DocumentService, Embedder, Store
+from backend.inference import (Engine, EngineError, LoadParams, ModelInfo, NoModelLoaded, RemoteEngine, RunLogs,
+                               list_models, pick_model)
+from backend.kvcache import CacheCatalog, KVCacheStore, Prefetcher, SessionSnapshots, model_identity
 from backend.redis_server import EmbeddedRedis
-from backend.remote_engine import RemoteEngine
-from backend.run_logs import RunLogs
-from backend.sessions import SessionStore
-from backend.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +30,8 @@ class Services:
         kv_store: KV cache files.
         sessions: Redis session store.
         documents: ingestion and document lifecycle.
-        chat: chat turns and priming.
+        chat: chat turns.
+        primer: document priming (the Cache button, prime on upload) and prefetch.
         caches: the user's view of the KV-cache entries (list, delete, which documents are cached).
         store / embedder: LanceDB and sentence-transformers.
         redis_server: the embedded server, or None with ``REDIS_URL``.
@@ -51,6 +45,7 @@ class Services:
     sessions: SessionStore
     documents: DocumentService
     chat: ChatService
+    primer: Primer
     caches: CacheCatalog
     store: Store
     embedder: Embedder
@@ -152,15 +147,19 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     kv_store = KVCacheStore(settings.path("kvcache"), int(settings.kv_disk_budget_mb * 1024 * 1024),
                             int(settings.kv_ram_budget_mb * 1024 * 1024))
     sessions = SessionStore(client, settings.session_ttl_s)
-    documents = DocumentService(settings.path("uploads"), store, embedder, engine, kv_store,
+    documents = DocumentService(settings.path("uploads"), store, embedder,
                                 max_upload_bytes=settings.max_upload_bytes, chunk_tokens=settings.chunk_tokens,
-                                overlap_tokens=settings.chunk_overlap_tokens)
+                                overlap_tokens=settings.chunk_overlap_tokens, count_tokens=engine.count_tokens,
+                                drop_derived=kv_store.delete_for_document)
     remote = (RemoteEngine(settings.remote_base_url, settings.remote_api_key, settings.remote_model,
                            settings.remote_n_ctx) if settings.remote_base_url else None)
-    chat = ChatService(settings, engine, kv_store, sessions, documents, remote, MemoryIndex(store, embedder))
+    snapshots, prefetcher = SessionSnapshots(kv_store.ram), Prefetcher(engine.lock)
+    chat = ChatService(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, remote,
+                       MemoryIndex(store, embedder))
+    primer = Primer(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, remote)
     caches = CacheCatalog(kv_store, engine, store)
-    services = Services(settings, engine, kv_store, sessions, documents, chat, caches, store, embedder, client, server,
-                        RunLogs(settings.path("logs") / "runs"))
+    services = Services(settings, engine, kv_store, sessions, documents, chat, primer, caches, store, embedder, client,
+                        server, RunLogs(settings.path("logs") / "runs"))
     model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename)
     if model is not None and remote is None:  # with a remote server the local model is not needed
         try:

@@ -28,10 +28,9 @@ import time
 from pathlib import Path
 
 import pypdf
-
 from squad import OWNER, ROOT, services
 
-from backend.extract import DocumentError, extract  # noqa: E402
+from backend.documents import DocumentError, extract  # noqa: E402
 
 PDFS = ROOT.parent / "shared" / "testdata" / "pdf"
 
@@ -79,7 +78,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     files = readable_pdfs()
-    from backend.embeddings import Embedder
+    from backend.documents import Embedder
 
     embedder = Embedder("all-MiniLM-L6-v2")
     app_s, base_s = [], []

@@ -25,11 +25,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from squad import OWNER, ingest, questions, services
 
-from backend.documents import DocumentService  # noqa: E402
-from backend.store import DocumentRow, Store  # noqa: E402
+from backend.documents import DocumentRow, DocumentService, Store  # noqa: E402
 
 
 def build_corpus(folder: Path, chunks: list[dict], docs: list[dict], size: int, dim: int) -> Store:
@@ -77,7 +75,7 @@ def main() -> None:
         offset = 0
         for size in args.sizes:
             store = build_corpus(tmp / str(size), chunks, docs, size, svc.embedder.dim)
-            documents = DocumentService(tmp / "uploads", store, svc.embedder, svc.engine, svc.kv_store,
+            documents = DocumentService(tmp / "uploads", store, svc.embedder,
                                         max_upload_bytes=1, chunk_tokens=200, overlap_tokens=40)
             all_ids = [d.doc_id for d in documents.list(OWNER)]
             for label, doc_ids in (("all documents", []), ("5 selected documents", all_ids[:5])):

@@ -39,10 +39,10 @@ sys.path.insert(0, str(ROOT / "models"))
 
 import llama_cpp  # noqa: E402
 
-from backend.engine import Engine, LoadParams, Sampling, StreamStats  # noqa: E402
-from backend.kv_cache import KVCacheStore, entry_key, fingerprint  # noqa: E402
-from backend.prefix_cache import ensure_prefix  # noqa: E402
-from backend.prompts import DocText, build_prompt, system_text  # noqa: E402
+from backend.chat import build_prompt, system_text  # noqa: E402
+from backend.documents import DocText  # noqa: E402
+from backend.inference import Engine, LoadParams, Sampling, StreamStats  # noqa: E402
+from backend.kvcache import KVCacheStore, ensure_prefix, entry_key, fingerprint  # noqa: E402
 
 BOOK = ROOT.parent / "shared" / "testdata" / "longdoc" / "pride_and_prejudice_pg1342.txt"
 QUESTION = "Which characters meet at the first ball, and what happens between them there?"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import gradio as gr
 
+from backend.chat import export_session as export_session_as
+from backend.documents import DocumentRow
 from backend.services import Services
-from backend.session_export import export_session as export_session_as
-from backend.store import DocumentRow
 from components.common import owner_of, user_errors
 from components.models import status
 
@@ -53,7 +53,7 @@ def render(services: Services) -> None:
         with user_errors():
             row, created = services.documents.upload(owner, Path(file), Path(file).name, password or None)
             if cache:
-                services.chat.cache_if_possible(owner, row.doc_id)
+                services.primer.cache_if_possible(owner, row.doc_id)
         return {**document_dict(row, services.caches.cached(owner)), "created": created}
 
     upload_trigger.click(upload_document, [upload_in, password_in, cache_in], [upload_out],
@@ -99,7 +99,7 @@ def render(services: Services) -> None:
     def cache_document(doc_id: str, request: gr.Request) -> dict:
         """Prefill the system instructions plus this document and save the KV state to disk."""
         with user_errors():
-            return services.chat.cache_documents(owner_of(request), [doc_id])
+            return services.primer.cache_documents(owner_of(request), [doc_id])
 
     def list_caches(request: gr.Request) -> list[dict]:
         """The KV-cache entries: key, documents, doc_ids, tokens, bytes, tier, usable (fits the
@@ -150,7 +150,7 @@ def render(services: Services) -> None:
         Waits for it and returns {"outcome": done|preempted|busy|failed|no_model, "tier", "tokens"};
         a chat for another session preempts it."""
         with user_errors():
-            job = services.chat.prefetch(owner_of(request), session_id or None, list(doc_ids or []), mode or "auto")
+            job = services.primer.prefetch(owner_of(request), session_id or None, list(doc_ids or []), mode or "auto")
         if job is None:
             return {"outcome": "no_model", "tier": None, "tokens": 0}
         job.wait()

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from backend.chat import SessionNotFound
 from backend.services import Services
-from backend.sessions import SessionNotFound
-from components.common import USER_ERRORS, budget_line, metrics_line, owner_of, user_errors
 from components import sampling
+from components.common import USER_ERRORS, budget_line, metrics_line, owner_of, user_errors
 from components.documents import DocumentsPanel
 
 
@@ -194,7 +194,7 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
         with contextlib.suppress(*USER_ERRORS):  # a prefetch that cannot run costs nothing
             if services.engine.loaded:
                 session_id = session_id or services.sessions.create(owner)
-                services.chat.prefetch(owner, session_id, list(doc_ids or []), mode)
+                services.primer.prefetch(owner, session_id, list(doc_ids or []), mode)
         return session_id
 
     for control in (documents.selector, mode):

@@ -7,13 +7,10 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from backend.cache_catalog import CacheNotFound
-from backend.planner import ChatError
-from backend.engine import EngineError
-from backend.extract import DocumentError
-from backend.model_registry import ModelDownloadError
-from backend.sessions import SessionError
-from backend.turn_metrics import budget_line, metrics_line, seconds
+from backend.chat import ChatError, SessionError, budget_line, metrics_line, seconds
+from backend.documents import DocumentError
+from backend.inference import EngineError, ModelDownloadError
+from backend.kvcache import CacheNotFound
 
 __all__ = ["USER_ERRORS", "budget_line", "human_bytes", "metrics_line", "owner_of", "seconds", "user_errors"]
 

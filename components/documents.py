@@ -109,7 +109,7 @@ def render(services: Services) -> DocumentsPanel:
             if cache:
                 progress((i + 0.99) / len(paths), desc=f"{name}: reading it into the KV cache")
                 with user_errors():
-                    primed = services.chat.cache_if_possible(owner, row.doc_id)
+                    primed = services.primer.cache_if_possible(owner, row.doc_id)
                 lines[-1] += (f", cached ({primed['tokens']:,} tokens)" if primed else
                               ", not cached (no model loaded, or too long: questions will use retrieval)")
         return "\n\n".join(lines), *refresh(services, owner, list(selected or []) + new_ids), None
@@ -123,7 +123,7 @@ def render(services: Services) -> DocumentsPanel:
             for i, doc_id in enumerate(selected):
                 name = services.documents.get(owner, doc_id).name
                 progress(i / len(selected), desc=f"Reading {name} into the KV cache")
-                r = services.chat.cache_documents(owner, [doc_id])
+                r = services.primer.cache_documents(owner, [doc_id])
                 verb = "already cached" if r["tier"] == "disk" else f"cached in {r['seconds']:.2f} s"
                 lines.append(f"✓ **{name}** {verb}: {r['tokens']:,} tokens, {human_bytes(r['bytes'])}")
         return "\n\n".join(lines), refresh(services, owner, selected)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from backend.run_logs import LEVELS
+from backend.inference import LEVELS
 from backend.services import Services
 from components.common import human_bytes
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import gradio as gr
 import psutil
 
-from backend.kv_cache import KV_TYPE_BYTES, kv_bytes_per_token
-from backend.model_registry import HOW_TO_GET_A_MODEL, RECOMMENDED_MODELS, download
+from backend.inference import HOW_TO_GET_A_MODEL, RECOMMENDED_MODELS, download
+from backend.kvcache import KV_TYPE_BYTES, kv_bytes_per_token
 from backend.services import Services
 from components.common import human_bytes, owner_of, user_errors
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from backend.config import QWEN3_SAMPLING
-from backend.engine import Sampling
+from backend.inference import Sampling
 from backend.services import Services
 
 FIELDS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed")

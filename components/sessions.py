@@ -7,9 +7,8 @@ from collections.abc import Callable
 
 import gradio as gr
 
+from backend.chat import FORMATS, SessionNotFound, export_session
 from backend.services import Services
-from backend.session_export import FORMATS, export_session
-from backend.sessions import SessionNotFound
 from components.chat import ChatPanel, to_chatbot
 from components.common import owner_of, user_errors
 

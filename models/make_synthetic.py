@@ -118,7 +118,7 @@ def build_vocab(preset: Preset) -> tuple[list[str], list[int], list[str]]:
         ``(tokens, token_types, merges)``: token strings in GPT-2 byte-to-unicode form,
         their ``gguf.TokenType`` values, and merges as ``"left right"`` strings.
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

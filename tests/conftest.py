@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from backend.config import Settings  # noqa: E402
-from backend.embeddings import Embedder  # noqa: E402
+from backend.documents import Embedder  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from conftest import TESTDATA, launch, make_settings, stop
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
-
-from conftest import TESTDATA, launch, make_settings, stop
 
 GOOD = TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf"
 

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import TESTDATA, launch, make_settings, stop
 
 CHROMIUM = "/usr/bin/chromium"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from gradio_client import handle_file
-
 from conftest import TESTDATA, launch, make_settings, stop
+from gradio_client import handle_file
 
 PDF = TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf"
 CHATML_TURN_TAIL = "<|im_end|>\n<|im_start|>assistant\n"  # what the tiny model's template adds after a question

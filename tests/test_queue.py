@@ -5,10 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+from conftest import TESTDATA, launch, make_settings, stop
 from gradio_client import Client, handle_file
 from gradio_client.utils import Status
-
-from conftest import TESTDATA, launch, make_settings, stop
 
 
 def test_four_clients_queue_in_order_and_lose_nothing(tmp_path, tiny_model, embedder):

@@ -1,0 +1,21 @@
+"""Chat: one turn (plan, prompt layout and budgets, turn input, thinking split, metrics), priming
+and prefetch of document prefixes, Redis sessions and their export, long-term memory, web search.
+The top of the graph: imports ``kvcache``, ``inference`` and ``documents``; nothing imports it
+but the composition root (``backend.services``) and the UI.
+"""
+
+from backend.chat.export import FORMATS, export_session
+from backend.chat.memory import MemoryIndex
+from backend.chat.metrics import budget_line, metrics_line, seconds, turn_metrics
+from backend.chat.planner import ChatError, Plan, Planner
+from backend.chat.priming import Primer
+from backend.chat.prompts import Prompt, build_prompt, prefix_tokens, system_text
+from backend.chat.service import ChatService, Turn, TurnEvent
+from backend.chat.sessions import Session, SessionError, SessionNotFound, SessionStore
+from backend.chat.thinking import ThinkSplitter, split_thinking
+from backend.chat.web_search import WebSearchError, needs_web, search_web
+
+__all__ = ["FORMATS", "ChatError", "ChatService", "MemoryIndex", "Plan", "Planner", "Primer", "Prompt", "Session",
+           "SessionError", "SessionNotFound", "SessionStore", "ThinkSplitter", "Turn", "TurnEvent", "WebSearchError",
+           "budget_line", "build_prompt", "export_session", "metrics_line", "needs_web", "prefix_tokens", "search_web",
+           "seconds", "split_thinking", "system_text", "turn_metrics"]

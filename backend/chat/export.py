@@ -1,0 +1,61 @@
+"""A session as a file: Markdown for people, JSON for programs; both carry messages, sources and metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict
+
+from backend.chat.metrics import budget_line, metrics_line
+from backend.chat.sessions import Session
+
+FORMATS = ("markdown", "json")
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def to_markdown(session: Session) -> str:
+    """The conversation as Markdown: a heading per message, each answer's metrics and numbered sources."""
+    out = [f"# {session.title or 'Untitled chat'}", "",
+           f"_Created {_stamp(session.created_at)}, last updated {_stamp(session.last_updated)}._", ""]
+    for m in session.messages:
+        who = "You" if m["role"] == "user" else "Assistant"
+        out += [f"## {who} · {_stamp(m.get('created_at', session.created_at))}", "", m["content"], ""]
+        if m.get("stopped"):
+            out += ["_(stopped)_", ""]
+        if m.get("metrics"):
+            out += [f"<sub>{metrics_line(m['metrics'])}</sub>", ""]
+            if budget_line(m["metrics"]):
+                out += [f"<sub>{budget_line(m['metrics'])}</sub>", ""]
+        for i, src in enumerate(m.get("sources") or [], 1):
+            where = f"p. {src['page']}" + (f", {src['section']}" if src.get("section") else "")
+            out.append(f"{i}. **{src['name']}**, {where}: {' '.join(src['text'].split())[:300]}")
+        for i, web in enumerate(m.get("web_sources") or [], 1):
+            out.append(f"- [W{i}] [{web['title']}]({web['url']})")
+        if m.get("sources") or m.get("web_sources"):
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def export_session(session: Session, fmt: str) -> tuple[str, str]:
+    """Render a session for download.
+
+    Args:
+        session: the session with its messages (``SessionStore.get``).
+        fmt: ``markdown`` or ``json``.
+
+    Returns:
+        ``(filename, content)``: the file name (title-based, ``.md`` or ``.json``) and its text.
+
+    Raises:
+        ValueError: unknown format (the message is one sentence for the user).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown export format '{fmt}'; use markdown or json.")
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", session.title).strip("-")[:50] or "chat"
+    if fmt == "json":
+        return f"{stem}.json", json.dumps(asdict(session), ensure_ascii=False, indent=2)
+    return f"{stem}.md", to_markdown(session)

@@ -1,0 +1,88 @@
+"""Long-term memory across sessions: each user's questions, embedded and kept in a LanceDB table,
+recalled into the user turn of another session when "remember across sessions" is on.
+
+Table ``memory`` (same database as the documents): ``owner``, ``session_id``, ``text``,
+``created_at`` (Unix seconds), ``vector`` (float32, the embedder's dimension). Every read is
+prefiltered by owner; deleting a session deletes its rows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from lancedb.pydantic import LanceModel, Vector
+
+from backend.documents import Embedder, Store, sql_quote
+
+
+def memory_model(dim: int) -> type[LanceModel]:
+    """The LanceDB schema of the memory table for embeddings of ``dim`` floats."""
+
+    class MemoryRow(LanceModel):
+        owner: str
+        session_id: str
+        text: str
+        created_at: float
+        vector: Vector(dim)  # type: ignore[valid-type]
+
+    return MemoryRow
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A recalled message: its text, the session it came from, when, and its cosine distance."""
+
+    text: str
+    session_id: str
+    created_at: float
+    distance: float
+
+
+class MemoryIndex:
+    """The user's past questions, searchable by meaning.
+
+    Args:
+        store: the LanceDB store (its database holds the table).
+        embedder: the embedding model.
+        max_distance: recalled messages must be at most this cosine distance from the question
+            (0 = identical, 2 = opposite); farther ones are not relevant enough to repeat.
+    """
+
+    def __init__(self, store: Store, embedder: Embedder, max_distance: float = 0.8):
+        self.embedder, self.max_distance = embedder, max_distance
+        self.table = store.db.create_table("memory", schema=memory_model(embedder.dim), exist_ok=True)
+        self._lock = threading.Lock()
+
+    def add(self, owner: str, session_id: str, text: str) -> None:
+        """Index one user message."""
+        vector = self.embedder.encode([text])[0]
+        with self._lock:
+            self.table.add([{"owner": owner, "session_id": session_id, "text": text, "created_at": time.time(),
+                             "vector": vector}])
+
+    def recall(self, owner: str, session_id: str, query: str, k: int = 3) -> list[Memory]:
+        """The ``k`` past messages of ``owner``'s other sessions nearest to ``query``.
+
+        Returns:
+            Nearest first, only those within ``max_distance``.
+        """
+        where = f"owner = {sql_quote(owner)} AND session_id != {sql_quote(session_id)}"
+        rows = (self.table.search(self.embedder.encode_query(query)).distance_type("cosine")
+                .where(where, prefilter=True).limit(k).to_list())
+        return [Memory(r["text"], r["session_id"], r["created_at"], r["_distance"]) for r in rows
+                if r["_distance"] <= self.max_distance]
+
+    def delete_session(self, owner: str, session_id: str) -> None:
+        """Forget every message of a session."""
+        with self._lock:
+            self.table.delete(f"owner = {sql_quote(owner)} AND session_id = {sql_quote(session_id)}")
+
+
+def memory_user_text(question: str, memories: list[Memory]) -> str:
+    """The question with recalled messages ahead of it, marked as memory (they go in the user turn)."""
+    if not memories:
+        return question
+    lines = "\n".join(f"- {time.strftime('%Y-%m-%d', time.localtime(m.created_at))}: {m.text}" for m in memories)
+    return f"Memory (the user's earlier questions in other chats):\n{lines}\n\n{question}"

@@ -1,0 +1,105 @@
+"""The metrics recorded with every answer, stored with it in Redis and shown under it.
+
+| metric | meaning |
+|---|---|
+| ``mode`` | ``cag``, ``rag`` or ``chat`` (no documents) |
+| ``cache_tier`` | ``live``, ``ram``, ``disk`` or ``miss``: where the prefix came from |
+| ``restore_s`` | seconds to restore the saved state |
+| ``prefill_tokens`` / ``reused_tokens`` | prompt tokens evaluated this turn / taken from a cache |
+| ``ttft_s`` / ``decode_tokens_per_s`` | time to first token, seconds / generation speed |
+| ``snapshot_tokens`` / ``chained_tokens`` | tokens from the session's snapshot / a shorter set's prefix |
+| ``server_cached_tokens`` | prompt tokens a remote server reports it took from its prefix cache (None: not reported) |
+| ``prefix_tokens``, ``history_tokens``, ``retrieved_tokens``, ``question_tokens``, ``max_tokens`` | how ``n_ctx`` was split |
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backend.inference import StreamStats
+from backend.kvcache import PrefixResult
+
+if TYPE_CHECKING:
+    from backend.chat.planner import Plan
+
+
+def turn_metrics(plan: Plan, max_tokens: int, n_ctx: int, prefix: PrefixResult, stats: StreamStats, start: float,
+                 stopped: bool) -> dict:
+    """The per-answer metrics (seconds, tokens).
+
+    Args:
+        plan: the turn's plan (mode, prompt, retrieved tokens).
+        max_tokens: tokens reserved for the answer.
+        n_ctx: the context window, tokens.
+        prefix: how the prefix got into the context.
+        stats: what the generation did.
+        start: ``time.perf_counter()`` when the turn took the engine.
+        stopped: the user stopped the answer.
+
+    Returns:
+        A JSON-able dict (see the module docstring).
+    """
+    prompt = plan.prompt
+    reused = stats.reused_tokens - prefix.prefilled_tokens  # a prefix prefilled this turn is not reuse
+    ttft = (stats.first_token_at - start) if stats.first_token_at else None
+    decode_s = (stats.finished_at - stats.first_token_at) if stats.first_token_at and stats.finished_at else 0.0
+    return {
+        "mode": plan.mode,
+        "prompt_tokens": stats.prompt_tokens,
+        "reused_tokens": reused,
+        "prefill_tokens": stats.prompt_tokens - reused,
+        "prefix_tokens": prompt.n_prefix,
+        "history_messages": prompt.history_messages,
+        "history_tokens": prompt.history_tokens,
+        "retrieved_tokens": plan.retrieved_tokens,
+        "question_tokens": prompt.n_tokens - prompt.n_prefix - prompt.history_tokens - plan.retrieved_tokens,
+        "max_tokens": max_tokens,
+        "n_ctx": n_ctx,
+        "cache_tier": prefix.tier,
+        "restore_s": round(prefix.restore_s, 4),
+        "prefix_prefill_s": round(prefix.prefill_s, 4),
+        "chained_tokens": prefix.chained_tokens,
+        "snapshot_tokens": prefix.snapshot_tokens,
+        "server_cached_tokens": stats.server_cached_tokens,
+        "ttft_s": round(ttft, 4) if ttft is not None else None,
+        "completion_tokens": stats.completion_tokens,
+        "decode_tokens_per_s": round((stats.completion_tokens - 1) / decode_s, 2)
+        if stats.completion_tokens > 1 and decode_s > 0 else None,
+        "stop_reason": "stopped" if stopped else stats.stop_reason,
+    }
+
+
+def seconds(s: float) -> str:
+    """A duration for people: ``0.0123`` -> ``12 ms``, ``2.5`` -> ``2.50 s``."""
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def metrics_line(m: dict) -> str:
+    """One line of per-answer metrics, shown under the answer and in exports."""
+    tier = m.get("cache_tier", "?") + (" snapshot" if m.get("snapshot_tokens") else "")
+    reused = f"reused {m.get('reused_tokens', 0):,} tok ({tier})"
+    if tier == "remote":
+        cached = m.get("server_cached_tokens")
+        reused = "server cache: not reported" if cached is None else f"server cache {cached:,} tok"
+    parts = [m.get("mode", "?"), f"prompt {m.get('prompt_tokens', 0):,} tok", reused]
+    if m.get("restore_s"):
+        parts.append(f"restore {seconds(m['restore_s'])}")
+    if m.get("ttft_s") is not None:
+        parts.append(f"TTFT {seconds(m['ttft_s'])}")
+    if m.get("decode_tokens_per_s") is not None:
+        parts.append(f"{m['decode_tokens_per_s']:.1f} tok/s")
+    if m.get("stop_reason") == "stopped":
+        parts.append("stopped")
+    return " · ".join(parts)
+
+
+def budget_line(m: dict) -> str:
+    """How the answer's prompt split ``n_ctx``: prefix, history, retrieved chunks, question and the
+    room reserved for the answer (``max_tokens``); empty for metrics saved before it was recorded."""
+    if "n_ctx" not in m:
+        return ""
+    parts = [f"prefix {m['prefix_tokens']:,}", f"history {m['history_tokens']:,}"]
+    if m.get("retrieved_tokens"):
+        parts.append(f"retrieved {m['retrieved_tokens']:,}")
+    parts += [f"question {m['question_tokens']:,}", f"answer ≤ {m['max_tokens']:,}"]
+    return f"context {m['n_ctx']:,} tok: " + " · ".join(parts)

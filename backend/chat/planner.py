@@ -1,0 +1,110 @@
+"""Planning a turn: CAG (the documents in the cached prefix) or RAG (top-k chunks in the user turn),
+within the ``n_ctx`` budgets, for the local engine (token ids) or a remote server (messages).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backend.chat.prompts import Prompt, build_prompt, rag_user_text, system_text
+from backend.config import Settings
+from backend.documents import DocumentService, Hit
+from backend.inference import Engine, RemoteEngine, RemotePrompt
+from backend.kvcache import Splice
+
+MODES = ("auto", "cag", "rag")
+
+
+class ChatError(ValueError):
+    """A turn cannot run; ``str(err)`` is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a turn will send: the prompt, its mode, the documents in its prefix, and for RAG the
+    chunks in its user turn and the tokens they take."""
+
+    mode: str
+    prompt: Prompt | RemotePrompt
+    prefix_doc_ids: list[str]
+    sources: list[Hit]
+    retrieved_tokens: int = 0
+
+
+
+class Planner:
+    """Lays out turns for the local engine, or for a remote server when one is given.
+
+    Args:
+        settings: budgets, instructions, top-k.
+        documents: document texts and search.
+        engine: the local engine (its template and tokenizer).
+        remote: an OpenAI-compatible server to plan for instead (messages, its tokenizer).
+    """
+
+    def __init__(self, settings: Settings, documents: DocumentService, engine: Engine,
+                 remote: RemoteEngine | None = None):
+        self.settings, self.documents, self.engine, self.remote = settings, documents, engine, remote
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window planned for, tokens."""
+        return self.remote.n_ctx if self.remote else self.engine.n_ctx
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in ``text`` for the model that will answer."""
+        return self.remote.count_tokens(text) if self.remote else len(self.engine.tokenize(text))
+
+    def _build(self, system: str, history: list[dict], user: str, **budgets) -> Prompt | RemotePrompt | None:
+        if self.remote:
+            return self.remote.build_prompt(system, history, user, **budgets)
+        return build_prompt(self.engine, system, history, user, **budgets)
+
+    def plan(self, owner: str, message: str, doc_ids: list[str], history: list[dict], max_tokens: int,
+             mode: str = "auto", splice: Splice | None = None, instructions: str | None = None,
+             query: str | None = None) -> Plan:
+        """Choose CAG (documents in the cached prefix) or RAG (top-k chunks in the user turn).
+
+        Args:
+            owner / message / doc_ids / history: the turn; ``history`` as ``{"role", "content"}`` dicts.
+            max_tokens: the answer's budget, tokens.
+            mode: ``auto`` (CAG when the documents plus the budgets fit ``n_ctx``, else RAG),
+                ``cag`` or ``rag`` to force one; ignored without documents (mode ``chat``).
+            splice: the session's previous context (``SessionSnapshots``), reused token for token.
+            instructions: the session's own system prompt (default: the configured one).
+            query: what to search the documents for (default: ``message``; the caller passes the
+                bare question when ``message`` carries a date line or a thinking switch).
+
+        Raises:
+            ChatError: unknown mode, forced CAG that does not fit, or the question alone does not fit.
+            DocumentError: an unknown document id.
+        """
+        if mode not in MODES:
+            raise ChatError(f"Unknown mode '{mode}'; use one of {', '.join(MODES)}.")
+        s = self.settings
+        instructions = instructions or s.system_prompt
+        budgets = {"history_budget_tokens": s.history_budget_tokens, "max_tokens": max_tokens, "splice": splice}
+        if doc_ids:
+            if mode != "rag":
+                docs = [self.documents.text(owner, d) for d in doc_ids]
+                prompt = self._build(system_text(instructions, docs), history, message, **budgets)
+                if prompt is not None:
+                    return Plan("cag", prompt, list(doc_ids), [])
+                if mode == "cag":
+                    raise ChatError("The selected documents do not fit the context window "
+                                    f"(n_ctx {self.n_ctx}) with room for the answer; "
+                                    "choose Auto or Retrieval mode, or select fewer documents.")
+            ranked = self.documents.search(owner, query or message, doc_ids, s.retrieval_top_k)
+            system = system_text(instructions, [])
+            question = self.count_tokens(message)
+            for k in range(max(len(ranked), 1), 0, -1):  # as many of the best chunks as fit
+                hits, user = ranked[:k], rag_user_text(message, ranked[:k])
+                prompt = self._build(system, history, user, **budgets)
+                if prompt is not None:
+                    return Plan("rag", prompt, [], hits, self.count_tokens(user) - question)
+        else:
+            prompt = self._build(system_text(instructions, []), history, message, **budgets)
+            if prompt is not None:
+                return Plan("chat", prompt, [], [])
+        limit = self.n_ctx - max_tokens
+        raise ChatError(f"The question is too long: with the instructions it must fit in {limit} tokens; shorten it.")

@@ -1,0 +1,147 @@
+"""Getting document prefixes into the model ahead of questions: priming on request (the Cache
+button, prime on upload) and prefetch while the user types (see ``backend.kvcache.prefetch``).
+
+Both build the same cached prefix a chat turn would (``prompts.system_text`` over the documents'
+text), so a primed prefix is exactly the one the next question restores.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from backend.chat.planner import ChatError
+from backend.chat.prompts import prefix_tokens, system_text
+from backend.chat.sessions import SessionStore
+from backend.config import Settings
+from backend.documents import DocumentService
+from backend.inference import Engine, NoModelLoaded, RemoteEngine
+from backend.kvcache import KVCacheStore, Prefetcher, PrefetchJob, SessionSnapshots, ensure_prefix, fingerprint, prime
+
+log = logging.getLogger(__name__)
+
+
+class Primer:
+    """Primes and prefetches document prefixes.
+
+    Args:
+        settings: app settings (system prompt, ``max_tokens``).
+        engine / kv_store / sessions / documents: the long-lived services.
+        snapshots: session snapshots, preferred by a prefetch when they hold the prefix.
+        prefetcher: runs one preemptible prefetch at a time.
+        remote: an OpenAI-compatible server that answers instead of ``engine`` (None: local).
+    """
+
+    def __init__(self, settings: Settings, engine: Engine, kv_store: KVCacheStore, sessions: SessionStore,
+                 documents: DocumentService, snapshots: SessionSnapshots, prefetcher: Prefetcher,
+                 remote: RemoteEngine | None = None):
+        self.settings, self.engine, self.kv_store, self.sessions = settings, engine, kv_store, sessions
+        self.documents, self.snapshots, self.prefetcher, self.remote = documents, snapshots, prefetcher, remote
+
+    def cache_documents(self, owner: str, doc_ids: list[str]) -> dict:
+        """Prefill the instructions plus these documents and save the KV state.
+
+        Args:
+            owner: the user.
+            doc_ids: documents, in prefix order.
+
+        Returns:
+            ``{"doc_id", "doc_ids", "tokens", "bytes", "seconds", "tier"}`` (tokens of the prefix,
+            bytes of the saved state, seconds of wall time). With a remote server the prefix is sent
+            with ``max_tokens=1`` so the server caches it (tier ``remote``, no bytes here).
+
+        Raises:
+            NoModelLoaded: no model.
+            ChatError: the documents do not fit the context window.
+            DocumentError: unknown id.
+        """
+        if self.remote is not None:
+            primed = self.remote.prime(self._doc_system(owner, doc_ids)[0])
+            return {"doc_id": doc_ids[0] if len(doc_ids) == 1 else None, "doc_ids": list(doc_ids),
+                    "tokens": primed["tokens"], "bytes": 0, "seconds": primed["seconds"], "tier": "remote",
+                    "server_cached_tokens": primed["cached_tokens"]}
+        if not self.engine.loaded:
+            raise NoModelLoaded()
+        tokens, docs = self._doc_prefix(owner, doc_ids)
+        room = self._prefix_room()
+        if len(tokens) > room:
+            names = ", ".join(d.name for d in docs)
+            raise ChatError(f"'{names}' is {len(tokens)} tokens, more than the {room} that fit in the context "
+                            f"window (n_ctx {self.engine.n_ctx}); questions about it will use retrieval instead.")
+        start = time.perf_counter()
+        with self.engine.lock:
+            result = prime(self.engine, self.kv_store, tokens, list(doc_ids), owner)
+        return {"doc_id": doc_ids[0] if len(doc_ids) == 1 else None, "doc_ids": list(doc_ids),
+                "tokens": len(tokens), "bytes": result.state_bytes,
+                "seconds": round(time.perf_counter() - start, 4), "tier": result.tier}
+
+    def cache_if_possible(self, owner: str, doc_id: str) -> dict | None:
+        """Prime one document right after its upload ("prime on upload"), when that can work.
+
+        Returns:
+            ``cache_documents``'s result, or None when no model is loaded or the document does
+            not fit the context window (its questions will use retrieval).
+
+        Raises:
+            DocumentError: unknown id.
+        """
+        if not self.engine.loaded and self.remote is None:
+            return None
+        try:
+            return self.cache_documents(owner, [doc_id])
+        except ChatError as exc:
+            log.info("not priming %s on upload: %s", doc_id, exc)
+            return None
+
+    def _doc_system(self, owner: str, doc_ids: list[str], instructions: str = "") -> tuple[str, list]:
+        """The system message for these documents (instructions first, default: the configured
+        ones), and the documents' texts."""
+        docs = [self.documents.text(owner, d) for d in doc_ids]
+        return system_text(instructions or self.settings.system_prompt, docs), docs
+
+    def _doc_prefix(self, owner: str, doc_ids: list[str], instructions: str = "") -> tuple[list[int], list]:
+        """The cached-prefix token ids for these documents, and their texts."""
+        system, docs = self._doc_system(owner, doc_ids, instructions)
+        return prefix_tokens(self.engine, system), docs
+
+    def _prefix_room(self) -> int:
+        """Most tokens a document prefix may take: ``n_ctx`` less the answer and a question's room."""
+        return self.engine.n_ctx - self.settings.max_tokens - 64
+
+    def prefetch(self, owner: str, session_id: str | None, doc_ids: list[str],
+                 mode: str = "auto") -> PrefetchJob | None:
+        """Start getting this session's context ready while the user types (see ``backend.kvcache.prefetch``).
+
+        The target is the session's snapshot when it starts with the selected documents' prefix,
+        else that prefix (restored from RAM or disk, or prefilled and saved, preemptibly). In
+        ``rag`` mode, or when the documents do not fit, the prefix is the instructions alone.
+
+        Args:
+            owner: the user.
+            session_id: the session the question will come from (None: a new chat).
+            doc_ids: selected documents, in order.
+            mode: the chat mode (``MODES``).
+
+        Returns:
+            The running job, or None when no model is loaded or a remote server answers (it
+            keeps its own prefix cache).
+
+        Raises:
+            DocumentError: an unknown document id.
+            SessionNotFound / SessionError: bad session id or Redis unreachable.
+        """
+        if not self.engine.loaded or self.remote is not None:
+            return None
+        ids = list(doc_ids) if mode != "rag" else []
+        instructions = self.sessions.get(owner, session_id).system_prompt if session_id else ""
+        tokens, _ = self._doc_prefix(owner, ids, instructions)
+        if len(tokens) > self._prefix_room():
+            ids = []
+            tokens, _ = self._doc_prefix(owner, ids, instructions)
+        snap = self.snapshots.get(owner, session_id, fingerprint(self.engine)) if session_id else None
+
+        def work(should_stop):
+            got = snap and self.snapshots.restore(self.engine, snap, tokens, list(snap.splice.tokens))
+            return got or ensure_prefix(self.engine, self.kv_store, tokens, ids, owner, should_stop)
+
+        return self.prefetcher.start(session_id or "", work)

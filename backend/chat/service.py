@@ -1,0 +1,270 @@
+"""One chat turn: plan -> restore/prime -> stream -> persist -> metrics.
+
+``ChatService.stream_turn`` yields ``TurnEvent`` values; the UI and the API map them to
+their own formats and never touch llama.cpp, Redis or LanceDB themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+from backend.chat.memory import MemoryIndex
+from backend.chat.metrics import turn_metrics
+from backend.chat.planner import ChatError, Plan, Planner
+from backend.chat.sessions import SessionStore
+from backend.chat.thinking import ThinkSplitter
+from backend.chat.turn_input import TurnInput, compose
+from backend.config import Settings
+from backend.documents import DocumentService
+from backend.inference import Engine, NoModelLoaded, RemoteEngine, Sampling, StreamStats
+from backend.kvcache import (KVCacheStore, Prefetcher, PrefixResult, SessionSnapshots, Snapshot, ensure_prefix,
+                             fingerprint)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    """One streamed event of a turn.
+
+    Attributes:
+        kind: ``token`` (``text`` is the new piece of the answer), ``thinking`` (a new piece of
+            the model's ``<think>`` text), ``sources`` (``data["sources"]``),
+            ``metrics`` (``data`` is the metrics dict) or ``done`` (``text`` is the whole answer).
+    """
+
+    kind: str
+    text: str = ""
+    data: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A validated, planned turn waiting to run."""
+
+    owner: str
+    session_id: str
+    message: str
+    plan: Plan
+    sampling: Sampling
+    snapshot: Snapshot | None = None
+    generation: int = 0  # Engine.generation the prompt was tokenized under
+    extra: TurnInput | None = None  # the user content as sent (web, memory, date, switch); history reuses it
+
+
+class ChatService:
+    """Runs chat turns.
+
+    Args:
+        settings: app settings (budgets, sampling defaults, system prompt).
+        engine / kv_store / sessions / documents: the long-lived services.
+        snapshots: each session's context after its last answer (restored, then retaken, per turn).
+        prefetcher: the prefetch a turn preempts when it comes from another session (``Primer``).
+        remote: an OpenAI-compatible server that answers instead of ``engine`` (None: local).
+        memory: long-term memory; every question is indexed in it (None: off).
+    """
+
+    def __init__(self, settings: Settings, engine: Engine, kv_store: KVCacheStore, sessions: SessionStore,
+                 documents: DocumentService, snapshots: SessionSnapshots, prefetcher: Prefetcher,
+                 remote: RemoteEngine | None = None, memory: MemoryIndex | None = None):
+        self.settings, self.memory = settings, memory
+        self.engine, self.kv_store, self.sessions = engine, kv_store, sessions
+        self.documents, self.remote = documents, remote
+        self.planner = Planner(settings, documents, engine, remote)
+        self.snapshots, self.prefetcher = snapshots, prefetcher
+        self._turns = 0  # turns running or waiting for the engine
+        self._turns_lock = threading.Lock()
+
+    @property
+    def queued_turns(self) -> int:
+        """Chat turns now running or waiting for the engine lock."""
+        return self._turns
+
+    def _count_turn(self, delta: int) -> None:
+        with self._turns_lock:
+            self._turns += delta
+
+    def default_sampling(self) -> Sampling:
+        """Sampling settings from the configuration."""
+        s = self.settings
+        return Sampling(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
+                        min_p=s.min_p, repeat_penalty=s.repeat_penalty, seed=s.seed)
+
+    # turns -------------------------------------------------------------------------------
+    def prepare_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
+                     sampling: Sampling | None = None, mode: str = "auto", thinking: bool | None = None,
+                     web: bool | None = None, remember: bool | None = None) -> Turn:
+        """Validate a message and plan its prompt; every user error is raised here, before any output.
+
+        Args:
+            owner: the user.
+            session_id: an existing session.
+            message: the question.
+            doc_ids: selected documents, in order (may be empty).
+            sampling: overrides the configured sampling.
+            mode: ``auto``, ``cag`` or ``rag`` (see ``plan``).
+            thinking: for models with a thinking switch (Qwen3's ``/think`` and ``/no_think``, found
+                in the chat template; always applied with a remote server), think first or not;
+                None leaves the model's default. The switch goes into this prompt only, not history.
+            web: search the web (SearXNG at ``search_url``) and put the results in the turn; None lets
+                the router decide (time-sensitive questions, when ``search_url`` is set). A failed or
+                impossible search is noted in ``web_note``, never raised.
+            remember: recall the user's related questions from other sessions into this turn;
+                None = ``remember_across_sessions``.
+
+        Returns:
+            The planned turn, to pass to ``run_turn``.
+
+        Raises:
+            ChatError: empty message or prompt too long.
+            SessionNotFound / SessionError: bad session id or Redis unreachable.
+            NoModelLoaded: no model.
+            DocumentError: an unknown document id.
+        """
+        message = message.strip()
+        if not message:
+            raise ChatError("The message is empty; type a question first.")
+        sampling = sampling or self.default_sampling()
+        session = self.sessions.get(owner, session_id)
+        history = [{"role": m["role"], "content": m.get("sent") or m["content"]} for m in session.messages]
+        snapshot = None
+        if self.remote is None:
+            if not self.engine.loaded:
+                raise NoModelLoaded()
+            snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
+        supported = self.remote is not None or self.engine.has_thinking_switch
+        extra = compose(self.settings, self.memory, owner, session_id, message, web=web, remember=remember,
+                        switch=thinking if supported else None)
+        asked = extra.sent
+        plan = self.planner.plan(owner, asked, doc_ids, history, sampling.max_tokens, mode,
+                                 snapshot.splice if snapshot else None, session.system_prompt, query=message)
+        return Turn(owner, session_id, message, plan, sampling, snapshot, self.engine.generation, extra)
+
+    def run_turn(self, turn: Turn) -> Iterator[TurnEvent]:
+        """Restore or prime the prefix, stream the answer, persist it with its metrics.
+
+        The model work runs in one worker thread that takes and releases ``engine.lock`` itself;
+        this generator only drains its queue. So the lock is never held across a ``yield``
+        (Gradio resumes generators on whichever worker thread is free), and closing the
+        generator early stops generation at the next token, keeping the partial answer.
+
+        Yields:
+            ``thinking`` (text inside ``<think>…</think>``) and ``token`` (answer text) events,
+            then ``sources``, ``metrics`` and ``done`` (its text is the answer without thinking).
+
+        Raises:
+            EngineError: llama.cpp failed (e.g. the model was unloaded meanwhile).
+            SessionError: the answer could not be saved.
+        """
+        events: queue.Queue = queue.Queue()  # unbounded: the worker never waits for the reader
+        stop = threading.Event()
+        self.prefetcher.preempt(turn.session_id)
+        worker = threading.Thread(target=self._generate, args=(turn, events, stop), name="chat-turn", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, payload = events.get()
+                if kind in ("answer", "thinking"):
+                    yield TurnEvent("token" if kind == "answer" else "thinking", payload)
+                elif kind == "error":
+                    raise payload
+                else:
+                    answer, metrics = payload
+                    break
+        finally:
+            stop.set()
+        sources = [asdict(h) for h in turn.plan.sources]
+        yield TurnEvent("sources", data={"sources": sources})
+        yield TurnEvent("metrics", data=metrics)
+        yield TurnEvent("done", answer, data={"metrics": metrics, "sources": sources,
+                                              "web_sources": turn.extra.web_sources})
+
+    def _generate(self, turn: Turn, events: queue.Queue, stop: threading.Event) -> None:
+        """Worker of ``run_turn``: everything that touches the model in one thread; locally under the
+        engine's lock, with the session's context snapshotted after the answer is handed over."""
+        plan, stats, engine = turn.plan, StreamStats(), self.engine
+        self._count_turn(+1)
+        try:
+            if self.remote is not None:  # the server queues and caches on its own
+                start = time.perf_counter()
+                answer = self._relay(self.remote.stream(plan.prompt, turn.sampling, stats), events, stop)
+                prefix = PrefixResult("remote", plan.prompt.n_prefix)
+                self._finish(turn, prefix, stats, start, answer, events, stop.is_set(), self.remote.n_ctx)
+                return
+            with engine.lock:
+                if not engine.loaded or engine.generation != turn.generation:
+                    raise ChatError("The model was changed or unloaded while this question waited; send it again.")
+                start = time.perf_counter()
+                prefix = (self.snapshots.restore(engine, turn.snapshot, plan.prompt.prefix_tokens, plan.prompt.tokens)
+                          or ensure_prefix(engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
+                                           turn.owner))
+                answer = self._relay(engine.stream(plan.prompt.tokens, turn.sampling, stats), events, stop)
+                self._finish(turn, prefix, stats, start, answer, events, stop.is_set(), engine.n_ctx)
+                self.snapshots.take(engine, turn.owner, turn.session_id, plan.prompt.tokens, plan.prompt.text,
+                                    fingerprint(engine))
+        except Exception as exc:  # handed to the reader, which raises it in the request's thread
+            log.warning("chat turn failed: %s", exc)
+            events.put(("error", exc))
+        finally:
+            self._count_turn(-1)
+
+    @staticmethod
+    def _relay(pieces: Iterator[str], events: queue.Queue, stop: threading.Event) -> str:
+        """Split streamed pieces into thinking and answer text and pass both to the reader, until
+        the end or a stop.
+
+        Returns:
+            The answer without its thinking (history and later prompts leave the thinking out).
+        """
+        splitter = ThinkSplitter()
+        with contextlib.closing(pieces):
+            for piece in pieces:
+                for part in splitter.feed(piece):
+                    events.put(part)
+                if stop.is_set():
+                    break
+        for part in splitter.close():
+            events.put(part)
+        return splitter.answer_text
+
+    def _finish(self, turn: Turn, prefix: PrefixResult, stats: StreamStats, start: float, answer: str,
+                events: queue.Queue, stopped: bool, n_ctx: int) -> None:
+        """Record the metrics, persist the answer and hand both to the reader."""
+        metrics = turn_metrics(turn.plan, turn.sampling.max_tokens, n_ctx, prefix, stats, start, stopped=stopped)
+        metrics.update(web_results=len(turn.extra.web_sources), web_note=turn.extra.web_note,
+                       memories=turn.extra.memories)
+        self._persist(turn, answer, metrics)
+        events.put(("end", (answer, metrics)))
+
+    def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
+                    sampling: Sampling | None = None, mode: str = "auto",
+                    thinking: bool | None = None, web: bool | None = None,
+                    remember: bool | None = None) -> Iterator[TurnEvent]:
+        """``prepare_turn`` then ``run_turn``, as one generator (errors surface on first ``next``)."""
+        yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling, mode, thinking,
+                                                   web, remember))
+
+    def _persist(self, turn: Turn, answer: str, metrics: dict) -> None:
+        """Append the user message (as shown, and as sent) and the (possibly partial) answer to the session."""
+        assistant = {"role": "assistant", "content": answer, "metrics": metrics,
+                     "sources": [asdict(h) for h in turn.plan.sources], "web_sources": turn.extra.web_sources}
+        if metrics["stop_reason"] == "stopped":
+            assistant["stopped"] = True
+        user = {"role": "user", "content": turn.message}
+        if turn.extra.sent != turn.message:
+            user["sent"] = turn.extra.sent
+        self.sessions.append(turn.owner, turn.session_id, user, assistant)
+        if self.memory is not None:
+            self.memory.add(turn.owner, turn.session_id, turn.message)
+
+    def forget_session(self, owner: str, session_id: str) -> None:
+        """Drop a deleted session's snapshot from the RAM tier and its messages from the memory index."""
+        self.snapshots.drop(owner, session_id)
+        if self.memory is not None:
+            self.memory.delete_session(owner, session_id)

@@ -1,0 +1,66 @@
+"""What goes into the user turn besides the question: web results, recalled memory, the date and
+time, and the thinking switch. None of it enters the cached prefix, so the prefix stays reusable.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from backend.chat.memory import MemoryIndex, memory_user_text
+from backend.chat.web_search import WebSearchError, needs_web, search_web, web_user_text
+from backend.config import Settings
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    """The user content a turn sends, and what went into it.
+
+    Attributes:
+        sent: the user content as the prompt carries it.
+        web_sources: web results used (``WebResult`` dicts: title, url, snippet).
+        web_note: why the web was not used although it was asked for ("" otherwise).
+        memories: how many past messages from other sessions were recalled into it.
+    """
+
+    sent: str
+    web_sources: list[dict] = field(default_factory=list)
+    web_note: str = ""
+    memories: int = 0
+
+
+def compose(settings: Settings, memory: MemoryIndex | None, owner: str, session_id: str, message: str, *,
+            web: bool | None = None, remember: bool | None = None, switch: bool | None = None) -> TurnInput:
+    """Build the user content for ``message``.
+
+    Args:
+        settings: ``search_url`` and its limits, ``remember_across_sessions``, ``memory_top_k``,
+            ``turn_datetime``.
+        memory: the long-term memory index (None: off).
+        owner / session_id: whose memory, and the session it must not recall from.
+        message: the question as typed.
+        web: search the web; None = when ``search_url`` is set and the question is time-sensitive.
+        remember: recall from other sessions; None = ``remember_across_sessions``.
+        switch: append Qwen3's ``/think`` (True) or ``/no_think`` (False); None = neither.
+
+    Returns:
+        The content and its parts. A failed web search is noted, never raised.
+    """
+    text, web_sources, web_note = message, [], ""
+    if (bool(settings.search_url) and needs_web(message)) if web is None else web:
+        try:
+            results = search_web(settings.search_url, message, limit=settings.search_max_results,
+                                 timeout_s=settings.search_timeout_s)
+            text, web_sources = web_user_text(message, results), [asdict(r) for r in results]
+            web_note = "" if results else "Web search found nothing for this question."
+        except WebSearchError as exc:
+            web_note = str(exc)
+    recalled = []
+    if memory is not None and (settings.remember_across_sessions if remember is None else remember):
+        recalled = memory.recall(owner, session_id, message, settings.memory_top_k)
+        text = memory_user_text(text, recalled)
+    if settings.turn_datetime:
+        text = f"[{time.strftime('%A, %d %B %Y, %H:%M %Z')}]\n{text}"
+    if switch is not None:
+        text = f"{text} {'/think' if switch else '/no_think'}"
+    return TurnInput(text, web_sources, web_note, len(recalled))

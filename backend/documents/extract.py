@@ -1,0 +1,273 @@
+"""Text extraction: PDF (pypdf), DOCX (python-docx) and TXT/Markdown (charset-normalizer).
+
+``extract(data, filename)`` sniffs the real type from the bytes, checks it agrees with the
+extension, and returns the text as pages (1-based page numbers) split further by section
+(Markdown and DOCX headings), so every chunk can say where it came from. Every failure raises
+``DocumentError`` whose message is one plain sentence meant for the user.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import charset_normalizer
+import pypdf
+from markdown_it import MarkdownIt
+from mdit_py_plugins.front_matter import front_matter_plugin
+from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
+
+from backend.documents.docx_text import docx_blocks
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = {".pdf": "pdf", ".docx": "docx", ".txt": "txt", ".md": "md", ".markdown": "md"}
+KIND_NAMES = {"pdf": "a PDF", "docx": "a Word (DOCX) file", "txt": "plain text", "md": "plain text",
+              "html": "an HTML page", "zip": "a ZIP archive", "binary": "binary data"}
+
+
+class DocumentError(ValueError):
+    """A document cannot be read; ``str(err)`` is one sentence telling the user what to do."""
+
+
+class PasswordRequired(DocumentError):
+    """The PDF is encrypted and the password given (if any) does not open it."""
+
+
+# When charset-normalizer scores several encodings equally, prefer the common ones, in the
+# order of the WHATWG Encoding Standard's defaults (UTF-8, then windows-1252, which browsers
+# also use for ISO-8859-1 labels). Without this, Portuguese Latin-1 text read as cp1250.
+PREFERRED_ENCODINGS = ("utf_8", "cp1252", "latin_1", "iso8859_15")
+SECTION_SEP = " > "
+
+
+@dataclass(frozen=True)
+class Page:
+    """A run of extracted text on one page under one section title.
+
+    Attributes:
+        number: 1-based page number (always 1 for DOCX and text files).
+        text: the text, ``\\n`` line endings.
+        section: the heading path it sits under, e.g. ``Options > Reader options``; ``""`` if none.
+    """
+
+    number: int
+    text: str
+    section: str = ""
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """The text of one document.
+
+    Attributes:
+        kind: ``pdf``, ``docx``, ``txt`` or ``md``.
+        pages: pages in reading order; at least one has non-blank text.
+    """
+
+    kind: str
+    pages: list[Page]
+
+    @property
+    def text(self) -> str:
+        """All pages joined with blank lines."""
+        return "\n\n".join(p.text for p in self.pages if p.text.strip())
+
+    @property
+    def page_count(self) -> int:
+        """Number of pages (the highest page number)."""
+        return max((p.number for p in self.pages), default=0)
+
+
+def sniff(data: bytes) -> str:
+    """Guess a file's real type from its leading bytes.
+
+    Args:
+        data: the file's bytes.
+
+    Returns:
+        One of ``pdf``, ``docx``, ``zip``, ``html``, ``binary`` or ``txt``.
+    """
+    head = data[:1024]
+    if b"%PDF-" in head:  # the header may follow junk bytes (PDF 32000-1, 7.5.2 tolerance)
+        return "pdf"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                return "docx" if "word/document.xml" in zf.namelist() else "zip"
+        except zipfile.BadZipFile:
+            return "binary"
+    stripped = head.lstrip().lower()
+    if stripped.startswith((b"<!doctype html", b"<html")):
+        return "html"
+    return "txt"
+
+
+def extract(data: bytes, filename: str, password: str | None = None,
+            progress: Callable[[int, int], None] | None = None) -> Extracted:
+    """Extract the text of an uploaded file.
+
+    Args:
+        data: the file's bytes.
+        filename: the name the user gave it; its extension selects the expected type.
+        password: PDF user password, if the file is encrypted.
+        progress: called as ``progress(pages_done, pages_total)`` while a PDF is read.
+
+    Returns:
+        The document's pages.
+
+    Raises:
+        DocumentError: unsupported extension, empty file, type mismatch, unreadable or
+            truncated file, no text (e.g. a scanned PDF).
+        PasswordRequired: an encrypted PDF without the right password.
+    """
+    ext = PurePath(filename).suffix.lower()
+    expected = EXTENSIONS.get(ext)
+    if expected is None:
+        raise DocumentError(
+            f"'{filename}' has an unsupported type ({ext or 'no extension'}); upload a PDF, DOCX, TXT or Markdown file."
+        )
+    if not data:
+        raise DocumentError(f"'{filename}' is empty (0 bytes); choose a file that has content.")
+    actual = sniff(data)
+    if actual != expected and not (expected in ("txt", "md") and actual == "txt"):
+        raise DocumentError(
+            f"'{filename}' is named {ext} but its contents are {KIND_NAMES.get(actual, actual)}; "
+            "save it in the right format (or fix its extension) and upload it again."
+        )
+    if actual == "pdf":
+        pages = _pdf_pages(data, filename, password, progress)
+    elif actual == "docx":
+        pages = _docx_pages(data, filename)
+    elif expected == "md":
+        pages = markdown_sections(_decode_text(data, filename))
+    else:
+        pages = [Page(1, _decode_text(data, filename))]
+    if not any(p.text.strip() for p in pages):
+        if actual == "pdf":
+            raise DocumentError(
+                f"'{filename}' has no text layer; it is probably a scanned image, so run OCR on it "
+                "(for example with ocrmypdf) and upload the result."
+            )
+        raise DocumentError(f"'{filename}' contains no text to read.")
+    return Extracted(kind=expected, pages=pages)
+
+
+def _pdf_pages(data: bytes, filename: str, password: str | None,
+               progress: Callable[[int, int], None] | None) -> list[Page]:
+    """Read a PDF non-strictly with pypdf; see ``extract`` for errors."""
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            # pypdf tries the empty user password itself; decrypt() returns 0 when nothing opened.
+            opened = reader.decrypt(password or "")
+            if not opened:
+                raise PasswordRequired(
+                    f"'{filename}' is password-protected; enter its password and upload it again."
+                    if not password else
+                    f"The password for '{filename}' is wrong; check it and try again."
+                )
+        pages = []
+        total = len(reader.pages)
+        for i, page in enumerate(reader.pages):
+            pages.append(Page(i + 1, _normalize(page.extract_text() or "")))
+            if progress:
+                progress(i + 1, total)
+    except DocumentError:
+        raise
+    except PdfStreamError as exc:  # pypdf hit the end of the data early: a cut-off file
+        raise DocumentError(
+            f"'{filename}' is incomplete (the file ends too early), probably a cut-off download; "
+            "download or export it again and re-upload."
+        ) from exc
+    except FileNotDecryptedError as exc:
+        raise PasswordRequired(f"'{filename}' is password-protected; enter its password and upload it again.") from exc
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as exc:
+        log.info("pypdf failed on %s: %s", filename, exc)
+        raise DocumentError(f"'{filename}' could not be read as a PDF (it looks damaged); export it again and re-upload.") from exc
+    return pages
+
+
+def _docx_pages(data: bytes, filename: str) -> list[Page]:
+    """Read a DOCX (see ``backend.documents.docx_text``) into sections split at its headings."""
+    try:
+        blocks = docx_blocks(data)
+    except Exception as exc:  # python-docx raises several unrelated types for broken packages
+        log.info("python-docx failed on %s: %s", filename, exc)
+        raise DocumentError(f"'{filename}' could not be read as a Word document (it looks damaged); save it again and re-upload.") from exc
+    return _sections([(b.heading, b.text, b.text) for b in blocks])
+
+
+def _sections(lines: list[tuple[int | None, str, str]]) -> list[Page]:
+    """Group lines into sections titled by their heading path.
+
+    Args:
+        lines: ``(heading_level or None, heading_title, line_text)``; a line with a level starts
+            a section (its text stays in the section).
+    """
+    pages: list[Page] = []
+    path: list[tuple[int, str]] = []
+    current: list[str] = []
+
+    def flush() -> None:
+        text = _normalize("\n".join(current)).strip("\n")
+        if text.strip():
+            pages.append(Page(1, text, SECTION_SEP.join(t for _, t in path)))
+        current.clear()
+
+    for level, title, text in lines:
+        if level is not None:
+            flush()
+            while path and path[-1][0] >= level:
+                path.pop()
+            path.append((level, " ".join(title.split())))
+        current.append(text)
+    flush()
+    return pages
+
+
+def markdown_sections(text: str) -> list[Page]:
+    """Split Markdown at its ATX and setext headings, keeping every source line.
+
+    Headings are found by markdown-it-py (CommonMark, plus YAML front matter), so a ``#`` line
+    inside a code block, or the ``---`` closing a front-matter block, is not one. Each section's
+    text starts with its heading's own lines.
+
+    Args:
+        text: the decoded Markdown, ``\\n`` line endings.
+
+    Returns:
+        Sections in order (page 1), each titled with its heading path; one untitled section
+        when there are no headings.
+    """
+    tokens = MarkdownIt("commonmark").use(front_matter_plugin).parse(text)
+    starts = {tok.map[0]: (int(tok.tag[1:]), _plain(tokens[i + 1]))
+              for i, tok in enumerate(tokens) if tok.type == "heading_open" and tok.map}
+    return _sections([(*starts.get(n, (None, "")), line) for n, line in enumerate(text.split("\n"))])
+
+
+def _plain(inline) -> str:
+    """The plain text of an inline token: link text without URLs, code without backticks."""
+    children = inline.children or []
+    return "".join(c.content for c in children if c.type in ("text", "code_inline")) or inline.content
+
+
+def _decode_text(data: bytes, filename: str) -> str:
+    """Decode text bytes with charset-normalizer; BOMs are removed, CRLF becomes LF."""
+    matches = charset_normalizer.from_bytes(data)
+    best = matches.best()
+    if best is None:
+        raise DocumentError(f"'{filename}' does not look like text in any known encoding; save it as UTF-8 and re-upload.")
+    tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    rank = {enc: i for i, enc in enumerate(PREFERRED_ENCODINGS)}
+    best = min(tied, key=lambda m: rank.get(m.encoding, len(rank)))  # min() keeps the first on ties
+    return _normalize(str(best))
+
+
+def _normalize(text: str) -> str:
+    """Normalize line endings and drop NULs and a leading BOM."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "").lstrip("\ufeff")

@@ -1,0 +1,276 @@
+"""Document ingestion and lifecycle: extract -> chunk -> embed -> store; list; delete.
+
+Files live under ``data_dir/uploads/<doc_id>/``: the original upload and ``pages.json``
+(the extracted pages, so a prefix can be rebuilt without re-parsing the file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePath
+
+from backend.documents.chunking import chunk_pages, embedding_text, title_of
+from backend.documents.embeddings import Embedder
+from backend.documents.extract import DocumentError, Extracted, Page, PasswordRequired, extract
+from backend.documents.store import DocumentRow, Hit, Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+
+def _noop(fraction: float, desc: str) -> None:
+    return None
+
+
+def _no_llm(text: str) -> None:
+    return None
+
+
+def _nothing_derived(doc_id: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class DocText:
+    """A document's text for the prompt (pages joined, page markers kept)."""
+
+    doc_id: str
+    name: str
+    text: str
+
+
+class DocumentService:
+    """Upload, list, read, search, re-index and delete documents.
+
+    Args:
+        uploads: ``data_dir/uploads``.
+        store: LanceDB tables.
+        embedder: the sentence-transformers model.
+        count_tokens: LLM tokens in a text, or None when no model is loaded (then the chunks'
+            embedding-model tokens are counted instead).
+        drop_derived: called with a ``doc_id`` whose text changed or which was deleted, so that
+            state derived from its text elsewhere (KV caches) goes with it.
+        max_upload_bytes: size limit, bytes.
+        chunk_tokens / overlap_tokens: chunking window, embedding-model tokens.
+    """
+
+    def __init__(self, uploads: Path, store: Store, embedder: Embedder, *, max_upload_bytes: int, chunk_tokens: int,
+                 overlap_tokens: int, count_tokens: Callable[[str], int | None] = _no_llm,
+                 drop_derived: Callable[[str], object] = _nothing_derived):
+        self.uploads = Path(uploads)
+        self.store, self.embedder = store, embedder
+        self.count_tokens, self.drop_derived = count_tokens, drop_derived
+        self.max_upload_bytes = max_upload_bytes
+        self.chunk_tokens = chunk_tokens
+        self.overlap_tokens = overlap_tokens
+
+    def upload(self, owner: str, path: Path, filename: str | None = None, password: str | None = None,
+               progress: Progress = _noop) -> tuple[DocumentRow, bool]:
+        """Ingest one file: extract, chunk, embed, index.
+
+        Args:
+            owner: the uploading user.
+            path: the uploaded file on disk (e.g. Gradio's temp copy).
+            filename: the name to show; default ``path.name``.
+            password: PDF password, if any.
+            progress: ``progress(fraction, description)`` callback; descriptions carry counts.
+
+        Returns:
+            ``(row, created)``; ``created`` is False when a byte-identical file was already there.
+
+        Raises:
+            DocumentError: any unreadable input (size, type, encryption, no text...).
+        """
+        path = Path(path)
+        name = PurePath(filename or path.name).name
+        size = path.stat().st_size
+        if size > self.max_upload_bytes:
+            raise DocumentError(f"'{name}' is {size / 2**20:.1f} MB, over the {self.max_upload_bytes / 2**20:.0f} MB "
+                                "upload limit; split it or raise KVC_MAX_UPLOAD_MB.")
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        existing = self.store.find_by_sha256(owner, sha)
+        if existing is not None:
+            return existing, False
+        extracted = self._extract(data, name, password, progress)
+        doc_id = uuid.uuid4().hex
+        folder = self.uploads / doc_id
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            (folder / name).write_bytes(data)
+            row = self._index(owner, doc_id, name, extracted, sha, size, time.time(), progress, replace=False)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        log.info("ingested document %s: %d pages, %d chunks", doc_id, row.pages, row.n_chunks)
+        return row, True
+
+    def reindex(self, owner: str, doc_id: str, progress: Progress = _noop) -> DocumentRow:
+        """Extract, chunk and embed a stored document again (after an upgrade or a settings change).
+
+        The original file is read again; an encrypted PDF, whose password is not kept, is
+        re-chunked from its stored text instead. KV caches of the document are dropped when
+        its text changed.
+
+        Args:
+            owner: the document's owner.
+            doc_id: the document.
+            progress: ``progress(fraction, description)`` callback.
+
+        Returns:
+            The new row (same ``doc_id`` and upload time).
+
+        Raises:
+            DocumentError: unknown id, or its files are gone.
+        """
+        row = self.get(owner, doc_id)
+        try:
+            data = Path(row.path).read_bytes()
+        except OSError as exc:
+            raise DocumentError(f"The file of '{row.name}' is missing; delete it and upload it again.") from exc
+        old_pages, lost = None, None
+        try:
+            old_pages = self._pages(row)
+        except DocumentError as exc:  # the stored text is gone; re-indexing restores it
+            lost = exc
+        try:
+            extracted = self._extract(data, row.name, None, progress)
+        except PasswordRequired:
+            if lost is not None:  # neither the file (encrypted) nor the stored text can be read
+                raise lost from None
+            extracted = Extracted(row.kind, old_pages)
+        old_text = self._prompt_text(old_pages, row.kind) if old_pages is not None else None
+        new = self._index(owner, doc_id, row.name, extracted, row.sha256, row.size_bytes, row.uploaded_at,
+                          progress, replace=True)
+        if self._prompt_text(extracted.pages, extracted.kind) != old_text:
+            self.drop_derived(doc_id)
+        log.info("re-indexed document %s: %d chunks", doc_id, new.n_chunks)
+        return new
+
+    @staticmethod
+    def _extract(data: bytes, name: str, password: str | None, progress: Progress) -> Extracted:
+        """``extract`` with its page counts reported as the first 20 % of ``progress``."""
+        progress(0.0, "Extracting text")
+        return extract(data, name, password,
+                       progress=lambda done, total: progress(0.2 * done / total, f"Extracting page {done}/{total}"))
+
+    def _index(self, owner: str, doc_id: str, name: str, extracted: Extracted, sha: str, size: int,
+               uploaded_at: float, progress: Progress, *, replace: bool) -> DocumentRow:
+        """Chunk, embed and store extracted text; write ``pages.json``; return the row."""
+        progress(0.2, f"Chunking {extracted.page_count} page{'s' * (extracted.page_count != 1)}")
+        chunks = chunk_pages(extracted.pages, doc_id, self.embedder.tokenizer, self.chunk_tokens, self.overlap_tokens,
+                             self.embedder.max_seq_length)
+        title = title_of(name)
+        vectors = self.embedder.encode(
+            [embedding_text(c, title, self.embedder.tokenizer, self.embedder.max_seq_length) for c in chunks],
+            progress=lambda done, total: progress(0.25 + 0.65 * done / total, f"Embedding chunk {done}/{total}"),
+        )
+        folder = self.uploads / doc_id
+        (folder / "pages.json").write_text(json.dumps([asdict(p) for p in extracted.pages]), encoding="utf-8")
+        text = self._prompt_text(extracted.pages, extracted.kind)
+        tokens = self.count_tokens(text)
+        if tokens is None:
+            tokens = sum(c.n_tokens for c in chunks)
+        row = DocumentRow(doc_id=doc_id, owner=owner, name=name, kind=extracted.kind, sha256=sha,
+                          path=str(folder / name), pages=extracted.page_count, chars=len(extracted.text),
+                          tokens=tokens, n_chunks=len(chunks), size_bytes=size, uploaded_at=uploaded_at)
+        progress(0.92, f"Indexing {len(chunks)} chunks")
+        rows = [{"chunk_id": f"{doc_id}:{c.index}", "doc_id": doc_id, "owner": owner, "idx": c.index,
+                 "page": c.page, "section": c.section, "text": c.text, "vector": v} for c, v in zip(chunks, vectors)]
+        (self.store.replace_document if replace else self.store.add_document)(row, rows)
+        progress(1.0, f"Indexed {len(chunks)} chunks")
+        return row
+
+    @staticmethod
+    def _prompt_text(pages: list[Page], kind: str) -> str:
+        """The text placed in the prompt: PDF pages keep ``[page N]`` markers for citations."""
+        if kind != "pdf":
+            return "\n\n".join(p.text for p in pages if p.text.strip())
+        return "\n\n".join(f"[page {p.number}]\n{p.text}" for p in pages if p.text.strip())
+
+    def list(self, owner: str) -> list[DocumentRow]:
+        """The owner's documents, oldest first."""
+        return self.store.list_documents(owner)
+
+    def get(self, owner: str, doc_id: str) -> DocumentRow:
+        """One document.
+
+        Raises:
+            DocumentError: unknown id.
+        """
+        row = self.store.get_document(owner, doc_id)
+        if row is None:
+            raise DocumentError(f"Document {doc_id} does not exist; refresh the document list.")
+        return row
+
+    def text(self, owner: str, doc_id: str) -> DocText:
+        """A document's prompt text.
+
+        Raises:
+            DocumentError: unknown id or its files are gone.
+        """
+        row = self.get(owner, doc_id)
+        return DocText(doc_id, row.name, self._prompt_text(self._pages(row), row.kind))
+
+    def pages(self, owner: str, doc_id: str) -> list[Page]:
+        """A document's extracted pages (and sections), as stored at ingestion.
+
+        Raises:
+            DocumentError: unknown id or its stored text is gone.
+        """
+        return self._pages(self.get(owner, doc_id))
+
+    def _pages(self, row: DocumentRow) -> list[Page]:
+        """The stored pages of a known document (``pages.json``)."""
+        try:
+            path = self.uploads / row.doc_id / "pages.json"
+            return [Page(**p) for p in json.loads(path.read_text(encoding="utf-8"))]
+        except (OSError, ValueError, TypeError) as exc:
+            raise DocumentError(f"The stored text of '{row.name}' is missing; delete and upload it again.") from exc
+
+    def search(self, owner: str, query: str, doc_ids: list[str] | None, k: int, method: str = "hybrid") -> list[Hit]:
+        """Top-k chunks for a query, only from the given documents.
+
+        Args:
+            owner: whose documents.
+            query: the search text.
+            doc_ids: documents to search; None or empty searches all of the owner's documents.
+            k: top-k, 1..100.
+            method: ``hybrid`` (default), ``vector`` or ``fts``.
+
+        Returns:
+            Hits, best first.
+
+        Raises:
+            DocumentError: an empty query, ``k`` out of range, or an unknown document id.
+        """
+        if not (query or "").strip():
+            raise DocumentError("The search query is empty; type what to look for.")
+        if not 1 <= k <= 100:
+            raise DocumentError(f"k must be between 1 and 100, not {k}.")
+        if doc_ids:
+            known = self.store.names(owner, set(doc_ids))
+            missing = [d for d in doc_ids if d not in known]
+            if missing:
+                raise DocumentError(f"Document {missing[0]} does not exist; refresh the document list.")
+        return self.store.search(owner, query, self.embedder.encode_query(query), list(doc_ids) if doc_ids else None,
+                                 k, method)
+
+    def delete(self, owner: str, doc_id: str) -> None:
+        """Delete a document's rows, chunks, files and KV caches.
+
+        Raises:
+            DocumentError: unknown id.
+        """
+        self.get(owner, doc_id)
+        self.store.delete_document(owner, doc_id)
+        self.drop_derived(doc_id)
+        shutil.rmtree(self.uploads / doc_id, ignore_errors=True)

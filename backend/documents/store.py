@@ -1,0 +1,238 @@
+"""LanceDB storage: a ``documents`` table and a ``chunks`` table, with hybrid search.
+
+Search runs LanceDB's own full-text (BM25) index and vector search over the same
+prefiltered rows and fuses the two rankings with LanceDB's reciprocal-rank-fusion reranker
+(Cormack et al., 2009, k=60). Every query filters by ``owner`` and the selected documents
+before ranking (``prefilter=True``), never after. The full-text index is built once and
+updated incrementally with ``optimize()`` after each write.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import lancedb
+import numpy as np
+from lancedb.pydantic import LanceModel, Vector
+from lancedb.rerankers import RRFReranker
+
+log = logging.getLogger(__name__)
+
+
+class DocumentRow(LanceModel):
+    """One uploaded document (no text; the file lives under ``uploads/``).
+
+    ``size_bytes`` is the upload's size; ``tokens`` its length in LLM tokens when a model
+    was loaded at upload time, else in embedding-model tokens; ``uploaded_at`` is Unix seconds.
+    """
+
+    doc_id: str
+    owner: str
+    name: str
+    kind: str
+    sha256: str
+    path: str
+    pages: int
+    chars: int
+    tokens: int
+    n_chunks: int
+    size_bytes: int
+    uploaded_at: float
+
+
+def chunk_model(dim: int) -> type[LanceModel]:
+    """Build the chunks schema for embeddings of ``dim`` float32 values."""
+
+    class ChunkRow(LanceModel):
+        chunk_id: str
+        doc_id: str
+        owner: str
+        idx: int
+        page: int
+        section: str
+        text: str
+        vector: Vector(dim)  # type: ignore[valid-type]
+
+    return ChunkRow
+
+
+SEARCH_METHODS = ("hybrid", "vector", "fts")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a chunk and its relevance score (higher is better).
+
+    ``score`` is the RRF score for hybrid search, cosine similarity for vector search and
+    BM25 for full-text search; ``section`` is the heading path, ``""`` when the file has none.
+    """
+
+    doc_id: str
+    name: str
+    page: int
+    idx: int
+    score: float
+    text: str
+    section: str = ""
+
+
+def sql_quote(value: str) -> str:
+    """Quote a string for a LanceDB SQL filter."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _in(values) -> str:
+    """A quoted SQL ``IN`` list: ``('a', 'b')``."""
+    return "(" + ", ".join(sql_quote(v) for v in values) + ")"
+
+
+class Store:
+    """The LanceDB database under ``data_dir/lancedb``.
+
+    Args:
+        uri: database folder (or any LanceDB URI).
+        dim: embedding dimension of the chunks' ``vector`` column.
+    """
+
+    def __init__(self, uri: str | Path, dim: int):
+        self.db = lancedb.connect(str(uri))
+        self.dim = dim
+        self._write_lock = threading.Lock()
+        self.documents = self._open("documents", DocumentRow)
+        self.chunks = self._open("chunks", chunk_model(dim))
+        if "section" not in self.chunks.schema.names:  # tables written before chunks had sections
+            self.chunks.add_columns({"section": "''"})
+        self.reranker = RRFReranker()
+
+    def _open(self, name: str, schema: type[LanceModel]):
+        """Open table ``name``, creating it with ``schema`` when missing."""
+        return self.db.create_table(name, schema=schema, exist_ok=True)
+
+    def _index_text(self) -> None:
+        """Build the BM25 index on first use, then fold new rows into it incrementally."""
+        if any(ix.columns == ["text"] for ix in self.chunks.list_indices()):
+            self.chunks.optimize()
+        else:
+            self.chunks.create_fts_index("text", use_tantivy=False)
+
+    # documents ---------------------------------------------------------------------------
+    def add_document(self, row: DocumentRow, chunks: list[dict]) -> None:
+        """Insert a document and its chunks, then refresh the full-text index.
+
+        Args:
+            row: the document row.
+            chunks: dicts with the chunks schema's fields; ``vector`` float32, shape (dim,).
+        """
+        self._write(row, chunks, replace=False)
+
+    def replace_document(self, row: DocumentRow, chunks: list[dict]) -> None:
+        """Swap a document's row and chunks for new ones (re-indexing), keeping its id.
+
+        Args:
+            row: the new row (same ``owner`` and ``doc_id``).
+            chunks: the new chunks, as for ``add_document``.
+        """
+        self._write(row, chunks, replace=True)
+
+    def _write(self, row: DocumentRow, chunks: list[dict], *, replace: bool) -> None:
+        """Write a document row and its chunks (first deleting the old ones when ``replace``)."""
+        with self._write_lock:
+            if replace:
+                cond = f"owner = {sql_quote(row.owner)} AND doc_id = {sql_quote(row.doc_id)}"
+                self.chunks.delete(cond)
+                self.documents.delete(cond)
+            if chunks:
+                self.chunks.add(chunks)
+                self._index_text()
+            self.documents.add([row])
+
+    def list_documents(self, owner: str) -> list[DocumentRow]:
+        """All documents of ``owner``, oldest first."""
+        rows = self.documents.search().where(f"owner = {sql_quote(owner)}").limit(None).to_list()
+        return sorted((DocumentRow(**{k: r[k] for k in DocumentRow.model_fields}) for r in rows),
+                      key=lambda d: d.uploaded_at)
+
+    def get_document(self, owner: str, doc_id: str) -> DocumentRow | None:
+        """The document with this id, or None."""
+        rows = (self.documents.search().where(f"owner = {sql_quote(owner)} AND doc_id = {sql_quote(doc_id)}")
+                .limit(1).to_list())
+        return DocumentRow(**{k: rows[0][k] for k in DocumentRow.model_fields}) if rows else None
+
+    def find_by_sha256(self, owner: str, sha256: str) -> DocumentRow | None:
+        """The document of ``owner`` whose file has this SHA-256, or None."""
+        rows = (self.documents.search().where(f"owner = {sql_quote(owner)} AND sha256 = {sql_quote(sha256)}")
+                .limit(1).to_list())
+        return DocumentRow(**{k: rows[0][k] for k in DocumentRow.model_fields}) if rows else None
+
+    def delete_document(self, owner: str, doc_id: str) -> None:
+        """Delete a document's row and chunks."""
+        cond = f"owner = {sql_quote(owner)} AND doc_id = {sql_quote(doc_id)}"
+        with self._write_lock:
+            self.chunks.delete(cond)
+            self.documents.delete(cond)
+
+    def document_chunks(self, owner: str, doc_id: str) -> list[str]:
+        """The texts of a document's chunks in order."""
+        rows = (self.chunks.search().where(f"owner = {sql_quote(owner)} AND doc_id = {sql_quote(doc_id)}")
+                .select(["idx", "text"]).limit(None).to_list())
+        return [r["text"] for r in sorted(rows, key=lambda r: r["idx"])]
+
+    def count_chunks(self) -> int:
+        """Number of chunk rows of all owners."""
+        return self.chunks.count_rows()
+
+    # search ------------------------------------------------------------------------------
+    def search(self, owner: str, query: str, query_vector: np.ndarray, doc_ids: list[str] | None, k: int,
+               method: str = "hybrid") -> list[Hit]:
+        """Top-k chunks of the given documents.
+
+        Args:
+            owner: whose chunks to search.
+            query: the question text, for BM25.
+            query_vector: float32, shape (dim,), L2-normalized (unused by ``fts``).
+            doc_ids: documents to search; None searches all of ``owner``'s documents, an empty
+                list searches nothing.
+            k: top-k chunks to return.
+            method: ``hybrid`` (BM25 + vector, RRF-fused), ``vector`` or ``fts``.
+
+        Returns:
+            Up to ``k`` hits, best first, all from ``doc_ids``.
+
+        Raises:
+            ValueError: unknown ``method``.
+        """
+        if method not in SEARCH_METHODS:
+            raise ValueError(f"method must be one of {SEARCH_METHODS}")
+        if doc_ids == [] or k < 1 or self.chunks.count_rows() == 0:
+            return []
+        where = f"owner = {sql_quote(owner)}"
+        if doc_ids is not None:
+            where += f" AND doc_id IN {_in(doc_ids)}"
+        vector = query_vector.astype(np.float32)
+        if method == "hybrid":
+            q = self.chunks.search(query_type="hybrid").vector(vector).text(query).rerank(self.reranker)
+            score = "_relevance_score"
+        elif method == "vector":
+            q = self.chunks.search(vector, query_type="vector").distance_type("cosine")
+            score = "_distance"
+        else:
+            q = self.chunks.search(query, query_type="fts")
+            score = "_score"
+        columns = ["doc_id", "idx", "page", "section", "text"] + ([score] if method != "hybrid" else [])
+        rows = q.where(where, prefilter=True).select(columns).limit(k).to_list()
+        names = self.names(owner, {r["doc_id"] for r in rows})
+        return [Hit(r["doc_id"], names.get(r["doc_id"], r["doc_id"]), r["page"], r["idx"],
+                    1.0 - float(r[score]) if score == "_distance" else float(r.get(score, 0.0)),
+                    r["text"], r.get("section") or "") for r in rows]
+
+    def names(self, owner: str, doc_ids: set[str]) -> dict[str, str]:
+        """``{doc_id: name}`` for those of ``doc_ids`` that ``owner`` has (one query)."""
+        if not doc_ids:
+            return {}
+        rows = (self.documents.search()
+                .where(f"owner = {sql_quote(owner)} AND doc_id IN {_in(doc_ids)}")
+                .select(["doc_id", "name"]).limit(None).to_list())
+        return {r["doc_id"]: r["name"] for r in rows}

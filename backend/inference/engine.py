@@ -1,0 +1,326 @@
+"""The one llama.cpp model of the process: load/unload, tokenize, chat template, KV state, streaming.
+
+llama.cpp contexts are not thread-safe, so every method that touches the ``Llama`` object
+must run under ``Engine.lock`` (the chat service and the cache service take it; Gradio
+also puts those events in one concurrency group).
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import llama_cpp
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from backend.inference.loader import LoadParams, ModelLoadError, OpenedModel, open_model, precheck
+from backend.inference.types import EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats, common_prefix_len
+
+__all__ = ["Engine", "EngineError", "Interrupted", "LoadParams", "NoModelLoaded", "Sampling", "StreamStats"]
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """Owner of the single ``llama_cpp.Llama``.
+
+    Attributes:
+        lock: re-entrant lock serializing every use of the model.
+        llm: the loaded model or None.
+        model_path: the loaded GGUF.
+        params: settings it was loaded with (``n_ctx`` as capped).
+        load_seconds: wall time of the last load, seconds.
+        loaded_at: Unix time of the last load.
+        generation: bumped when a load brings another file (or follows an unload); a turn
+            tokenized under one generation must not run on another.
+    """
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.llm: llama_cpp.Llama | None = None
+        self.model_path: Path | None = None
+        self.params: LoadParams | None = None
+        self.load_seconds: float | None = None
+        self.loaded_at: float | None = None
+        self.generation = 0  # see the class docstring
+        self._formatter: Jinja2ChatFormatter | None = None
+        self._vocab: llama_cpp.Llama | None = None  # vocab-only twin: tokenizes without the lock
+
+    # lifecycle ---------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        """True when a model is loaded."""
+        return self.llm is not None
+
+    def load(self, path: Path, params: LoadParams) -> None:
+        """Load a GGUF in place of the current model, which is closed first so both are never in memory.
+
+        The file is checked from its header first (``loader.precheck``); a file that fails
+        there leaves the current model untouched. If llama.cpp then refuses it, the previous
+        model is reopened with its settings, so a failed load never leaves the app without one.
+
+        Args:
+            path: the .gguf file.
+            params: llama.cpp settings; ``n_ctx`` is capped at the model's training context.
+
+        Raises:
+            EngineError: the file is missing, not a readable GGUF, has no chat template, is too
+                large for memory, or llama.cpp refused it (the previous model serves on).
+        """
+        path = Path(path)
+        with self.lock:
+            freed = self.model_path.stat().st_size if self.model_path and self.model_path.exists() else 0
+            try:
+                _, params = precheck(path, params, freed)
+            except ModelLoadError as exc:
+                raise EngineError(str(exc)) from exc
+            previous = (self.model_path, self.params) if self.loaded else None
+            self.unload()
+            start = time.perf_counter()
+            try:
+                self._install(open_model(path, params), path)
+            except ModelLoadError as exc:
+                if previous is not None:
+                    log.warning("reopening %s after the failed load of %s", previous[0].name, path.name)
+                    self._install(open_model(*previous), previous[0])
+                raise EngineError(str(exc)) from exc
+            if previous is None or previous[0] != path:  # a restart of the same file keeps token ids valid
+                self.generation += 1
+            self.load_seconds = time.perf_counter() - start
+            self.loaded_at = time.time()
+            log.info("loaded %s in %.2f s (n_ctx=%d)", path.name, self.load_seconds, params.n_ctx)
+
+    def _install(self, opened: OpenedModel, path: Path) -> None:
+        self.llm, self._vocab, self._formatter = opened.llm, opened.vocab, opened.formatter
+        self.model_path, self.params = path, opened.params
+
+    def unload(self) -> None:
+        """Free the model and its context (no-op when none is loaded)."""
+        with self.lock:
+            for model in (self.llm, self._vocab):
+                if model is not None:
+                    model.close()
+            self.llm, self._vocab, self.model_path, self._formatter = None, None, None, None
+
+    def _require(self) -> llama_cpp.Llama:
+        if self.llm is None:
+            raise NoModelLoaded()
+        return self.llm
+
+    # text <-> tokens ---------------------------------------------------------------------
+    @property
+    def n_ctx(self) -> int:
+        """Context window of the loaded model, tokens."""
+        return self._require().n_ctx()
+
+    def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
+        """Tokenize text, parsing special tokens such as ``<|im_start|>``.
+
+        Uses a vocab-only copy of the model, so it needs no lock and never waits for a generation.
+
+        Args:
+            text: the text.
+            add_bos: prepend BOS when the model asks for one (``tokenizer.ggml.add_bos_token``).
+
+        Returns:
+            Token ids.
+        """
+        vocab = self._vocab
+        if vocab is None:
+            raise NoModelLoaded()
+        want_bos = add_bos and vocab.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
+        return vocab.tokenize(text.encode("utf-8"), add_bos=want_bos, special=True)
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens the loaded model makes of ``text`` (special tokens parsed), or None with no model."""
+        return len(self.tokenize(text)) if self.loaded else None
+
+    def render(self, messages: list[dict[str, str]], **template_kwargs) -> str:
+        """Render messages with the model's own chat template, generation prompt appended.
+
+        Args:
+            messages: ``{"role", "content"}`` dicts.
+            template_kwargs: extra template variables (e.g. ``enable_thinking``).
+
+        Returns:
+            The prompt text.
+        """
+        self._require()
+        return self._formatter(messages=messages, **template_kwargs).prompt
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of generated token ids (invalid UTF-8 becomes U+FFFD, as in ``stream``)."""
+        vocab = self._vocab
+        if vocab is None:
+            raise NoModelLoaded()
+        return vocab.detokenize(tokens).decode("utf-8", errors="replace")
+
+    @property
+    def has_thinking_switch(self) -> bool:
+        """True when the chat template knows Qwen3's thinking switch (``enable_thinking``)."""
+        return "enable_thinking" in (self._require().metadata.get("tokenizer.chat_template") or "")
+
+    @property
+    def metadata(self) -> dict:
+        """The loaded GGUF's metadata key/values (strings, as llama.cpp reports them)."""
+        return dict(self._require().metadata)
+
+    def is_eog(self, token: int) -> bool:
+        """True for end-of-generation tokens (EOS, EOT, ``<|im_end|>``...)."""
+        llm = self._require()
+        return bool(llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(llm.model), token))
+
+    # KV state ----------------------------------------------------------------------------
+    @property
+    def context_tokens(self) -> list[int]:
+        """Token ids whose KV entries are currently in the context (sequence 0)."""
+        llm = self._require()
+        return llm.input_ids[: llm.n_tokens].tolist()
+
+    def clear_context(self) -> None:
+        """Drop every KV entry from the context (the next prompt is evaluated from scratch)."""
+        llm = self._require()
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llm.n_tokens = 0
+
+    def prefill(self, tokens: list[int], should_stop: Callable[[], bool] | None = None,
+                chunk_tokens: int | None = None) -> int:
+        """Evaluate ``tokens`` from an empty context, reusing any matching prefix already there.
+
+        Args:
+            tokens: the full token sequence the context must hold afterwards.
+            should_stop: checked between chunks; when it returns True the prefill stops.
+            chunk_tokens: tokens evaluated between checks (default: all at once; llama.cpp still
+                splits them into ``n_batch`` batches).
+
+        Returns:
+            Number of tokens actually evaluated.
+
+        Raises:
+            Interrupted: ``should_stop`` returned True before the end; the context then holds a
+                shorter prefix of ``tokens``.
+        """
+        llm = self._require()
+        keep = common_prefix_len(self.context_tokens, tokens)
+        if keep == len(tokens) and keep == llm.n_tokens:
+            return 0
+        llm.n_tokens = keep
+        llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+        step = chunk_tokens or len(tokens)
+        for start in range(keep, len(tokens), step):
+            if should_stop is not None and should_stop():
+                raise Interrupted(f"prefill stopped after {start - keep} of {len(tokens) - keep} tokens")
+            llm.eval(tokens[start:start + step])
+        return len(tokens) - keep
+
+    def get_state(self) -> ctypes.Array:
+        """Copy the KV state of sequence 0 (llama.cpp's ``llama_state_seq_get_data``).
+
+        Returns:
+            Raw state bytes as a ``c_uint8`` array (one copy, no conversion to ``bytes``): KV cells
+            only, no logits (they would be n_vocab floats per output).
+        """
+        llm = self._require()
+        size = llama_cpp.llama_state_seq_get_size(llm.ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(llm.ctx, buf, size, 0)
+        if written == 0:
+            raise EngineError("llama.cpp could not copy the KV state.")
+        return buf if written == size else (ctypes.c_uint8 * written).from_buffer(buf)
+
+    def set_state(self, data: bytes | ctypes.Array, tokens: list[int]) -> None:
+        """Replace the context with a saved sequence-0 state holding ``tokens``.
+
+        Args:
+            data: state from ``get_state`` under the same model and settings, as bytes (copied
+                once into a C buffer) or as a ``c_uint8`` array (handed to llama.cpp as is).
+            tokens: the token ids that state was computed from.
+
+        Raises:
+            EngineError: llama.cpp rejected the state.
+        """
+        llm = self._require()
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llm.n_tokens = 0
+        buf = data if isinstance(data, ctypes.Array) else (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_cpp.llama_state_seq_set_data(llm.ctx, buf, len(data), 0) != len(data):
+            raise EngineError("llama.cpp rejected the saved KV state.")
+        llm.input_ids[: len(tokens)] = tokens
+        llm.n_tokens = len(tokens)
+        llm._requires_eval = True
+
+    # generation --------------------------------------------------------------------------
+    def stream(self, tokens: list[int], sampling: Sampling, stats: StreamStats) -> Iterator[str]:
+        """Generate from a prompt, reusing the longest prefix already in the context.
+
+        Caller must hold ``lock`` for the whole iteration.
+
+        Args:
+            tokens: prompt token ids.
+            sampling: sampling settings.
+            stats: filled in as generation proceeds (see ``StreamStats``).
+
+        Yields:
+            Text pieces; multi-byte UTF-8 characters split across tokens are joined first.
+        """
+        llm = self._require()
+        if len(tokens) + 1 > llm.n_ctx():
+            raise EngineError(f"The prompt is {len(tokens)} tokens, more than the context window of "
+                              f"{llm.n_ctx()}; ask a shorter question or start a new chat.")
+        budget = min(sampling.max_tokens, llm.n_ctx() - len(tokens))
+        stats.prompt_tokens = len(tokens)
+        # Llama.generate keeps the common prefix but always re-evaluates at least one token.
+        stats.reused_tokens = min(common_prefix_len(self.context_tokens, tokens), len(tokens) - 1)
+        if sampling.seed >= 0:
+            llm.set_seed(sampling.seed)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        gen = llm.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+                           min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty, reset=True)
+        try:
+            for token in gen:
+                if stats.first_token_at is None:
+                    stats.first_token_at = time.perf_counter()
+                if self.is_eog(token):
+                    stats.stop_reason = "eos"
+                    break
+                stats.completion_tokens += 1
+                piece = decoder.decode(llm.detokenize([token]))
+                if piece:
+                    yield piece
+                if stats.completion_tokens >= budget:
+                    stats.stop_reason = "length"
+                    break
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                yield tail
+        finally:
+            gen.close()
+            stats.finished_at = time.perf_counter()
+
+    def status(self) -> dict:
+        """Model facts for the status panel: path, settings, offload support, layers on the GPU
+        (``offloaded_layers``: the repeating layers ``n_gpu_layers`` asks for, 0 on a CPU-only build)."""
+        info = {
+            "loaded": self.loaded,
+            "model": self.model_path.name if self.model_path else None,
+            "model_path": str(self.model_path) if self.model_path else None,
+            "gpu_offload_supported": bool(llama_cpp.llama_supports_gpu_offload()),
+            "llama_cpp_version": llama_cpp.__version__,
+            "load_seconds": self.load_seconds,
+        }
+        if self.llm is not None and self.params is not None:
+            meta = self.llm.metadata
+            n_layers = int(meta.get(f"{meta.get('general.architecture')}.block_count", 0))
+            wanted = n_layers if self.params.n_gpu_layers < 0 else min(self.params.n_gpu_layers, n_layers)
+            offloaded = wanted if info["gpu_offload_supported"] else 0  # CPU builds offload nothing
+            info.update(n_ctx=self.llm.n_ctx(), n_gpu_layers=self.params.n_gpu_layers,
+                        n_batch=self.params.n_batch, flash_attn=self.params.flash_attn,
+                        type_k=self.params.type_k, type_v=self.params.type_v,
+                        use_mmap=self.params.use_mmap, use_mlock=self.params.use_mlock, loaded_at=self.loaded_at,
+                        n_layers=n_layers, offloaded_layers=offloaded)
+        return info

@@ -1,0 +1,70 @@
+"""Value types shared by the local and the remote engine: errors, sampling settings, stream
+statistics, and the common-prefix helper both use to count reused tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["EngineError", "Interrupted", "NoModelLoaded", "Sampling", "StreamStats", "common_prefix_len"]
+
+
+class EngineError(RuntimeError):
+    """A model operation failed; ``str(err)`` is one sentence for the user."""
+
+
+class Interrupted(EngineError):
+    """A prefill stopped early because its ``should_stop`` said so (the context keeps what was
+    evaluated: a valid, shorter prefix)."""
+
+
+class NoModelLoaded(EngineError):
+    """Raised when a chat or cache request arrives with no model loaded."""
+
+    def __init__(self):
+        super().__init__("No model is loaded; open the Model panel to load or download one.")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings for one answer (llama.cpp names; ``temperature`` 0 = greedy)."""
+
+    max_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.8
+    top_k: int = 20
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    seed: int = -1
+
+
+@dataclass
+class StreamStats:
+    """What one generation did, filled in while it streams.
+
+    Attributes:
+        prompt_tokens: tokens in the prompt.
+        reused_tokens: prompt tokens whose KV entries were already in the context.
+        completion_tokens: tokens generated.
+        first_token_at / finished_at: ``time.perf_counter()`` stamps, seconds.
+        stop_reason: ``eos``, ``length`` or ``""`` while running.
+        server_cached_tokens: prompt tokens a remote server reported as taken from its prefix
+            cache (None for the local engine, or when the server does not say).
+    """
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    completion_tokens: int = 0
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    stop_reason: str = ""
+    server_cached_tokens: int | None = None
+
+
+def common_prefix_len(a, b) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -1,0 +1,17 @@
+"""KV caches: fingerprints and keys, the disk entries with their checksums and the RAM tier over
+them, getting a prefix into the context (restore, chain or prefill and save), session snapshots,
+prefetch, and the per-user catalog. Imports ``inference`` and ``documents`` (names), nothing above.
+"""
+
+from backend.kvcache.catalog import CacheCatalog, CacheInfo, CacheNotFound
+from backend.kvcache.fingerprint import (KV_TYPE_BYTES, entry_key, fingerprint, kv_bytes_per_token, model_identity,
+                                         tokens_sha256)
+from backend.kvcache.prefetch import Prefetcher, PrefetchJob
+from backend.kvcache.prefix import PrefixResult, ensure_prefix, prime
+from backend.kvcache.ram_tier import RamTier
+from backend.kvcache.snapshots import SessionSnapshots, Snapshot, Splice
+from backend.kvcache.store import CacheEntry, KVCacheStore
+
+__all__ = ["KV_TYPE_BYTES", "CacheCatalog", "CacheEntry", "CacheInfo", "CacheNotFound", "KVCacheStore", "PrefetchJob",
+           "Prefetcher", "PrefixResult", "RamTier", "SessionSnapshots", "Snapshot", "Splice", "ensure_prefix",
+           "entry_key", "fingerprint", "kv_bytes_per_token", "model_identity", "prime", "tokens_sha256"]

@@ -1,0 +1,97 @@
+"""The KV-cache entries a user can see and delete: what each holds, its size, and whether it fits
+the loaded model; also which documents have a usable single-document cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backend.documents import Store
+from backend.inference import Engine
+from backend.kvcache.fingerprint import fingerprint
+from backend.kvcache.store import CacheEntry, KVCacheStore
+
+
+class CacheNotFound(ValueError):
+    """No cache entry with that key belongs to the user; ``str(err)`` is one sentence."""
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """One saved prefix, as listed to its owner.
+
+    Attributes:
+        key: the entry's key (its file stem).
+        documents: names of the documents in the prefix, in order (``doc_id`` when deleted).
+        doc_ids: their ids.
+        tokens: prefix length, tokens.
+        bytes: size of the saved KV state, bytes.
+        tier: ``ram`` when it is also held in memory (restores without a file read), else ``disk``.
+        usable: True when it was saved under the loaded model's fingerprint (always False
+            with no model loaded); other entries are kept until evicted or deleted.
+        created_at / last_used_at: Unix seconds.
+    """
+
+    key: str
+    documents: list[str]
+    doc_ids: list[str]
+    tokens: int
+    bytes: int
+    tier: str
+    usable: bool
+    created_at: float
+    last_used_at: float
+
+
+class CacheCatalog:
+    """Lists and deletes a user's KV-cache entries.
+
+    Args:
+        kv_store: the cache files.
+        engine: the loaded model, for the fingerprint.
+        store: the LanceDB tables, for document names.
+    """
+
+    def __init__(self, kv_store: KVCacheStore, engine: Engine, store: Store):
+        self.kv_store, self.engine, self.store = kv_store, engine, store
+
+    def _fingerprint(self) -> dict | None:
+        """The loaded model's fingerprint, or None with no model."""
+        return fingerprint(self.engine) if self.engine.loaded else None
+
+    def _info(self, e: CacheEntry, fp: dict | None, names: dict[str, str]) -> CacheInfo:
+        return CacheInfo(e.key, [names.get(d, d) for d in e.doc_ids], list(e.doc_ids), e.n_tokens, e.state_bytes,
+                         "ram" if e.key in self.kv_store.ram else "disk", fp is not None and e.fingerprint == fp,
+                         e.created_at, e.last_used_at)
+
+    def list(self, owner: str) -> list[CacheInfo]:
+        """The owner's entries, most recently used first."""
+        entries = [e for e in self.kv_store.entries() if e.owner == owner]
+        names = self.store.names(owner, {d for e in entries for d in e.doc_ids})
+        fp = self._fingerprint()
+        return [self._info(e, fp, names) for e in entries]
+
+    def cached(self, owner: str) -> dict[tuple[str, ...], CacheEntry]:
+        """Saved prefixes of this owner usable by the loaded model, keyed by their document ids
+        (most recently used first). With no model loaded, every saved prefix of the owner is listed."""
+        fp = self._fingerprint()
+        out: dict[tuple[str, ...], CacheEntry] = {}
+        for e in self.kv_store.entries():
+            if e.owner == owner and e.doc_ids and (fp is None or e.fingerprint == fp):
+                out.setdefault(e.doc_ids, e)
+        return out
+
+    def delete(self, owner: str, key: str) -> CacheInfo:
+        """Delete one of the owner's entries.
+
+        Returns:
+            What was deleted.
+
+        Raises:
+            CacheNotFound: no such entry for this owner.
+        """
+        entry = self.kv_store.entry(key)
+        if entry is None or entry.owner != owner:
+            raise CacheNotFound(f"Cache entry {key} does not exist; refresh the cache list.")
+        info = self._info(entry, self._fingerprint(), self.store.names(owner, set(entry.doc_ids)))
+        self.kv_store.delete(key)
+        return info

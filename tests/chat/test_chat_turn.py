@@ -1,0 +1,92 @@
+"""Chat turns as Gradio runs them: generators resumed on different threads, and closed early."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from conftest import TESTDATA, make_settings
+
+from backend.services import build_services
+
+
+@pytest.fixture
+def services(tmp_path, tiny_model, embedder):
+    svc = build_services(make_settings(tmp_path / "data", tiny_model, max_tokens=64), embedder=embedder)
+    yield svc
+    if svc.engine.lock.acquire(timeout=5):  # a leaked lock fails the test above; don't hang here too
+        svc.engine.lock.release()
+        svc.close()
+    else:
+        svc.redis_server.stop()
+
+
+class ThreadPerCall:
+    """Runs each call on its own thread and keeps every thread alive until ``close`` (as a pool does),
+    so no two calls share a thread identity."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def next(self, gen) -> dict:
+        box: dict = {}
+        done = threading.Event()
+
+        def run():
+            try:
+                box["value"] = next(gen)
+            except StopIteration as stop:
+                box["stop"] = stop
+            except Exception as exc:  # surfaces in the test as a failure
+                box["error"] = exc
+            done.set()
+            self.release.wait(60)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        assert done.wait(30), "next() did not return"
+        if "error" in box:
+            raise box["error"]
+        return box
+
+    def close(self):
+        self.release.set()
+        for thread in self.threads:
+            thread.join(5)
+
+
+def test_turn_resumed_on_different_threads_releases_the_lock(services):
+    doc, _ = services.documents.upload("local", TESTDATA / "pdf" / "pypdf_crazyones.pdf")
+    sid = services.sessions.create("local")
+    gen = services.chat.stream_turn("local", sid, "Who are the crazy ones?", [doc.doc_id])
+    kinds, pool = [], ThreadPerCall()
+    try:
+        while "stop" not in (box := pool.next(gen)):
+            kinds.append(box["value"].kind)
+    finally:
+        pool.close()
+    assert kinds.count("token") >= 2 and kinds[-1] == "done"
+    assert services.engine.lock.acquire(timeout=5), "the engine lock must be free after the turn"
+    services.engine.lock.release()
+    services.engine.unload()  # used to hang here when the lock was held across yields
+
+
+def test_closing_a_turn_early_keeps_the_partial_answer_and_frees_the_engine(services):
+    sid = services.sessions.create("local")
+    gen = services.chat.stream_turn("local", sid, "Tell me a long story.", [])
+    first = next(gen)
+    assert first.kind == "token"
+    gen.close()  # what Gradio does when the user stops or disconnects
+    assert services.engine.lock.acquire(timeout=10)
+    services.engine.lock.release()
+    messages = services.sessions.get("local", sid).messages
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    answer = messages[1]
+    assert answer["stopped"] is True and answer["metrics"]["stop_reason"] == "stopped"
+    assert answer["content"].startswith(first.text)
+    assert answer["metrics"]["completion_tokens"] < 64
+    # and the next turn runs at once
+    events = list(services.chat.stream_turn("local", sid, "Go on.", []))
+    assert events[-1].kind == "done" and events[-1].data["metrics"]["history_messages"] == 2

@@ -1,0 +1,134 @@
+"""Documents through the real pipeline: chunk limits, sections, filtered search, re-index, delete."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from conftest import TESTDATA, make_settings
+
+from backend.documents import DocumentError, chunk_pages, embedding_text, extract, title_of
+from backend.services import build_services
+
+OWNER = "local"
+
+
+@pytest.fixture
+def services(tmp_path, tiny_model, embedder):
+    svc = build_services(make_settings(tmp_path / "data", tiny_model), embedder=embedder)
+    yield svc
+    svc.close()
+
+
+def upload(svc, tmp_path, relative: str):
+    source = TESTDATA / relative
+    copy = tmp_path / source.name
+    shutil.copy(source, copy)
+    row, created = svc.documents.upload(OWNER, copy)
+    assert created
+    return row
+
+
+@pytest.mark.parametrize("relative", ["longdoc/pride_and_prejudice_pg1342.txt", "md_txt/pandoc_MANUAL.md",
+                                      "pdf/pdfjs_tracemonkey.pdf", "docx/pandoc_unicode.docx"])
+def test_no_chunk_exceeds_the_embedders_max_seq_length(embedder, relative):
+    path = TESTDATA / relative
+    doc = extract(path.read_bytes(), path.name)
+    # the app's own window, asked for larger than the model can take: the limit must still hold
+    chunks = chunk_pages(doc.pages, "d", embedder.tokenizer, embedder.max_seq_length * 2, 40, embedder.max_seq_length)
+    assert chunks
+    title = title_of(path.name) + " with a long subtitle" * 40  # a context line that cannot fit whole
+    for chunk in chunks:
+        with_specials = len(embedder.tokenizer(chunk.text)["input_ids"])  # [CLS] ... [SEP]
+        assert with_specials <= embedder.max_seq_length, (chunk.index, with_specials)
+        embedded = embedding_text(chunk, title, embedder.tokenizer, embedder.max_seq_length)
+        assert embedded.endswith(chunk.text)  # the context line gives way, never the chunk
+        assert len(embedder.tokenizer(embedded)["input_ids"]) <= embedder.max_seq_length
+    # and the windows cover the text: every word of the document is in some chunk
+    chunk_words = set(re.findall(r"\w+", " ".join(c.text for c in chunks)))
+    assert set(re.findall(r"\w+", doc.text)) <= chunk_words
+
+
+def test_service_caps_chunk_size_to_the_model(services, tmp_path):
+    row = upload(services, tmp_path, "md_txt/pandoc_MANUAL.md")
+    tok = services.embedder.tokenizer
+    texts = services.store.document_chunks(OWNER, row.doc_id)
+    assert len(texts) == row.n_chunks > 100
+    assert max(len(tok(t)["input_ids"]) for t in texts) <= services.embedder.max_seq_length
+
+
+def test_markdown_sections_reach_search_hits(services, tmp_path):
+    row = upload(services, tmp_path, "md_txt/pandoc_MANUAL.md")
+    hits = services.documents.search(OWNER, "How do I specify the input and output formats?", [row.doc_id], 5)
+    assert hits and all(h.doc_id == row.doc_id and h.name == "pandoc_MANUAL.md" for h in hits)
+    assert any(h.section.startswith("Description > Specifying formats") for h in hits), [h.section for h in hits]
+
+
+def test_search_with_a_document_filter_never_returns_another_documents_chunk(services, tmp_path):
+    crazy = upload(services, tmp_path, "pdf/pypdf_crazyones.pdf")
+    latex = upload(services, tmp_path, "pdf/sf_pdflatex-4-pages.pdf")
+    tables = upload(services, tmp_path, "md_txt/pandoc_tables.md")
+    queries = ["Here's to the crazy ones, the misfits, the rebels", "Simple table with caption",
+               "crazy misfits rebels troublemakers", "the"]
+    for method in ("hybrid", "vector", "fts"):
+        for query in queries:
+            for allowed in ([latex.doc_id], [tables.doc_id], [latex.doc_id, tables.doc_id]):
+                hits = services.documents.search(OWNER, query, allowed, 100, method)
+                assert all(h.doc_id in allowed for h in hits), (method, query)
+            best = services.documents.search(OWNER, queries[0], [crazy.doc_id, latex.doc_id], 3, method)
+            assert best[0].doc_id == crazy.doc_id
+    # the filter applies before ranking: the best chunk of the allowed document still comes back
+    only_latex = services.documents.search(OWNER, queries[0], [latex.doc_id], 1)
+    assert len(only_latex) == 1 and only_latex[0].doc_id == latex.doc_id
+    assert services.store.search("someone-else", queries[0], services.embedder.encode_query(queries[0]),
+                                 [crazy.doc_id], 5) == []
+    with pytest.raises(DocumentError, match="does not exist"):
+        services.documents.search(OWNER, "x", ["no-such-doc"], 3)
+    with pytest.raises(DocumentError, match="empty"):
+        services.documents.search(OWNER, "  ", [], 3)
+
+
+def test_query_embeddings_come_from_an_lru_cache(embedder):
+    embedder.encode_query.cache_clear()
+    first = embedder.encode_query("what is a trace tree?")
+    again = embedder.encode_query("what is a trace tree?")
+    assert again is first and not first.flags.writeable
+    info = embedder.encode_query.cache_info()
+    assert (info.hits, info.misses) == (1, 1)
+    assert abs(float((first * embedder.encode(["what is a trace tree?"])[0]).sum()) - 1.0) < 1e-5
+
+
+def test_fulltext_index_is_updated_incrementally(services, tmp_path):
+    upload(services, tmp_path, "pdf/pypdf_crazyones.pdf")
+    latex = upload(services, tmp_path, "pdf/sf_pdflatex-4-pages.pdf")
+    (index,) = [ix for ix in services.store.chunks.list_indices() if ix.columns == ["text"]]
+    stats = services.store.chunks.index_stats(index.name)
+    assert stats.num_unindexed_rows == 0 and stats.num_indexed_rows == services.store.count_chunks()
+    hits = services.documents.search(OWNER, "Huardest gefburn", [], 1, "fts")  # only in the second file
+    assert hits and hits[0].doc_id == latex.doc_id
+
+
+def test_reindex_keeps_the_id_and_rebuilds_chunks(services, tmp_path):
+    row = upload(services, tmp_path, "pdf/sf_pdflatex-4-pages.pdf")
+    before = services.store.document_chunks(OWNER, row.doc_id)
+    again = services.documents.reindex(OWNER, row.doc_id)
+    assert (again.doc_id, again.uploaded_at, again.n_chunks) == (row.doc_id, row.uploaded_at, row.n_chunks)
+    assert services.store.document_chunks(OWNER, row.doc_id) == before
+    assert len(services.documents.list(OWNER)) == 1
+    (services.settings.data_dir / "uploads" / row.doc_id / "pages.json").unlink()  # lost text: re-index restores it
+    services.documents.reindex(OWNER, row.doc_id)
+    assert services.documents.text(OWNER, row.doc_id).text.startswith("[page 1]")
+
+
+def test_delete_removes_file_rows_and_caches(services, tmp_path):
+    row = upload(services, tmp_path, "pdf/pypdf_crazyones.pdf")
+    keep = upload(services, tmp_path, "md_txt/pandoc_tables.md")
+    services.primer.cache_documents(OWNER, [row.doc_id])
+    assert services.kv_store.entries()
+    services.documents.delete(OWNER, row.doc_id)
+    assert not (services.settings.data_dir / "uploads" / row.doc_id).exists()
+    assert [d.doc_id for d in services.documents.list(OWNER)] == [keep.doc_id]
+    assert services.store.document_chunks(OWNER, row.doc_id) == []
+    assert not any(row.doc_id in e.doc_ids for e in services.kv_store.entries())
+    assert services.documents.search(OWNER, "crazy ones", [], 5)[0].doc_id == keep.doc_id

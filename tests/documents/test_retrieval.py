@@ -1,0 +1,78 @@
+"""Documents too long for the context go through hybrid retrieval (RAG) with sources."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import TESTDATA, launch, make_settings, stop
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+
+
+def test_long_document_uses_top_k_chunks(tmp_path, tiny_model, embedder):
+    app = launch(make_settings(tmp_path / "data", tiny_model, n_ctx=2048, retrieval_top_k=3), embedder)
+    try:
+        doc = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pdfjs_tracemonkey.pdf")), "",
+                                 api_name="/upload_document")
+        assert doc["tokens"] > 2048
+        sid = app.client.predict(api_name="/create_session")
+        question = "How does trace-based compilation handle type specialization of loops?"
+        last = app.client.predict(sid, question, [doc["doc_id"]], api_name="/chat")
+        assert last["metrics"]["mode"] == "rag" and last["metrics"]["prompt_tokens"] <= 2048
+        sources = last["sources"]
+        assert 1 <= len(sources) <= 3 and all(s["doc_id"] == doc["doc_id"] and s["page"] >= 1 for s in sources)
+        assert any("trace" in s["text"].lower() for s in sources)
+        stored = app.client.predict(sid, api_name="/get_history")["messages"][1]
+        assert stored["sources"] == sources
+        # caching a document that cannot fit says so in one sentence
+        try:
+            app.client.predict(doc["doc_id"], api_name="/cache_document")
+            raise AssertionError("expected an error")
+        except Exception as exc:  # gradio_client AppError
+            assert "use retrieval instead" in str(exc)
+    finally:
+        stop(app)
+
+
+def test_search_is_filtered_to_selected_documents(tmp_path, tiny_model, embedder):
+    app = launch(make_settings(tmp_path / "data", tiny_model), embedder)
+    try:
+        crazy = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "",
+                                   api_name="/upload_document")
+        latex = app.client.predict(handle_file(str(TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf")), "",
+                                   api_name="/upload_document")
+        svc = app.services
+        query = "Here's to the crazy ones, the misfits, the rebels"
+        vector = svc.embedder.encode([query])[0]
+        both = svc.store.search("local", query, vector, [crazy["doc_id"], latex["doc_id"]], 3)
+        assert both[0].doc_id == crazy["doc_id"] and both[0].score >= both[-1].score
+        only_latex = svc.store.search("local", query, vector, [latex["doc_id"]], 3)
+        assert only_latex and all(h.doc_id == latex["doc_id"] for h in only_latex)
+        assert svc.store.search("other-owner", query, vector, [crazy["doc_id"]], 3) == []
+    finally:
+        stop(app)
+
+
+def test_forced_modes_are_obeyed_and_reported(tmp_path, tiny_model, embedder):
+    app = launch(make_settings(tmp_path / "data", tiny_model, n_ctx=2048, retrieval_top_k=2), embedder)
+    try:
+        small = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "",
+                                   api_name="/upload_document")
+        big = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pdfjs_tracemonkey.pdf")), "",
+                                 api_name="/upload_document")
+        sid = app.client.predict(api_name="/create_session")
+        question = "Who are the crazy ones?"
+        auto = app.client.predict(sid, question, [small["doc_id"]], api_name="/chat")  # mode defaults to auto
+        assert auto["metrics"]["mode"] == "cag" and auto["sources"] == []
+        rag = app.client.predict(sid, question, [small["doc_id"]], "rag", api_name="/chat")
+        assert rag["metrics"]["mode"] == "rag" and rag["sources"][0]["doc_id"] == small["doc_id"]
+        cag = app.client.predict(sid, question, [small["doc_id"]], "cag", api_name="/chat")
+        assert cag["metrics"]["mode"] == "cag"
+        with pytest.raises(AppError, match="do not fit the context window"):
+            app.client.predict(sid, question, [big["doc_id"]], "cag", api_name="/chat")
+        with pytest.raises(AppError, match="Unknown mode"):
+            app.client.predict(sid, question, [small["doc_id"]], "fast", api_name="/chat")
+        modes = [m["metrics"]["mode"] for m in app.client.predict(sid, api_name="/get_history")["messages"]
+                 if m["role"] == "assistant"]
+        assert modes == ["cag", "rag", "cag"]  # failed turns left the history alone
+    finally:
+        stop(app)
