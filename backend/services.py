@@ -12,8 +12,8 @@ import redis
 from backend.chat import ChatService, MemoryIndex, Primer, SessionStore
 from backend.config import Settings
 from backend.documents import DocumentService, Embedder, Store
-from backend.inference import (Engine, EngineError, LoadParams, ModelInfo, NoModelLoaded, RemoteEngine, RunLogs,
-                               list_models, pick_model)
+from backend.inference import (Engine, EngineError, LoadParams, ModelInfo, NoModelLoaded, Preflight, RemoteEngine,
+                               RunLogs, bundled_path, list_models, pick_model)
 from backend.kvcache import CacheCatalog, KVCacheStore, Prefetcher, SessionSnapshots, model_identity
 from backend.redis_server import EmbeddedRedis
 
@@ -58,8 +58,8 @@ class Services:
         """llama.cpp settings from the configuration."""
         s = self.settings
         return LoadParams(n_ctx=s.n_ctx, n_gpu_layers=s.n_gpu_layers, n_batch=s.n_batch, n_threads=s.n_threads,
-                          flash_attn=s.flash_attn, type_k=s.type_k, type_v=s.type_v, use_mmap=s.use_mmap,
-                          use_mlock=s.use_mlock)
+                          n_threads_batch=s.n_threads_batch, flash_attn=s.flash_attn, type_k=s.type_k, type_v=s.type_v,
+                          use_mmap=s.use_mmap, use_mlock=s.use_mlock, use_extra_bufts=s.use_extra_bufts)
 
     def load_model(self, path: Path, **overrides) -> None:
         """Load a model with the configured settings.
@@ -77,7 +77,8 @@ class Services:
 
     def list_models(self) -> list[ModelInfo]:
         """The GGUF files in ``models_dir`` and ``extra_model_dirs``, described from their headers."""
-        return list_models([self.settings.models_dir, *self.settings.extra_model_dirs])
+        s = self.settings
+        return list_models([s.models_dir, bundled_path(s.models_dir).parent, *s.extra_model_dirs])
 
     def restart_model(self, reset: bool) -> int:
         """Close and reopen the loaded model with the same settings (the original ``up/without_reset``
@@ -143,7 +144,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
     embedder = embedder or Embedder(settings.embedding_model, settings.embed_batch_size)
     store = Store(settings.path("lancedb"), embedder.dim)
-    engine = Engine()
+    engine = Engine(Preflight(settings.path("preflight"), settings.preflight_timeout_s))
     kv_store = KVCacheStore(settings.path("kvcache"), int(settings.kv_disk_budget_mb * 1024 * 1024),
                             int(settings.kv_ram_budget_mb * 1024 * 1024))
     sessions = SessionStore(client, settings.session_ttl_s)
@@ -160,7 +161,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     caches = CacheCatalog(kv_store, engine, store)
     services = Services(settings, engine, kv_store, sessions, documents, chat, primer, caches, store, embedder, client,
                         server, RunLogs(settings.path("logs") / "runs"))
-    model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename)
+    model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename, bundled_path(settings.models_dir))
     if model is not None and remote is None:  # with a remote server the local model is not needed
         try:
             services.load_model(model)

@@ -209,13 +209,17 @@ def render(services: Services) -> None:
 
     def load_model(path: str, n_ctx: int = 0, n_gpu_layers: int | None = None, n_batch: int = 0,
                    n_threads: int = 0, flash_attn: bool | None = None, type_k: str = "", type_v: str = "",
-                   use_mmap: bool | None = None, use_mlock: bool | None = None, request: gr.Request = None) -> dict:
+                   use_mmap: bool | None = None, use_mlock: bool | None = None, n_threads_batch: int = 0,
+                   use_extra_bufts: bool | None = None, request: gr.Request = None) -> dict:
         """Load a GGUF (closing the current model first; if llama.cpp refuses the file the previous
-        model is reopened). Settings left at 0, "" or null take the configured defaults; n_ctx is
-        capped at the model's context length. Returns model_status()."""
+        model is reopened). A new file is first run in a child process (the preflight): one that
+        crashes llama.cpp is refused with one sentence and the current model keeps serving; one that
+        crashes only with use_extra_bufts loads with it off. Settings left at 0, "" or null take the
+        configured defaults; n_ctx is capped at the model's context length. Returns model_status()."""
         given = {"n_ctx": n_ctx or None, "n_gpu_layers": n_gpu_layers, "n_batch": n_batch or None,
-                 "n_threads": n_threads or None, "flash_attn": flash_attn, "type_k": type_k or None,
-                 "type_v": type_v or None, "use_mmap": use_mmap, "use_mlock": use_mlock}
+                 "n_threads": n_threads or None, "n_threads_batch": n_threads_batch or None, "flash_attn": flash_attn,
+                 "type_k": type_k or None, "type_v": type_v or None, "use_mmap": use_mmap, "use_mlock": use_mlock,
+                 "use_extra_bufts": use_extra_bufts}
         with user_errors():
             services.load_model(Path(path), **{k: v for k, v in given.items() if v is not None})
         return status(services, owner_of(request))

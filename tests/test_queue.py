@@ -71,8 +71,11 @@ def test_a_cancelled_chat_frees_the_engine(tmp_path, tiny_model, embedder):
         job.cancel()
         start = time.time()
         second = Client(app.url, verbose=False)
-        other = second.predict(second.predict(api_name="/create_session"), "Hello?", [], api_name="/chat")
-        waited = time.time() - start
+        other_job = second.submit(second.predict(api_name="/create_session"), "Hello?", [], api_name="/chat")
+        while other_job.status().code != Status.ITERATING and not other_job.done() and time.time() < start + 120:
+            time.sleep(0.01)
+        waited = time.time() - start  # until the next answer streams: the engine was freed
+        other = other_job.result()
         assert other["done"] and other["metrics"]["completion_tokens"] > 0
         stored = app.client.predict(sid, api_name="/get_history")["messages"]
         assert stored[-1]["role"] == "assistant" and stored[-1].get("stopped") is True, "partial answer kept"

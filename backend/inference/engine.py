@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import dataclasses
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from backend.inference.loader import LoadParams, ModelLoadError, OpenedModel, open_model, precheck
+from backend.inference.preflight import Preflight, PreflightResult
 from backend.inference.types import EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats, common_prefix_len
 
 __all__ = ["Engine", "EngineError", "Interrupted", "LoadParams", "NoModelLoaded", "Sampling", "StreamStats"]
@@ -38,9 +40,16 @@ class Engine:
         loaded_at: Unix time of the last load.
         generation: bumped when a load brings another file (or follows an unload); a turn
             tokenized under one generation must not run on another.
+        preflight: runs each new file in a child process before it is loaded (None: no preflight).
+        last_preflight: the loaded model's preflight result (None without one).
+
+    Args:
+        preflight: see the attribute.
     """
 
-    def __init__(self):
+    def __init__(self, preflight: Preflight | None = None):
+        self.preflight = preflight
+        self.last_preflight: PreflightResult | None = None
         self.lock = threading.RLock()
         self.llm: llama_cpp.Llama | None = None
         self.model_path: Path | None = None
@@ -60,9 +69,10 @@ class Engine:
     def load(self, path: Path, params: LoadParams) -> None:
         """Load a GGUF in place of the current model, which is closed first so both are never in memory.
 
-        The file is checked from its header first (``loader.precheck``); a file that fails
-        there leaves the current model untouched. If llama.cpp then refuses it, the previous
-        model is reopened with its settings, so a failed load never leaves the app without one.
+        The file is checked from its header first (``loader.precheck``), then run in a child
+        process (``Preflight``); a file that fails either leaves the current model untouched. If
+        llama.cpp then refuses it, the previous model is reopened with its settings, so a failed
+        load never leaves the app without one.
 
         Args:
             path: the .gguf file.
@@ -70,15 +80,18 @@ class Engine:
 
         Raises:
             EngineError: the file is missing, not a readable GGUF, has no chat template, is too
-                large for memory, or llama.cpp refused it (the previous model serves on).
+                large for memory, crashed llama.cpp in the preflight, or llama.cpp refused it (the
+                previous model serves on).
         """
         path = Path(path)
+        current = self.model_path
+        freed = current.stat().st_size if current and current.exists() else 0
+        try:
+            _, params = precheck(path, params, freed)
+        except ModelLoadError as exc:
+            raise EngineError(str(exc)) from exc
+        params, checked = self._preflight(path, params)  # outside the lock: chats go on meanwhile
         with self.lock:
-            freed = self.model_path.stat().st_size if self.model_path and self.model_path.exists() else 0
-            try:
-                _, params = precheck(path, params, freed)
-            except ModelLoadError as exc:
-                raise EngineError(str(exc)) from exc
             previous = (self.model_path, self.params) if self.loaded else None
             self.unload()
             start = time.perf_counter()
@@ -89,11 +102,25 @@ class Engine:
                     log.warning("reopening %s after the failed load of %s", previous[0].name, path.name)
                     self._install(open_model(*previous), previous[0])
                 raise EngineError(str(exc)) from exc
+            self.last_preflight = checked
             if previous is None or previous[0] != path:  # a restart of the same file keeps token ids valid
                 self.generation += 1
             self.load_seconds = time.perf_counter() - start
             self.loaded_at = time.time()
             log.info("loaded %s in %.2f s (n_ctx=%d)", path.name, self.load_seconds, params.n_ctx)
+
+    def _preflight(self, path: Path, params: LoadParams) -> tuple[LoadParams, PreflightResult | None]:
+        """Run the preflight (when configured): the settings to load with and its result.
+
+        Raises:
+            EngineError: the file crashed llama.cpp with every setting tried.
+        """
+        if self.preflight is None:
+            return params, None
+        result = self.preflight.check(path, params)
+        if result.crashed:
+            raise EngineError(result.message)
+        return dataclasses.replace(params, use_extra_bufts=result.use_extra_bufts), result
 
     def _install(self, opened: OpenedModel, path: Path) -> None:
         self.llm, self._vocab, self._formatter = opened.llm, opened.vocab, opened.formatter
@@ -302,6 +329,15 @@ class Engine:
             gen.close()
             stats.finished_at = time.perf_counter()
 
+    def _preflight_note(self) -> str:
+        """One line on the loaded model's preflight."""
+        result = self.last_preflight
+        if self.preflight is None or result is None:
+            return "off"
+        if result.message:
+            return result.message
+        return "passed (remembered)" if result.remembered else f"passed in {result.seconds:.1f} s"
+
     def status(self) -> dict:
         """Model facts for the status panel: path, settings, offload support, layers on the GPU
         (``offloaded_layers``: the repeating layers ``n_gpu_layers`` asks for, 0 on a CPU-only build)."""
@@ -322,5 +358,8 @@ class Engine:
                         n_batch=self.params.n_batch, flash_attn=self.params.flash_attn,
                         type_k=self.params.type_k, type_v=self.params.type_v,
                         use_mmap=self.params.use_mmap, use_mlock=self.params.use_mlock, loaded_at=self.loaded_at,
-                        n_layers=n_layers, offloaded_layers=offloaded)
+                        n_layers=n_layers, offloaded_layers=offloaded, n_threads=self.params.n_threads,
+                        n_threads_batch=self.params.n_threads_batch, use_extra_bufts=self.params.use_extra_bufts,
+                        preflight=self._preflight_note(),
+                        parameters=int(llama_cpp.llama_model_n_params(self.llm.model)))
         return info

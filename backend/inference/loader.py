@@ -2,14 +2,18 @@
 ``Llama`` object, its vocab-only twin and its chat-template formatter.
 
 ``Engine.load`` runs ``precheck`` first (so a file that cannot work leaves the current model
-alone), frees the current model, and only then calls ``open_model`` (so two models never share
+alone), then the preflight in a child process (``backend.inference.preflight``: a file that
+crashes llama.cpp ends the child, not the app), frees the current model, and only then calls ``open_model`` (so two models never share
 memory); if llama.cpp still fails, it reopens the previous model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,17 +34,61 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class LoadParams:
-    """llama.cpp settings a model is loaded with; names follow ``llama_cpp.Llama``."""
+    """llama.cpp settings a model is loaded with; names follow ``llama_cpp.Llama`` and llama.cpp.
+
+    ``n_threads`` (decode) and ``n_threads_batch`` (prefill) default to every core
+    (``default_threads``): llama-cpp-python's own default for decode is half of them.
+    ``use_extra_bufts`` is llama.cpp's ``llama_model_params.use_extra_bufts``: extra CPU buffer
+    types for weights (AMX, repacked layouts); False keeps weights in plain CPU buffers.
+    """
 
     n_ctx: int = 8192
     n_gpu_layers: int = -1
     n_batch: int = 512
     n_threads: int | None = None
+    n_threads_batch: int | None = None
     flash_attn: bool = False
     type_k: str = "f16"
     type_v: str = "f16"
     use_mmap: bool = True
     use_mlock: bool = False
+    use_extra_bufts: bool = True
+
+
+def default_threads() -> int:
+    """Threads for decode and prefill when none are configured: every core the process may use.
+
+    On this project's 2-core machine, SmolLM2-135M decodes at 29 tok/s on one thread (llama-cpp-python's
+    default, ``cpu_count // 2``) and 55 tok/s on two (``benchmarks/threads.py``).
+    """
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_params_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_params(**fields):
+    """Set fields of the ``llama_model_params`` that ``llama_cpp.Llama`` starts from, for one load.
+
+    llama-cpp-python's ``Llama`` has no argument for some model parameters (``use_extra_bufts``);
+    it builds its parameters from ``llama_model_default_params()``, so that call is wrapped.
+    """
+    module = llama_cpp.llama_cpp
+    original = module.llama_model_default_params
+
+    def patched():
+        params = original()
+        for name, value in fields.items():
+            setattr(params, name, value)
+        return params
+
+    with _params_lock:
+        module.llama_model_default_params = patched
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = original
 
 
 @dataclass(frozen=True)
@@ -90,13 +138,16 @@ def open_model(path: Path, params: LoadParams) -> OpenedModel:
     Raises:
         ModelLoadError: llama.cpp refused the file or the settings.
     """
+    params = dataclasses.replace(params, n_threads=params.n_threads or default_threads(),
+                                 n_threads_batch=params.n_threads_batch or default_threads())
     try:
-        llm = llama_cpp.Llama(
-            model_path=str(path), n_ctx=params.n_ctx, n_gpu_layers=params.n_gpu_layers, n_batch=params.n_batch,
-            n_ubatch=params.n_batch, n_threads=params.n_threads, flash_attn=params.flash_attn,
-            type_k=GGML_TYPES[params.type_k], type_v=GGML_TYPES[params.type_v], use_mmap=params.use_mmap,
-            use_mlock=params.use_mlock, logits_all=False, verbose=False,
-        )
+        with _model_params(use_extra_bufts=params.use_extra_bufts):
+            llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=params.n_ctx, n_gpu_layers=params.n_gpu_layers, n_batch=params.n_batch,
+                n_ubatch=params.n_batch, n_threads=params.n_threads, n_threads_batch=params.n_threads_batch,
+                flash_attn=params.flash_attn, type_k=GGML_TYPES[params.type_k], type_v=GGML_TYPES[params.type_v],
+                use_mmap=params.use_mmap, use_mlock=params.use_mlock, logits_all=False, verbose=False,
+            )
     except (ValueError, RuntimeError, OSError) as exc:
         log.warning("failed to load %s: %s", path, exc)
         if params.type_k != "f16" or params.type_v != "f16" or params.flash_attn:

@@ -144,13 +144,15 @@ def list_local(models_dir: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.gguf") if p.is_file()) if folder.is_dir() else []
 
 
-def pick_model(model_path: Path | None, models_dir: Path, preferred_name: str) -> Path | None:
+def pick_model(model_path: Path | None, models_dir: Path, preferred_name: str,
+               fallback: Path | None = None) -> Path | None:
     """Choose the model to load at start.
 
     Args:
         model_path: an explicit path (``--model``); returned as is when given.
         models_dir: folder to search otherwise.
         preferred_name: file name preferred among several (the default model's).
+        fallback: used when ``models_dir`` holds no GGUF and this file exists (the bundled model).
 
     Returns:
         A path, or None when there is no model.
@@ -161,7 +163,28 @@ def pick_model(model_path: Path | None, models_dir: Path, preferred_name: str) -
     for path in found:
         if path.name == preferred_name:
             return path
-    return found[0] if found else None
+    if found:
+        return found[0]
+    return Path(fallback) if fallback is not None and Path(fallback).is_file() else None
+
+
+def expectation(parameters: int) -> str:
+    """How good to expect answers to be from a model of this size, one sentence (a rough guide from
+    running SmolLM2-135M and the Qwen3 family on document questions here; ``benchmarks/answers.py``).
+
+    Args:
+        parameters: parameter count.
+    """
+    if parameters <= 0:
+        return ""
+    if parameters < 300e6:
+        return ("Tiny model: it copies short facts out of a document, but often misses or invents them; "
+                "download Qwen3-0.6B or larger for real use.")
+    if parameters < 1e9:
+        return "Small model: good at short factual questions about a document, weak at reasoning across it."
+    if parameters < 4e9:
+        return "Mid-size model: answers most document questions well; slower on a CPU."
+    return "Large model: the best answers here, and the slowest on a CPU."
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ names, ids and counts, and llama.cpp logs shapes and timings.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import logging
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -56,6 +58,14 @@ _assembler = _LineAssembler()
 _callback = llama_cpp.llama_log_callback(_assembler)  # kept referenced for as long as llama.cpp may call it
 
 
+def _dump_faults_to(stream) -> None:
+    """Point ``faulthandler`` (the Python stacks on a native crash) at ``stream``; off when it has no file."""
+    try:
+        faulthandler.enable(stream, all_threads=True)
+    except (AttributeError, ValueError, OSError):  # no stream, or one without a file descriptor
+        faulthandler.disable()
+
+
 def install_llama_log_callback() -> None:
     """Route llama.cpp's log to the ``llama.cpp`` logger (idempotent)."""
     llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
@@ -94,7 +104,8 @@ class RunLogs:
 
     def start(self, model_name: str) -> str:
         """Begin a new run's file (closing the previous one); the app's INFO logging and all of
-        llama.cpp's log go to it.
+        llama.cpp's log go to it, and so does ``faulthandler``'s stack dump if llama.cpp crashes
+        the process itself.
 
         Args:
             model_name: the model file's name, used in the run id.
@@ -115,11 +126,13 @@ class RunLogs:
         for logger in (logging.getLogger(), llama_log):
             logger.addHandler(handler)
         self._handler, self.current = handler, run_id
+        _dump_faults_to(handler.stream)
         return run_id
 
     def close(self) -> None:
         """Stop writing the current run's file."""
         if self._handler is not None:
+            _dump_faults_to(sys.stderr)
             for logger in (logging.getLogger(), llama_log):
                 logger.removeHandler(self._handler)
             self._handler.close()

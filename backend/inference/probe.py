@@ -1,0 +1,61 @@
+"""The preflight's child process: open a model exactly as the engine does, render a chat through its
+template, tokenize it, prefill it in one batch and decode a few tokens, reporting each stage on stdout.
+
+Run as ``python -m backend.inference.probe '<json LoadParams fields + "path">'``. A native fault in
+llama.cpp ends this process, not the app; ``faulthandler`` writes the Python stack of the fault to
+stderr, which the parent copies into the model's run log. Exit status 0: every stage passed; 3: the
+model could not be opened (an ordinary load error, which the in-process load reports itself).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import sys
+
+# A conversation that walks the tokenizer through what documents contain: accents, CJK, digits,
+# symbols, an emoji, line breaks; long enough that the prefill runs as a batched matrix product.
+PROBE_MESSAGES = [
+    {"role": "system", "content": "You answer questions about the user's documents.\n\nDocument: Ünïcödé text, "
+                                  "中文字符, Ελληνικά, 0123456789, symbols <>&%$#@!?{}[]|~^, an emoji 🙂, and tabs\t"
+                                  "and new lines.\nThe probe fact: the river is 42 km long."},
+    {"role": "user", "content": "How long is the river? Answer in a few words."},
+]
+DECODE_TOKENS = 4
+
+
+def stage(name: str) -> None:
+    """Report that ``name`` starts (the parent names the stage a crash happened in)."""
+    print(f"stage: {name}", flush=True)
+
+
+def run(args: dict) -> int:
+    """Open, render, tokenize, prefill and decode; returns the exit status."""
+    from backend.inference.loader import LoadParams, ModelLoadError, open_model
+
+    path = args.pop("path")
+    stage("loading the model")
+    try:
+        opened = open_model(path, LoadParams(**args))
+    except ModelLoadError as exc:
+        print(f"error: {exc}", flush=True)
+        return 3
+    stage("rendering the chat template")
+    prompt = opened.formatter(messages=PROBE_MESSAGES).prompt
+    stage("tokenizing")
+    tokens = opened.vocab.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+    stage(f"prefilling {len(tokens)} tokens")
+    llm = opened.llm
+    llm.eval(tokens)
+    stage(f"decoding {DECODE_TOKENS} tokens")
+    for _ in range(DECODE_TOKENS):
+        token = llm.sample(temp=0.0)
+        llm.detokenize([token])
+        llm.eval([token])
+    stage("done")
+    return 0
+
+
+if __name__ == "__main__":
+    faulthandler.enable(sys.stderr)
+    sys.exit(run(json.loads(sys.argv[1])))
