@@ -1,0 +1,238 @@
+"""Answer quality through the app's own backend on SQuAD v1.1 dev, with a real model, greedy.
+
+    .venv/bin/python benchmarks/answers.py [--articles 5] [--per-article 40] [--max-tokens 48] [--n-ctx 2048]
+
+Held-out articles (the last ``--articles`` of the dev set, which no tuning here looked at) are each
+uploaded whole. Every question is asked in a fresh session four ways, side by side in one run:
+
+* ``article``: the whole article selected, as the app answers it (CAG when it fits ``n_ctx``, else RAG);
+* ``oracle``: only the gold paragraph, uploaded as its own document and cached (CAG);
+* ``none``: no document;
+* ``direct``: the same loaded model prompted straight through llama-cpp-python with the paragraph and
+  the question (no app), the reference the oracle must match.
+
+Scores use SQuAD's normalisation (lower case, no punctuation or articles, folded spaces): exact match,
+token F1, and answer-contains-gold (a gold answer's normalised text inside the normalised answer).
+For ``article`` it also reports whether a retrieved chunk holds a gold answer (and its rank), so a
+reader sees whether answers are lost in retrieval or in reading. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import re
+import statistics
+import string
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from backend.config import Settings  # noqa: E402
+from backend.inference import Sampling, bundled_path  # noqa: E402
+from backend.services import Services, build_services  # noqa: E402
+
+SQUAD = ROOT.parent / "shared" / "testdata" / "qa" / "squad-dev-v1.1.json"
+OWNER = "bench"
+DIRECT_SYSTEM = "Answer the question from the context, briefly."
+
+
+def normalize(text: str) -> str:
+    """SQuAD v1.1's answer normalisation (the official evaluate-v1.1.py)."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def f1(prediction: str, gold: str) -> float:
+    """Token F1 between normalised texts (evaluate-v1.1.py)."""
+    p, g = normalize(prediction).split(), normalize(gold).split()
+    common = collections.Counter(p) & collections.Counter(g)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def scores(prediction: str, golds: tuple[str, ...]) -> dict:
+    """Exact match, F1 and contains-gold against the best of the gold answers."""
+    norm = normalize(prediction)
+    return {"em": max(float(norm == normalize(g)) for g in golds),
+            "f1": max(f1(prediction, g) for g in golds),
+            "contains": max(float(normalize(g) in norm) for g in golds if normalize(g))}
+
+
+@dataclass
+class Item:
+    """One question with its gold answers, its paragraph and its article."""
+
+    question: str
+    golds: tuple[str, ...]
+    paragraph: str
+    title: str
+    results: dict = field(default_factory=dict)
+
+
+def pick(n_articles: int, per_article: int) -> tuple[list[tuple[str, str]], list[Item]]:
+    """The last ``n_articles`` articles and ``per_article`` questions from each, evenly spaced."""
+    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"][-n_articles:]
+    articles, items = [], []
+    for art in data:
+        title = art["title"].replace("_", " ")
+        articles.append((title, title + "\n\n" + "\n\n".join(p["context"] for p in art["paragraphs"])))
+        qas = [(qa, p["context"]) for p in art["paragraphs"] for qa in p["qas"]]
+        step = max(1, len(qas) // per_article)
+        for qa, context in qas[::step][:per_article]:
+            golds = tuple(dict.fromkeys(a["text"] for a in qa["answers"]))
+            items.append(Item(qa["question"], golds, context, title))
+    return articles, items
+
+
+def ask(svc: Services, question: str, doc_ids: list[str], sampling: Sampling) -> tuple[str, dict, list]:
+    """One question in a fresh session through ChatService: answer, metrics, sources."""
+    sid = svc.sessions.create(OWNER)
+    try:
+        for event in svc.chat.stream_turn(OWNER, sid, question, doc_ids, sampling):
+            if event.kind == "done":
+                return event.text, event.data["metrics"], event.data["sources"]
+    finally:
+        svc.sessions.delete(OWNER, sid)
+        svc.chat.forget_session(OWNER, sid)
+    raise RuntimeError("no done event")
+
+
+def ask_direct(svc: Services, paragraph: str, question: str, max_tokens: int) -> tuple[str, float]:
+    """The loaded model prompted directly (llama-cpp-python's chat completion), greedy: answer, TTFT."""
+    messages = [{"role": "system", "content": DIRECT_SYSTEM},
+                {"role": "user", "content": f"Context: {paragraph}\n\nQuestion: {question}"}]
+    with svc.engine.lock:
+        start, first, pieces = time.perf_counter(), None, []
+        for chunk in svc.engine.llm.create_chat_completion(messages, temperature=0.0, max_tokens=max_tokens,
+                                                           stream=True):
+            piece = chunk["choices"][0]["delta"].get("content")
+            if piece:
+                first = first or time.perf_counter()
+                pieces.append(piece)
+    return "".join(pieces), (first or time.perf_counter()) - start
+
+
+def gold_rank(sources: list[dict], golds: tuple[str, ...]) -> int | None:
+    """1-based rank of the first retrieved chunk holding a gold answer, or None."""
+    wanted = [normalize(g) for g in golds if normalize(g)]
+    for rank, src in enumerate(sources, 1):
+        text = normalize(src["text"])
+        if any(w in text for w in wanted):
+            return rank
+    return None
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def run(args) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="kvc-answers-"))
+    settings = Settings(data_dir=data_dir, models_dir=data_dir / "none", model_path=Path(args.model),
+                        auto_download=False, n_ctx=args.n_ctx, max_tokens=args.max_tokens, turn_datetime=False,
+                        temperature=0.0, kv_disk_budget_mb=4096,
+                        **({"system_prompt": args.system_prompt} if args.system_prompt else {}))
+    svc = build_services(settings)
+    if not svc.engine.loaded:
+        raise SystemExit(svc.model_error)
+    sampling = Sampling(max_tokens=args.max_tokens, temperature=0.0)
+    articles, items = pick(args.articles, args.per_article)
+    folder = data_dir / "docs"
+    folder.mkdir()
+    article_ids, paragraph_ids = {}, {}
+    for title, text in articles:
+        path = folder / f"{title}.txt"
+        path.write_text(text, encoding="utf-8")
+        row, _ = svc.documents.upload(OWNER, path)
+        article_ids[title] = (row.doc_id, row.tokens)
+    for item in items:
+        if item.paragraph not in paragraph_ids:
+            path = folder / f"paragraph-{len(paragraph_ids)}.txt"
+            path.write_text(item.paragraph, encoding="utf-8")
+            row, _ = svc.documents.upload(OWNER, path)
+            svc.primer.cache_documents(OWNER, [row.doc_id])
+            paragraph_ids[item.paragraph] = row.doc_id
+    print(f"model {Path(args.model).name}, n_ctx {svc.engine.n_ctx}, greedy, max_tokens {args.max_tokens}; "
+          f"{len(items)} questions from {len(articles)} held-out articles "
+          f"({', '.join(f'{t} {n:,} tokens' for t, (_, n) in article_ids.items())})", flush=True)
+    started = time.perf_counter()
+    for i, item in enumerate(items, 1):
+        for mode, ids in (("article", [article_ids[item.title][0]]), ("oracle", [paragraph_ids[item.paragraph]]),
+                          ("none", [])):
+            answer, metrics, sources = ask(svc, item.question, ids, sampling)
+            item.results[mode] = {**scores(answer, item.golds), "ttft": metrics["ttft_s"],
+                                  "prompt": metrics["prompt_tokens"], "reused": metrics["reused_tokens"],
+                                  "app_mode": metrics["mode"], "rank": gold_rank(sources, item.golds),
+                                  "retrieved": metrics.get("retrieved_tokens", 0), "answer": answer}
+        answer, ttft = ask_direct(svc, item.paragraph, item.question, args.max_tokens)
+        item.results["direct"] = {**scores(answer, item.golds), "ttft": ttft, "answer": answer}
+        if i % 20 == 0:
+            print(f"  {i}/{len(items)} questions, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    svc.close()
+    report(items, args)
+
+
+def report(items: list[Item], args) -> None:
+    n = len(items)
+    print("\n| mode | contains gold | exact match | token F1 | median TTFT s | p95 TTFT s | median prompt tokens "
+          "| median reused tokens |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    labels = {"article": "whole article (as the app answers it)", "oracle": "gold paragraph cached (oracle, CAG)",
+              "none": "no document", "direct": "gold paragraph, llama-cpp-python directly"}
+    summary = {}
+    for mode, label in labels.items():
+        rs = [it.results[mode] for it in items]
+        mean = {k: sum(r[k] for r in rs) / n for k in ("contains", "em", "f1")}
+        ttfts = [r["ttft"] for r in rs]
+        prompt = statistics.median(r["prompt"] for r in rs) if "prompt" in rs[0] else None
+        reused = statistics.median(r["reused"] for r in rs) if "reused" in rs[0] else None
+        summary[mode] = mean
+        print(f"| {label} | {mean['contains']:.3f} | {mean['em']:.3f} | {mean['f1']:.3f} | "
+              f"{statistics.median(ttfts):.3f} | {percentile(ttfts, 0.95):.3f} | "
+              f"{'' if prompt is None else f'{prompt:,.0f}'} | {'' if reused is None else f'{reused:,.0f}'} |")
+    art = [it.results["article"] for it in items]
+    modes = collections.Counter(r["app_mode"] for r in art)
+    hit = [r for r in art if r["rank"] is not None]
+    miss = [r for r in art if r["rank"] is None]
+    ranks = collections.Counter(r["rank"] for r in hit)
+    print(f"\nWhole article: the app chose {dict(modes)}. A retrieved chunk holds a gold answer for "
+          f"{len(hit)}/{n} questions (rank 1: {ranks.get(1, 0)}, 2-3: {ranks.get(2, 0) + ranks.get(3, 0)}, "
+          f"4+: {sum(v for k, v in ranks.items() if k >= 4)}); contains-gold "
+          f"{sum(r['contains'] for r in hit) / max(len(hit), 1):.3f} when retrieved, "
+          f"{sum(r['contains'] for r in miss) / max(len(miss), 1):.3f} when not.")
+    oracle, direct = summary["oracle"]["contains"], summary["direct"]["contains"]
+    print(f"Oracle (app) / direct contains-gold: {oracle:.3f} / {direct:.3f} = "
+          f"{oracle / direct if direct else float('nan'):.2f}x; article / oracle: "
+          f"{summary['article']['contains'] / oracle if oracle else float('nan'):.2f}x.")
+    if args.dump:
+        Path(args.dump).write_text(json.dumps([vars(it) for it in items], indent=1), encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(bundled_path(ROOT / "models")))
+    parser.add_argument("--articles", type=int, default=5)
+    parser.add_argument("--per-article", type=int, default=40)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument("--system-prompt", help="instructions instead of the configured ones")
+    parser.add_argument("--dump", help="write every question's answers and scores to this JSON file")
+    run(parser.parse_args())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Take the README's screenshot: the app on the bundled SmolLM2, a real document uploaded, cached and
+asked about in headless Chromium, as a user would.
+
+    .venv/bin/python scripts/screenshot.py [--out docs/chat.png]
+
+Needs Debian's chromium (``scripts/setup.sh --test`` installs it) and the bundled model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import launch, make_settings, stop  # noqa: E402
+from test_browser import CHROMIUM, FLAGS  # noqa: E402
+
+from backend.documents import Embedder  # noqa: E402
+from backend.inference import fetch_bundled  # noqa: E402
+
+QUESTIONS = ["Who built the Harbor Lighthouse of Vellmora, and when?", "Who is the keeper of the lighthouse?"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "chat.png")
+    parser.add_argument("--document", type=Path, default=ROOT / "docs" / "vellmora.md")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp(prefix="kvc-shot-"))
+    settings = make_settings(tmp / "data", fetch_bundled(ROOT / "models"), n_ctx=4096, max_tokens=96,
+                             turn_datetime=False)
+    app = launch(settings, Embedder(settings.embedding_model, settings.embed_batch_size))
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            page = browser.new_page(viewport={"width": 1440, "height": 1100})
+            page.goto(app.url)
+            box = page.get_by_placeholder("Ask about your documents…")
+            box.wait_for(timeout=60_000)
+            page.locator("input[type=file]").first.set_input_files(str(args.document))
+            page.get_by_text(re.compile(re.escape(args.document.name) + r": \d+ page")).wait_for(timeout=120_000)
+            page.get_by_role("button", name="Cache", exact=True).click()
+            page.get_by_text(re.compile(r"(cached in [0-9.]+ s|already cached): ")).wait_for(timeout=60_000)
+            for i, question in enumerate(QUESTIONS, 1):
+                box.fill(question)
+                box.press("Enter")
+                page.wait_for_function("n => document.body.innerText.split('reused').length - 1 >= n", arg=i,
+                                       timeout=120_000)
+            page.wait_for_timeout(500)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(args.out), full_page=False)
+            browser.close()
+    finally:
+        stop(app)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
