@@ -41,6 +41,7 @@ from backend.services import Services, build_services  # noqa: E402
 SQUAD = ROOT.parent / "shared" / "testdata" / "qa" / "squad-dev-v1.1.json"
 OWNER = "bench"
 DIRECT_SYSTEM = "Answer the question from the context, briefly."
+MODES = ("article", "oracle", "none", "direct")
 
 
 def normalize(text: str) -> str:
@@ -81,9 +82,11 @@ class Item:
     results: dict = field(default_factory=dict)
 
 
-def pick(n_articles: int, per_article: int) -> tuple[list[tuple[str, str]], list[Item]]:
-    """The last ``n_articles`` articles and ``per_article`` questions from each, evenly spaced."""
-    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"][-n_articles:]
+def pick(n_articles: int, per_article: int, tuning: bool = False) -> tuple[list[tuple[str, str]], list[Item]]:
+    """The last ``n_articles`` articles (the first ones with ``tuning``, so that choices made by looking
+    at results never touch the held-out ones) and ``per_article`` questions from each, evenly spaced."""
+    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
+    data = data[:n_articles] if tuning else data[-n_articles:]
     articles, items = [], []
     for art in data:
         title = art["title"].replace("_", " ")
@@ -149,7 +152,7 @@ def run(args) -> None:
     if not svc.engine.loaded:
         raise SystemExit(svc.model_error)
     sampling = Sampling(max_tokens=args.max_tokens, temperature=0.0)
-    articles, items = pick(args.articles, args.per_article)
+    articles, items = pick(args.articles, args.per_article, args.tuning)
     folder = data_dir / "docs"
     folder.mkdir()
     article_ids, paragraph_ids = {}, {}
@@ -172,13 +175,16 @@ def run(args) -> None:
     for i, item in enumerate(items, 1):
         for mode, ids in (("article", [article_ids[item.title][0]]), ("oracle", [paragraph_ids[item.paragraph]]),
                           ("none", [])):
+            if mode not in args.modes:
+                continue
             answer, metrics, sources = ask(svc, item.question, ids, sampling)
             item.results[mode] = {**scores(answer, item.golds), "ttft": metrics["ttft_s"],
                                   "prompt": metrics["prompt_tokens"], "reused": metrics["reused_tokens"],
                                   "app_mode": metrics["mode"], "rank": gold_rank(sources, item.golds),
                                   "retrieved": metrics.get("retrieved_tokens", 0), "answer": answer}
-        answer, ttft = ask_direct(svc, item.paragraph, item.question, args.max_tokens)
-        item.results["direct"] = {**scores(answer, item.golds), "ttft": ttft, "answer": answer}
+        if "direct" in args.modes:
+            answer, ttft = ask_direct(svc, item.paragraph, item.question, args.max_tokens)
+            item.results["direct"] = {**scores(answer, item.golds), "ttft": ttft, "answer": answer}
         if i % 20 == 0:
             print(f"  {i}/{len(items)} questions, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     svc.close()
@@ -194,6 +200,8 @@ def report(items: list[Item], args) -> None:
               "none": "no document", "direct": "gold paragraph, llama-cpp-python directly"}
     summary = {}
     for mode, label in labels.items():
+        if mode not in args.modes:
+            continue
         rs = [it.results[mode] for it in items]
         mean = {k: sum(r[k] for r in rs) / n for k in ("contains", "em", "f1")}
         ttfts = [r["ttft"] for r in rs]
@@ -203,6 +211,8 @@ def report(items: list[Item], args) -> None:
         print(f"| {label} | {mean['contains']:.3f} | {mean['em']:.3f} | {mean['f1']:.3f} | "
               f"{statistics.median(ttfts):.3f} | {percentile(ttfts, 0.95):.3f} | "
               f"{'' if prompt is None else f'{prompt:,.0f}'} | {'' if reused is None else f'{reused:,.0f}'} |")
+    if set(MODES) - set(args.modes):
+        return dump(items, args)
     art = [it.results["article"] for it in items]
     modes = collections.Counter(r["app_mode"] for r in art)
     hit = [r for r in art if r["rank"] is not None]
@@ -217,6 +227,10 @@ def report(items: list[Item], args) -> None:
     print(f"Oracle (app) / direct contains-gold: {oracle:.3f} / {direct:.3f} = "
           f"{oracle / direct if direct else float('nan'):.2f}x; article / oracle: "
           f"{summary['article']['contains'] / oracle if oracle else float('nan'):.2f}x.")
+    dump(items, args)
+
+
+def dump(items: list[Item], args) -> None:
     if args.dump:
         Path(args.dump).write_text(json.dumps([vars(it) for it in items], indent=1), encoding="utf-8")
 
@@ -229,6 +243,10 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--system-prompt", help="instructions instead of the configured ones")
+    parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES),
+                        help="comma-separated subset of " + ",".join(MODES))
+    parser.add_argument("--tuning", action="store_true",
+                        help="use the first articles instead of the held-out last ones (for trying settings)")
     parser.add_argument("--dump", help="write every question's answers and scores to this JSON file")
     run(parser.parse_args())
     return 0
