@@ -13,8 +13,8 @@ from backend.chat import ChatService, MemoryIndex, Primer, SessionStore
 from backend.config import Settings
 from backend.documents import DocumentService, Embedder, Store
 from backend.inference import (Engine, EngineError, LoadParams, ModelInfo, NoModelLoaded, Preflight, RemoteEngine,
-                               RunLogs, bundled_path, list_models, pick_model)
-from backend.kvcache import CacheCatalog, KVCacheStore, Prefetcher, SessionSnapshots, model_identity
+                               RunLogs, bundled_path, list_models, model_identity, pick_model)
+from backend.kvcache import CacheCatalog, KVCacheStore, Prefetcher, SessionSnapshots
 from backend.redis_server import EmbeddedRedis
 
 log = logging.getLogger(__name__)

@@ -34,12 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from squad import OWNER, SQUAD, percentile  # noqa: E402
+
 from backend.config import Settings  # noqa: E402
 from backend.inference import Sampling, bundled_path  # noqa: E402
 from backend.services import Services, build_services  # noqa: E402
-
-SQUAD = ROOT.parent / "shared" / "testdata" / "qa" / "squad-dev-v1.1.json"
-OWNER = "bench"
 DIRECT_SYSTEM = "Answer the question from the context, briefly."
 MODES = ("article", "oracle", "none", "direct")
 
@@ -135,11 +134,6 @@ def gold_rank(sources: list[dict], golds: tuple[str, ...]) -> int | None:
         if any(w in text for w in wanted):
             return rank
     return None
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def run(args) -> None:

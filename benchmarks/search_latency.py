@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from squad import OWNER, ingest, questions, services
+from squad import OWNER, ingest, percentile, questions, services
 
 from backend.documents import DocumentRow, DocumentService, Store  # noqa: E402
 
@@ -48,11 +48,6 @@ def build_corpus(folder: Path, chunks: list[dict], docs: list[dict], size: int, 
         copy += 1
     store.chunks.create_fts_index("text", use_tantivy=False)
     return store
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) of values, by linear interpolation."""
-    return float(np.quantile(np.asarray(values), q))
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """SQuAD v1.1 dev as a document collection, ingested through the app's own pipeline.
 
-Shared by ``retrieval.py`` (hit@k) and ``search_latency.py``. Each of the 48 articles becomes
+Shared by ``retrieval.py`` (hit@k), ``search_latency.py`` and ``answers.py``. Each of the 48 articles becomes
 one text document: its title, then its paragraphs separated by blank lines.
 """
 
@@ -12,6 +12,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -30,6 +32,11 @@ class Question:
     text: str
     answers: tuple[str, ...]
     article: str
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of values, by linear interpolation."""
+    return float(np.quantile(np.asarray(values), q))
 
 
 def articles() -> list[tuple[str, str]]:

@@ -3,8 +3,9 @@
 
 ``Engine.load`` runs ``precheck`` first (so a file that cannot work leaves the current model
 alone), then the preflight in a child process (``backend.inference.preflight``: a file that
-crashes llama.cpp ends the child, not the app), frees the current model, and only then calls ``open_model`` (so two models never share
-memory); if llama.cpp still fails, it reopens the previous model.
+crashes llama.cpp ends the child, not the app), frees the current model, and only then calls
+``open_model`` (so two models never share memory); if llama.cpp still fails, it reopens the
+previous model.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class LoadParams:
 def default_threads() -> int:
     """Threads for decode and prefill when none are configured: every core the process may use.
 
-    On this project's 2-core machine, SmolLM2-135M decodes at 29 tok/s on one thread (llama-cpp-python's
-    default, ``cpu_count // 2``) and 55 tok/s on two (``benchmarks/threads.py``).
+    On this project's 2-core machine, SmolLM2-135M Q4_1 decodes at 52-65 tok/s on one thread
+    (llama-cpp-python's default, ``cpu_count // 2``) and 87-99 tok/s on two (``benchmarks/threads.py``).
     """
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 

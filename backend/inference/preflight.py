@@ -63,8 +63,8 @@ class PreflightResult:
 class _Run:
     """One child run: how it ended, the stage it was in, and its output."""
 
-    ok: bool
     crashed: bool
+    timed_out: bool
     how: str  # "exit 0", "SIGSEGV", "timeout after 300 s", ...
     stage: str
     output: str
@@ -122,16 +122,18 @@ class Preflight:
             if known is not None:
                 self._memo[key] = known
                 return dataclasses.replace(known, remembered=True, seconds=0.0)
-            result = self._run_all(path, params)
+            result, runs = self._run_all(path, params)
             self._memo[key] = result
-            self._write(key, path, result)
+            if not any(run.timed_out for run in runs):  # a hang may be a slow load, not the file: ask again
+                self._write(key, path, result)
             return result
 
-    def _run_all(self, path: Path, params: LoadParams) -> PreflightResult:
+    def _run_all(self, path: Path, params: LoadParams) -> tuple[PreflightResult, list[_Run]]:
+        """The result, and the child runs it took (one, or two when the first crashed with extra buffer types)."""
         start = time.perf_counter()
         first = self._run(path, params)
         if not first.crashed:
-            return PreflightResult(False, params.use_extra_bufts, seconds=time.perf_counter() - start)
+            return PreflightResult(False, params.use_extra_bufts, seconds=time.perf_counter() - start), [first]
         log.error("preflight: %s crashed llama.cpp (%s) while %s", path.name, first.how, first.stage)
         if params.use_extra_bufts:
             second = self._run(path, dataclasses.replace(params, use_extra_bufts=False))
@@ -140,13 +142,14 @@ class Preflight:
                 return PreflightResult(False, False, (
                     f"Model {path.name} crashed llama.cpp with its extra CPU buffer types (AMX or repacked "
                     f"weights; {first.how} while {first.stage}), so it was loaded with use_extra_bufts off."),
-                    time.perf_counter() - start)
+                    time.perf_counter() - start), [first, second]
             log.error("preflight: %s also crashed with use_extra_bufts=False (%s) while %s",
                       path.name, second.how, second.stage)
+        runs = [first, second] if params.use_extra_bufts else [first]
         return PreflightResult(True, params.use_extra_bufts, (
             f"This model crashed llama.cpp while {first.stage} ({first.how}), so it was not loaded and the "
             f"app keeps serving; try another file or quantization of it (an F16 or Q8_0 copy), n_gpu_layers 0, "
-            f"or another llama-cpp-python build."), time.perf_counter() - start)
+            f"or another llama-cpp-python build."), time.perf_counter() - start), runs
 
     def _run(self, path: Path, params: LoadParams) -> _Run:
         """One child run; its output goes to the run log."""
@@ -172,7 +175,7 @@ class Preflight:
             how, crashed = f"exit {rc}", False
         level = logging.ERROR if crashed else logging.DEBUG
         log.log(level, "preflight child of %s (%s):\n%s", path.name, how, output[-20000:].rstrip())
-        return _Run(rc == 0, crashed, how, stage, output)
+        return _Run(crashed, timed_out, how, stage, output)
 
     def _read(self, key: str) -> PreflightResult | None:
         if self.folder is None:
@@ -184,7 +187,7 @@ class Preflight:
             return None
 
     def _write(self, key: str, path: Path, result: PreflightResult) -> None:
-        if self.folder is None or "no answer after" in result.message:  # a hang may be load, not the file
+        if self.folder is None:
             return
         data = {"crashed": result.crashed, "use_extra_bufts": result.use_extra_bufts, "message": result.message,
                 "model": path.name, "checked_at": time.time(), "seconds": round(result.seconds, 3)}

@@ -50,7 +50,7 @@ def run(args: dict) -> int:
     stage(f"decoding {DECODE_TOKENS} tokens")
     for _ in range(DECODE_TOKENS):
         token = llm.sample(temp=0.0)
-        llm.detokenize([token])
+        llm.detokenize([token])  # the engine detokenizes every token it streams: exercise that too
         llm.eval([token])
     stage("done")
     return 0

@@ -4,7 +4,7 @@ prefetch, and the per-user catalog. Imports ``inference`` and ``documents`` (nam
 """
 
 from backend.kvcache.catalog import CacheCatalog, CacheInfo, CacheNotFound
-from backend.kvcache.fingerprint import (KV_TYPE_BYTES, entry_key, fingerprint, kv_bytes_per_token, model_identity,
+from backend.kvcache.fingerprint import (KV_TYPE_BYTES, entry_key, fingerprint, kv_bytes_per_token,
                                          tokens_sha256)
 from backend.kvcache.prefetch import Prefetcher, PrefetchJob
 from backend.kvcache.prefix import PrefixResult, ensure_prefix, prime
@@ -14,4 +14,4 @@ from backend.kvcache.store import CacheEntry, KVCacheStore
 
 __all__ = ["KV_TYPE_BYTES", "CacheCatalog", "CacheEntry", "CacheInfo", "CacheNotFound", "KVCacheStore", "PrefetchJob",
            "Prefetcher", "PrefixResult", "RamTier", "SessionSnapshots", "Snapshot", "Splice", "ensure_prefix",
-           "entry_key", "fingerprint", "kv_bytes_per_token", "model_identity", "prime", "tokens_sha256"]
+           "entry_key", "fingerprint", "kv_bytes_per_token", "prime", "tokens_sha256"]
