@@ -54,9 +54,13 @@ def embedder() -> Embedder:
 
 
 def make_settings(data_dir: Path, model: Path | None, **overrides) -> Settings:
-    """Settings for a test app: greedy decoding, short answers, a context that fits the test PDFs."""
+    """Settings for a test app: greedy decoding, short answers, a context that fits the test PDFs.
+
+    One decode thread: the tiny synthetic model spends microseconds per token, so a second thread only
+    adds synchronisation and takes the other core from the web server (``benchmarks/threads.py``);
+    the real-model tests pass ``n_threads=None`` to run the app's default, every core."""
     values = dict(data_dir=data_dir, models_dir=data_dir / "no-models", model_path=model, n_ctx=16384,
-                  max_tokens=16, temperature=0.0, auto_download=False)
+                  max_tokens=16, temperature=0.0, auto_download=False, n_threads=1)
     values.update(overrides)
     return Settings(**values)
 

@@ -47,7 +47,7 @@ def facts_doc(tmp_path) -> Path:
 
 
 def settings_for(data_dir: Path, model: Path, **overrides):
-    return make_settings(data_dir, model, n_ctx=2048, max_tokens=48, turn_datetime=False, **overrides)
+    return make_settings(data_dir, model, n_ctx=2048, max_tokens=48, turn_datetime=False, n_threads=None, **overrides)
 
 
 def test_cached_document_answers_with_its_facts_and_none_without(tmp_path, smollm2, embedder, facts_doc):
