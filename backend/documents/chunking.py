@@ -1,8 +1,12 @@
-"""Token-aware chunking: fixed windows of embedding-model tokens with overlap.
+"""Token-aware chunking aligned to paragraphs: a chunk is one paragraph (short ones joined to the
+next), and only a paragraph longer than the window is cut into overlapping windows.
 
-Windows are cut on the embedding tokenizer's own token offsets, so no chunk exceeds the
-model's ``max_seq_length`` (text past it would be silently truncated by the encoder and
-never be searchable), and every chunk is an exact slice of its page's text.
+Paragraphs are the text between blank lines. Whole paragraphs make better retrieval units and
+better context for the model than fixed windows, which cut answers in half (issue 13: answers were
+lost at chunk boundaries); a RAG turn caches each chunk's KV state, so a chunk is also a unit of
+reuse. Windows are cut on the embedding tokenizer's own token offsets, so no chunk exceeds the
+model's ``max_seq_length`` (text past it would be silently truncated by the encoder and never be
+searchable), and every chunk is an exact slice of its page's text.
 
 What gets embedded is the chunk preceded by a context line (document title and section), as
 DPR encodes "title [SEP] passage" (Karpukhin et al., 2020); the context line only uses the room
@@ -11,6 +15,7 @@ the chunk leaves, so the chunk itself is never cut.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -38,18 +43,25 @@ class Chunk:
     n_tokens: int
 
 
+_PARAGRAPH = re.compile(r"\S(?:.*?\S)??(?=\s*\n[ \t]*\n|\s*$)", re.DOTALL)
+
+
 def chunk_pages(pages: list[Page], doc_id: str, tokenizer, chunk_tokens: int, overlap_tokens: int,
                 max_seq_length: int | None = None) -> list[Chunk]:
-    """Split pages into overlapping token windows.
+    """Split pages into paragraph-aligned chunks.
+
+    Consecutive paragraphs are joined while the chunk is shorter than a quarter of the window
+    and the next one still fits (a heading or a one-line item joins what follows); a paragraph
+    longer than the window is cut into windows that overlap by ``overlap_tokens``.
 
     Args:
-        pages: extracted pages (or sections of pages); windows never cross from one to the next.
+        pages: extracted pages (or sections of pages); chunks never cross from one to the next.
         doc_id: id stamped on every chunk.
         tokenizer: a Hugging Face *fast* tokenizer (needs ``return_offsets_mapping``).
-        chunk_tokens: window length, tokens.
-        overlap_tokens: tokens shared by consecutive windows of a page; must be < the window.
+        chunk_tokens: longest chunk, tokens.
+        overlap_tokens: tokens shared by consecutive windows of one long paragraph; must be < the window.
         max_seq_length: the embedding model's input limit, tokens (sentence-transformers'
-            ``max_seq_length``); windows are capped so a chunk plus the tokenizer's special
+            ``max_seq_length``); chunks are capped so a chunk plus the tokenizer's special
             tokens fits it. None: no cap beyond ``chunk_tokens``.
 
     Returns:
@@ -62,21 +74,55 @@ def chunk_pages(pages: list[Page], doc_id: str, tokenizer, chunk_tokens: int, ov
         chunk_tokens = min(chunk_tokens, max_seq_length - tokenizer.num_special_tokens_to_add())
     if overlap_tokens >= chunk_tokens:
         raise ValueError("overlap_tokens must be smaller than chunk_tokens")
-    step = chunk_tokens - overlap_tokens
     chunks: list[Chunk] = []
     for page in pages:
         if not page.text.strip():
             continue
         offsets = tokenizer(page.text, add_special_tokens=False, return_offsets_mapping=True,
                             verbose=False)["offset_mapping"]
-        for start in range(0, max(len(offsets) - overlap_tokens, 1), step):
-            window = offsets[start:start + chunk_tokens]
-            if not window:
-                break
-            text, n_tokens = _fit(page.text, window, tokenizer, chunk_tokens)
-            if text:
-                chunks.append(Chunk(doc_id, len(chunks), page.number, page.section, text, n_tokens))
+        for first, last in _groups(_paragraph_tokens(page.text, offsets), chunk_tokens):
+            for start, end in _windows(first, last, chunk_tokens, overlap_tokens):
+                text, n_tokens = _fit(page.text, offsets[start:end], tokenizer, chunk_tokens)
+                if text:
+                    chunks.append(Chunk(doc_id, len(chunks), page.number, page.section, text, n_tokens))
     return chunks
+
+
+def _paragraph_tokens(text: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``[start, end)`` token ranges of the paragraphs of ``text`` (tokens that start before a
+    paragraph's end and after the previous one's), in order; paragraphs without tokens are skipped."""
+    spans, i = [], 0
+    for match in _PARAGRAPH.finditer(text):
+        start = i
+        while i < len(offsets) and offsets[i][0] < match.end():
+            i += 1
+        if i > start:
+            spans.append((start, i))
+    return spans
+
+
+def _groups(paragraphs: list[tuple[int, int]], chunk_tokens: int) -> list[tuple[int, int]]:
+    """Token ranges of chunks: each paragraph, joined to the following ones while the group is
+    under a quarter of ``chunk_tokens`` and the next paragraph still fits."""
+    groups: list[tuple[int, int]] = []
+    for start, end in paragraphs:
+        if groups:
+            first, last = groups[-1]
+            if last - first < chunk_tokens // 4 and end - first <= chunk_tokens:
+                groups[-1] = (first, end)
+                continue
+        groups.append((start, end))
+    return groups
+
+
+def _windows(first: int, last: int, chunk_tokens: int, overlap_tokens: int) -> list[tuple[int, int]]:
+    """``[start, end)`` windows over tokens ``first..last``: one when it fits, else windows of
+    ``chunk_tokens`` overlapping by ``overlap_tokens``, the last one ending at ``last``."""
+    if last - first <= chunk_tokens:
+        return [(first, last)]
+    step = chunk_tokens - overlap_tokens
+    starts = range(first, max(last - overlap_tokens, first + 1), step)
+    return [(s, min(s + chunk_tokens, last)) for s in starts if s < last]
 
 
 def title_of(filename: str) -> str:

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from conftest import TESTDATA, make_settings
 
-from backend.documents import DocumentError, chunk_pages, embedding_text, extract, title_of
+from backend.documents import DocumentError, Page, chunk_pages, embedding_text, extract, title_of
 from backend.services import build_services
 
 OWNER = "local"
@@ -48,6 +48,25 @@ def test_no_chunk_exceeds_the_embedders_max_seq_length(embedder, relative):
     # and the windows cover the text: every word of the document is in some chunk
     chunk_words = set(re.findall(r"\w+", " ".join(c.text for c in chunks)))
     assert set(re.findall(r"\w+", doc.text)) <= chunk_words
+
+
+def test_chunks_follow_paragraphs_and_only_long_ones_are_windowed(embedder):
+    tok = embedder.tokenizer
+    heading = "Harbor Lighthouses"
+    paragraphs = [f"The lighthouse of town {i} was built in {1800 + i} and its lamp is {c}. " * 6
+                  for i, c in enumerate(["green", "red", "blue"])]
+    long = " ".join(f"Sentence {i} of the long paragraph talks about tides and ships." for i in range(80))
+    text = "\n\n".join([heading, *paragraphs, long, "The end."])
+    chunks = chunk_pages([Page(1, text)], "d", tok, 254, 40, embedder.max_seq_length)
+    # the heading is short, so it joins the first paragraph; every other paragraph is its own chunk
+    assert chunks[0].text == heading + "\n\n" + paragraphs[0].strip()
+    assert [c.text for c in chunks[1:3]] == [p.strip() for p in paragraphs[1:]]
+    windows = [c for c in chunks if "long paragraph" in c.text]
+    assert len(windows) >= 3 and all(c.n_tokens <= 254 for c in windows)
+    assert all(w.text in long for w in windows)  # windows stay inside their paragraph
+    assert " ".join(windows[0].text.split()[-8:]) in windows[1].text  # neighbouring windows overlap
+    assert chunks[-1].text == "The end."  # a short last paragraph has nothing after it to join
+    assert [c.index for c in chunks] == list(range(len(chunks)))
 
 
 def test_service_caps_chunk_size_to_the_model(services, tmp_path):
