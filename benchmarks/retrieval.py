@@ -4,8 +4,8 @@ Usage::
 
     python benchmarks/retrieval.py [--limit N]
 
-The 48 articles go through the app's own pipeline (extract -> 200-token chunks with 40 overlap
--> all-MiniLM-L6-v2 -> LanceDB), one text document per article. For each of the 10,570
+The 48 articles go through the app's own pipeline (extract -> paragraph-aligned chunks of at most
+254 tokens -> all-MiniLM-L6-v2 -> LanceDB), one text document per article. For each of the 10,570
 questions (or the first ``--limit``), every method retrieves its top-10 chunks from all 48
 documents through ``Store.search`` (the code behind ``search_documents``); a question is a hit
 at k when one of its gold answers occurs in one of the top-k chunks (case-insensitive, whitespace
@@ -22,7 +22,7 @@ import time
 
 from squad import OWNER, ingest, questions, services
 
-KS = (1, 5, 10)
+KS = (1, 3, 5, 10)
 METHODS = ("vector", "fts", "hybrid")
 
 
@@ -60,8 +60,8 @@ def main() -> None:
         n = len(qs)
         print(f"{len(doc_ids)} documents, {svc.store.count_chunks():,} chunks (ingested in {ingest_s:.0f} s), "
               f"{n:,} questions (embedded in {embed_s:.0f} s)\n")
-        print("| method | hit@1 | hit@5 | hit@10 | mean search ms |")
-        print("|---|---:|---:|---:|---:|")
+        print("| method | " + " | ".join(f"hit@{k}" for k in KS) + " | mean search ms |")
+        print("|---|" + "---:|" * (len(KS) + 1))
         for method in METHODS:
             row = " | ".join(f"{hits[method][k] / n:.4f}" for k in KS)
             print(f"| {method} | {row} | {1000 * search_s[method] / n:.1f} |")

@@ -66,7 +66,7 @@ def render(services: Services) -> None:
         return [document_dict(r, cached) for r in services.documents.list(owner)]
 
     def search_documents(query: str, doc_ids: list[str], k: int, request: gr.Request) -> list[dict]:
-        """Hybrid (BM25 + vector, RRF) search; doc_ids limits it to those documents (empty: all).
+        """Hybrid (BM25 + vector, score-fused) search; doc_ids limits it to those documents (empty: all).
 
         Returns up to k chunks, best first: doc_id, name, page, section, idx, score, text.
         """
@@ -97,13 +97,15 @@ def render(services: Services) -> None:
         return {"doc_id": doc_id, "deleted": True}
 
     def cache_document(doc_id: str, request: gr.Request) -> dict:
-        """Prefill the system instructions plus this document and save the KV state to disk."""
+        """Prefill the system instructions plus this document and save the KV state to disk; a document
+        longer than the context window has each chunk's RAG prefix cached instead (tier ``chunks``)."""
         with user_errors():
             return services.primer.cache_documents(owner_of(request), [doc_id])
 
     def list_caches(request: gr.Request) -> list[dict]:
         """The KV-cache entries: key, documents, doc_ids, tokens, bytes, tier, usable (fits the
-        loaded model), created_at, last_used_at (Unix seconds)."""
+        loaded model), created_at, last_used_at (Unix seconds), chunks (chunk indexes of a RAG chunk
+        prefix, empty for documents)."""
         return [asdict(c) for c in services.caches.list(owner_of(request))]
 
     def delete_cache(key: str, request: gr.Request) -> dict:
