@@ -99,13 +99,18 @@ class Settings(BaseSettings):
     # Retrieval
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
     embed_batch_size: int = Field(64, ge=1, description="Chunks per embedding batch.")
-    chunk_tokens: int = Field(200, ge=16, description="Chunk length in embedding-model tokens (<= its max_seq_length).")
-    chunk_overlap_tokens: int = Field(40, ge=0, description="Tokens shared by neighbouring chunks.")
-    retrieval_top_k: int = Field(5, ge=1, description="Chunks put into a RAG turn.")
+    chunk_tokens: int = Field(256, ge=16, description="Longest chunk in embedding-model tokens (capped at its max_seq_length); chunks follow paragraphs.")
+    chunk_overlap_tokens: int = Field(40, ge=0, description="Tokens shared by neighbouring windows of a paragraph longer than a chunk.")
+    retrieval_top_k: int = Field(5, ge=1, description="Chunks retrieved for a RAG turn (shown as its sources).")
+    rag_prefix_chunks: int = Field(
+        1, ge=0, le=8,
+        description="Best chunks a RAG turn puts in its cached prefix; each chunk set's KV state is saved like a "
+                    "document's, so a question about a chunk seen before starts at primed-document speed. "
+                    "0: the top retrieval_top_k chunks go in the user turn instead, prefilled every turn.")
 
     # KV cache and sessions
     kv_disk_budget_mb: float = Field(4096.0, gt=0, description="Disk space for KV cache files, MiB; LRU eviction past it.")
-    prime_on_upload: bool = Field(False, description="Cache each uploaded document at once (when a model is loaded and it fits n_ctx).")
+    prime_on_upload: bool = Field(False, description="Cache each uploaded document at once when a model is loaded (a document longer than n_ctx: each chunk's RAG prefix).")
     kv_ram_budget_mb: float = Field(2048.0, ge=0, description="Memory for recently used KV states, MiB (0 = off); LRU eviction past it.")
     redis_url: str | None = Field(
         None,

@@ -1,4 +1,5 @@
-"""KV caches panel: every saved prefix with its documents, tokens, size, tier and last use; delete one."""
+"""KV caches panel: every saved prefix (a document set, or a RAG chunk) with its tokens, size, tier and
+last use; delete one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import gradio as gr
 from backend.services import Services
 from components.common import human_bytes, owner_of, user_errors
 
-COLUMNS = ["Documents", "Tokens", "Size", "Tier", "Fits model", "Last used", "Key"]
+COLUMNS = ["Documents", "Kind", "Tokens", "Size", "Tier", "Fits model", "Last used", "Key"]
 
 
 def rows(services: Services, owner: str) -> tuple[list[list], list[tuple[str, str]]]:
@@ -18,7 +19,7 @@ def rows(services: Services, owner: str) -> tuple[list[list], list[tuple[str, st
     for c in services.caches.list(owner):
         names = " + ".join(c.documents) or "(instructions only)"
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.last_used_at))
-        table.append([names, f"{c.tokens:,}", human_bytes(c.bytes), c.tier, "yes" if c.usable else "no", used,
+        table.append([names, "RAG chunk" if c.chunks else "document", f"{c.tokens:,}", human_bytes(c.bytes), c.tier, "yes" if c.usable else "no", used,
                       c.key[:12]])
         choices.append((f"{names} · {c.tokens:,} tok · {human_bytes(c.bytes)}", c.key))
     return table, choices

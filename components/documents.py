@@ -110,8 +110,9 @@ def render(services: Services) -> DocumentsPanel:
                 progress((i + 0.99) / len(paths), desc=f"{name}: reading it into the KV cache")
                 with user_errors():
                     primed = services.primer.cache_if_possible(owner, row.doc_id)
-                lines[-1] += (f", cached ({primed['tokens']:,} tokens)" if primed else
-                              ", not cached (no model loaded, or too long: questions will use retrieval)")
+                lines[-1] += (", not cached (no model loaded: questions will use retrieval)" if not primed else
+                              f", cached as {primed['chunks']} RAG chunks" if primed["tier"] == "chunks" else
+                              f", cached ({primed['tokens']:,} tokens)")
         return "\n\n".join(lines), *refresh(services, owner, list(selected or []) + new_ids), None
 
     def cache_selected(selected: list[str], request: gr.Request, progress=gr.Progress()):
@@ -123,7 +124,16 @@ def render(services: Services) -> DocumentsPanel:
             for i, doc_id in enumerate(selected):
                 name = services.documents.get(owner, doc_id).name
                 progress(i / len(selected), desc=f"Reading {name} into the KV cache")
-                r = services.primer.cache_documents(owner, [doc_id])
+
+                def step(done: int, total: int, i=i, name=name) -> None:
+                    progress((i + done / total) / len(selected), desc=f"{name}: chunk {done} of {total}")
+
+                r = services.primer.cache_documents(owner, [doc_id], step)
+                if r["tier"] == "chunks":
+                    lines.append(f"✓ **{name}** is longer than the context window, so each of its {r['chunks']} "
+                                 f"chunks was cached for retrieval ({r['computed']} computed in {r['seconds']:.1f} s): "
+                                 f"{human_bytes(r['bytes'])}")
+                    continue
                 verb = "already cached" if r["tier"] == "disk" else f"cached in {r['seconds']:.2f} s"
                 lines.append(f"✓ **{name}** {verb}: {r['tokens']:,} tokens, {human_bytes(r['bytes'])}")
         return "\n\n".join(lines), refresh(services, owner, selected)[0]

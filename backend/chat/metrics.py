@@ -10,6 +10,7 @@
 | ``snapshot_tokens`` / ``chained_tokens`` | tokens from the session's snapshot / a shorter set's prefix |
 | ``server_cached_tokens`` | prompt tokens a remote server reports it took from its prefix cache (None: not reported) |
 | ``prefix_tokens``, ``history_tokens``, ``retrieved_tokens``, ``question_tokens``, ``max_tokens`` | how ``n_ctx`` was split |
+| ``prefix_chunks`` | RAG chunks in the cached prefix (their KV comes from ``cache_tier`` like a document's) |
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def turn_metrics(plan: Plan, max_tokens: int, n_ctx: int, prefix: PrefixResult, 
         "history_messages": prompt.history_messages,
         "history_tokens": prompt.history_tokens,
         "retrieved_tokens": plan.retrieved_tokens,
+        "prefix_chunks": len(plan.prefix_chunks),
         "question_tokens": prompt.n_tokens - prompt.n_prefix - prompt.history_tokens - plan.retrieved_tokens,
         "max_tokens": max_tokens,
         "n_ctx": n_ctx,
@@ -77,6 +79,8 @@ def seconds(s: float) -> str:
 def metrics_line(m: dict) -> str:
     """One line of per-answer metrics, shown under the answer and in exports."""
     tier = m.get("cache_tier", "?") + (" snapshot" if m.get("snapshot_tokens") else "")
+    if m.get("prefix_chunks"):
+        tier = f"{m['prefix_chunks']} chunk{'s' if m['prefix_chunks'] > 1 else ''} {tier}"
     reused = f"reused {m.get('reused_tokens', 0):,} tok ({tier})"
     if tier == "remote":
         cached = m.get("server_cached_tokens")

@@ -1,14 +1,16 @@
-"""Planning a turn: CAG (the documents in the cached prefix) or RAG (top-k chunks in the user turn),
-within the ``n_ctx`` budgets, for the local engine (token ids) or a remote server (messages).
+"""Planning a turn: CAG (the documents in the cached prefix) or RAG (the best retrieved chunks as the
+cached prefix, so each chunk's KV state is computed once and restored like a document's; or, with
+``rag_prefix_chunks=0``, the top-k chunks in the user turn), within the ``n_ctx`` budgets, for the
+local engine (token ids) or a remote server (messages).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backend.chat.prompts import Prompt, build_prompt, rag_user_text, system_text
 from backend.config import Settings
-from backend.documents import DocumentService, Hit
+from backend.documents import DocText, DocumentService, Hit
 from backend.inference import Engine, RemoteEngine, RemotePrompt
 from backend.kvcache import Splice
 
@@ -21,15 +23,30 @@ class ChatError(ValueError):
 
 @dataclass(frozen=True)
 class Plan:
-    """What a turn will send: the prompt, its mode, the documents in its prefix, and for RAG the
-    chunks in its user turn and the tokens they take."""
+    """What a turn will send.
+
+    Attributes:
+        mode: ``cag``, ``rag`` or ``chat``.
+        prompt: the laid-out prompt.
+        prefix_doc_ids: the documents in the cached prefix (one entry per chunk for a RAG prefix).
+        sources: for RAG, the retrieved chunks, best first.
+        retrieved_tokens: tokens the chunks put in the user turn (0 when they are in the prefix).
+        prefix_chunks: for a RAG prefix of chunks, each ``prefix_doc_ids`` entry's chunk index.
+    """
 
     mode: str
     prompt: Prompt | RemotePrompt
     prefix_doc_ids: list[str]
     sources: list[Hit]
     retrieved_tokens: int = 0
+    prefix_chunks: list[int] = field(default_factory=list)
 
+
+def chunk_doc(hit: Hit) -> DocText:
+    """A retrieved chunk as a document of the cached prefix: the same chunk always renders to the
+    same block (name, page and section, then its text), so its saved KV state is found again."""
+    where = f"page {hit.page}" + (f", {hit.section}" if hit.section else "")
+    return DocText(hit.doc_id, f"{hit.name} ({where})", hit.text)
 
 
 class Planner:
@@ -63,7 +80,8 @@ class Planner:
     def plan(self, owner: str, message: str, doc_ids: list[str], history: list[dict], max_tokens: int,
              mode: str = "auto", splice: Splice | None = None, instructions: str | None = None,
              query: str | None = None) -> Plan:
-        """Choose CAG (documents in the cached prefix) or RAG (top-k chunks in the user turn).
+        """Choose CAG (documents in the cached prefix) or RAG (retrieved chunks: the best
+        ``rag_prefix_chunks`` as the cached prefix, or with 0 the top-k in the user turn).
 
         Args:
             owner / message / doc_ids / history: the turn; ``history`` as ``{"role", "content"}`` dicts.
@@ -95,6 +113,12 @@ class Planner:
                                     f"(n_ctx {self.n_ctx}) with room for the answer; "
                                     "choose Auto or Retrieval mode, or select fewer documents.")
             ranked = self.documents.search(owner, query or message, doc_ids, s.retrieval_top_k)
+            for k in range(min(s.rag_prefix_chunks, len(ranked)), 0, -1):  # the best chunks as the prefix
+                hits = ranked[:k]
+                prompt = self._build(system_text(instructions, [chunk_doc(h) for h in hits]), history, message,
+                                     **budgets)
+                if prompt is not None:
+                    return Plan("rag", prompt, [h.doc_id for h in hits], hits, 0, [h.idx for h in hits])
             system = system_text(instructions, [])
             question = self.count_tokens(message)
             for k in range(max(len(ranked), 1), 0, -1):  # as many of the best chunks as fit

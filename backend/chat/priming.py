@@ -2,15 +2,17 @@
 button, prime on upload) and prefetch while the user types (see ``backend.kvcache.prefetch``).
 
 Both build the same cached prefix a chat turn would (``prompts.system_text`` over the documents'
-text), so a primed prefix is exactly the one the next question restores.
+text, or over one retrieved chunk for a document too long for ``n_ctx``), so a primed prefix is
+exactly the one the next question restores.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
-from backend.chat.planner import ChatError
+from backend.chat.planner import ChatError, chunk_doc
 from backend.chat.prompts import prefix_tokens, system_text
 from backend.chat.sessions import SessionStore
 from backend.config import Settings
@@ -38,21 +40,26 @@ class Primer:
         self.settings, self.engine, self.kv_store, self.sessions = settings, engine, kv_store, sessions
         self.documents, self.snapshots, self.prefetcher, self.remote = documents, snapshots, prefetcher, remote
 
-    def cache_documents(self, owner: str, doc_ids: list[str]) -> dict:
-        """Prefill the instructions plus these documents and save the KV state.
+    def cache_documents(self, owner: str, doc_ids: list[str],
+                        progress: Callable[[int, int], None] | None = None) -> dict:
+        """Prefill the instructions plus these documents and save the KV state; a single document
+        too long for the context window has each of its chunks cached instead (``cache_chunks``).
 
         Args:
             owner: the user.
             doc_ids: documents, in prefix order.
+            progress: called with ``(chunks done, chunks)`` while chunks are cached.
 
         Returns:
             ``{"doc_id", "doc_ids", "tokens", "bytes", "seconds", "tier"}`` (tokens of the prefix,
             bytes of the saved state, seconds of wall time). With a remote server the prefix is sent
-            with ``max_tokens=1`` so the server caches it (tier ``remote``, no bytes here).
+            with ``max_tokens=1`` so the server caches it (tier ``remote``, no bytes here). For
+            chunks, tier ``chunks`` and ``cache_chunks``'s extra fields.
 
         Raises:
             NoModelLoaded: no model.
-            ChatError: the documents do not fit the context window.
+            ChatError: the documents do not fit the context window (and are not one document
+                whose chunks can be cached instead).
             DocumentError: unknown id.
         """
         if self.remote is not None:
@@ -64,6 +71,8 @@ class Primer:
             raise NoModelLoaded()
         tokens, docs = self._doc_prefix(owner, doc_ids)
         room = self._prefix_room()
+        if len(tokens) > room and len(doc_ids) == 1 and self.settings.rag_prefix_chunks > 0:
+            return self.cache_chunks(owner, doc_ids[0], progress)
         if len(tokens) > room:
             names = ", ".join(d.name for d in docs)
             raise ChatError(f"'{names}' is {len(tokens)} tokens, more than the {room} that fit in the context "
@@ -74,6 +83,42 @@ class Primer:
         return {"doc_id": doc_ids[0] if len(doc_ids) == 1 else None, "doc_ids": list(doc_ids),
                 "tokens": len(tokens), "bytes": result.state_bytes,
                 "seconds": round(time.perf_counter() - start, 4), "tier": result.tier}
+
+    def cache_chunks(self, owner: str, doc_id: str, progress: Callable[[int, int], None] | None = None) -> dict:
+        """Save the KV state of each chunk's RAG prefix (the instructions and that chunk, as a RAG
+        turn lays it out with ``rag_prefix_chunks=1``), so questions about a long document restore
+        their chunk instead of prefilling it (TurboRAG's offline chunk KV, Lu et al. 2024, with each
+        chunk kept whole with its own instructions instead of re-positioned). The lock is taken per
+        chunk, so questions go ahead in between.
+
+        Args:
+            owner: the user.
+            doc_id: the document.
+            progress: called with ``(chunks done, chunks)`` after each chunk.
+
+        Returns:
+            ``{"doc_id", "doc_ids", "tokens", "bytes", "seconds", "tier": "chunks", "chunks",
+            "computed"}``: prefix tokens and state bytes summed over the chunks, and how many of
+            them had to be computed (the others were already saved).
+
+        Raises:
+            NoModelLoaded: no model.
+            DocumentError: unknown id.
+        """
+        if not self.engine.loaded:
+            raise NoModelLoaded()
+        hits = self.documents.chunks(owner, doc_id)
+        start, tokens, size, computed = time.perf_counter(), 0, 0, 0
+        for i, hit in enumerate(hits):
+            prefix = prefix_tokens(self.engine, system_text(self.settings.system_prompt, [chunk_doc(hit)]))
+            with self.engine.lock:
+                result = prime(self.engine, self.kv_store, prefix, [doc_id], owner, chunks=[hit.idx])
+            tokens, size, computed = tokens + len(prefix), size + result.state_bytes, computed + (result.tier == "miss")
+            if progress:
+                progress(i + 1, len(hits))
+        return {"doc_id": doc_id, "doc_ids": [doc_id], "tokens": tokens, "bytes": size,
+                "seconds": round(time.perf_counter() - start, 4), "tier": "chunks", "chunks": len(hits),
+                "computed": computed}
 
     def cache_if_possible(self, owner: str, doc_id: str) -> dict | None:
         """Prime one document right after its upload ("prime on upload"), when that can work.

@@ -203,7 +203,7 @@ class ChatService:
                 start = time.perf_counter()
                 prefix = (self.snapshots.restore(engine, turn.snapshot, plan.prompt.prefix_tokens, plan.prompt.tokens)
                           or ensure_prefix(engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
-                                           turn.owner))
+                                           turn.owner, chunks=plan.prefix_chunks))
                 answer = self._relay(engine.stream(plan.prompt.tokens, turn.sampling, stats), events, stop)
                 self._finish(turn, prefix, stats, start, answer, events, stop.is_set(), engine.n_ctx)
                 self.snapshots.take(engine, turn.owner, turn.session_id, plan.prompt.tokens, plan.prompt.text,

@@ -220,6 +220,15 @@ class DocumentService:
         row = self.get(owner, doc_id)
         return DocText(doc_id, row.name, self._prompt_text(self._pages(row), row.kind))
 
+    def chunks(self, owner: str, doc_id: str) -> list[Hit]:
+        """A document's chunks in order, as search hits with score 0 (what a RAG turn would retrieve).
+
+        Raises:
+            DocumentError: unknown id.
+        """
+        self.get(owner, doc_id)
+        return self.store.chunk_hits(owner, doc_id)
+
     def pages(self, owner: str, doc_id: str) -> list[Page]:
         """A document's extracted pages (and sections), as stored at ingestion.
 

@@ -3,7 +3,7 @@ the loaded model; also which documents have a usable single-document cache."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backend.documents import Store
 from backend.inference import Engine
@@ -21,7 +21,8 @@ class CacheInfo:
 
     Attributes:
         key: the entry's key (its file stem).
-        documents: names of the documents in the prefix, in order (``doc_id`` when deleted).
+        documents: names of the documents in the prefix, in order (``doc_id`` when deleted); for a
+            RAG chunk prefix, ``"<name> · chunk <n>"`` (1-based) per chunk.
         doc_ids: their ids.
         tokens: prefix length, tokens.
         bytes: size of the saved KV state, bytes.
@@ -40,6 +41,12 @@ class CacheInfo:
     usable: bool
     created_at: float
     last_used_at: float
+    chunks: list[int] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """``chunk`` for a RAG chunk prefix, else ``document``."""
+        return "chunk" if self.chunks else "document"
 
 
 class CacheCatalog:
@@ -59,9 +66,10 @@ class CacheCatalog:
         return fingerprint(self.engine) if self.engine.loaded else None
 
     def _info(self, e: CacheEntry, fp: dict | None, names: dict[str, str]) -> CacheInfo:
-        return CacheInfo(e.key, [names.get(d, d) for d in e.doc_ids], list(e.doc_ids), e.n_tokens, e.state_bytes,
+        labels = [names.get(d, d) + ("" if c is None else f" · chunk {c + 1}") for d, c in e.parts]
+        return CacheInfo(e.key, labels, list(e.doc_ids), e.n_tokens, e.state_bytes,
                          "ram" if e.key in self.kv_store.ram else "disk", fp is not None and e.fingerprint == fp,
-                         e.created_at, e.last_used_at)
+                         e.created_at, e.last_used_at, list(e.chunks))
 
     def list(self, owner: str) -> list[CacheInfo]:
         """The owner's entries, most recently used first."""
@@ -71,12 +79,13 @@ class CacheCatalog:
         return [self._info(e, fp, names) for e in entries]
 
     def cached(self, owner: str) -> dict[tuple[str, ...], CacheEntry]:
-        """Saved prefixes of this owner usable by the loaded model, keyed by their document ids
-        (most recently used first). With no model loaded, every saved prefix of the owner is listed."""
+        """Saved prefixes of whole documents of this owner usable by the loaded model, keyed by their
+        document ids (most recently used first); RAG chunk prefixes are left out. With no model
+        loaded, every such prefix of the owner is listed."""
         fp = self._fingerprint()
         out: dict[tuple[str, ...], CacheEntry] = {}
         for e in self.kv_store.entries():
-            if e.owner == owner and e.doc_ids and (fp is None or e.fingerprint == fp):
+            if e.owner == owner and e.doc_ids and not e.chunks and (fp is None or e.fingerprint == fp):
                 out.setdefault(e.doc_ids, e)
         return out
 

@@ -52,7 +52,8 @@ class PrefixResult:
 
 
 def _prefill_and_save(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: list[int],
-                      doc_ids: list[str], owner: str, should_stop: Callable[[], bool] | None = None) -> PrefixResult:
+                      doc_ids: list[str], owner: str, should_stop: Callable[[], bool] | None = None,
+                      chunks: list[int] | tuple[int, ...] = ()) -> PrefixResult:
     """Evaluate the prefix (keeping any matching part already in the context) and save its state.
 
     Raises:
@@ -62,14 +63,16 @@ def _prefill_and_save(engine: Engine, store: KVCacheStore, key: str, fp: dict, t
     evaluated = engine.prefill(tokens, should_stop, PREEMPTIBLE_CHUNK_TOKENS if should_stop else None)
     prefill_s = time.perf_counter() - start
     state = engine.get_state()
-    store.save(key, fp, tokens, state, doc_ids, owner)
+    store.save(key, fp, tokens, state, doc_ids, owner, chunks)
     return PrefixResult("miss", len(tokens), prefill_s=prefill_s, state_bytes=len(state), prefilled_tokens=evaluated)
 
 
-def prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str) -> PrefixResult:
-    """Make sure a saved state for this prefix exists on disk (the **Cache** button).
+def prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str,
+          chunks: list[int] | tuple[int, ...] = ()) -> PrefixResult:
+    """Make sure a saved state for this prefix exists on disk (the **Cache** button, or a RAG
+    chunk's prefix computed ahead of its first question).
 
-    Caller must hold ``engine.lock``.
+    Caller must hold ``engine.lock``. ``chunks``: as for ``ensure_prefix``.
 
     Returns:
         tier ``disk`` when a file already existed (nothing computed), else ``miss``.
@@ -79,11 +82,12 @@ def prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[
     existing = store.entry(key)
     if existing is not None and existing.fingerprint == fp:
         return PrefixResult("disk", len(tokens), state_bytes=existing.state_bytes)
-    return _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner)
+    return _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner, chunks=chunks)
 
 
 def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str,
-                  should_stop: Callable[[], bool] | None = None) -> PrefixResult:
+                  should_stop: Callable[[], bool] | None = None,
+                  chunks: list[int] | tuple[int, ...] = ()) -> PrefixResult:
     """Make the context start with ``tokens``: reuse it, restore it from disk, or prefill and save it.
 
     Caller must hold ``engine.lock``.
@@ -95,6 +99,8 @@ def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_id
         doc_ids: the documents in the prefix, recorded in the sidecar.
         owner: recorded in the sidecar.
         should_stop: makes a prefill preemptible (checked every ``PREEMPTIBLE_CHUNK_TOKENS``).
+        chunks: for a RAG turn's prefix of retrieved chunks, each ``doc_ids`` entry's chunk
+            index (recorded in the sidecar); empty for whole documents.
 
     Returns:
         Which tier served it and what it cost.
@@ -110,8 +116,9 @@ def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_id
     tier, state_bytes = _restore(engine, store, key, fp, tokens)
     if tier:
         return PrefixResult(tier, len(tokens), restore_s=time.perf_counter() - start, state_bytes=state_bytes)
-    chained, restore_s = _restore_shorter_set(engine, store, fp, tokens, doc_ids), time.perf_counter() - start
-    result = _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner, should_stop)
+    chained = _restore_shorter_set(engine, store, fp, tokens, doc_ids, chunks)
+    restore_s = time.perf_counter() - start
+    result = _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner, should_stop, chunks)
     return PrefixResult("miss", result.n_tokens, restore_s=restore_s if chained else 0.0, prefill_s=result.prefill_s,
                         state_bytes=result.state_bytes, chained_tokens=chained,
                         prefilled_tokens=result.prefilled_tokens)
@@ -136,10 +143,11 @@ def _restore(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: li
     return tier, len(state)
 
 
-def _restore_shorter_set(engine: Engine, store: KVCacheStore, fp: dict, tokens: list[int], doc_ids: list[str]) -> int:
-    """Prefix chaining: restore the cached prefix of the longest document set that ``doc_ids``
-    starts with (e.g. ``[A]`` for ``[A, B]``), when it shares more tokens with ``tokens`` than the
-    context already does.
+def _restore_shorter_set(engine: Engine, store: KVCacheStore, fp: dict, tokens: list[int], doc_ids: list[str],
+                         chunks: list[int] | tuple[int, ...] = ()) -> int:
+    """Prefix chaining: restore the cached prefix of the longest document (or chunk) set that
+    ``doc_ids`` (with ``chunks``) starts with (e.g. ``[A]`` for ``[A, B]``), when it shares more
+    tokens with ``tokens`` than the context already does.
 
     Returns:
         How many of ``tokens`` the context now holds from that entry (0 when none was used).
@@ -147,10 +155,11 @@ def _restore_shorter_set(engine: Engine, store: KVCacheStore, fp: dict, tokens: 
     if len(doc_ids) < 2:  # a single document has no shorter set to start from
         return 0
     have = common_prefix_len(engine.context_tokens, tokens)
+    parts = tuple(zip(doc_ids, chunks or (None,) * len(doc_ids)))
     best = None
     for e in store.entries():
         n = len(e.doc_ids)
-        if e.fingerprint == fp and 0 < n < len(doc_ids) and e.doc_ids == tuple(doc_ids[:n]):
+        if e.fingerprint == fp and 0 < n < len(doc_ids) and e.parts == parts[:n]:
             if best is None or n > len(best.doc_ids):
                 best = e
     if best is None:

@@ -77,6 +77,8 @@ class CacheEntry:
         owner: who primed it.
         created_at / last_used_at: Unix seconds.
         fingerprint: the fingerprint it was saved under.
+        chunks: for a RAG chunk prefix, the chunk index of each entry of ``doc_ids`` (same
+            length); empty for a prefix of whole documents.
     """
 
     key: str
@@ -87,6 +89,12 @@ class CacheEntry:
     created_at: float
     last_used_at: float
     fingerprint: dict
+    chunks: tuple[int, ...] = ()
+
+    @property
+    def parts(self) -> tuple[tuple[str, int | None], ...]:
+        """What the prefix holds, in order: ``(doc_id, chunk index or None for a whole document)``."""
+        return tuple(zip(self.doc_ids, self.chunks or (None,) * len(self.doc_ids)))
 
 
 def _map_file(path: Path, size: int) -> ctypes.Array:
@@ -143,7 +151,8 @@ class KVCacheStore:
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.folder / f"{key}.kv", self.folder / f"{key}.json"
 
-    def save(self, key: str, fp: dict, tokens: list[int], state: bytes, doc_ids: list[str], owner: str) -> CacheEntry:
+    def save(self, key: str, fp: dict, tokens: list[int], state: bytes, doc_ids: list[str], owner: str,
+             chunks: list[int] | tuple[int, ...] = ()) -> CacheEntry:
         """Store a state atomically, then evict past the budget.
 
         Args:
@@ -153,6 +162,7 @@ class KVCacheStore:
             state: raw state bytes.
             doc_ids: documents in the prefix.
             owner: who primed it.
+            chunks: for a RAG chunk prefix, each ``doc_ids`` entry's chunk index; empty for whole documents.
 
         Returns:
             The new entry.
@@ -163,7 +173,7 @@ class KVCacheStore:
             "tokens": list(map(int, tokens)), "tokens_sha256": tokens_sha256(tokens),
             "payload_xxh3_128": payload_checksums(state), "checksum_chunk_bytes": CHECKSUM_CHUNK_BYTES,
             "state_bytes": len(state),
-            "doc_ids": list(doc_ids), "owner": owner, "created_at": now,
+            "doc_ids": list(doc_ids), "chunks": list(chunks), "owner": owner, "created_at": now,
         }
         payload, sidecar = self._paths(key)
         with self._lock:
@@ -242,7 +252,8 @@ class KVCacheStore:
     @staticmethod
     def _entry(meta: dict, last_used_at: float) -> CacheEntry:
         return CacheEntry(meta["key"], meta["n_tokens"], meta["state_bytes"], tuple(meta["doc_ids"]),
-                          meta["owner"], meta["created_at"], last_used_at, meta["fingerprint"])
+                          meta["owner"], meta["created_at"], last_used_at, meta["fingerprint"],
+                          tuple(meta.get("chunks") or ()))
 
     def entry(self, key: str) -> CacheEntry | None:
         """The entry with this key as its sidecar describes it (not verified), or None."""

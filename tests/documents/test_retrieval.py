@@ -8,8 +8,9 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
 
-def test_long_document_uses_top_k_chunks(tmp_path, tiny_model, embedder):
-    app = launch(make_settings(tmp_path / "data", tiny_model, n_ctx=2048, retrieval_top_k=3), embedder)
+def test_long_document_uses_top_k_chunks_in_the_user_turn(tmp_path, tiny_model, embedder):
+    settings = make_settings(tmp_path / "data", tiny_model, n_ctx=2048, retrieval_top_k=3, rag_prefix_chunks=0)
+    app = launch(settings, embedder)
     try:
         doc = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pdfjs_tracemonkey.pdf")), "",
                                  api_name="/upload_document")
@@ -18,17 +19,40 @@ def test_long_document_uses_top_k_chunks(tmp_path, tiny_model, embedder):
         question = "How does trace-based compilation handle type specialization of loops?"
         last = app.client.predict(sid, question, [doc["doc_id"]], api_name="/chat")
         assert last["metrics"]["mode"] == "rag" and last["metrics"]["prompt_tokens"] <= 2048
+        assert last["metrics"]["retrieved_tokens"] > 0 and last["metrics"]["prefix_chunks"] == 0
         sources = last["sources"]
         assert 1 <= len(sources) <= 3 and all(s["doc_id"] == doc["doc_id"] and s["page"] >= 1 for s in sources)
         assert any("trace" in s["text"].lower() for s in sources)
         stored = app.client.predict(sid, api_name="/get_history")["messages"][1]
         assert stored["sources"] == sources
-        # caching a document that cannot fit says so in one sentence
+        # with chunks kept out of the prefix, caching a document that cannot fit says so in one sentence
         try:
             app.client.predict(doc["doc_id"], api_name="/cache_document")
             raise AssertionError("expected an error")
         except Exception as exc:  # gradio_client AppError
             assert "use retrieval instead" in str(exc)
+    finally:
+        stop(app)
+
+
+def test_long_document_caches_its_chunks_and_questions_restore_the_best_one(tmp_path, tiny_model, embedder):
+    app = launch(make_settings(tmp_path / "data", tiny_model, n_ctx=2048), embedder)
+    try:
+        doc = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pdfjs_tracemonkey.pdf")), "",
+                                 api_name="/upload_document")
+        primed = app.client.predict(doc["doc_id"], api_name="/cache_document")
+        assert primed["tier"] == "chunks" and primed["chunks"] == primed["computed"] == doc["chunks"]
+        caches = app.client.predict(api_name="/list_caches")
+        assert len(caches) == doc["chunks"] and all(len(c["chunks"]) == 1 and c["bytes"] > 0 for c in caches)
+        sid = app.client.predict(api_name="/create_session")
+        last = app.client.predict(sid, "How does trace-based compilation handle type specialization of loops?",
+                                  [doc["doc_id"]], api_name="/chat")
+        m = last["metrics"]
+        assert m["mode"] == "rag" and m["prefix_chunks"] == 1 and m["cache_tier"] == "ram"
+        assert m["reused_tokens"] >= m["prefix_tokens"] > 0 and m["retrieved_tokens"] == 0
+        (source,) = last["sources"]
+        assert "trace" in source["text"].lower()
+        assert any(c["chunks"] == [source["idx"]] for c in caches)
     finally:
         stop(app)
 
