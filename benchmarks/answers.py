@@ -3,9 +3,13 @@
     .venv/bin/python benchmarks/answers.py [--articles 5] [--per-article 40] [--max-tokens 48] [--n-ctx 2048]
 
 Held-out articles (the last ``--articles`` of the dev set, which no tuning here looked at) are each
-uploaded whole. Every question is asked in a fresh session four ways, side by side in one run:
+uploaded whole and cached (an article longer than ``n_ctx`` has each chunk's RAG prefix cached, as the
+Cache button does). Every question is asked in a fresh session these ways, side by side in one run:
 
-* ``article``: the whole article selected, as the app answers it (CAG when it fits ``n_ctx``, else RAG);
+* ``article``: the whole article selected, as the app answers it (CAG when it fits ``n_ctx``, else RAG
+  with the best chunk as the cached prefix, ``rag_prefix_chunks``);
+* ``turn``: the same with ``rag_prefix_chunks=0``, the layout before chunk caching: the top-k chunks
+  in the user turn, prefilled on every question;
 * ``oracle``: only the gold paragraph, uploaded as its own document and cached (CAG);
 * ``none``: no document;
 * ``direct``: the same loaded model prompted straight through llama-cpp-python with the paragraph and
@@ -13,8 +17,9 @@ uploaded whole. Every question is asked in a fresh session four ways, side by si
 
 Scores use SQuAD's normalisation (lower case, no punctuation or articles, folded spaces): exact match,
 token F1, and answer-contains-gold (a gold answer's normalised text inside the normalised answer).
-For ``article`` it also reports whether a retrieved chunk holds a gold answer (and its rank), so a
-reader sees whether answers are lost in retrieval or in reading. Prints a Markdown table.
+It also reports whether a retrieved chunk holds a gold answer (and its rank in the top-k), so a
+reader sees whether answers are lost in retrieval or in reading, and the disk bytes of chunk caches
+per document token. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from backend.config import Settings  # noqa: E402
 from backend.inference import Sampling, bundled_path  # noqa: E402
 from backend.services import Services, build_services  # noqa: E402
 DIRECT_SYSTEM = "Answer the question from the context, briefly."
-MODES = ("article", "oracle", "none", "direct")
+MODES = ("article", "turn", "oracle", "none", "direct")
 
 
 def normalize(text: str) -> str:
@@ -79,6 +84,7 @@ class Item:
     paragraph: str
     title: str
     results: dict = field(default_factory=dict)
+    rank: int | None = None  # of the first top-k chunk holding a gold answer
 
 
 def pick(n_articles: int, per_article: int, tuning: bool = False) -> tuple[list[tuple[str, str]], list[Item]]:
@@ -126,11 +132,11 @@ def ask_direct(svc: Services, paragraph: str, question: str, max_tokens: int) ->
     return "".join(pieces), (first or time.perf_counter()) - start
 
 
-def gold_rank(sources: list[dict], golds: tuple[str, ...]) -> int | None:
-    """1-based rank of the first retrieved chunk holding a gold answer, or None."""
+def gold_rank(texts: list[str], golds: tuple[str, ...]) -> int | None:
+    """1-based rank of the first retrieved chunk text holding a gold answer, or None."""
     wanted = [normalize(g) for g in golds if normalize(g)]
-    for rank, src in enumerate(sources, 1):
-        text = normalize(src["text"])
+    for rank, chunk in enumerate(texts, 1):
+        text = normalize(chunk)
         if any(w in text for w in wanted):
             return rank
     return None
@@ -140,7 +146,7 @@ def run(args) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="kvc-answers-"))
     settings = Settings(data_dir=data_dir, models_dir=data_dir / "none", model_path=Path(args.model),
                         auto_download=False, n_ctx=args.n_ctx, max_tokens=args.max_tokens, turn_datetime=False,
-                        temperature=0.0, kv_disk_budget_mb=4096,
+                        temperature=0.0, kv_disk_budget_mb=16384, rag_prefix_chunks=args.prefix_chunks,
                         **({"system_prompt": args.system_prompt} if args.system_prompt else {}))
     svc = build_services(settings)
     if not svc.engine.loaded:
@@ -155,6 +161,7 @@ def run(args) -> None:
         path.write_text(text, encoding="utf-8")
         row, _ = svc.documents.upload(OWNER, path)
         article_ids[title] = (row.doc_id, row.tokens)
+    primed = [svc.primer.cache_documents(OWNER, [doc_id]) for doc_id, _ in article_ids.values()]
     for item in items:
         if item.paragraph not in paragraph_ids:
             path = folder / f"paragraph-{len(paragraph_ids)}.txt"
@@ -162,20 +169,32 @@ def run(args) -> None:
             row, _ = svc.documents.upload(OWNER, path)
             svc.primer.cache_documents(OWNER, [row.doc_id])
             paragraph_ids[item.paragraph] = row.doc_id
-    print(f"model {Path(args.model).name}, n_ctx {svc.engine.n_ctx}, greedy, max_tokens {args.max_tokens}; "
-          f"{len(items)} questions from {len(articles)} held-out articles "
+    doc_tokens = sum(n for _, n in article_ids.values())
+    print(f"model {Path(args.model).name}, n_ctx {svc.engine.n_ctx}, greedy, max_tokens {args.max_tokens}, "
+          f"rag_prefix_chunks {settings.rag_prefix_chunks}, top-k {settings.retrieval_top_k}; "
+          f"{len(items)} questions from {len(articles)} {'tuning' if args.tuning else 'held-out'} articles "
           f"({', '.join(f'{t} {n:,} tokens' for t, (_, n) in article_ids.items())})", flush=True)
+    chunked = [p for p in primed if p["tier"] == "chunks"]
+    if chunked:
+        print(f"Chunk caches: {sum(p['chunks'] for p in chunked)} chunks of {len(chunked)} articles computed in "
+              f"{sum(p['seconds'] for p in chunked):.0f} s, {sum(p['bytes'] for p in chunked) / 2**20:,.0f} MiB on "
+              f"disk = {sum(p['bytes'] for p in chunked) / doc_tokens:,.0f} bytes per document token", flush=True)
     started = time.perf_counter()
     for i, item in enumerate(items, 1):
-        for mode, ids in (("article", [article_ids[item.title][0]]), ("oracle", [paragraph_ids[item.paragraph]]),
+        doc_id = article_ids[item.title][0]
+        ranked = svc.documents.search(OWNER, item.question, [doc_id], settings.retrieval_top_k)
+        item.rank = gold_rank([h.text for h in ranked], item.golds)
+        for mode, ids in (("article", [doc_id]), ("turn", [doc_id]), ("oracle", [paragraph_ids[item.paragraph]]),
                           ("none", [])):
             if mode not in args.modes:
                 continue
-            answer, metrics, sources = ask(svc, item.question, ids, sampling)
+            svc.settings.rag_prefix_chunks = 0 if mode == "turn" else args.prefix_chunks
+            answer, metrics, _ = ask(svc, item.question, ids, sampling)
             item.results[mode] = {**scores(answer, item.golds), "ttft": metrics["ttft_s"],
                                   "prompt": metrics["prompt_tokens"], "reused": metrics["reused_tokens"],
-                                  "app_mode": metrics["mode"], "rank": gold_rank(sources, item.golds),
-                                  "retrieved": metrics.get("retrieved_tokens", 0), "answer": answer}
+                                  "prefill": metrics["prefill_tokens"], "tier": metrics["cache_tier"],
+                                  "app_mode": metrics["mode"], "retrieved": metrics.get("retrieved_tokens", 0),
+                                  "answer": answer}
         if "direct" in args.modes:
             answer, ttft = ask_direct(svc, item.paragraph, item.question, args.max_tokens)
             item.results["direct"] = {**scores(answer, item.golds), "ttft": ttft, "answer": answer}
@@ -185,42 +204,49 @@ def run(args) -> None:
     report(items, args)
 
 
+LABELS = {"article": "whole article, as the app answers it", "turn": "whole article, chunks in the user turn (before)",
+          "oracle": "gold paragraph cached (oracle, CAG)", "none": "no document",
+          "direct": "gold paragraph, llama-cpp-python directly"}
+
+
 def report(items: list[Item], args) -> None:
+    """Print the table, the retrieval breakdown and the ratios the issues set goals on."""
     n = len(items)
     print("\n| mode | contains gold | exact match | token F1 | median TTFT s | p95 TTFT s | median prompt tokens "
-          "| median reused tokens |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    labels = {"article": "whole article (as the app answers it)", "oracle": "gold paragraph cached (oracle, CAG)",
-              "none": "no document", "direct": "gold paragraph, llama-cpp-python directly"}
+          "| median prefill tokens | median reused tokens |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     summary = {}
-    for mode, label in labels.items():
+    for mode, label in LABELS.items():
         if mode not in args.modes:
             continue
         rs = [it.results[mode] for it in items]
         mean = {k: sum(r[k] for r in rs) / n for k in ("contains", "em", "f1")}
         ttfts = [r["ttft"] for r in rs]
-        prompt = statistics.median(r["prompt"] for r in rs) if "prompt" in rs[0] else None
-        reused = statistics.median(r["reused"] for r in rs) if "reused" in rs[0] else None
-        summary[mode] = mean
+        summary[mode] = {**mean, "ttft": statistics.median(ttfts)}
+        counts = [f"{statistics.median(r[k] for r in rs):,.0f}" if k in rs[0] else "" for k in
+                  ("prompt", "prefill", "reused")]
         print(f"| {label} | {mean['contains']:.3f} | {mean['em']:.3f} | {mean['f1']:.3f} | "
-              f"{statistics.median(ttfts):.3f} | {percentile(ttfts, 0.95):.3f} | "
-              f"{'' if prompt is None else f'{prompt:,.0f}'} | {'' if reused is None else f'{reused:,.0f}'} |")
-    if set(MODES) - set(args.modes):
-        return dump(items, args)
-    art = [it.results["article"] for it in items]
-    modes = collections.Counter(r["app_mode"] for r in art)
-    hit = [r for r in art if r["rank"] is not None]
-    miss = [r for r in art if r["rank"] is None]
-    ranks = collections.Counter(r["rank"] for r in hit)
-    print(f"\nWhole article: the app chose {dict(modes)}. A retrieved chunk holds a gold answer for "
-          f"{len(hit)}/{n} questions (rank 1: {ranks.get(1, 0)}, 2-3: {ranks.get(2, 0) + ranks.get(3, 0)}, "
-          f"4+: {sum(v for k, v in ranks.items() if k >= 4)}); contains-gold "
-          f"{sum(r['contains'] for r in hit) / max(len(hit), 1):.3f} when retrieved, "
-          f"{sum(r['contains'] for r in miss) / max(len(miss), 1):.3f} when not.")
-    oracle, direct = summary["oracle"]["contains"], summary["direct"]["contains"]
-    print(f"Oracle (app) / direct contains-gold: {oracle:.3f} / {direct:.3f} = "
-          f"{oracle / direct if direct else float('nan'):.2f}x; article / oracle: "
-          f"{summary['article']['contains'] / oracle if oracle else float('nan'):.2f}x.")
+              f"{statistics.median(ttfts):.3f} | {percentile(ttfts, 0.95):.3f} | {' | '.join(counts)} |")
+    ranks = collections.Counter(it.rank for it in items)
+    print(f"\nRetrieval (top-k of the article): a chunk holds a gold answer for {n - ranks.get(None, 0)}/{n} questions "
+          f"(rank 1: {ranks.get(1, 0)}, 2-3: {ranks.get(2, 0) + ranks.get(3, 0)}, "
+          f"4+: {sum(v for k, v in ranks.items() if k is not None and k >= 4)}).")
+    for mode in ("article", "turn"):
+        if mode in args.modes:
+            rs = [(it.rank, it.results[mode]) for it in items]
+            by = {name: [r["contains"] for rank, r in rs if test(rank)] for name, test in
+                  (("rank 1", lambda k: k == 1), ("rank 2+", lambda k: k is not None and k > 1),
+                   ("not retrieved", lambda k: k is None))}
+            tiers = collections.Counter(r["tier"] for _, r in rs)
+            print(f"{LABELS[mode]}: app modes {dict(collections.Counter(r['app_mode'] for _, r in rs))}, "
+                  f"prefix tiers {dict(tiers)}; contains-gold " +
+                  ", ".join(f"{k} {sum(v) / len(v):.3f} ({len(v)})" for k, v in by.items() if v) + ".")
+    if "oracle" in summary:
+        oracle = summary["oracle"]
+        for mode in ("article", "turn", "direct"):
+            if mode in summary and oracle["contains"]:
+                print(f"{LABELS[mode]} / oracle: contains-gold {summary[mode]['contains'] / oracle['contains']:.2f}x, "
+                      f"median TTFT {summary[mode]['ttft'] / oracle['ttft']:.2f}x.")
     dump(items, args)
 
 
@@ -237,6 +263,8 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--system-prompt", help="instructions instead of the configured ones")
+    parser.add_argument("--prefix-chunks", type=int, default=Settings().rag_prefix_chunks,
+                        help="rag_prefix_chunks for the article mode (default: the app's)")
     parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES),
                         help="comma-separated subset of " + ",".join(MODES))
     parser.add_argument("--tuning", action="store_true",
