@@ -108,9 +108,13 @@ def render(services: Services) -> DocumentsPanel:
                          if created else f"= **{row.name}** was already uploaded")
             if cache:
                 progress((i + 0.99) / len(paths), desc=f"{name}: reading it into the KV cache")
+
+                def chunk_step(done: int, total: int, i=i, name=name) -> None:
+                    progress((i + 0.99) / len(paths), desc=f"{name}: caching chunk {done} of {total}")
+
                 with user_errors():
-                    primed = services.primer.cache_if_possible(owner, row.doc_id)
-                lines[-1] += (", not cached (no model loaded: questions will use retrieval)" if not primed else
+                    primed = services.primer.cache_if_possible(owner, row.doc_id, chunk_step)
+                lines[-1] += (", not cached (no model loaded, or too long: questions will use retrieval)" if not primed else
                               f", cached as {primed['chunks']} RAG chunks" if primed["tier"] == "chunks" else
                               f", cached ({primed['tokens']:,} tokens)")
         return "\n\n".join(lines), *refresh(services, owner, list(selected or []) + new_ids), None

@@ -2,6 +2,8 @@
 asked about in headless Chromium, as a user would.
 
     .venv/bin/python scripts/screenshot.py [--out docs/chat.png]
+    .venv/bin/python scripts/screenshot.py --out docs/rag.png --document DOC.txt --n-ctx 2048 \
+        --question "..." --question "..."     # a document longer than n_ctx: chunks cached, RAG answers
 
 Needs Debian's chromium (``scripts/setup.sh --test`` installs it) and the bundled model.
 """
@@ -32,12 +34,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "chat.png")
     parser.add_argument("--document", type=Path, default=ROOT / "docs" / "vellmora.md")
+    parser.add_argument("--question", action="append", help="a question to ask (repeatable; default: two about "
+                                                            "the lighthouse document)")
+    parser.add_argument("--n-ctx", type=int, default=4096)
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="kvc-shot-"))
-    settings = make_settings(tmp / "data", fetch_bundled(ROOT / "models"), n_ctx=4096, max_tokens=96,
-                             turn_datetime=False)
+    settings = make_settings(tmp / "data", fetch_bundled(ROOT / "models"), n_ctx=args.n_ctx, max_tokens=96,
+                             turn_datetime=False, n_threads=None)
     app = launch(settings, Embedder(settings.embedding_model, settings.embed_batch_size))
     try:
         with sync_playwright() as pw:
@@ -49,8 +54,9 @@ def main() -> int:
             page.locator("input[type=file]").first.set_input_files(str(args.document))
             page.get_by_text(re.compile(re.escape(args.document.name) + r": \d+ page")).wait_for(timeout=120_000)
             page.get_by_role("button", name="Cache", exact=True).click()
-            page.get_by_text(re.compile(r"(cached in [0-9.]+ s|already cached): ")).wait_for(timeout=60_000)
-            for i, question in enumerate(QUESTIONS, 1):
+            page.get_by_text(re.compile(r"(cached in [0-9.]+ s|already cached): |chunks was cached")).wait_for(
+                timeout=600_000)
+            for i, question in enumerate(args.question or QUESTIONS, 1):
                 box.fill(question)
                 box.press("Enter")
                 page.wait_for_function("n => document.body.innerText.split('reused').length - 1 >= n", arg=i,

@@ -120,12 +120,14 @@ class Primer:
                 "seconds": round(time.perf_counter() - start, 4), "tier": "chunks", "chunks": len(hits),
                 "computed": computed}
 
-    def cache_if_possible(self, owner: str, doc_id: str) -> dict | None:
-        """Prime one document right after its upload ("prime on upload"), when that can work.
+    def cache_if_possible(self, owner: str, doc_id: str,
+                          progress: Callable[[int, int], None] | None = None) -> dict | None:
+        """Prime one document right after its upload ("prime on upload"), when that can work;
+        ``progress`` as for ``cache_documents``.
 
         Returns:
             ``cache_documents``'s result, or None when no model is loaded or the document does
-            not fit the context window (its questions will use retrieval).
+            not fit the context window and its chunks are not cached either (``rag_prefix_chunks=0``).
 
         Raises:
             DocumentError: unknown id.
@@ -133,7 +135,7 @@ class Primer:
         if not self.engine.loaded and self.remote is None:
             return None
         try:
-            return self.cache_documents(owner, [doc_id])
+            return self.cache_documents(owner, [doc_id], progress)
         except ChatError as exc:
             log.info("not priming %s on upload: %s", doc_id, exc)
             return None
