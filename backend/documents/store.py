@@ -1,33 +1,26 @@
 """LanceDB storage: a ``documents`` table and a ``chunks`` table, with hybrid search.
 
 Search runs LanceDB's own full-text (BM25) index and vector search over the same
-prefiltered rows, each to ``FUSION_DEPTH`` candidates, and fuses them with LanceDB's
-``LinearCombinationReranker``: both score lists min-max normalised (LanceDB's ``normalize="score"``),
-then ``0.3 * vector + 0.7 * BM25``, a chunk missing from one list getting 0 there. Reciprocal-rank
-fusion (k=60) was below BM25 alone at hit@1 on SQuAD (0.779 against 0.821); the weight was chosen
-on every fifth SQuAD dev question (``benchmarks/retrieval.py``; README "Retrieval quality"). Every
-query filters by ``owner`` and the selected documents before ranking (``prefilter=True``), never after. The full-text index is built once and
+prefiltered rows, each to ``FUSION_DEPTH`` candidates, and fuses them by score: both lists min-max
+normalised, then ``0.3 * vector + 0.7 * BM25``, a chunk missing from one list getting 0 there (the
+formula of LanceDB's ``LinearCombinationReranker`` with ``normalize="score"``, computed here because
+LanceDB normalises a one-row list to 0; see ``Store._fused``). Reciprocal-rank fusion (k=60) was below
+BM25 alone at hit@1 on SQuAD (0.779 against 0.821); the weight was chosen on every fifth SQuAD dev
+question (``benchmarks/retrieval.py``; README "Retrieval quality"). Every query filters by ``owner``
+and the selected documents before ranking (``prefilter=True``), never after. The full-text index is built once and
 updated incrementally with ``optimize()`` after each write.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-# LanceDB's hybrid query selects our columns on both of its legs, and lance's scanner then warns on
-# every search that ``_score``/``_distance`` were not selected (they are still returned and fused).
-# That one module's warnings are silenced; everything else keeps LanceDB's level. A user's own
-# ``LANCEDB_LOG`` (env_logger syntax) wins. Must be set before lancedb's native module loads.
-os.environ.setdefault("LANCEDB_LOG", "warn,lance::dataset::scanner=error")
-
-import lancedb  # noqa: E402
-import numpy as np  # noqa: E402
-from lancedb.pydantic import LanceModel, Vector  # noqa: E402
-from lancedb.rerankers import LinearCombinationReranker  # noqa: E402
+import lancedb
+import numpy as np
+from lancedb.pydantic import LanceModel, Vector
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +114,6 @@ class Store:
         self.chunks = self._open("chunks", chunk_model(dim))
         if "section" not in self.chunks.schema.names:  # tables written before chunks had sections
             self.chunks.add_columns({"section": "''"})
-        self.reranker = LinearCombinationReranker(weight=HYBRID_VECTOR_WEIGHT, fill=1.0)
 
     def _open(self, name: str, schema: type[LanceModel]):
         """Open table ``name``, creating it with ``schema`` when missing."""
@@ -237,22 +229,45 @@ class Store:
             where += f" AND doc_id IN {_in(doc_ids)}"
         vector = query_vector.astype(np.float32)
         if method == "hybrid":
-            q = (self.chunks.search(query_type="hybrid").vector(vector).text(query)
-                 .rerank(self.reranker, normalize="score"))
-            score = "_relevance_score"
-        elif method == "vector":
-            q = self.chunks.search(vector, query_type="vector").distance_type("cosine")
-            score = "_distance"
+            rows = self._fused(query, vector, where, k)
         else:
-            q = self.chunks.search(query, query_type="fts")
-            score = "_score"
-        columns = ["doc_id", "idx", "page", "section", "text"] + ([score] if method != "hybrid" else [])
-        depth = max(k, FUSION_DEPTH) if method == "hybrid" else k
-        rows = q.where(where, prefilter=True).select(columns).limit(depth).to_list()[:k]
+            rows = self._ranked(method, query, vector, where, k)
         names = self.names(owner, {r["doc_id"] for r in rows})
-        return [Hit(r["doc_id"], names.get(r["doc_id"], r["doc_id"]), r["page"], r["idx"],
-                    1.0 - float(r[score]) if score == "_distance" else float(r.get(score, 0.0)),
+        return [Hit(r["doc_id"], names.get(r["doc_id"], r["doc_id"]), r["page"], r["idx"], r["_relevance"],
                     r["text"], r.get("section") or "") for r in rows]
+
+    def _ranked(self, method: str, query: str, vector: np.ndarray, where: str, k: int) -> list[dict]:
+        """One method's top-k rows, best first, each with ``_relevance``: cosine similarity
+        (``vector``) or BM25 (``fts``)."""
+        if method == "vector":
+            q, score = self.chunks.search(vector, query_type="vector").distance_type("cosine"), "_distance"
+        else:
+            q, score = self.chunks.search(query, query_type="fts"), "_score"
+        rows = q.where(where, prefilter=True).select(["doc_id", "idx", "page", "section", "text", score]).limit(k)
+        rows = rows.to_list()
+        for r in rows:
+            r["_relevance"] = 1.0 - float(r[score]) if method == "vector" else float(r[score])
+        return rows
+
+    def _fused(self, query: str, vector: np.ndarray, where: str, k: int) -> list[dict]:
+        """Hybrid top-k: each method's ``FUSION_DEPTH`` best rows, their scores min-max normalised
+        per method, then ``HYBRID_VECTOR_WEIGHT * vector + (1 - HYBRID_VECTOR_WEIGHT) * BM25`` (a row
+        missing from one method gets 0 there). A method with one row, or with all scores equal,
+        gives them 1: LanceDB's own hybrid normalisation gives them 0, so a document where BM25 finds
+        a single matching chunk lost exactly that chunk."""
+        fused: dict[tuple[str, int], float] = {}
+        rows: dict[tuple[str, int], dict] = {}
+        for method, weight in (("vector", HYBRID_VECTOR_WEIGHT), ("fts", 1.0 - HYBRID_VECTOR_WEIGHT)):
+            ranked = self._ranked(method, query, vector, where, max(k, FUSION_DEPTH))
+            if not ranked:
+                continue
+            lo, hi = min(r["_relevance"] for r in ranked), max(r["_relevance"] for r in ranked)
+            for r in ranked:
+                key = (r["doc_id"], r["idx"])
+                fused[key] = fused.get(key, 0.0) + weight * ((r["_relevance"] - lo) / (hi - lo) if hi > lo else 1.0)
+                rows.setdefault(key, r)
+        best = sorted(fused, key=lambda key: fused[key], reverse=True)[:k]
+        return [{**rows[key], "_relevance": fused[key]} for key in best]
 
     def names(self, owner: str, doc_ids: set[str]) -> dict[str, str]:
         """``{doc_id: name}`` for those of ``doc_ids`` that ``owner`` has (one query)."""

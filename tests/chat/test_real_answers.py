@@ -97,10 +97,10 @@ def test_rag_answer_over_a_document_longer_than_the_context_names_the_fact_and_c
     try:
         doc, _ = services.documents.upload("local", long_doc)
         assert doc.tokens > services.engine.n_ctx
-        answer, metrics, sources = ask(services, "Who is the keeper of the Harbor Lighthouse of Vellmora?",
-                                       [doc.doc_id])
+        for question, fact in QUESTIONS.items():  # the facts sit in one paragraph in the middle of a novel
+            answer, metrics, sources = ask(services, question, [doc.doc_id])
+            assert metrics["mode"] == "rag" and metrics["prefix_chunks"] == 1
+            assert fact.lower() in answer.lower(), (question, answer)
+            assert any(fact in s["text"] for s in sources), [s["text"][:80] for s in sources]
     finally:
         services.close()
-    assert metrics["mode"] == "rag"
-    assert "tobias brennick" in answer.lower(), answer
-    assert any("Tobias Brennick" in s["text"] for s in sources), [s["text"][:80] for s in sources]

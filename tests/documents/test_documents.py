@@ -56,14 +56,16 @@ def test_chunks_follow_paragraphs_and_only_long_ones_are_windowed(embedder):
     paragraphs = [f"The lighthouse of town {i} was built in {1800 + i} and its lamp is {c}. " * 6
                   for i, c in enumerate(["green", "red", "blue"])]
     long = " ".join(f"Sentence {i} of the long paragraph talks about tides and ships." for i in range(80))
-    text = "\n\n".join([heading, *paragraphs, long, "The end."])
+    text = "\n\n".join([heading, *paragraphs, "Chapter 2", long, "The end."])
     chunks = chunk_pages([Page(1, text)], "d", tok, 254, 40, embedder.max_seq_length)
     # the heading is short, so it joins the first paragraph; every other paragraph is its own chunk
     assert chunks[0].text == heading + "\n\n" + paragraphs[0].strip()
     assert [c.text for c in chunks[1:3]] == [p.strip() for p in paragraphs[1:]]
     windows = [c for c in chunks if "long paragraph" in c.text]
     assert len(windows) >= 3 and all(c.n_tokens <= 254 for c in windows)
-    assert all(w.text in long for w in windows)  # windows stay inside their paragraph
+    # a heading before a paragraph too long to join whole starts its first window, never a chunk of its own
+    assert windows[0].text.startswith("Chapter 2\n\nSentence 0 ") and "Chapter 2" not in [c.text for c in chunks]
+    assert all(w.text in long for w in windows[1:])  # the other windows stay inside their paragraph
     assert " ".join(windows[0].text.split()[-8:]) in windows[1].text  # neighbouring windows overlap
     assert chunks[-1].text == "The end."  # a short last paragraph has nothing after it to join
     assert [c.index for c in chunks] == list(range(len(chunks)))
