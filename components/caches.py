@@ -19,8 +19,8 @@ def rows(services: Services, owner: str) -> tuple[list[list], list[tuple[str, st
     for c in services.caches.list(owner):
         names = " + ".join(c.documents) or "(instructions only)"
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.last_used_at))
-        table.append([names, "RAG chunk" if c.chunks else "document", f"{c.tokens:,}", human_bytes(c.bytes), c.tier, "yes" if c.usable else "no", used,
-                      c.key[:12]])
+        table.append([names, c.kind, f"{c.tokens:,}", human_bytes(c.bytes), c.tier, "yes" if c.usable else "no",
+                      used, c.key[:12]])
         choices.append((f"{names} · {c.tokens:,} tok · {human_bytes(c.bytes)}", c.key))
     return table, choices
 

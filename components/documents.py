@@ -114,9 +114,9 @@ def render(services: Services) -> DocumentsPanel:
 
                 with user_errors():
                     primed = services.primer.cache_if_possible(owner, row.doc_id, chunk_step)
-                lines[-1] += (", not cached (no model loaded, or too long: questions will use retrieval)" if not primed else
-                              f", cached as {primed['chunks']} RAG chunks" if primed["tier"] == "chunks" else
-                              f", cached ({primed['tokens']:,} tokens)")
+                lines[-1] += (", not cached (no model loaded, or too long: questions will use retrieval)"
+                              if not primed else f", cached as {primed['chunks']} RAG chunks"
+                              if primed["tier"] == "chunks" else f", cached ({primed['tokens']:,} tokens)")
         return "\n\n".join(lines), *refresh(services, owner, list(selected or []) + new_ids), None
 
     def cache_selected(selected: list[str], request: gr.Request, progress=gr.Progress()):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backend.chat.prompts import Prompt, build_prompt, rag_user_text, system_text
+from backend.chat.prompts import Prompt, build_prompt, chunk_system_text, rag_user_text, system_text
 from backend.config import Settings
-from backend.documents import DocText, DocumentService, Hit
+from backend.documents import DocumentService, Hit
 from backend.inference import Engine, RemoteEngine, RemotePrompt
 from backend.kvcache import Splice
 
@@ -40,13 +40,6 @@ class Plan:
     sources: list[Hit]
     retrieved_tokens: int = 0
     prefix_chunks: list[int] = field(default_factory=list)
-
-
-def chunk_doc(hit: Hit) -> DocText:
-    """A retrieved chunk as a document of the cached prefix: the same chunk always renders to the
-    same block (name, page and section, then its text), so its saved KV state is found again."""
-    where = f"page {hit.page}" + (f", {hit.section}" if hit.section else "")
-    return DocText(hit.doc_id, f"{hit.name} ({where})", hit.text)
 
 
 class Planner:
@@ -115,8 +108,7 @@ class Planner:
             ranked = self.documents.search(owner, query or message, doc_ids, s.retrieval_top_k)
             for k in range(min(s.rag_prefix_chunks, len(ranked)), 0, -1):  # the best chunks as the prefix
                 hits = ranked[:k]
-                prompt = self._build(system_text(instructions, [chunk_doc(h) for h in hits]), history, message,
-                                     **budgets)
+                prompt = self._build(chunk_system_text(instructions, hits), history, message, **budgets)
                 if prompt is not None:
                     return Plan("rag", prompt, [h.doc_id for h in hits], hits, 0, [h.idx for h in hits])
             system = system_text(instructions, [])

@@ -12,8 +12,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from backend.chat.planner import ChatError, chunk_doc
-from backend.chat.prompts import prefix_tokens, system_text
+from backend.chat.planner import ChatError
+from backend.chat.prompts import chunk_system_text, prefix_tokens, system_text
 from backend.chat.sessions import SessionStore
 from backend.config import Settings
 from backend.documents import DocumentService
@@ -110,7 +110,7 @@ class Primer:
         hits = self.documents.chunks(owner, doc_id)
         start, tokens, size, computed = time.perf_counter(), 0, 0, 0
         for i, hit in enumerate(hits):
-            prefix = prefix_tokens(self.engine, system_text(self.settings.system_prompt, [chunk_doc(hit)]))
+            prefix = prefix_tokens(self.engine, chunk_system_text(self.settings.system_prompt, [hit]))
             with self.engine.lock:
                 result = prime(self.engine, self.kv_store, prefix, [doc_id], owner, chunks=[hit.idx])
             tokens, size, computed = tokens + len(prefix), size + result.state_bytes, computed + (result.tier == "miss")

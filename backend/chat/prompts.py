@@ -72,6 +72,20 @@ def system_text(instructions: str, docs: list[DocText]) -> str:
     return instructions + "\n\nThe user's documents:\n\n" + "\n\n".join(blocks)
 
 
+def chunk_system_text(instructions: str, hits: list[Hit]) -> str:
+    """The system message of a RAG turn whose chunks are its cached prefix: each chunk as a document
+    block named by its document, page and section. A chunk always renders to the same block, so the
+    prefix the Cache button saves for it (``Primer.cache_chunks``) is the one a question restores.
+
+    Args:
+        instructions: fixed system instructions.
+        hits: the chunks, best first.
+    """
+    docs = [DocText(h.doc_id, f"{h.name} (page {h.page}{f', {h.section}' if h.section else ''})", h.text)
+            for h in hits]
+    return system_text(instructions, docs)
+
+
 def rag_user_text(question: str, hits: list[Hit]) -> str:
     """The user turn of a RAG answer: numbered excerpts, then the question."""
     if not hits:

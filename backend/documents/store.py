@@ -184,9 +184,7 @@ class Store:
 
     def document_chunks(self, owner: str, doc_id: str) -> list[str]:
         """The texts of a document's chunks in order."""
-        rows = (self.chunks.search().where(f"owner = {sql_quote(owner)} AND doc_id = {sql_quote(doc_id)}")
-                .select(["idx", "text"]).limit(None).to_list())
-        return [r["text"] for r in sorted(rows, key=lambda r: r["idx"])]
+        return [h.text for h in self.chunk_hits(owner, doc_id)]
 
     def chunk_hits(self, owner: str, doc_id: str) -> list[Hit]:
         """A document's chunks in order, as search hits (score 0), with its name; [] when it has none."""
@@ -243,8 +241,7 @@ class Store:
             q, score = self.chunks.search(vector, query_type="vector").distance_type("cosine"), "_distance"
         else:
             q, score = self.chunks.search(query, query_type="fts"), "_score"
-        rows = q.where(where, prefilter=True).select(["doc_id", "idx", "page", "section", "text", score]).limit(k)
-        rows = rows.to_list()
+        rows = q.where(where, prefilter=True).select(["doc_id", "idx", "page", "section", "text", score]).limit(k).to_list()
         for r in rows:
             r["_relevance"] = 1.0 - float(r[score]) if method == "vector" else float(r[score])
         return rows

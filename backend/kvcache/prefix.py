@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from backend.inference import Engine, common_prefix_len
 from backend.kvcache.fingerprint import entry_key, fingerprint
-from backend.kvcache.store import KVCacheStore
+from backend.kvcache.store import KVCacheStore, prefix_parts
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def _restore_shorter_set(engine: Engine, store: KVCacheStore, fp: dict, tokens: 
     if len(doc_ids) < 2:  # a single document has no shorter set to start from
         return 0
     have = common_prefix_len(engine.context_tokens, tokens)
-    parts = tuple(zip(doc_ids, chunks or (None,) * len(doc_ids)))
+    parts = prefix_parts(doc_ids, chunks)
     best = None
     for e in store.entries():
         n = len(e.doc_ids)

@@ -94,7 +94,12 @@ class CacheEntry:
     @property
     def parts(self) -> tuple[tuple[str, int | None], ...]:
         """What the prefix holds, in order: ``(doc_id, chunk index or None for a whole document)``."""
-        return tuple(zip(self.doc_ids, self.chunks or (None,) * len(self.doc_ids)))
+        return prefix_parts(self.doc_ids, self.chunks)
+
+
+def prefix_parts(doc_ids, chunks=()) -> tuple[tuple[str, int | None], ...]:
+    """What a prefix holds, in order: ``(doc_id, chunk index, or None for a whole document)``."""
+    return tuple(zip(doc_ids, chunks or (None,) * len(doc_ids)))
 
 
 def _map_file(path: Path, size: int) -> ctypes.Array:
