@@ -11,7 +11,7 @@ import redis
 
 from backend.chat import ChatService, MemoryIndex, Primer, SessionStore
 from backend.config import Settings
-from backend.documents import DocumentService, Embedder, Store
+from backend.documents import DocumentService, Embedder, PageOcr, Store
 from backend.inference import (Engine, EngineError, LoadParams, ModelInfo, NoModelLoaded, Preflight, RemoteEngine,
                                RunLogs, bundled_path, list_models, model_identity, pick_model)
 from backend.kvcache import CacheCatalog, KVCacheStore, Prefetcher, SessionSnapshots
@@ -151,7 +151,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     documents = DocumentService(settings.path("uploads"), store, embedder,
                                 max_upload_bytes=settings.max_upload_bytes, chunk_tokens=settings.chunk_tokens,
                                 overlap_tokens=settings.chunk_overlap_tokens, count_tokens=engine.count_tokens,
-                                drop_derived=kv_store.delete_for_document)
+                                drop_derived=kv_store.delete_for_document, ocr=PageOcr() if settings.ocr else None)
     remote = (RemoteEngine(settings.remote_base_url, settings.remote_api_key, settings.remote_model,
                            settings.remote_n_ctx) if settings.remote_base_url else None)
     snapshots, prefetcher = SessionSnapshots(kv_store.ram), Prefetcher(engine.lock)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from backend.chat import SessionNotFound
+from backend.chat import SessionNotFound, source_location
 from backend.services import Services
 from components import sampling
 from components.common import USER_ERRORS, budget_line, metrics_line, owner_of, user_errors
@@ -45,7 +45,7 @@ def source_messages(sources: list[dict]) -> list[dict]:
     """
     out = []
     for i, s in enumerate(sources, 1):
-        where = f"p. {s['page']}" + (f" · {s['section']}" if s.get("section") else "")
+        where = source_location(s, " · ")
         out.append({"role": "assistant", "content": s["text"],
                     "metadata": {"title": f"[{i}] {s['name']}, {where}: “{snippet(s['text'])}”",
                                  "status": "done"}})

@@ -37,7 +37,8 @@ def table_rows(services: Services, docs: list) -> list[list]:
         entry = cached.get((d.doc_id,))
         state = f"✓ {entry.n_tokens:,} tok · {human_bytes(entry.state_bytes)}" if entry else "—"
         uploaded = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.uploaded_at))
-        rows.append([d.name, d.kind.upper(), d.pages, f"{d.tokens:,}", d.n_chunks, human_bytes(d.size_bytes),
+        pages = f"{d.pages} ({d.ocr_pages} OCR)" if d.ocr_pages else d.pages
+        rows.append([d.name, d.kind.upper(), pages, f"{d.tokens:,}", d.n_chunks, human_bytes(d.size_bytes),
                      uploaded, state])
     return rows
 

@@ -37,7 +37,7 @@ def make_inputs(tmp_path) -> list[tuple]:
         (TESTDATA / "pdf" / "pdfjs_tracemonkey.pdf", "", "upload limit"),  # 1 MB > 0.5 MB
         (TESTDATA / "pdf" / "pypdf_encrypted-file.pdf", "", "password-protected"),
         (TESTDATA / "pdf" / "pypdf_encrypted-file.pdf", "wrong", "password"),
-        (TESTDATA / "pdf" / "sf_imagemagick-CCITTFaxDecode.pdf", "", "probably a scanned image"),
+        (TESTDATA / "pdf" / "sf_imagemagick-CCITTFaxDecode.pdf", "", "OCR found no text"),  # an 8x8-pixel image
     ]
     return cases
 

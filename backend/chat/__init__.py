@@ -4,7 +4,7 @@ The top of the graph: imports ``kvcache``, ``inference`` and ``documents``; noth
 but the composition root (``backend.services``) and the UI.
 """
 
-from backend.chat.export import FORMATS, export_session
+from backend.chat.export import FORMATS, export_session, source_location
 from backend.chat.memory import MemoryIndex
 from backend.chat.metrics import budget_line, metrics_line, seconds, turn_metrics
 from backend.chat.planner import ChatError, Plan, Planner
@@ -18,4 +18,4 @@ from backend.chat.web_search import WebSearchError, needs_web, search_web
 __all__ = ["FORMATS", "ChatError", "ChatService", "MemoryIndex", "Plan", "Planner", "Primer", "Prompt", "Session",
            "SessionError", "SessionNotFound", "SessionStore", "ThinkSplitter", "Turn", "TurnEvent", "WebSearchError",
            "budget_line", "build_prompt", "export_session", "metrics_line", "needs_web", "prefix_tokens", "search_web",
-           "seconds", "split_thinking", "system_text", "turn_metrics"]
+           "seconds", "source_location", "split_thinking", "system_text", "turn_metrics"]

@@ -31,13 +31,23 @@ def to_markdown(session: Session) -> str:
             if budget_line(m["metrics"]):
                 out += [f"<sub>{budget_line(m['metrics'])}</sub>", ""]
         for i, src in enumerate(m.get("sources") or [], 1):
-            where = f"p. {src['page']}" + (f", {src['section']}" if src.get("section") else "")
-            out.append(f"{i}. **{src['name']}**, {where}: {' '.join(src['text'].split())[:300]}")
+            out.append(f"{i}. **{src['name']}**, {source_location(src)}: {' '.join(src['text'].split())[:300]}")
         for i, web in enumerate(m.get("web_sources") or [], 1):
             out.append(f"- [W{i}] [{web['title']}]({web['url']})")
         if m.get("sources") or m.get("web_sources"):
             out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def source_location(source: dict, sep: str = ", ") -> str:
+    """Where a cited chunk sits: ``p. 3 (OCR), Section``.
+
+    Args:
+        source: an ``asdict(Hit)`` dict as stored with an answer (``ocr`` missing in older ones).
+        sep: between the page and the section.
+    """
+    page = f"p. {source['page']}" + (" (OCR)" if source.get("ocr") else "")
+    return page + (f"{sep}{source['section']}" if source.get("section") else "")
 
 
 def export_session(session: Session, fmt: str) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""Documents: extraction (PDF, DOCX, text), token-aware chunking, sentence-transformers embeddings,
+"""Documents: extraction (PDF, DOCX, text; OCR for scanned PDF pages), token-aware chunking, sentence-transformers embeddings,
 the LanceDB tables with hybrid search, and the service that uploads, lists, re-indexes and deletes.
 
 Imports no other backend package: what it needs of the model (token counts, dropping KV caches)
@@ -8,8 +8,10 @@ is handed to ``DocumentService`` as callables by the composition root (``backend
 from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.embeddings import Embedder
 from backend.documents.extract import DocumentError, Extracted, Page, PasswordRequired, extract
+from backend.documents.ocr import PageOcr, needs_ocr
 from backend.documents.service import DocText, DocumentService
 from backend.documents.store import DocumentRow, Hit, Store, sql_quote
 
 __all__ = ["DocText", "DocumentError", "DocumentRow", "DocumentService", "Embedder", "Extracted", "Hit", "Page",
-           "PasswordRequired", "Store", "chunk_pages", "embedding_text", "extract", "sql_quote", "title_of"]
+           "PageOcr", "PasswordRequired", "Store", "chunk_pages", "embedding_text", "extract", "needs_ocr", "sql_quote",
+           "title_of"]

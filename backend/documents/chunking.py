@@ -33,6 +33,7 @@ class Chunk:
         section: heading path of the section it comes from, ``""`` if none.
         text: the chunk's text.
         n_tokens: its length in embedding-model tokens.
+        ocr: its page's text was read by OCR.
     """
 
     doc_id: str
@@ -41,6 +42,7 @@ class Chunk:
     section: str
     text: str
     n_tokens: int
+    ocr: bool = False
 
 
 _PARAGRAPH = re.compile(r"\S(?:.*?\S)??(?=\s*\n[ \t]*\n|\s*$)", re.DOTALL)
@@ -84,7 +86,7 @@ def chunk_pages(pages: list[Page], doc_id: str, tokenizer, chunk_tokens: int, ov
             for start, end in _windows(first, last, chunk_tokens, overlap_tokens):
                 text, n_tokens = _fit(page.text, offsets[start:end], tokenizer, chunk_tokens)
                 if text:
-                    chunks.append(Chunk(doc_id, len(chunks), page.number, page.section, text, n_tokens))
+                    chunks.append(Chunk(doc_id, len(chunks), page.number, page.section, text, n_tokens, page.ocr))
     return chunks
 
 

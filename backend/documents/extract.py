@@ -22,6 +22,7 @@ from mdit_py_plugins.front_matter import front_matter_plugin
 from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
 
 from backend.documents.docx_text import docx_blocks
+from backend.documents.ocr import needs_ocr
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,13 @@ class Page:
         number: 1-based page number (always 1 for DOCX and text files).
         text: the text, ``\\n`` line endings.
         section: the heading path it sits under, e.g. ``Options > Reader options``; ``""`` if none.
+        ocr: the text was read from the page's pixels (it had no usable text layer).
     """
 
     number: int
     text: str
     section: str = ""
+    ocr: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,11 @@ class Extracted:
     def text(self) -> str:
         """All pages joined with blank lines."""
         return "\n\n".join(p.text for p in self.pages if p.text.strip())
+
+    @property
+    def ocr_pages(self) -> int:
+        """Number of pages whose text came from OCR."""
+        return len({p.number for p in self.pages if p.ocr})
 
     @property
     def page_count(self) -> int:
@@ -107,22 +115,29 @@ def sniff(data: bytes) -> str:
     return "txt"
 
 
+Ocr = Callable[..., dict[int, str]]  # PageOcr.read_pages: (data, page_numbers, password, progress) -> {page: text}
+
+
 def extract(data: bytes, filename: str, password: str | None = None,
-            progress: Callable[[int, int], None] | None = None) -> Extracted:
+            progress: Callable[[int, int, str], None] | None = None, ocr: Ocr | None = None) -> Extracted:
     """Extract the text of an uploaded file.
 
     Args:
         data: the file's bytes.
         filename: the name the user gave it; its extension selects the expected type.
         password: PDF user password, if the file is encrypted.
-        progress: called as ``progress(pages_done, pages_total)`` while a PDF is read.
+        progress: called as ``progress(pages_done, pages_total, what)`` while a PDF is read;
+            ``what`` is ``"Extracting page"``, then ``"OCR page"`` for the pages being OCR'd.
+        ocr: reads text from page pixels, called as ``ocr(data, page_numbers, password, progress)``
+            (``PageOcr.read_pages``) for the PDF pages whose text layer is missing or unreadable
+            (``needs_ocr``); None leaves such pages as they are.
 
     Returns:
-        The document's pages.
+        The document's pages; OCR'd pages have ``ocr=True``.
 
     Raises:
         DocumentError: unsupported extension, empty file, type mismatch, unreadable or
-            truncated file, no text (e.g. a scanned PDF).
+            truncated file, no text (a scanned PDF with OCR off, or one where OCR found none).
         PasswordRequired: an encrypted PDF without the right password.
     """
     ext = PurePath(filename).suffix.lower()
@@ -141,6 +156,8 @@ def extract(data: bytes, filename: str, password: str | None = None,
         )
     if actual == "pdf":
         pages = _pdf_pages(data, filename, password, progress)
+        if ocr is not None:
+            pages = _ocr_pages(pages, data, filename, password, progress, ocr)
     elif actual == "docx":
         pages = _docx_pages(data, filename)
     elif expected == "md":
@@ -148,17 +165,20 @@ def extract(data: bytes, filename: str, password: str | None = None,
     else:
         pages = [Page(1, _decode_text(data, filename))]
     if not any(p.text.strip() for p in pages):
+        if actual == "pdf" and ocr is not None:
+            raise DocumentError(f"'{filename}' has no text layer and OCR found no text on its pages; "
+                                "if it is a scan, scan it again at a higher resolution and re-upload.")
         if actual == "pdf":
             raise DocumentError(
-                f"'{filename}' has no text layer; it is probably a scanned image, so run OCR on it "
-                "(for example with ocrmypdf) and upload the result."
+                f"'{filename}' has no text layer; it is probably a scanned image, so turn on OCR "
+                "(KVC_OCR=true) or run OCR on it yourself and upload the result."
             )
         raise DocumentError(f"'{filename}' contains no text to read.")
     return Extracted(kind=expected, pages=pages)
 
 
 def _pdf_pages(data: bytes, filename: str, password: str | None,
-               progress: Callable[[int, int], None] | None) -> list[Page]:
+               progress: Callable[[int, int, str], None] | None) -> list[Page]:
     """Read a PDF non-strictly with pypdf; see ``extract`` for errors."""
     try:
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
@@ -176,7 +196,7 @@ def _pdf_pages(data: bytes, filename: str, password: str | None,
         for i, page in enumerate(reader.pages):
             pages.append(Page(i + 1, _normalize(page.extract_text() or "")))
             if progress:
-                progress(i + 1, total)
+                progress(i + 1, total, "Extracting page")
     except DocumentError:
         raise
     except PdfStreamError as exc:  # pypdf hit the end of the data early: a cut-off file
@@ -190,6 +210,23 @@ def _pdf_pages(data: bytes, filename: str, password: str | None,
         log.info("pypdf failed on %s: %s", filename, exc)
         raise DocumentError(f"'{filename}' could not be read as a PDF (it looks damaged); export it again and re-upload.") from exc
     return pages
+
+
+def _ocr_pages(pages: list[Page], data: bytes, filename: str, password: str | None,
+               progress: Callable[[int, int, str], None] | None, ocr: Ocr) -> list[Page]:
+    """Replace the pages whose text layer is missing or unreadable by their OCR'd text."""
+    numbers = [p.number for p in pages if needs_ocr(p.text)]
+    if not numbers:
+        return pages
+    log.info("%s: OCR of %d of %d pages", filename, len(numbers), len(pages))
+    try:
+        texts = ocr(data, numbers, password, (lambda done, total: progress(done, total, "OCR page")) if progress else None)
+    except Exception as exc:  # pdfium and onnxruntime raise their own types for unrenderable pages
+        log.warning("OCR failed on %s: %s", filename, exc)
+        raise DocumentError(f"'{filename}' has pages without a text layer and OCR could not read them; "
+                            "export it again as a PDF and re-upload.") from exc
+    return [Page(p.number, _normalize(texts[p.number]), p.section, ocr=True) if texts.get(p.number, "").strip() else p
+            for p in pages]
 
 
 def _docx_pages(data: bytes, filename: str) -> list[Page]:

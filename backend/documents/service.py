@@ -19,6 +19,7 @@ from pathlib import Path, PurePath
 from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.embeddings import Embedder
 from backend.documents.extract import DocumentError, Extracted, Page, PasswordRequired, extract
+from backend.documents.ocr import PageOcr
 from backend.documents.store import DocumentRow, Hit, Store
 
 log = logging.getLogger(__name__)
@@ -60,17 +61,19 @@ class DocumentService:
             state derived from its text elsewhere (KV caches) goes with it.
         max_upload_bytes: size limit, bytes.
         chunk_tokens / overlap_tokens: chunking window, embedding-model tokens.
+        ocr: reads PDF pages that have no usable text layer; None turns OCR off.
     """
 
     def __init__(self, uploads: Path, store: Store, embedder: Embedder, *, max_upload_bytes: int, chunk_tokens: int,
                  overlap_tokens: int, count_tokens: Callable[[str], int | None] = _no_llm,
-                 drop_derived: Callable[[str], object] = _nothing_derived):
+                 drop_derived: Callable[[str], object] = _nothing_derived, ocr: PageOcr | None = None):
         self.uploads = Path(uploads)
         self.store, self.embedder = store, embedder
         self.count_tokens, self.drop_derived = count_tokens, drop_derived
         self.max_upload_bytes = max_upload_bytes
         self.chunk_tokens = chunk_tokens
         self.overlap_tokens = overlap_tokens
+        self.ocr = ocr
 
     def upload(self, owner: str, path: Path, filename: str | None = None, password: str | None = None,
                progress: Progress = _noop) -> tuple[DocumentRow, bool]:
@@ -155,12 +158,12 @@ class DocumentService:
         log.info("re-indexed document %s: %d chunks", doc_id, new.n_chunks)
         return new
 
-    @staticmethod
-    def _extract(data: bytes, name: str, password: str | None, progress: Progress) -> Extracted:
-        """``extract`` with its page counts reported as the first 20 % of ``progress``."""
+    def _extract(self, data: bytes, name: str, password: str | None, progress: Progress) -> Extracted:
+        """``extract`` (with OCR when on) with its page counts reported as the first 20 % of ``progress``."""
         progress(0.0, "Extracting text")
         return extract(data, name, password,
-                       progress=lambda done, total: progress(0.2 * done / total, f"Extracting page {done}/{total}"))
+                       progress=lambda done, total, what: progress(0.2 * done / total, f"{what} {done}/{total}"),
+                       ocr=self.ocr.read_pages if self.ocr else None)
 
     def _index(self, owner: str, doc_id: str, name: str, extracted: Extracted, sha: str, size: int,
                uploaded_at: float, progress: Progress, *, replace: bool) -> DocumentRow:
@@ -181,10 +184,12 @@ class DocumentService:
             tokens = sum(c.n_tokens for c in chunks)
         row = DocumentRow(doc_id=doc_id, owner=owner, name=name, kind=extracted.kind, sha256=sha,
                           path=str(folder / name), pages=extracted.page_count, chars=len(extracted.text),
-                          tokens=tokens, n_chunks=len(chunks), size_bytes=size, uploaded_at=uploaded_at)
+                          tokens=tokens, n_chunks=len(chunks), size_bytes=size, uploaded_at=uploaded_at,
+                          ocr_pages=extracted.ocr_pages)
         progress(0.92, f"Indexing {len(chunks)} chunks")
         rows = [{"chunk_id": f"{doc_id}:{c.index}", "doc_id": doc_id, "owner": owner, "idx": c.index,
-                 "page": c.page, "section": c.section, "text": c.text, "vector": v} for c, v in zip(chunks, vectors)]
+                 "page": c.page, "section": c.section, "text": c.text, "vector": v,
+                 "ocr": c.ocr} for c, v in zip(chunks, vectors)]
         (self.store.replace_document if replace else self.store.add_document)(row, rows)
         progress(1.0, f"Indexed {len(chunks)} chunks")
         return row

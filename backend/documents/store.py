@@ -35,7 +35,8 @@ class DocumentRow(LanceModel):
     """One uploaded document (no text; the file lives under ``uploads/``).
 
     ``size_bytes`` is the upload's size; ``tokens`` its length in LLM tokens when a model
-    was loaded at upload time, else in embedding-model tokens; ``uploaded_at`` is Unix seconds.
+    was loaded at upload time, else in embedding-model tokens; ``uploaded_at`` is Unix seconds;
+    ``ocr_pages`` counts the pages whose text was read by OCR.
     """
 
     doc_id: str
@@ -50,6 +51,7 @@ class DocumentRow(LanceModel):
     n_chunks: int
     size_bytes: int
     uploaded_at: float
+    ocr_pages: int = 0
 
 
 def chunk_model(dim: int) -> type[LanceModel]:
@@ -64,6 +66,7 @@ def chunk_model(dim: int) -> type[LanceModel]:
         section: str
         text: str
         vector: Vector(dim)  # type: ignore[valid-type]
+        ocr: bool = False
 
     return ChunkRow
 
@@ -76,7 +79,8 @@ class Hit:
     """One search result: a chunk and its relevance score (higher is better).
 
     ``score`` is the fused score (0..1) for hybrid search, cosine similarity for vector search and
-    BM25 for full-text search; ``section`` is the heading path, ``""`` when the file has none.
+    BM25 for full-text search; ``section`` is the heading path, ``""`` when the file has none;
+    ``ocr`` says the chunk's page was read by OCR.
     """
 
     doc_id: str
@@ -86,6 +90,7 @@ class Hit:
     score: float
     text: str
     section: str = ""
+    ocr: bool = False
 
 
 def sql_quote(value: str) -> str:
@@ -114,6 +119,10 @@ class Store:
         self.chunks = self._open("chunks", chunk_model(dim))
         if "section" not in self.chunks.schema.names:  # tables written before chunks had sections
             self.chunks.add_columns({"section": "''"})
+        if "ocr" not in self.chunks.schema.names:  # tables written before OCR
+            self.chunks.add_columns({"ocr": "false"})
+        if "ocr_pages" not in self.documents.schema.names:
+            self.documents.add_columns({"ocr_pages": "CAST(0 AS BIGINT)"})
 
     def _open(self, name: str, schema: type[LanceModel]):
         """Open table ``name``, creating it with ``schema`` when missing."""
@@ -189,9 +198,9 @@ class Store:
     def chunk_hits(self, owner: str, doc_id: str) -> list[Hit]:
         """A document's chunks in order, as search hits (score 0), with its name; [] when it has none."""
         rows = (self.chunks.search().where(f"owner = {sql_quote(owner)} AND doc_id = {sql_quote(doc_id)}")
-                .select(["idx", "page", "section", "text"]).limit(None).to_list())
+                .select(["idx", "page", "section", "text", "ocr"]).limit(None).to_list())
         name = self.names(owner, {doc_id}).get(doc_id, doc_id)
-        return [Hit(doc_id, name, r["page"], r["idx"], 0.0, r["text"], r.get("section") or "")
+        return [Hit(doc_id, name, r["page"], r["idx"], 0.0, r["text"], r.get("section") or "", bool(r.get("ocr")))
                 for r in sorted(rows, key=lambda r: r["idx"])]
 
     def count_chunks(self) -> int:
@@ -232,7 +241,7 @@ class Store:
             rows = self._ranked(method, query, vector, where, k)
         names = self.names(owner, {r["doc_id"] for r in rows})
         return [Hit(r["doc_id"], names.get(r["doc_id"], r["doc_id"]), r["page"], r["idx"], r["_relevance"],
-                    r["text"], r.get("section") or "") for r in rows]
+                    r["text"], r.get("section") or "", bool(r.get("ocr"))) for r in rows]
 
     def _ranked(self, method: str, query: str, vector: np.ndarray, where: str, k: int) -> list[dict]:
         """One method's top-k rows, best first, each with ``_relevance``: cosine similarity
@@ -241,7 +250,7 @@ class Store:
             q, score = self.chunks.search(vector, query_type="vector").distance_type("cosine"), "_distance"
         else:
             q, score = self.chunks.search(query, query_type="fts"), "_score"
-        rows = q.where(where, prefilter=True).select(["doc_id", "idx", "page", "section", "text", score]).limit(k).to_list()
+        rows = q.where(where, prefilter=True).select(["doc_id", "idx", "page", "section", "text", "ocr", score]).limit(k).to_list()
         for r in rows:
             r["_relevance"] = 1.0 - float(r[score]) if method == "vector" else float(r[score])
         return rows

@@ -1,0 +1,143 @@
+"""OCR for PDF pages without a usable text layer: pypdfium2 renders them, RapidOCR reads them.
+
+RapidOCR (``rapidocr``, PP-OCRv6 detection and recognition models as ONNX files shipped inside its
+wheel, run by onnxruntime) works offline with nothing but the package index. It was picked over
+``rapidocr-onnxruntime`` 1.4 (PP-OCRv4) on scans of our test pages at 144 dpi: median character error
+rate 1.9 % against 11.7 % (the older models run words together), at about the same seconds per page
+(``benchmarks/ocr.py``; README "OCR"). Tesseract needs a system package, so it was not an option.
+
+A page is OCR'd when its text layer is missing or unreadable (``needs_ocr``); the lines RapidOCR
+finds are put back in reading order, with a blank line where the vertical gap says a paragraph ends,
+so paragraph-aligned chunking works on scans too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import unicodedata
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+RENDER_SCALE = 2.0  # pypdfium2 renders at 72 dpi x scale: 144 dpi, where CER stopped improving (benchmarks/ocr.py)
+MIN_TEXT_CHARS = 16  # fewer non-space characters than this in a text layer: treat the page as having none
+MAX_UNREADABLE = 0.3  # share of private-use, control or replacement characters that marks a text layer as garbage
+PARAGRAPH_GAP = 0.9  # a vertical gap over this many line heights ends a paragraph
+
+OcrProgress = Callable[[int, int], None]
+
+
+def needs_ocr(text: str) -> bool:
+    """Whether a page's text layer is missing or unreadable, so the page should be OCR'd.
+
+    Args:
+        text: the page's extracted text layer.
+
+    Returns:
+        True when it has fewer than ``MIN_TEXT_CHARS`` non-space characters, or when more than
+        ``MAX_UNREADABLE`` of them are private-use glyphs, control characters or U+FFFD (a font
+        without a Unicode map, which extracts as garbage).
+    """
+    chars = [c for c in text if not c.isspace()]
+    if len(chars) < MIN_TEXT_CHARS:
+        return True
+    bad = sum(1 for c in chars if c == "\ufffd" or unicodedata.category(c) in ("Co", "Cc", "Cn", "Cs"))
+    return bad / len(chars) > MAX_UNREADABLE
+
+
+def layout_lines(boxes: np.ndarray, texts: Sequence[str]) -> str:
+    """Put OCR'd text boxes back in reading order.
+
+    Boxes whose vertical centres lie within half a line height of each other form one line, read
+    left to right; lines go top to bottom; a gap between lines wider than ``PARAGRAPH_GAP`` line
+    heights becomes a blank line.
+
+    Args:
+        boxes: float array, shape (n, 4, 2): each box's four corners as (x, y) pixels.
+        texts: the n recognised strings.
+
+    Returns:
+        The page text, ``\\n`` between lines and ``\\n\\n`` between paragraphs; ``""`` for no boxes.
+    """
+    if len(texts) == 0:
+        return ""
+    top, bottom = boxes[:, :, 1].min(axis=1), boxes[:, :, 1].max(axis=1)
+    left = boxes[:, :, 0].min(axis=1)
+    height = float(np.median(bottom - top)) or 1.0
+    lines: list[list[int]] = []
+    for i in np.argsort((top + bottom) / 2):
+        centre = (top[i] + bottom[i]) / 2
+        if lines and abs(centre - np.mean([(top[j] + bottom[j]) / 2 for j in lines[-1]])) < height / 2:
+            lines[-1].append(int(i))
+        else:
+            lines.append([int(i)])
+    out: list[str] = []
+    for n, line in enumerate(lines):
+        if n and min(top[j] for j in line) - max(bottom[j] for j in lines[n - 1]) > PARAGRAPH_GAP * height:
+            out.append("")
+        out.append(" ".join(texts[j].strip() for j in sorted(line, key=lambda j: left[j])))
+    return "\n".join(out)
+
+
+class PageOcr:
+    """Reads the text of PDF pages from their pixels.
+
+    The RapidOCR engine (about 30 MB of ONNX models) loads on first use and is shared; calls are
+    serialised, as onnxruntime already uses every core for one page.
+
+    Args:
+        scale: render scale over 72 dpi.
+    """
+
+    def __init__(self, scale: float = RENDER_SCALE):
+        self.scale = scale
+        self._engine = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        """The RapidOCR engine (created once)."""
+        if self._engine is None:
+            from rapidocr import RapidOCR  # imported here: onnxruntime and OpenCV load only when a scan arrives
+
+            self._engine = RapidOCR(params={"Global.log_level": "warning"})
+        return self._engine
+
+    def read_pages(self, data: bytes, numbers: Sequence[int], password: str | None = None,
+                   progress: OcrProgress | None = None) -> dict[int, str]:
+        """OCR some pages of a PDF.
+
+        Args:
+            data: the PDF's bytes.
+            numbers: 1-based page numbers to read.
+            password: the PDF's password, if it is encrypted.
+            progress: called as ``progress(pages_done, pages_total)`` after each page.
+
+        Returns:
+            ``{page number: text}`` (text ``""`` where nothing was recognised).
+
+        Raises:
+            OSError or pypdfium2's ``PdfiumError``: the file cannot be rendered.
+        """
+        import pypdfium2 as pdfium
+
+        out: dict[int, str] = {}
+        with self._lock:
+            engine = self._load()
+            pdf = pdfium.PdfDocument(data, password=password)
+            try:
+                for done, number in enumerate(numbers, 1):
+                    page = pdf[number - 1]
+                    image = np.asarray(page.render(scale=self.scale).to_pil().convert("RGB"))
+                    page.close()
+                    result = engine(image)
+                    texts = list(result.txts or [])
+                    out[number] = layout_lines(np.asarray(result.boxes), texts) if texts else ""
+                    if progress:
+                        progress(done, len(numbers))
+            finally:
+                pdf.close()
+        log.info("OCR read %d pages (%d characters)", len(out), sum(len(t) for t in out.values()))
+        return out
