@@ -86,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--host", help="interface to bind [KVC_HOST, 127.0.0.1]")
     parser.add_argument("--port", type=int, help="port [KVC_PORT, 7860]")
     parser.add_argument("--share", action="store_true", default=None, help="public Gradio link [KVC_SHARE]")
+    parser.add_argument("--mcp", dest="mcp_server", action="store_true", default=None,
+                        help="serve the API as MCP tools at /gradio_api/mcp/ [KVC_MCP_SERVER]")
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
 
 
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
                     max_file_size=int(settings.max_upload_bytes * 4), theme=gr.themes.Soft(),
-                    footer_links=["api"])
+                    footer_links=["api"], mcp_server=settings.mcp_server)
     finally:
         demo.services.close()
     return 0

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     port: int = Field(7860, description="TCP port of the web server.")
     share: bool = Field(False, description="Create a public Gradio share link.")
     max_upload_mb: float = Field(50.0, gt=0, description="Largest accepted upload, MiB.")
+    mcp_server: bool = Field(False, description="Serve the API's public endpoints as MCP tools (streamable HTTP at /gradio_api/mcp/).")
     ocr: bool = Field(True, description="Read PDF pages without a usable text layer (scans) with OCR (RapidOCR, offline).")
 
     # Model

@@ -1,5 +1,8 @@
 """The named API endpoints (``gradio_client`` and MCP): the app's programmatic interface.
 
+With ``--mcp`` Gradio serves every public endpoint as an MCP tool (streamable HTTP at
+``/gradio_api/mcp/``); its description and parameter descriptions come from the docstrings below.
+
 Each endpoint calls the same backend services as the UI; backend errors arrive as
 ``gr.Error`` carrying the same sentence the UI shows.
 """
@@ -27,7 +30,8 @@ def document_dict(row: DocumentRow, cached: dict) -> dict:
         cached: ``CacheCatalog.cached(owner)``, read once by the caller for all rows.
     """
     entry = cached.get((row.doc_id,))
-    return {"doc_id": row.doc_id, "name": row.name, "kind": row.kind, "pages": row.pages, "chars": row.chars,
+    return {"doc_id": row.doc_id, "name": row.name, "kind": row.kind, "pages": row.pages, "ocr_pages": row.ocr_pages,
+            "chars": row.chars,
             "tokens": row.tokens, "chunks": row.n_chunks, "size_bytes": row.size_bytes,
             "uploaded_at": row.uploaded_at, "cached": entry is not None,
             "cache_tokens": entry.n_tokens if entry else None, "cache_bytes": entry.state_bytes if entry else None}
@@ -38,25 +42,32 @@ def render(services: Services) -> None:
     upload_in = gr.File(visible=False, label="file")
     password_in = gr.Textbox("", visible=False, label="password")
     cache_in = gr.Checkbox(services.settings.prime_on_upload, visible=False, label="cache")
+    name_in = gr.Textbox("", visible=False, label="name")
     upload_out = gr.JSON(visible=False)
     upload_trigger = gr.Button(visible=False)
 
-    def upload_document(file: str, password: str, cache: bool, request: gr.Request) -> dict:
-        """Upload one PDF, DOCX, TXT or Markdown file (password: for encrypted PDFs, optional;
-        cache: prime its KV cache right away when it fits, the original upload_and_cache).
+    def upload_document(file: str, password: str, cache: bool, name: str = "", request: gr.Request = None) -> dict:
+        """Upload one PDF, DOCX, TXT or Markdown file; scanned PDF pages are read with OCR.
 
-        Returns doc_id, name, pages, chars, tokens (and chunks, size_bytes, cache state, created).
+        Args:
+            file: the file (a URL, or a data: URL with base64 contents, from an MCP client).
+            password: the password of an encrypted PDF; "" when it has none.
+            cache: prime its KV cache right away when it fits the context (the original upload_and_cache).
+            name: the document's file name, e.g. "report.pdf" (a data: URL has none); "" keeps the file's own.
+
+        Returns:
+            doc_id, name, kind, pages, ocr_pages, chars, tokens, chunks, size_bytes, cache state, created.
         """
         if not file:
             raise gr.Error("No file was sent; attach a PDF, DOCX, TXT or Markdown file.")
         owner = owner_of(request)
         with user_errors():
-            row, created = services.documents.upload(owner, Path(file), Path(file).name, password or None)
+            row, created = services.documents.upload(owner, Path(file), name or Path(file).name, password or None)
             if cache:
                 services.primer.cache_if_possible(owner, row.doc_id)
         return {**document_dict(row, services.caches.cached(owner)), "created": created}
 
-    upload_trigger.click(upload_document, [upload_in, password_in, cache_in], [upload_out],
+    upload_trigger.click(upload_document, [upload_in, password_in, cache_in, name_in], [upload_out],
                          api_name="upload_document")
 
     def list_documents(request: gr.Request) -> list[dict]:
@@ -66,39 +77,64 @@ def render(services: Services) -> None:
         return [document_dict(r, cached) for r in services.documents.list(owner)]
 
     def search_documents(query: str, doc_ids: list[str], k: int, request: gr.Request) -> list[dict]:
-        """Hybrid (BM25 + vector, score-fused) search; doc_ids limits it to those documents (empty: all).
+        """Search the documents for the passages that best match a query (hybrid BM25 + vector search).
 
-        Returns up to k chunks, best first: doc_id, name, page, section, idx, score, text.
+        Args:
+            query: what to look for, in words.
+            doc_ids: documents to search (ids from list_documents); empty searches all.
+            k: how many passages to return, 1 to 100.
+
+        Returns:
+            Up to k chunks, best first: doc_id, name, page, section, idx, score, text, ocr.
         """
         with user_errors():
             hits = services.documents.search(owner_of(request), query, list(doc_ids or []), int(k))
         return [asdict(h) for h in hits]
 
     def get_document_text(doc_id: str, request: gr.Request) -> dict:
-        """A document's extracted text: name, kind and its pages as {page, section, text}."""
+        """Get the full extracted text of one document.
+
+        Args:
+            doc_id: the document's id (from list_documents).
+
+        Returns:
+            doc_id, name, kind and its pages as a list of {page, section, text, ocr}.
+        """
         owner = owner_of(request)
         with user_errors():
             row = services.documents.get(owner, doc_id)
             pages = services.documents.pages(owner, doc_id)
         return {"doc_id": doc_id, "name": row.name, "kind": row.kind,
-                "pages": [{"page": p.number, "section": p.section, "text": p.text} for p in pages]}
+                "pages": [{"page": p.number, "section": p.section, "text": p.text, "ocr": p.ocr} for p in pages]}
 
     def reindex_document(doc_id: str, request: gr.Request) -> dict:
-        """Extract, chunk and embed a document again; returns the updated document."""
+        """Extract, chunk and embed a document again; returns the updated document.
+
+        Args:
+            doc_id: the document's id.
+        """
         owner = owner_of(request)
         with user_errors():
             row = services.documents.reindex(owner, doc_id)
         return document_dict(row, services.caches.cached(owner))
 
     def delete_document(doc_id: str, request: gr.Request) -> dict:
-        """Delete a document with its chunks and KV caches."""
+        """Delete a document with its chunks and KV caches.
+
+        Args:
+            doc_id: the document's id.
+        """
         with user_errors():
             services.documents.delete(owner_of(request), doc_id)
         return {"doc_id": doc_id, "deleted": True}
 
     def cache_document(doc_id: str, request: gr.Request) -> dict:
         """Prefill the system instructions plus this document and save the KV state to disk; a document
-        longer than the context window has each chunk's RAG prefix cached instead (tier ``chunks``)."""
+        longer than the context window has each chunk's RAG prefix cached instead (tier ``chunks``).
+
+        Args:
+            doc_id: the document's id.
+        """
         with user_errors():
             return services.primer.cache_documents(owner_of(request), [doc_id])
 
@@ -109,7 +145,11 @@ def render(services: Services) -> None:
         return [asdict(c) for c in services.caches.list(owner_of(request))]
 
     def delete_cache(key: str, request: gr.Request) -> dict:
-        """Delete one KV-cache entry by key; its documents stay."""
+        """Delete one KV-cache entry by key; its documents stay.
+
+        Args:
+            key: the entry's key (from list_caches).
+        """
         with user_errors():
             info = services.caches.delete(owner_of(request), key)
         return {"key": info.key, "deleted": True, "bytes": info.bytes}
@@ -121,15 +161,23 @@ def render(services: Services) -> None:
 
     def chat(session_id: str, message: str, doc_ids: list[str], mode: str = "auto", thinking: bool | None = None,
              web: bool | None = None, remember: bool | None = None, request: gr.Request = None) -> Iterator[dict]:
-        """Ask a question; streams {"text", "thinking", "done"}; the last value adds "metrics" and "sources".
+        """Ask a question about documents and get the model's answer with its sources and metrics.
 
-        mode: "auto" (whole documents when they fit, else retrieval), "cag" or "rag" to force one.
-        thinking: true/false switch a thinking model (Qwen3 /think, /no_think) on or off; null = its default.
-        "thinking" carries the <think> text, which history leaves out.
-        web: true/false search the web (SearXNG) or not; null = when the question is time-sensitive. The last
-        value adds "web_sources" (title, url, snippet); metrics.web_note says why the web was not used.
-        remember: recall the user's related questions from other sessions (null = remember_across_sessions);
-        metrics.memories counts them.
+        Streams {"text", "thinking", "done"}; the last value adds "metrics" (mode, TTFT, reused tokens, cache
+        tier) and "sources" (the passages a retrieval answer read: name, page, text). "thinking" carries
+        the <think> text, which history leaves out. The turn is saved in the session's history.
+
+        Args:
+            session_id: the chat session (from create_session or list_sessions).
+            message: the question.
+            doc_ids: the documents to answer from (ids from list_documents); empty for none.
+            mode: "auto" (whole documents when they fit, else retrieval), "cag" or "rag" to force one.
+            thinking: true/false switches a thinking model (Qwen3) on or off; null keeps its default.
+            web: true/false searches the web (SearXNG) or not; null searches when the question is time-sensitive.
+            remember: recall the user's related questions from other sessions; null uses the app's setting.
+
+        Returns:
+            text (the answer), done, metrics, sources, web_sources.
         """
         owner = owner_of(request)
         text, thought = "", ""
@@ -150,7 +198,13 @@ def render(services: Services) -> None:
         """Get the prefix of these documents, or the session's snapshot, into the model's context
         (restored, or prefilled and saved) so the next chat call evaluates only the question.
         Waits for it and returns {"outcome": done|preempted|busy|failed|no_model, "tier", "tokens"};
-        a chat for another session preempts it."""
+        a chat for another session preempts it.
+
+        Args:
+            session_id: the session whose next turn this prepares; "" for none.
+            doc_ids: the documents of the next turn.
+            mode: "auto", "cag" or "rag".
+        """
         with user_errors():
             job = services.primer.prefetch(owner_of(request), session_id or None, list(doc_ids or []), mode or "auto")
         if job is None:
@@ -161,7 +215,11 @@ def render(services: Services) -> None:
                 "tokens": (result.snapshot_tokens or result.n_tokens) if result else 0}
 
     def get_history(session_id: str, request: gr.Request) -> dict:
-        """A session's messages (with metrics and sources on answers) and timestamps."""
+        """Get a chat session's messages (answers carry their metrics and sources) and timestamps.
+
+        Args:
+            session_id: the session's id (from list_sessions).
+        """
         with user_errors():
             return asdict(services.sessions.get(owner_of(request), session_id))
 
@@ -172,14 +230,24 @@ def render(services: Services) -> None:
                     for s in services.sessions.list(owner_of(request))]
 
     def rename_session(session_id: str, title: str, request: gr.Request) -> dict:
-        """Rename a session; returns {"session_id", "title"}."""
+        """Rename a session; returns {"session_id", "title"}.
+
+        Args:
+            session_id: the session's id.
+            title: the new title.
+        """
         with user_errors():
             services.sessions.rename(owner_of(request), session_id, title)
             return {"session_id": session_id, "title": services.sessions.get(owner_of(request), session_id).title}
 
     def set_system_prompt(session_id: str, text: str, request: gr.Request) -> dict:
         """Give a session its own system prompt ("" = the configured one). The instructions start the
-        cached prefix, so the session's documents are read again on its next question."""
+        cached prefix, so the session's documents are read again on its next question.
+
+        Args:
+            session_id: the session's id.
+            text: the instructions; "" restores the configured ones.
+        """
         with user_errors():
             services.sessions.set_system_prompt(owner_of(request), session_id, text or "")
             current = services.sessions.get(owner_of(request), session_id).system_prompt
@@ -187,7 +255,12 @@ def render(services: Services) -> None:
                 "custom": bool(current)}
 
     def export_session(session_id: str, format: str = "markdown", request: gr.Request = None) -> dict:
-        """A session as Markdown or JSON, with messages, sources and metrics: {"filename", "content"}."""
+        """A session as Markdown or JSON, with messages, sources and metrics: {"filename", "content"}.
+
+        Args:
+            session_id: the session's id.
+            format: "markdown" or "json".
+        """
         with user_errors():
             session = services.sessions.get(owner_of(request), session_id)
         try:
@@ -197,7 +270,11 @@ def render(services: Services) -> None:
         return {"filename": filename, "content": content}
 
     def delete_session(session_id: str, request: gr.Request) -> dict:
-        """Delete a session and its history."""
+        """Delete a session and its history.
+
+        Args:
+            session_id: the session's id.
+        """
         with user_errors():
             deleted = services.sessions.delete(owner_of(request), session_id)
         services.chat.forget_session(owner_of(request), session_id)
@@ -257,6 +334,9 @@ def render(services: Services) -> None:
         return status(services, owner_of(request))
 
     llm = {"concurrency_id": "llm", "concurrency_limit": 1}
+    # Model management and logs: callable by clients, but left out of the API page and of the MCP tools
+    # (Gradio lists only "public" endpoints as tools), so an agent is never handed load/restart/reset.
+    admin = {"api_visibility": "undocumented"}
     gr.api(list_documents, api_name="list_documents")
     gr.api(search_documents, api_name="search_documents")
     gr.api(get_document_text, api_name="get_document_text")
@@ -276,8 +356,8 @@ def render(services: Services) -> None:
     gr.api(set_system_prompt, api_name="set_system_prompt")
     gr.api(model_status, api_name="model_status")
     gr.api(list_models, api_name="list_models")
-    gr.api(list_log_runs, api_name="list_log_runs")
-    gr.api(get_logs, api_name="get_logs")
-    gr.api(load_model, api_name="load_model", **llm)
-    gr.api(unload_model, api_name="unload_model", **llm)
-    gr.api(restart_model, api_name="restart_model", **llm)
+    gr.api(list_log_runs, api_name="list_log_runs", **admin)
+    gr.api(get_logs, api_name="get_logs", **admin)
+    gr.api(load_model, api_name="load_model", **llm, **admin)
+    gr.api(unload_model, api_name="unload_model", **llm, **admin)
+    gr.api(restart_model, api_name="restart_model", **llm, **admin)

@@ -86,7 +86,8 @@ def launch(settings: Settings, embedder: Embedder) -> RunningApp:
     from backend.services import build_services
 
     demo = build_app(settings, build_services(settings, embedder=embedder))
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1",
+                            mcp_server=settings.mcp_server)
     return RunningApp(demo, Client(url, verbose=False), url)
 
 
