@@ -30,7 +30,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         The Blocks app; its ``services`` attribute holds the services, which the caller closes
         (``demo.services.close()``) after ``demo.close()``.
     """
-    from components import api, caches, chat, documents, logs, models, sessions
+    from components import analytics, api, caches, chat, documents, logs, models, sessions
     from components.common import owner_of
 
     services = services or build_services(settings)
@@ -46,6 +46,9 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
             documents.render_manager(services, docs_panel)
         with gr.Accordion("KV caches", open=False):
             cache_table, cache_pick, refresh_caches = caches.render(services)
+        with gr.Accordion("Analytics", open=False, elem_id="analytics-panel") as analytics_panel:
+            refresh_analytics, analytics_inputs, analytics_outputs = analytics.render(services)
+        analytics_panel.expand(refresh_analytics, analytics_inputs, analytics_outputs, api_visibility="private")
         with gr.Accordion("Model", open=not services.engine.loaded):
             models_panel = models.render(services)
         with gr.Accordion("Logs", open=False):

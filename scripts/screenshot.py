@@ -4,6 +4,7 @@ asked about in headless Chromium, as a user would.
     .venv/bin/python scripts/screenshot.py [--out docs/chat.png]
     .venv/bin/python scripts/screenshot.py --out docs/rag.png --document DOC.txt --n-ctx 2048 \
         --question "..." --question "..."     # a document longer than n_ctx: chunks cached, RAG answers
+    .venv/bin/python scripts/screenshot.py --analytics docs/analytics.png   # then the Analytics panel too
 
 Needs Debian's chromium (``scripts/setup.sh --test`` installs it) and the bundled model.
 """
@@ -37,6 +38,7 @@ def main() -> int:
     parser.add_argument("--question", action="append", help="a question to ask (repeatable; default: two about "
                                                             "the lighthouse document)")
     parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument("--analytics", type=Path, help="also open the Analytics panel and screenshot it here")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -64,6 +66,12 @@ def main() -> int:
             page.wait_for_timeout(500)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.out), full_page=False)
+            if args.analytics:
+                page.get_by_text("Analytics", exact=True).click()
+                page.wait_for_function("() => document.querySelectorAll('#plot-ttft svg .mark-symbol.role-mark path')"
+                                       ".length > 0", timeout=60_000)
+                page.wait_for_timeout(1000)
+                page.locator("#analytics-panel").screenshot(path=str(args.analytics))
             browser.close()
     finally:
         stop(app)

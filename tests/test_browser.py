@@ -186,3 +186,35 @@ def test_retry_and_undo_rewrite_the_saved_session(tmp_path, tiny_model, embedder
         assert saved() == before[:2]
     finally:
         stop(app)
+
+
+def test_analytics_panel_plots_the_answers(tmp_path, tiny_model, embedder, browser):
+    from gradio_client import handle_file
+
+    app = launch(make_settings(tmp_path / "data", tiny_model), embedder)
+    try:
+        client = app.client
+        doc = client.predict(handle_file(str(TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf")), "", True,
+                             api_name="/upload_document")
+        sid = client.predict(api_name="/create_session")
+        for question, mode in (("What is it about?", "cag"), ("And the title?", "cag"), ("Any tables?", "rag")):
+            list(client.submit(sid, question, [doc["doc_id"]], mode, api_name="/chat"))
+        page = browser.new_page(viewport={"width": 1440, "height": 1400})
+        page.goto(app.url)
+        page.get_by_placeholder("Ask about your documents…").wait_for(timeout=60_000)
+        page.get_by_text("Analytics", exact=True).click()
+        page.get_by_text(re.compile(r"3 answers")).wait_for(timeout=60_000)
+        totals = page.locator("#analytics-totals").inner_text()
+        assert "cache hit rate" in totals and "median TTFT" in totals, totals
+
+        def marks(plot: str, mark: str) -> int:
+            return page.locator(f"#{plot} svg .mark-{mark}.role-mark path").count()  # not the legend's
+
+        wait_until(lambda: marks("plot-ttft", "symbol") >= 3, "a TTFT point per answer", 60)
+        wait_until(lambda: marks("plot-tokens", "rect") >= 3, "token bars", 60)
+        wait_until(lambda: marks("plot-decode", "line") >= 1, "the decode-speed line", 60)
+        wait_until(lambda: marks("plot-retrieval", "symbol") >= 1, "a retrieval-time point for the RAG answer", 60)
+        assert marks("plot-ttft", "symbol") == 3 and marks("plot-retrieval", "symbol") == 1
+        page.close()
+    finally:
+        stop(app)

@@ -5,6 +5,7 @@
 | ``mode`` | ``cag``, ``rag`` or ``chat`` (no documents) |
 | ``cache_tier`` | ``live``, ``ram``, ``disk`` or ``miss``: where the prefix came from |
 | ``restore_s`` | seconds to restore the saved state |
+| ``retrieval_s`` | seconds the hybrid search of a RAG turn took (0 otherwise) |
 | ``prefill_tokens`` / ``reused_tokens`` | prompt tokens evaluated this turn / taken from a cache |
 | ``ttft_s`` / ``decode_tokens_per_s`` | time to first token, seconds / generation speed |
 | ``snapshot_tokens`` / ``chained_tokens`` | tokens from the session's snapshot / a shorter set's prefix |
@@ -59,6 +60,7 @@ def turn_metrics(plan: Plan, max_tokens: int, n_ctx: int, prefix: PrefixResult, 
         "n_ctx": n_ctx,
         "cache_tier": prefix.tier,
         "restore_s": round(prefix.restore_s, 4),
+        "retrieval_s": round(plan.retrieval_s, 4),
         "prefix_prefill_s": round(prefix.prefill_s, 4),
         "chained_tokens": prefix.chained_tokens,
         "snapshot_tokens": prefix.snapshot_tokens,

@@ -6,6 +6,7 @@ local engine (token ids) or a remote server (messages).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from backend.chat.prompts import Prompt, build_prompt, chunk_system_text, rag_user_text, system_text
@@ -32,6 +33,7 @@ class Plan:
         sources: for RAG, the retrieved chunks, best first.
         retrieved_tokens: tokens the chunks put in the user turn (0 when they are in the prefix).
         prefix_chunks: for a RAG prefix of chunks, each ``prefix_doc_ids`` entry's chunk index.
+        retrieval_s: seconds the hybrid search took (0 when the turn did not search).
     """
 
     mode: str
@@ -40,6 +42,7 @@ class Plan:
     sources: list[Hit]
     retrieved_tokens: int = 0
     prefix_chunks: list[int] = field(default_factory=list)
+    retrieval_s: float = 0.0
 
 
 class Planner:
@@ -105,19 +108,21 @@ class Planner:
                     raise ChatError("The selected documents do not fit the context window "
                                     f"(n_ctx {self.n_ctx}) with room for the answer; "
                                     "choose Auto or Retrieval mode, or select fewer documents.")
+            started = time.perf_counter()
             ranked = self.documents.search(owner, query or message, doc_ids, s.retrieval_top_k)
+            searched = time.perf_counter() - started
             for k in range(min(s.rag_prefix_chunks, len(ranked)), 0, -1):  # the best chunks as the prefix
                 hits = ranked[:k]
                 prompt = self._build(chunk_system_text(instructions, hits), history, message, **budgets)
                 if prompt is not None:
-                    return Plan("rag", prompt, [h.doc_id for h in hits], hits, 0, [h.idx for h in hits])
+                    return Plan("rag", prompt, [h.doc_id for h in hits], hits, 0, [h.idx for h in hits], searched)
             system = system_text(instructions, [])
             question = self.count_tokens(message)
             for k in range(max(len(ranked), 1), 0, -1):  # as many of the best chunks as fit
                 hits, user = ranked[:k], rag_user_text(message, ranked[:k])
                 prompt = self._build(system, history, user, **budgets)
                 if prompt is not None:
-                    return Plan("rag", prompt, [], hits, self.count_tokens(user) - question)
+                    return Plan("rag", prompt, [], hits, self.count_tokens(user) - question, retrieval_s=searched)
         else:
             prompt = self._build(system_text(instructions, []), history, message, **budgets)
             if prompt is not None:
