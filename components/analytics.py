@@ -8,7 +8,7 @@ import time
 import gradio as gr
 import pandas as pd
 
-from backend.chat.analytics import TIME_RANGES_S, answer_points, since_for, totals
+from backend.chat import TIME_RANGES_S, answer_points, since_for, totals
 from backend.services import Services
 from components.common import human_bytes, owner_of, user_errors
 

@@ -1,9 +1,11 @@
 """Chat: one turn (plan, prompt layout and budgets, turn input, thinking split, metrics), priming
-and prefetch of document prefixes, Redis sessions and their export, long-term memory, web search.
+and prefetch of document prefixes, Redis sessions and their export, analytics over saved answers,
+long-term memory, web search.
 The top of the graph: imports ``kvcache``, ``inference`` and ``documents``; nothing imports it
 but the composition root (``backend.services``) and the UI.
 """
 
+from backend.chat.analytics import TIME_RANGES_S, AnswerPoint, answer_points, since_for, totals
 from backend.chat.export import FORMATS, export_session, source_location
 from backend.chat.memory import MemoryIndex
 from backend.chat.metrics import budget_line, metrics_line, seconds, turn_metrics
@@ -15,7 +17,8 @@ from backend.chat.sessions import Session, SessionError, SessionNotFound, Sessio
 from backend.chat.thinking import ThinkSplitter, split_thinking
 from backend.chat.web_search import WebSearchError, needs_web, search_web
 
-__all__ = ["FORMATS", "ChatError", "ChatService", "MemoryIndex", "Plan", "Planner", "Primer", "Prompt", "Session",
-           "SessionError", "SessionNotFound", "SessionStore", "ThinkSplitter", "Turn", "TurnEvent", "WebSearchError",
-           "budget_line", "build_prompt", "export_session", "metrics_line", "needs_web", "prefix_tokens", "search_web",
-           "seconds", "source_location", "split_thinking", "system_text", "turn_metrics"]
+__all__ = ["FORMATS", "TIME_RANGES_S", "AnswerPoint", "ChatError", "ChatService", "MemoryIndex", "Plan", "Planner",
+           "Primer", "Prompt", "Session", "SessionError", "SessionNotFound", "SessionStore", "ThinkSplitter", "Turn",
+           "TurnEvent", "WebSearchError", "answer_points", "budget_line", "build_prompt", "export_session",
+           "metrics_line", "needs_web", "prefix_tokens", "search_web", "seconds", "since_for", "source_location",
+           "split_thinking", "system_text", "totals", "turn_metrics"]
