@@ -37,6 +37,10 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
     with gr.Blocks(title="KVCache Chatbot", fill_width=True) as demo:
         gr.Markdown("## KVCache Chatbot\nChat with your documents. **Cache** a document once; later questions "
                     "reuse its KV cache and start answering at once, even after a restart.")
+        if settings.on_space and not settings.space_storage:
+            gr.Markdown(f"⚠️ **This Space has no persistent storage:** uploaded documents, chats and KV caches are "
+                        f"lost when it restarts. Attach storage (mounted at {settings.space_storage_dir}) in the "
+                        "Space's settings to keep them.", elem_id="storage-banner")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=360):
                 docs_panel = documents.render(services)

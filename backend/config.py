@@ -7,10 +7,11 @@ or uses llama.cpp's own parameter name (``n_ctx``, ``n_gpu_layers``, ``n_batch``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -43,9 +44,13 @@ class Settings(BaseSettings):
     models_dir: Path = Field(Path("models"), description="Folder scanned for *.gguf files.")
     extra_model_dirs: list[Path] = Field(default_factory=list, description="More folders listed in the Model panel (JSON list).")
 
-    # Server
-    host: str = Field("127.0.0.1", description="Interface the web server binds to.")
-    port: int = Field(7860, description="TCP port of the web server.")
+    # Server (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, which Hugging Face Spaces set, are read too)
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("host", "KVC_HOST", "GRADIO_SERVER_NAME"),
+                      description="Interface the web server binds to.")
+    port: int = Field(7860, validation_alias=AliasChoices("port", "KVC_PORT", "GRADIO_SERVER_PORT"),
+                      description="TCP port of the web server.")
+    space_storage_dir: Path = Field(Path("/data"), description="Where a Hugging Face Space mounts its persistent "
+                                                               "storage; on a Space with it, data_dir and models_dir move there.")
     share: bool = Field(False, description="Create a public Gradio share link.")
     max_upload_mb: float = Field(50.0, gt=0, description="Largest accepted upload, MiB.")
     mcp_server: bool = Field(False, description="Serve the API's public endpoints as MCP tools (streamable HTTP at /gradio_api/mcp/).")
@@ -120,6 +125,28 @@ class Settings(BaseSettings):
         description="External Redis; default: an embedded redis-server under data_dir.",
     )
     session_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="Session lifetime after last use, seconds.")
+
+    @property
+    def on_space(self) -> bool:
+        """Running on Hugging Face Spaces (which sets ``SPACE_ID`` and ``SYSTEM=spaces``)."""
+        return bool(os.environ.get("SPACE_ID")) or os.environ.get("SYSTEM") == "spaces"
+
+    @property
+    def space_storage(self) -> bool:
+        """On a Space with persistent storage attached (``space_storage_dir`` is a writable folder)."""
+        return self.on_space and self.space_storage_dir.is_dir() and os.access(self.space_storage_dir, os.W_OK)
+
+    @model_validator(mode="after")
+    def _space_storage(self) -> Settings:
+        """On a Space with persistent storage, keep data and models there unless set explicitly; the
+        Hugging Face cache goes there too (``HF_HOME``, as the Spaces storage docs advise)."""
+        if self.space_storage:
+            if "data_dir" not in self.model_fields_set and not os.environ.get("KVC_DATA_DIR"):
+                self.data_dir = self.space_storage_dir / "kvcache-chatbot"
+            if "models_dir" not in self.model_fields_set and not os.environ.get("KVC_MODELS_DIR"):
+                self.models_dir = self.space_storage_dir / "models"
+            os.environ.setdefault("HF_HOME", str(self.space_storage_dir / ".huggingface"))
+        return self
 
     @property
     def max_upload_bytes(self) -> int:
