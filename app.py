@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from backend.auth import Users
 from backend.config import Settings
 from backend.inference import SMOLLM2, ModelDownloadError, bundled_path, download, fetch_bundled, pick_model
 from backend.services import Services, build_services
@@ -31,7 +32,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         (``demo.services.close()``) after ``demo.close()``.
     """
     from components import analytics, api, caches, chat, documents, logs, models, sessions
-    from components.common import owner_of
+    from components.common import is_admin, owner_of
 
     services = services or build_services(settings)
     with gr.Blocks(title="KVCache Chatbot", fill_width=True) as demo:
@@ -41,6 +42,15 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
             gr.Markdown(f"⚠️ **This Space has no persistent storage:** uploaded documents, chats and KV caches are "
                         f"lost when it restarts. Attach storage (mounted at {settings.space_storage_dir}) in the "
                         "Space's settings to keep them.", elem_id="storage-banner")
+        signed_in = bool(services.users and services.users.names())
+        if settings.exposed and not signed_in:
+            gr.Markdown("⚠️ **Open to anyone:** this app was started with `--allow-anonymous`, so everyone who can "
+                        "reach it shares the same documents and chats. Add users with `python -m backend.auth "
+                        "add-user NAME` and restart to require sign-in.", elem_id="anonymous-banner")
+        if signed_in:
+            with gr.Row():
+                who = gr.Markdown(elem_id="signed-in-as")
+                gr.Button("Sign out", link="/logout", size="sm", scale=0, min_width=100)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=360):
                 docs_panel = documents.render(services)
@@ -53,9 +63,9 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         with gr.Accordion("Analytics", open=False, elem_id="analytics-panel") as analytics_panel:
             refresh_analytics, analytics_inputs, analytics_outputs = analytics.render(services)
         analytics_panel.expand(refresh_analytics, analytics_inputs, analytics_outputs, api_visibility="private")
-        with gr.Accordion("Model", open=not services.engine.loaded):
+        with gr.Accordion("Model", open=not services.engine.loaded) as model_panel:
             models_panel = models.render(services)
-        with gr.Accordion("Logs", open=False):
+        with gr.Accordion("Logs", open=False) as logs_panel:
             refresh_logs, log_outputs = logs.render(services)
         refresh_sessions, session_outputs = sessions.render(services, chat_panel)
         api.render(services)
@@ -77,6 +87,14 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
                    models_panel.info_box, cache_table, cache_pick],
                   api_visibility="private")
         demo.load(refresh_logs, None, log_outputs, api_visibility="private")
+
+        def admin_panels(request: gr.Request):  # the API refuses these calls too (require_admin)
+            admin = is_admin(services, request)
+            return gr.Accordion(visible=admin), gr.Accordion(visible=admin)
+
+        demo.load(admin_panels, None, [model_panel, logs_panel], api_visibility="private")
+        if signed_in:
+            demo.load(lambda request: f"Signed in as **{owner_of(request)}**", None, who, api_visibility="private")
         demo.load(refresh_sessions, [chat_panel.session], session_outputs, api_visibility="private")
         for finished in (chat_panel.answered, chat_panel.stopped):
             finished.then(refresh_sessions, [chat_panel.session], session_outputs, api_visibility="private")
@@ -93,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--host", help="interface to bind [KVC_HOST, 127.0.0.1]")
     parser.add_argument("--port", type=int, help="port [KVC_PORT, 7860]")
     parser.add_argument("--share", action="store_true", default=None, help="public Gradio link [KVC_SHARE]")
+    parser.add_argument("--allow-anonymous", dest="allow_anonymous", action="store_true", default=None,
+                        help="start without sign-in even when reachable from other machines [KVC_ALLOW_ANONYMOUS]")
     parser.add_argument("--mcp", dest="mcp_server", action="store_true", default=None,
                         help="serve the API as MCP tools at /gradio_api/mcp/ [KVC_MCP_SERVER]")
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
@@ -125,16 +145,44 @@ def ensure_default_model(settings: Settings) -> None:
             log.warning("%s The app starts without a model.", exc)
 
 
+def auth_for(users: Users):
+    """Gradio's ``auth`` callable when the users file has accounts, else None (sign-in off)."""
+    return users.check if users.names() else None
+
+
+def open_refusal(settings: Settings, users: Users) -> str | None:
+    """Why the app must not start: reachable from other machines with no sign-in and no ``--allow-anonymous``.
+
+    Returns:
+        One sentence for the terminal, or None when it may start.
+    """
+    if settings.mcp_server and users.names():
+        return ("MCP clients cannot sign in, so --mcp runs only without sign-in (its tools act as the single local "
+                f"user); start without --mcp, or without the accounts in {settings.users_path}.")
+    if not settings.exposed or settings.allow_anonymous or users.names():
+        return None
+    where = ("a share link" if settings.share else "a Space" if settings.on_space
+             else f"host {settings.host}")
+    return (f"Refusing to start open to everyone on {where} without sign-in: add a user with "
+            f"`python -m backend.auth add-user NAME` (users file {settings.users_path}) or pass --allow-anonymous.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the app (blocks until interrupted)."""
     settings = Settings(**parse_args(argv))
+    users = Users(settings.users_path)
+    refusal = open_refusal(settings, users)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     setup_logging(settings)
     ensure_default_model(settings)
     demo = build_app(settings)
     try:
         demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
                     max_file_size=int(settings.max_upload_bytes * 4), theme=gr.themes.Soft(),
-                    footer_links=["api"], mcp_server=settings.mcp_server)
+                    footer_links=["api"], mcp_server=settings.mcp_server, auth=auth_for(users),
+                    auth_message="Sign in to KVCache Chatbot.")
     finally:
         demo.services.close()
     return 0

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
                       description="Interface the web server binds to.")
     port: int = Field(7860, validation_alias=AliasChoices("port", "KVC_PORT", "GRADIO_SERVER_PORT"),
                       description="TCP port of the web server.")
+    users_file: Path | None = Field(None, description="Local accounts for sign-in (python -m backend.auth add-user NAME); "
+                                                     "default data_dir/users.json. With users in it, sign-in is on.")
+    admins: list[str] = Field(default_factory=list, description="User names that may manage models and read logs "
+                                                                "(JSON list), besides those added with --admin.")
+    allow_anonymous: bool = Field(False, description="Start without sign-in even when reachable from other machines "
+                                                     "(--share, a non-loopback host, a Space); a banner says so.")
     space_storage_dir: Path = Field(Path("/data"), description="Where a Hugging Face Space mounts its persistent "
                                                                "storage; on a Space with it, data_dir and models_dir move there.")
     share: bool = Field(False, description="Create a public Gradio share link.")
@@ -147,6 +153,16 @@ class Settings(BaseSettings):
                 self.models_dir = self.space_storage_dir / "models"
             os.environ.setdefault("HF_HOME", str(self.space_storage_dir / ".huggingface"))
         return self
+
+    @property
+    def users_path(self) -> Path:
+        """The users file: ``users_file`` or ``data_dir/users.json``."""
+        return self.users_file or self.data_dir / "users.json"
+
+    @property
+    def exposed(self) -> bool:
+        """Reachable from other machines: a share link, a non-loopback ``host``, or a Space."""
+        return self.share or self.on_space or self.host not in ("127.0.0.1", "localhost", "::1")
 
     @property
     def max_upload_bytes(self) -> int:

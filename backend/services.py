@@ -9,6 +9,7 @@ from pathlib import Path
 
 import redis
 
+from backend.auth import Users
 from backend.chat import ChatService, MemoryIndex, Primer, SessionStore
 from backend.config import Settings
 from backend.documents import DocumentService, Embedder, PageOcr, Store
@@ -37,6 +38,7 @@ class Services:
         redis_server: the embedded server, or None with ``REDIS_URL``.
         run_logs: one log file per model run (llama.cpp's log and the app's).
         model_error: why the start-up model did not load, if it didn't.
+        users: the local accounts (sign-in is on when there are any).
     """
 
     settings: Settings
@@ -53,6 +55,33 @@ class Services:
     redis_server: EmbeddedRedis | None
     run_logs: RunLogs
     model_error: str | None = None
+    users: Users | None = None
+
+    def model_dirs(self) -> list[Path]:
+        """The folders a model may be loaded from: ``models_dir``, the bundled model's, ``extra_model_dirs``."""
+        s = self.settings
+        return [s.models_dir, bundled_path(s.models_dir).parent, *s.extra_model_dirs]
+
+    def allowed_model(self, path: Path) -> Path:
+        """Check that a file to load lies in the model folders (or is the configured ``model_path``).
+
+        Args:
+            path: the requested GGUF file, as given by a user.
+
+        Returns:
+            The resolved path.
+
+        Raises:
+            EngineError: it lies elsewhere; no path outside the model folders is ever opened on request.
+        """
+        resolved = Path(path).expanduser().resolve()
+        configured = self.settings.model_path
+        if configured is not None and resolved == Path(configured).expanduser().resolve():
+            return resolved
+        if any(resolved.is_relative_to(d.expanduser().resolve()) for d in self.model_dirs()):
+            return resolved
+        raise EngineError(f"Models load only from the model folders ({', '.join(str(d) for d in self.model_dirs())}); "
+                          "put the file there or add its folder to KVC_EXTRA_MODEL_DIRS.")
 
     def load_params(self) -> LoadParams:
         """llama.cpp settings from the configuration."""
@@ -65,20 +94,20 @@ class Services:
         """Load a model with the configured settings.
 
         Args:
-            path: the GGUF file.
+            path: the GGUF file; it must lie in the model folders or be ``model_path`` (``allowed_model``).
             overrides: ``LoadParams`` fields to change for this load (e.g. ``type_k="q8_0"``).
 
         Raises:
-            EngineError: see ``Engine.load``.
+            EngineError: a path outside the model folders, or see ``Engine.load``.
         """
-        self.run_logs.start(Path(path).name)
-        self.engine.load(Path(path), dataclasses.replace(self.load_params(), **overrides))
+        path = self.allowed_model(path)
+        self.run_logs.start(path.name)
+        self.engine.load(path, dataclasses.replace(self.load_params(), **overrides))
         self.model_error = None
 
     def list_models(self) -> list[ModelInfo]:
         """The GGUF files in ``models_dir`` and ``extra_model_dirs``, described from their headers."""
-        s = self.settings
-        return list_models([s.models_dir, bundled_path(s.models_dir).parent, *s.extra_model_dirs])
+        return list_models(self.model_dirs())
 
     def restart_model(self, reset: bool) -> int:
         """Close and reopen the loaded model with the same settings (the original ``up/without_reset``
@@ -160,7 +189,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     primer = Primer(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, remote)
     caches = CacheCatalog(kv_store, engine, store)
     services = Services(settings, engine, kv_store, sessions, documents, chat, primer, caches, store, embedder, client,
-                        server, RunLogs(settings.path("logs") / "runs"))
+                        server, RunLogs(settings.path("logs") / "runs"), users=Users(settings.users_path))
     model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename, bundled_path(settings.models_dir))
     if model is not None and remote is None:  # with a remote server the local model is not needed
         try:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import gradio as gr
 
+from backend.chat import SessionNotFound
 from backend.chat import export_session as export_session_as
 from backend.documents import DocumentRow
 from backend.services import Services
-from components.common import owner_of, user_errors
+from components.common import owner_of, require_admin, user_errors
 from components.models import status
 
 
@@ -276,9 +277,10 @@ def render(services: Services) -> None:
             session_id: the session's id.
         """
         with user_errors():
-            deleted = services.sessions.delete(owner_of(request), session_id)
+            if not services.sessions.delete(owner_of(request), session_id):
+                raise SessionNotFound(f"Session {session_id} does not exist or has expired; refresh the chat list.")
         services.chat.forget_session(owner_of(request), session_id)
-        return {"session_id": session_id, "deleted": deleted}
+        return {"session_id": session_id, "deleted": True}
 
     def list_models() -> list[dict]:
         """GGUF files in models_dir and extra_model_dirs, read from their headers without loading:
@@ -295,6 +297,7 @@ def render(services: Services) -> None:
         crashes llama.cpp is refused with one sentence and the current model keeps serving; one that
         crashes only with use_extra_bufts loads with it off. Settings left at 0, "" or null take the
         configured defaults; n_ctx is capped at the model's context length. Returns model_status()."""
+        require_admin(services, request)
         given = {"n_ctx": n_ctx or None, "n_gpu_layers": n_gpu_layers, "n_batch": n_batch or None,
                  "n_threads": n_threads or None, "n_threads_batch": n_threads_batch or None, "flash_attn": flash_attn,
                  "type_k": type_k or None, "type_v": type_v or None, "use_mmap": use_mmap, "use_mlock": use_mlock,
@@ -305,6 +308,7 @@ def render(services: Services) -> None:
 
     def unload_model(request: gr.Request) -> dict:
         """Free the model and its context (the original "down"); KV caches stay. Returns model_status()."""
+        require_admin(services, request)
         services.engine.unload()
         return status(services, owner_of(request))
 
@@ -312,17 +316,20 @@ def render(services: Services) -> None:
         """Close and reopen the model with the same settings (the original "up/without_reset" and
         "up/reset"). reset: also delete this model's KV caches (RAM and disk) and session snapshots.
         Returns model_status() plus cleared_caches."""
+        require_admin(services, request)
         with user_errors():
             cleared = services.restart_model(bool(reset))
         return {**status(services, owner_of(request)), "cleared_caches": cleared}
 
-    def list_log_runs() -> list[dict]:
+    def list_log_runs(request: gr.Request = None) -> list[dict]:
         """One log file per model run, newest first: run_id, started_at (Unix s), size_bytes, current."""
+        require_admin(services, request)
         return [asdict(r) for r in services.run_logs.runs()]
 
-    def get_logs(run_id: str = "", level: str = "INFO", tail: int = 200) -> dict:
+    def get_logs(run_id: str = "", level: str = "INFO", tail: int = 200, request: gr.Request = None) -> dict:
         """A model run's log (llama.cpp's own lines and the app's), level and above, last `tail` lines.
         run_id "" = the current run. Returns {"run_id", "lines"}."""
+        require_admin(services, request)
         try:
             lines = services.run_logs.read(run_id or None, level or "INFO", int(tail))
         except ValueError as exc:
@@ -334,9 +341,6 @@ def render(services: Services) -> None:
         return status(services, owner_of(request))
 
     llm = {"concurrency_id": "llm", "concurrency_limit": 1}
-    # Model management and logs: callable by clients, but left out of the API page and of the MCP tools
-    # (Gradio lists only "public" endpoints as tools), so an agent is never handed load/restart/reset.
-    admin = {"api_visibility": "undocumented"}
     gr.api(list_documents, api_name="list_documents")
     gr.api(search_documents, api_name="search_documents")
     gr.api(get_document_text, api_name="get_document_text")
@@ -356,8 +360,8 @@ def render(services: Services) -> None:
     gr.api(set_system_prompt, api_name="set_system_prompt")
     gr.api(model_status, api_name="model_status")
     gr.api(list_models, api_name="list_models")
-    gr.api(list_log_runs, api_name="list_log_runs", **admin)
-    gr.api(get_logs, api_name="get_logs", **admin)
-    gr.api(load_model, api_name="load_model", **llm, **admin)
-    gr.api(unload_model, api_name="unload_model", **llm, **admin)
-    gr.api(restart_model, api_name="restart_model", **llm, **admin)
+    gr.api(list_log_runs, api_name="list_log_runs")  # these five refuse non-admins (require_admin)
+    gr.api(get_logs, api_name="get_logs")
+    gr.api(load_model, api_name="load_model", **llm)
+    gr.api(unload_model, api_name="unload_model", **llm)
+    gr.api(restart_model, api_name="restart_model", **llm)

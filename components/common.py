@@ -12,7 +12,8 @@ from backend.documents import DocumentError
 from backend.inference import EngineError, ModelDownloadError
 from backend.kvcache import CacheNotFound
 
-__all__ = ["USER_ERRORS", "budget_line", "human_bytes", "metrics_line", "owner_of", "seconds", "user_errors"]
+__all__ = ["USER_ERRORS", "budget_line", "human_bytes", "is_admin", "metrics_line", "owner_of", "require_admin", "seconds",
+           "user_errors"]
 
 USER_ERRORS = (ChatError, DocumentError, EngineError, SessionError, ModelDownloadError, CacheNotFound)
 
@@ -20,6 +21,34 @@ USER_ERRORS = (ChatError, DocumentError, EngineError, SessionError, ModelDownloa
 def owner_of(request: gr.Request | None) -> str:
     """The signed-in Gradio username, or ``local`` when sign-in is off."""
     return getattr(request, "username", None) or "local"
+
+
+def is_admin(services, request: gr.Request | None) -> bool:
+    """Whether this request may manage models and read logs.
+
+    With sign-in off, the single user of a loopback-only app is the admin, and nobody is when the app is
+    reachable from other machines (``--allow-anonymous``). Signed in: the names in the ``admins`` setting
+    and those added with ``python -m backend.auth add-user NAME --admin``.
+
+    Args:
+        services: the app's services (settings and users file).
+        request: the Gradio request (None: an in-process call, treated as sign-in off).
+    """
+    name = getattr(request, "username", None)
+    if name is None:
+        return not services.settings.exposed
+    return name in services.settings.admins or (services.users is not None and name in services.users.admins())
+
+
+def require_admin(services, request: gr.Request | None) -> None:
+    """Refuse a model-management or log call from a non-admin with one sentence (hiding the UI is not enough).
+
+    Raises:
+        gr.Error: the request is not an admin's.
+    """
+    if not is_admin(services, request):
+        raise gr.Error("Only an admin can manage models and read logs; ask one to do it, or to add you with "
+                       "`python -m backend.auth add-user NAME --admin`.", print_exception=False)
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
 """Logs panel: one model run's log (llama.cpp's own and the app's), filtered by level and text,
-refreshed every few seconds by a ``gr.Timer`` while "Follow" is ticked."""
+refreshed every few seconds by a ``gr.Timer`` while "Follow" is ticked. Admins only: others get nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import gradio as gr
 
 from backend.inference import LEVELS
 from backend.services import Services
-from components.common import human_bytes
+from components.common import human_bytes, is_admin
 
 REFRESH_S = 2.0
 
@@ -26,23 +26,27 @@ def render(services: Services):
         ``outputs`` on page load.
     """
     with gr.Row():
-        run = gr.Dropdown(label="Model run", choices=run_choices(services), value=services.run_logs.current, scale=3)
+        run = gr.Dropdown(label="Model run", choices=[], value=None, scale=3)  # filled on page load, for admins
         level = gr.Radio(list(LEVELS), value="INFO", label="Level and above", scale=3)
         search = gr.Textbox(label="Search", placeholder="text a line must contain", scale=2)
         follow = gr.Checkbox(True, label="Follow (refresh every 2 s)", scale=1)
     text = gr.Code(label="Log", language=None, lines=18, max_lines=18, interactive=False)
     timer = gr.Timer(REFRESH_S, active=True)
 
-    def show(run_id: str | None, lvl: str, needle: str) -> str:
+    def show(run_id: str | None, lvl: str, needle: str, request: gr.Request) -> str:
+        if not is_admin(services, request):
+            return ""
         try:
             return "\n".join(services.run_logs.read(run_id or None, lvl, 400, needle or ""))
         except ValueError as exc:
             return str(exc)
 
-    def refresh():
+    def refresh(request: gr.Request):
+        if not is_admin(services, request):
+            return gr.Dropdown(choices=[], value=None), ""
         runs = run_choices(services)
         current = services.run_logs.current or (runs[0][1] if runs else None)
-        return gr.Dropdown(choices=runs, value=current), show(current, "INFO", "")
+        return gr.Dropdown(choices=runs, value=current), show(current, "INFO", "", request)
 
     inputs = [run, level, search]
     for control in (run, level):

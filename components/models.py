@@ -13,7 +13,7 @@ import psutil
 from backend.inference import HOW_TO_GET_A_MODEL, RECOMMENDED_MODELS, download, expectation
 from backend.kvcache import KV_TYPE_BYTES, kv_bytes_per_token
 from backend.services import Services
-from components.common import human_bytes, owner_of, user_errors
+from components.common import human_bytes, owner_of, require_admin, user_errors
 
 
 def status(services: Services, owner: str) -> dict:
@@ -142,6 +142,7 @@ def render(services: Services) -> ModelsPanel:
 
     def load(path: str | None, ctx: float, gpu_layers: float, kv: str, flash_attn: bool, bufts: bool,
              request: gr.Request):
+        require_admin(services, request)
         if not path:
             raise gr.Error("Choose a .gguf file first.")
         with user_errors():
@@ -150,6 +151,7 @@ def render(services: Services) -> ModelsPanel:
         return current(request)
 
     def restart(reset: bool, request: gr.Request):
+        require_admin(services, request)
         with user_errors():
             cleared = services.restart_model(reset)
         if reset:
@@ -157,10 +159,12 @@ def render(services: Services) -> ModelsPanel:
         return current(request)
 
     def unload(request: gr.Request):
+        require_admin(services, request)
         services.engine.unload()
         return current(request)
 
     def fetch(repo_id: str, name: str, request: gr.Request, progress=gr.Progress()):
+        require_admin(services, request)
         progress(0, desc=f"Looking up {name}")
 
         def report(done: int, total: int) -> None:

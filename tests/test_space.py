@@ -44,7 +44,8 @@ def start_like_a_space(cwd: Path, storage: Path, model: Path) -> tuple[subproces
     port = free_port()
     env = {**os.environ, "SPACE_ID": "kvc-team/kvcache-chatbot", "SYSTEM": "spaces", "GRADIO_SERVER_NAME": "0.0.0.0",
            "GRADIO_SERVER_PORT": str(port), "KVC_SPACE_STORAGE_DIR": str(storage), "KVC_MODEL_PATH": str(model),
-           "KVC_AUTO_DOWNLOAD": "false", "KVC_N_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+           "KVC_AUTO_DOWNLOAD": "false", "KVC_N_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "KVC_ALLOW_ANONYMOUS": "true"}  # a Space without sign-in must say so (tests/test_auth.py signs in)
     for name in ("KVC_DATA_DIR", "KVC_MODELS_DIR", "HF_HOME"):
         env.pop(name, None)
     log = open(cwd / "app.log", "w")  # noqa: SIM115 - closed with the process
@@ -98,3 +99,4 @@ def test_a_space_start_keeps_data_on_persistent_storage_or_says_it_is_lost(tmp_p
         assert "no persistent storage" not in config
     else:
         assert "no persistent storage" in config and not storage.exists()
+    assert "Open to anyone" in config

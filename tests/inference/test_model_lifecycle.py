@@ -35,13 +35,16 @@ def test_restart_keeps_or_resets_caches(running_app):
 def test_failed_load_keeps_the_old_model_serving(running_app, tmp_path, tiny_model):
     client = running_app.client
     sid = client.predict(api_name="/create_session")
-    truncated = tmp_path / "cut.gguf"
+    models = running_app.services.settings.models_dir  # load_model opens files in the model folders only
+    models.mkdir(parents=True, exist_ok=True)
+    truncated = models / "cut.gguf"
     truncated.write_bytes(tiny_model.read_bytes()[:-4096])
-    mislabelled = tmp_path / "manual.gguf"
+    mislabelled = models / "manual.gguf"
     mislabelled.write_bytes((TESTDATA / "md_txt" / "pandoc_MANUAL.md").read_bytes())
     attempts = [((str(truncated),), "is not a readable GGUF file"),
                 ((str(mislabelled),), "is not a readable GGUF file"),
-                ((str(tmp_path / "missing.gguf"),), "does not exist"),
+                ((str(models / "missing.gguf"),), "does not exist"),
+                ((str(tmp_path / "cut.gguf"),), "load only from the model folders"),
                 # passes the header checks, then llama.cpp refuses a q8_0 V cache without flash_attn
                 ((str(tiny_model), 512, None, 0, 0, False, "q8_0", "q8_0"), "could not be loaded with type_k q8_0")]
     for args, expected in attempts:

@@ -14,7 +14,7 @@ from backend.inference import LoadParams, Preflight
 
 def test_a_model_that_crashes_llama_cpp_is_refused_and_the_app_keeps_serving(tmp_path, tiny_model, crashing_model,
                                                                               embedder):
-    app = launch(make_settings(tmp_path / "data", tiny_model), embedder)
+    app = launch(make_settings(tmp_path / "data", tiny_model, extra_model_dirs=[crashing_model.parent]), embedder)
     try:
         before = app.client.predict(api_name="/model_status")
         assert before["model"] == tiny_model.name and before["preflight"].startswith("passed")
