@@ -55,6 +55,12 @@ class Settings(BaseSettings):
                                                                 "(JSON list), besides those added with --admin.")
     allow_anonymous: bool = Field(False, description="Start without sign-in even when reachable from other machines "
                                                      "(--share, a non-loopback host, a Space); a banner says so.")
+    # Per-user limits for signed-in users who are not admins (0 = off); kept in Redis
+    questions_per_minute: int = Field(20, ge=0, description="Chat questions a user may ask in any 60 s.")
+    uploads_per_day: int = Field(100, ge=0, description="Documents a user may upload in any 24 h.")
+    quota_stored_mb: float = Field(1024.0, ge=0, description="Total size of a user's uploaded files, MiB.")
+    quota_documents: int = Field(200, ge=0, description="Documents a user may keep.")
+    max_concurrent_turns: int = Field(2, ge=0, description="Answers a user may have streaming at once.")
     space_storage_dir: Path = Field(Path("/data"), description="Where a Hugging Face Space mounts its persistent "
                                                                "storage; on a Space with it, data_dir and models_dir move there.")
     share: bool = Field(False, description="Create a public Gradio share link.")

@@ -15,6 +15,7 @@ from backend.config import Settings
 from backend.documents import DocumentService, Embedder, PageOcr, Store
 from backend.inference import (Engine, EngineError, LoadParams, ModelInfo, NoModelLoaded, Preflight, RemoteEngine,
                                RunLogs, bundled_path, list_models, model_identity, pick_model)
+from backend.quotas import Quotas, QuotaSettings
 from backend.kvcache import CacheCatalog, KVCacheStore, Prefetcher, SessionSnapshots
 from backend.redis_server import EmbeddedRedis
 
@@ -39,6 +40,7 @@ class Services:
         run_logs: one log file per model run (llama.cpp's log and the app's).
         model_error: why the start-up model did not load, if it didn't.
         users: the local accounts (sign-in is on when there are any).
+        quotas: per-user rate limits and quotas (Redis).
     """
 
     settings: Settings
@@ -56,6 +58,7 @@ class Services:
     run_logs: RunLogs
     model_error: str | None = None
     users: Users | None = None
+    quotas: Quotas | None = None
 
     def model_dirs(self) -> list[Path]:
         """The folders a model may be loaded from: ``models_dir``, the bundled model's, ``extra_model_dirs``."""
@@ -189,7 +192,11 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     primer = Primer(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, remote)
     caches = CacheCatalog(kv_store, engine, store)
     services = Services(settings, engine, kv_store, sessions, documents, chat, primer, caches, store, embedder, client,
-                        server, RunLogs(settings.path("logs") / "runs"), users=Users(settings.users_path))
+                        server, RunLogs(settings.path("logs") / "runs"), users=Users(settings.users_path),
+                        quotas=Quotas(url, client, QuotaSettings(
+                            settings.questions_per_minute, settings.uploads_per_day,
+                            int(settings.quota_stored_mb * 2**20), settings.quota_documents,
+                            settings.max_concurrent_turns)))
     model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename, bundled_path(settings.models_dir))
     if model is not None and remote is None:  # with a remote server the local model is not needed
         try:

@@ -19,7 +19,7 @@ from backend.chat import SessionNotFound
 from backend.chat import export_session as export_session_as
 from backend.documents import DocumentRow
 from backend.services import Services
-from components.common import owner_of, require_admin, user_errors
+from components.common import check_upload, owner_of, question_slot, require_admin, user_errors
 from components.models import status
 
 
@@ -63,6 +63,7 @@ def render(services: Services) -> None:
             raise gr.Error("No file was sent; attach a PDF, DOCX, TXT or Markdown file.")
         owner = owner_of(request)
         with user_errors():
+            check_upload(services, request, Path(file))
             row, created = services.documents.upload(owner, Path(file), name or Path(file).name, password or None)
             if cache:
                 services.primer.cache_if_possible(owner, row.doc_id)
@@ -182,7 +183,7 @@ def render(services: Services) -> None:
         """
         owner = owner_of(request)
         text, thought = "", ""
-        with user_errors():
+        with user_errors(), question_slot(services, request):
             for event in services.chat.stream_turn(owner, session_id, message, list(doc_ids or []),
                                                    mode=mode or "auto", thinking=thinking, web=web,
                                                    remember=remember):

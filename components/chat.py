@@ -12,7 +12,7 @@ import gradio as gr
 from backend.chat import SessionNotFound, source_location
 from backend.services import Services
 from components import sampling
-from components.common import USER_ERRORS, budget_line, metrics_line, owner_of, user_errors
+from components.common import USER_ERRORS, budget_line, metrics_line, owner_of, question_slot, user_errors
 from components.documents import DocumentsPanel
 
 
@@ -144,7 +144,7 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
         if not (text or "").strip():
             raise gr.Error("The message is empty; type a question first.")
         switch, use_web = ({"on": True, "off": False}.get(choice) for choice in (think, web_choice))
-        with user_errors():
+        with user_errors(), question_slot(services, request):
             session_id = session_id or services.sessions.create(owner)
             try:  # validates and plans; every user error is raised here, before any output
                 turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), chosen, mode=mode,

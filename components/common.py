@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import gradio as gr
 
@@ -11,11 +12,12 @@ from backend.chat import ChatError, SessionError, budget_line, metrics_line, sec
 from backend.documents import DocumentError
 from backend.inference import EngineError, ModelDownloadError
 from backend.kvcache import CacheNotFound
+from backend.quotas import QuotaExceeded
 
-__all__ = ["USER_ERRORS", "budget_line", "human_bytes", "is_admin", "metrics_line", "owner_of", "require_admin", "seconds",
-           "user_errors"]
+__all__ = ["USER_ERRORS", "budget_line", "check_upload", "human_bytes", "is_admin", "metrics_line", "owner_of",
+           "question_slot", "require_admin", "seconds", "user_errors"]
 
-USER_ERRORS = (ChatError, DocumentError, EngineError, SessionError, ModelDownloadError, CacheNotFound)
+USER_ERRORS = (ChatError, DocumentError, EngineError, SessionError, ModelDownloadError, CacheNotFound, QuotaExceeded)
 
 
 def owner_of(request: gr.Request | None) -> str:
@@ -49,6 +51,37 @@ def require_admin(services, request: gr.Request | None) -> None:
     if not is_admin(services, request):
         raise gr.Error("Only an admin can manage models and read logs; ask one to do it, or to add you with "
                        "`python -m backend.auth add-user NAME --admin`.", print_exception=False)
+
+
+def check_upload(services, request: gr.Request | None, path: Path) -> None:
+    """Apply the user's upload quotas (documents kept, bytes stored, uploads per day) to one file.
+
+    Admins, and the single user of a loopback app without sign-in, are exempt.
+
+    Raises:
+        QuotaExceeded: over a quota; the sentence says which.
+    """
+    if services.quotas is None or is_admin(services, request):
+        return
+    owner = owner_of(request)
+    docs = services.documents.list(owner)
+    services.quotas.upload(owner, Path(path).stat().st_size, sum(d.size_bytes for d in docs), len(docs))
+
+
+@contextlib.contextmanager
+def question_slot(services, request: gr.Request | None) -> Iterator[None]:
+    """Count a question against the user's rate and hold one of their concurrent-turn slots while it runs.
+
+    Raises:
+        QuotaExceeded: over ``questions_per_minute`` (the sentence gives the wait) or ``max_concurrent_turns``.
+    """
+    if services.quotas is None or is_admin(services, request):
+        yield
+        return
+    owner = owner_of(request)
+    services.quotas.question(owner)
+    with services.quotas.turn(owner):
+        yield
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from backend.services import Services
-from components.common import USER_ERRORS, human_bytes, owner_of, user_errors
+from components.common import USER_ERRORS, check_upload, human_bytes, owner_of, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ def render(services: Services) -> DocumentsPanel:
                 progress((i + fraction) / len(paths), desc=f"{name}: {desc}")
 
             try:
+                check_upload(services, request, Path(path))
                 row, created = services.documents.upload(owner, Path(path), name, pdf_password or None, step)
             except USER_ERRORS as exc:
                 gr.Warning(str(exc))

@@ -3,7 +3,7 @@
 * ``backend`` never imports gradio;
 * packages import only downwards: ``chat`` -> ``kvcache`` -> ``inference``, and ``chat`` and
   ``kvcache`` may read ``documents``, which imports no other package;
-* ``config``, ``redis_server`` and ``auth`` import no package; nothing in ``backend`` imports ``services``;
+* ``config``, ``redis_server``, ``auth`` and ``quotas`` import no package; nothing in ``backend`` imports ``services``;
 * the UI (``components/``, ``app.py``) imports a package's public names, not its inner modules.
 """
 
@@ -25,7 +25,8 @@ ALLOWED = {  # package -> the backend parts it may import (besides itself and co
     "config": set(),
     "redis_server": set(),
     "auth": set(),
-    "services": {*PACKAGES, "redis_server", "auth"},
+    "quotas": set(),
+    "services": {*PACKAGES, "redis_server", "auth", "quotas"},
 }
 
 
@@ -52,8 +53,8 @@ def backend_files() -> list[Path]:
 
 def test_the_layout_has_few_top_level_entries_each_documented():
     entries = sorted(p.name for p in BACKEND.iterdir() if p.name != "__pycache__")
-    assert entries == ["__init__.py", "auth.py", "chat", "config.py", "documents", "inference", "kvcache", "redis_server.py",
-                       "services.py"]
+    assert entries == ["__init__.py", "auth.py", "chat", "config.py", "documents", "inference", "kvcache", "quotas.py",
+                       "redis_server.py", "services.py"]
     for package in PACKAGES:
         doc = ast.get_docstring(ast.parse((BACKEND / package / "__init__.py").read_text()))
         assert doc and len(doc) > 80, f"backend/{package}/__init__.py needs a docstring saying what it owns"

@@ -4,6 +4,7 @@ two users signed in with gradio_client trying each other's ids, and an admin."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -54,15 +55,19 @@ def test_an_open_start_is_refused_in_one_sentence_unless_allowed(tmp_path, capsy
     assert "MCP clients cannot sign in" in app_module.open_refusal(Settings(data_dir=data, mcp_server=True), users)
 
 
-@pytest.fixture
-def signed_in(tmp_path, tiny_model, embedder):
+def start_signed_in(tmp_path, tiny_model, embedder, **overrides):
     """The app with three accounts (root is an admin) and a client signed in as each."""
     users = Users(tmp_path / "users.json")
     for name, password in PASSWORDS.items():
         users.add(name, password, admin=name == "root")
     app = launch(make_settings(tmp_path / "data", tiny_model, users_file=users.path,
-                               extra_model_dirs=[tiny_model.parent]), embedder)
-    clients = {name: Client(app.url, auth=(name, password), verbose=False) for name, password in PASSWORDS.items()}
+                               extra_model_dirs=[tiny_model.parent], **overrides), embedder)
+    return app, {name: Client(app.url, auth=(name, password), verbose=False) for name, password in PASSWORDS.items()}
+
+
+@pytest.fixture
+def signed_in(tmp_path, tiny_model, embedder):
+    app, clients = start_signed_in(tmp_path, tiny_model, embedder)
     yield app, clients
     stop(app)
 
@@ -123,3 +128,26 @@ def test_only_an_admin_manages_models_and_reads_logs(signed_in, tmp_path, tiny_m
     for path in (str(outside), "/etc/passwd", str(tiny_model.parent / ".." / "x.gguf")):
         assert "load only from the model folders" in refused(root, path, api_name="/load_model"), path
     assert root.predict(str(tiny_model), api_name="/load_model")["loaded"]
+
+
+def test_a_user_over_a_limit_gets_the_wait_and_others_are_unaffected(tmp_path, tiny_model, embedder):
+    app, clients = start_signed_in(tmp_path, tiny_model, embedder, questions_per_minute=2, quota_documents=1)
+    try:
+        sids = {name: c.predict(api_name="/create_session") for name, c in clients.items()}
+        for _ in range(2):
+            assert list(clients["alice"].submit(sids["alice"], "Hi?", [], api_name="/chat"))[-1]["done"]
+        message = refused(clients["alice"], sids["alice"], "Hi again?", [], api_name="/chat")
+        assert "limit of 2 questions per minute" in message and re.search(r"try again in \d+ s", message), message
+        assert list(clients["bob"].submit(sids["bob"], "Hi?", [], api_name="/chat"))[-1]["done"]  # unaffected
+        for _ in range(3):  # an admin is exempt
+            assert list(clients["root"].submit(sids["root"], "Hi?", [], api_name="/chat"))[-1]["done"]
+        pdf = handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf"))
+        clients["bob"].predict(pdf, "", False, api_name="/upload_document")
+        message = refused(clients["bob"], handle_file(str(TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf")), "", False,
+                          api_name="/upload_document")
+        assert "delete some to upload more" in message, message
+        assert len(clients["bob"].predict(api_name="/list_documents")) == 1
+        assert len(alice_history := clients["alice"].predict(sids["alice"], api_name="/get_history")["messages"]) == 4
+        assert all(m["role"] in ("user", "assistant") for m in alice_history)  # the refused question left no trace
+    finally:
+        stop(app)
