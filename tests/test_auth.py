@@ -105,7 +105,10 @@ def test_a_second_user_can_neither_see_nor_touch_the_firsts_data(signed_in):
     assert bob.predict(api_name="/list_documents") == [] and bob.predict(api_name="/list_sessions") == []
     assert bob.predict(api_name="/list_caches") == []
     bob_doc = bob.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "", False,
-                          api_name="/upload_document")
+                          "../../../alice/\x1bcrazy\u202e.pdf", api_name="/upload_document")
+    assert bob_doc["name"] == "crazy.pdf"  # no path parts, no control or bidi characters
+    uploads = app.services.settings.data_dir / "uploads"
+    assert (uploads / bob_doc["doc_id"] / "crazy.pdf").is_file() and len(list(uploads.rglob("*.pdf"))) == 2
     hits = bob.predict("document section table", [], 10, api_name="/search_documents")
     assert hits and {h["doc_id"] for h in hits} == {bob_doc["doc_id"]}
     assert all(d not in json.dumps(bob.predict(api_name=n)) for n in ("/list_documents", "/model_status"))

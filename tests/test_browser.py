@@ -218,3 +218,48 @@ def test_analytics_panel_plots_the_answers(tmp_path, tiny_model, embedder, brows
         page.close()
     finally:
         stop(app)
+
+
+XSS = """# Notes <img src=x onerror="window.__xss = 'img'">
+
+The payload <script>window.__xss = 'script'</script> sits in this paragraph about lighthouses.
+A link <a href="javascript:window.__xss='link'">click</a> and <svg onload="window.__xss='svg'"></svg> too.
+"""
+
+
+def test_html_and_script_in_a_document_name_text_sources_and_question_run_nothing(tmp_path, tiny_model, embedder,
+                                                                                  browser):
+    doc = tmp_path / "<img src=x onerror=window.__xss=1>.md"
+    doc.write_text(XSS, encoding="utf-8")
+    app = launch(make_settings(tmp_path / "data", tiny_model, n_ctx=2048, max_tokens=8), embedder)
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1100})
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(app.url)
+        box = page.get_by_placeholder("Ask about your documents…")
+        box.wait_for(timeout=60_000)
+        page.locator("input[type=file]").first.set_input_files(str(doc))
+        # Gradio's upload drops < and > from file names; the rest of the name shows as text
+        page.get_by_text(re.compile(r"onerror=window.__xss=1.md: 1 page")).wait_for(timeout=120_000)
+        page.get_by_role("gridcell", name=re.compile("onerror")).first.click()  # the preview renders the text
+        page.get_by_text("sits in this paragraph").first.wait_for(timeout=30_000)
+        box.fill('What sits here? <img src=x onerror="window.__xss=\'question\'"><script>window.__xss=3</script>')
+        box.press("Enter")
+        page.get_by_text("reused").last.wait_for(timeout=180_000)
+        page.get_by_role("radio", name="Retrieval (RAG)").check()
+        box.fill("Which paragraph is about lighthouses?")
+        box.press("Enter")
+        source = page.get_by_text(re.compile(r"\[1\] img src=x onerror")).first
+        source.wait_for(timeout=180_000)
+        source.click()  # open the chunk
+        page.wait_for_timeout(1000)
+        assert page.evaluate("() => window.__xss") is None and not dialogs
+        live = page.evaluate("""() => ({
+            handlers: [...document.querySelectorAll('*')].filter(e => [...e.attributes].some(
+                a => a.name.startsWith('on') && a.value.includes('__xss'))).length,
+            scripts: [...document.scripts].filter(s => s.text.includes('__xss')).length,
+            links: document.querySelectorAll('a[href^="javascript:"]').length})""")
+        assert live == {"handlers": 0, "scripts": 0, "links": 0}, live  # sanitised, not just lucky timing
+    finally:
+        stop(app)

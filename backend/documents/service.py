@@ -11,10 +11,11 @@ import json
 import logging
 import shutil
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path, PurePath
+from pathlib import Path, PureWindowsPath
 
 from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.embeddings import Embedder
@@ -25,6 +26,26 @@ from backend.documents.store import DocumentRow, Hit, Store
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
+MAX_NAME_CHARS = 200
+
+
+def clean_name(filename: str) -> str:
+    """The name a document is stored and shown under: the last path part only (``/`` and ``\\`` both split,
+    so ``../../x.pdf`` is ``x.pdf``), control and format characters removed, whitespace runs made one space,
+    at most ``MAX_NAME_CHARS`` characters with the extension kept.
+
+    Raises:
+        DocumentError: nothing usable is left (e.g. ``..``).
+    """
+    name = PureWindowsPath(filename.replace("/", "\\")).name
+    name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co"))
+    name = " ".join(name.split())
+    if name.strip(".") == "":
+        raise DocumentError(f"The file name {filename!r} has no usable name; rename the file and upload it again.")
+    if len(name) > MAX_NAME_CHARS:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: MAX_NAME_CHARS - len(ext) - 1] + dot + ext) if dot and len(ext) <= 10 else name[:MAX_NAME_CHARS]
+    return name
 
 
 def _noop(fraction: float, desc: str) -> None:
@@ -93,7 +114,7 @@ class DocumentService:
             DocumentError: any unreadable input (size, type, encryption, no text...).
         """
         path = Path(path)
-        name = PurePath(filename or path.name).name
+        name = clean_name(filename or path.name)
         size = path.stat().st_size
         if size > self.max_upload_bytes:
             raise DocumentError(f"'{name}' is {size / 2**20:.1f} MB, over the {self.max_upload_bytes / 2**20:.0f} MB "
