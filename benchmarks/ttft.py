@@ -76,7 +76,7 @@ def measure(engine: Engine, store: KVCacheStore, length: int, repeats: int) -> d
     engine.clear_context()
     ensure_prefix(engine, store, prompt.prefix_tokens, ["book"], "bench")  # prefill + save once
     fp = fingerprint(engine)
-    key = entry_key(fp, prompt.prefix_tokens)
+    key = entry_key(fp, prompt.prefix_tokens, "bench")
     for _ in range(repeats):
         engine.clear_context()
         start = time.perf_counter()

@@ -154,3 +154,23 @@ def test_a_user_over_a_limit_gets_the_wait_and_others_are_unaffected(tmp_path, t
         assert all(m["role"] in ("user", "assistant") for m in alice_history)  # the refused question left no trace
     finally:
         stop(app)
+
+
+def test_the_same_document_text_shares_no_kv_cache_between_users(signed_in):
+    app, clients = signed_in
+    alice, bob = clients["alice"], clients["bob"]
+    pdf = str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")
+    docs = {name: c.predict(handle_file(pdf), "", False, api_name="/upload_document") for name, c in clients.items()
+            if name in ("alice", "bob")}
+    alice.predict(docs["alice"]["doc_id"], api_name="/cache_document")
+
+    def ask(client, name):
+        sid = client.predict(api_name="/create_session")
+        return list(client.submit(sid, "Who are the crazy ones?", [docs[name]["doc_id"]], api_name="/chat"))[-1]["metrics"]
+
+    first = ask(bob, "bob")  # alice's prefix of the very same tokens is in the context and on disk
+    assert first["cache_tier"] == "miss" and first["reused_tokens"] == 0, first
+    again = ask(alice, "alice")  # hers comes back from her own entry, not from bob's live context
+    assert again["cache_tier"] in ("ram", "disk") and again["reused_tokens"] >= again["prefix_tokens"], again
+    keys = {name: {c["key"] for c in clients[name].predict(api_name="/list_caches")} for name in ("alice", "bob")}
+    assert keys["alice"] and keys["bob"] and not keys["alice"] & keys["bob"]

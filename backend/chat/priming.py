@@ -18,7 +18,8 @@ from backend.chat.sessions import SessionStore
 from backend.config import Settings
 from backend.documents import DocumentService
 from backend.inference import Engine, NoModelLoaded, RemoteEngine
-from backend.kvcache import KVCacheStore, Prefetcher, PrefetchJob, SessionSnapshots, ensure_prefix, fingerprint, prime
+from backend.kvcache import (KVCacheStore, Prefetcher, PrefetchJob, SessionSnapshots, claim_context, ensure_prefix,
+                             fingerprint, prime)
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,7 @@ class Primer:
         snap = self.snapshots.get(owner, session_id, fingerprint(self.engine)) if session_id else None
 
         def work(should_stop):
+            claim_context(self.engine, owner)
             got = snap and self.snapshots.restore(self.engine, snap, tokens, list(snap.splice.tokens))
             return got or ensure_prefix(self.engine, self.kv_store, tokens, ids, owner, should_stop)
 

@@ -23,8 +23,8 @@ from backend.chat.turn_input import TurnInput, compose
 from backend.config import Settings
 from backend.documents import DocumentService
 from backend.inference import Engine, NoModelLoaded, RemoteEngine, Sampling, StreamStats
-from backend.kvcache import (KVCacheStore, Prefetcher, PrefixResult, SessionSnapshots, Snapshot, ensure_prefix,
-                             fingerprint)
+from backend.kvcache import (KVCacheStore, Prefetcher, PrefixResult, SessionSnapshots, Snapshot, claim_context,
+                             ensure_prefix, fingerprint)
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,7 @@ class ChatService:
                 if not engine.loaded or engine.generation != turn.generation:
                     raise ChatError("The model was changed or unloaded while this question waited; send it again.")
                 start = time.perf_counter()
+                claim_context(engine, turn.owner)
                 prefix = (self.snapshots.restore(engine, turn.snapshot, plan.prompt.prefix_tokens, plan.prompt.tokens)
                           or ensure_prefix(engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
                                            turn.owner, chunks=plan.prefix_chunks))

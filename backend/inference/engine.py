@@ -57,6 +57,7 @@ class Engine:
         self.load_seconds: float | None = None
         self.loaded_at: float | None = None
         self.generation = 0  # see the class docstring
+        self.context_owner: str | None = None  # whose tokens the context holds (kvcache.prefix.claim_context)
         self._formatter: Jinja2ChatFormatter | None = None
         self._vocab: llama_cpp.Llama | None = None  # vocab-only twin: tokenizes without the lock
 
@@ -125,6 +126,7 @@ class Engine:
     def _install(self, opened: OpenedModel, path: Path) -> None:
         self.llm, self._vocab, self._formatter = opened.llm, opened.vocab, opened.formatter
         self.model_path, self.params = path, opened.params
+        self.context_owner = None
 
     def unload(self) -> None:
         """Free the model and its context (no-op when none is loaded)."""

@@ -66,7 +66,11 @@ def tokens_sha256(tokens: list[int]) -> str:
     return hashlib.sha256(np.asarray(tokens, dtype="<i4").tobytes()).hexdigest()
 
 
-def entry_key(fp: dict, tokens: list[int]) -> str:
-    """Cache key: SHA-256 of the canonical fingerprint JSON and the token hash, 32 hex chars."""
-    blob = json.dumps(fp, sort_keys=True).encode() + tokens_sha256(tokens).encode()
+def entry_key(fp: dict, tokens: list[int], owner: str = "") -> str:
+    """Cache key: SHA-256 of the canonical fingerprint JSON, the token hash and the owner, 32 hex chars.
+
+    The owner is part of the key so two users with the same document text never share an entry: one user's
+    cache hit could otherwise tell them that someone else has that text.
+    """
+    blob = json.dumps(fp, sort_keys=True).encode() + tokens_sha256(tokens).encode() + owner.encode()
     return hashlib.sha256(blob).hexdigest()[:32]

@@ -67,6 +67,19 @@ def _prefill_and_save(engine: Engine, store: KVCacheStore, key: str, fp: dict, t
     return PrefixResult("miss", len(tokens), prefill_s=prefill_s, state_bytes=len(state), prefilled_tokens=evaluated)
 
 
+def claim_context(engine: Engine, owner: str) -> None:
+    """Start from an empty context when it holds another user's tokens, so no user's turn reuses (or can time)
+    KV entries another user put there. Caller must hold ``engine.lock``.
+
+    Args:
+        engine: the loaded engine.
+        owner: the user about to use the context.
+    """
+    if engine.context_owner not in (None, owner):
+        engine.clear_context()
+    engine.context_owner = owner
+
+
 def prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str,
           chunks: list[int] | tuple[int, ...] = ()) -> PrefixResult:
     """Make sure a saved state for this prefix exists on disk (the **Cache** button, or a RAG
@@ -77,8 +90,9 @@ def prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[
     Returns:
         tier ``disk`` when a file already existed (nothing computed), else ``miss``.
     """
+    claim_context(engine, owner)
     fp = fingerprint(engine)
-    key = entry_key(fp, tokens)
+    key = entry_key(fp, tokens, owner)
     existing = store.entry(key)
     if existing is not None and existing.fingerprint == fp:
         return PrefixResult("disk", len(tokens), state_bytes=existing.state_bytes)
@@ -108,15 +122,16 @@ def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_id
     Raises:
         Interrupted: ``should_stop`` stopped the prefill; the context holds part of the prefix.
     """
+    claim_context(engine, owner)
     if engine.context_tokens[: len(tokens)] == tokens:
         return PrefixResult("live", len(tokens))
     fp = fingerprint(engine)
-    key = entry_key(fp, tokens)
+    key = entry_key(fp, tokens, owner)
     start = time.perf_counter()
     tier, state_bytes = _restore(engine, store, key, fp, tokens)
     if tier:
         return PrefixResult(tier, len(tokens), restore_s=time.perf_counter() - start, state_bytes=state_bytes)
-    chained = _restore_shorter_set(engine, store, fp, tokens, doc_ids, chunks)
+    chained = _restore_shorter_set(engine, store, fp, tokens, doc_ids, owner, chunks)
     restore_s = time.perf_counter() - start
     result = _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner, should_stop, chunks)
     return PrefixResult("miss", result.n_tokens, restore_s=restore_s if chained else 0.0, prefill_s=result.prefill_s,
@@ -144,7 +159,7 @@ def _restore(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: li
 
 
 def _restore_shorter_set(engine: Engine, store: KVCacheStore, fp: dict, tokens: list[int], doc_ids: list[str],
-                         chunks: list[int] | tuple[int, ...] = ()) -> int:
+                         owner: str, chunks: list[int] | tuple[int, ...] = ()) -> int:
     """Prefix chaining: restore the cached prefix of the longest document (or chunk) set that
     ``doc_ids`` (with ``chunks``) starts with (e.g. ``[A]`` for ``[A, B]``), when it shares more
     tokens with ``tokens`` than the context already does.
@@ -159,7 +174,7 @@ def _restore_shorter_set(engine: Engine, store: KVCacheStore, fp: dict, tokens: 
     best = None
     for e in store.entries():
         n = len(e.doc_ids)
-        if e.fingerprint == fp and 0 < n < len(doc_ids) and e.parts == parts[:n]:
+        if e.fingerprint == fp and e.owner == owner and 0 < n < len(doc_ids) and e.parts == parts[:n]:
             if best is None or n > len(best.doc_ids):
                 best = e
     if best is None:

@@ -96,7 +96,7 @@ def test_damaged_entry_is_discarded_and_recomputed(tmp_path, tiny_model, doc_tex
     with engine.lock:
         ensure_prefix(engine, store, prompt.prefix_tokens, ["doc1"], "local")
         good_answer = answer_tokens(engine, prompt.tokens)
-    key = entry_key(fingerprint(engine), prompt.prefix_tokens)
+    key = entry_key(fingerprint(engine), prompt.prefix_tokens, "local")
     kv, sidecar = tmp_path / "kv" / f"{key}.kv", tmp_path / "kv" / f"{key}.json"
     data = bytearray(kv.read_bytes())
     if damage == "flip_payload_byte":
@@ -124,7 +124,7 @@ def test_fingerprint_mismatch_is_never_loaded(tmp_path, tiny_model, doc_text):
     with engine.lock:
         ensure_prefix(engine, store, prompt.prefix_tokens, ["doc1"], "local")
     fp = fingerprint(engine)
-    key = entry_key(fp, prompt.prefix_tokens)
+    key = entry_key(fp, prompt.prefix_tokens, "local")
     other = dict(fp, n_ctx=4096)
     assert store.load(key, other, prompt.prefix_tokens) is None
     assert not list((tmp_path / "kv").glob(f"{key}.*")), "the mismatching entry is discarded"
@@ -154,7 +154,7 @@ def test_ram_tier_restore_is_identical_and_skips_the_file(tmp_path, tiny_model, 
     with engine.lock:
         assert ensure_prefix(engine, store, prompt.prefix_tokens, ["doc1"], "local").tier == "miss"
         cold_answer = answer_tokens(engine, prompt.tokens)
-        key = entry_key(fingerprint(engine), prompt.prefix_tokens)
+        key = entry_key(fingerprint(engine), prompt.prefix_tokens, "local")
         assert key in store.ram  # priming keeps the state in RAM too
         (tmp_path / "kv" / f"{key}.kv").write_bytes(b"damaged on disk, never read on a RAM hit")
         engine.clear_context()
