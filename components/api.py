@@ -19,7 +19,7 @@ from backend.chat import SessionNotFound
 from backend.chat import export_session as export_session_as
 from backend.documents import DocumentRow
 from backend.services import Services
-from components.common import check_upload, owner_of, question_slot, require_admin, user_errors
+from components.common import check_upload, every_owner, owner_of, question_slot, require_admin, user_errors
 from components.models import status
 
 
@@ -143,8 +143,8 @@ def render(services: Services) -> None:
     def list_caches(request: gr.Request) -> list[dict]:
         """The KV-cache entries: key, documents, doc_ids, tokens, bytes, tier, usable (fits the
         loaded model), created_at, last_used_at (Unix seconds), chunks (chunk indexes of a RAG chunk
-        prefix, empty for documents)."""
-        return [asdict(c) for c in services.caches.list(owner_of(request))]
+        prefix, empty for documents), owner. An admin gets every user's entries."""
+        return [asdict(c) for c in services.caches.list(owner_of(request), every_owner(services, request))]
 
     def delete_cache(key: str, request: gr.Request) -> dict:
         """Delete one KV-cache entry by key; its documents stay.
@@ -153,7 +153,7 @@ def render(services: Services) -> None:
             key: the entry's key (from list_caches).
         """
         with user_errors():
-            info = services.caches.delete(owner_of(request), key)
+            info = services.caches.delete(owner_of(request), key, every_owner(services, request))
         return {"key": info.key, "deleted": True, "bytes": info.bytes}
 
     def create_session(request: gr.Request) -> str:

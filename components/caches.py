@@ -8,19 +8,19 @@ import time
 import gradio as gr
 
 from backend.services import Services
-from components.common import human_bytes, owner_of, user_errors
+from components.common import every_owner, human_bytes, owner_of, user_errors
 
-COLUMNS = ["Documents", "Kind", "Tokens", "Size", "Tier", "Fits model", "Last used", "Key"]
+COLUMNS = ["Documents", "Kind", "Tokens", "Size", "Tier", "Fits model", "Last used", "Key", "Owner"]
 
 
-def rows(services: Services, owner: str) -> tuple[list[list], list[tuple[str, str]]]:
-    """Table rows and the delete dropdown's ``(label, key)`` choices."""
+def rows(services: Services, owner: str, everyone: bool = False) -> tuple[list[list], list[tuple[str, str]]]:
+    """Table rows and the delete dropdown's ``(label, key)`` choices (``everyone``: an admin's view)."""
     table, choices = [], []
-    for c in services.caches.list(owner):
+    for c in services.caches.list(owner, everyone):
         names = " + ".join(c.documents) or "(instructions only)"
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.last_used_at))
         table.append([names, c.kind, f"{c.tokens:,}", human_bytes(c.bytes), c.tier, "yes" if c.usable else "no",
-                      used, c.key[:12]])
+                      used, c.key[:12], c.owner])
         choices.append((f"{names} · {c.tokens:,} tok · {human_bytes(c.bytes)}", c.key))
     return table, choices
 
@@ -36,14 +36,14 @@ def render(services: Services):
     note = gr.Markdown()
 
     def refresh(request: gr.Request):
-        data, choices = rows(services, owner_of(request))
+        data, choices = rows(services, owner_of(request), every_owner(services, request))
         return gr.Dataframe(value=data, headers=COLUMNS), gr.Dropdown(choices=choices, value=None)
 
     def delete(key: str | None, request: gr.Request):
         if not key:
             raise gr.Error("Choose a cache entry to delete first.")
         with user_errors():
-            info = services.caches.delete(owner_of(request), key)
+            info = services.caches.delete(owner_of(request), key, every_owner(services, request))
         return f"Deleted the cache of {' + '.join(info.documents)} ({human_bytes(info.bytes)}).", *refresh(request)
 
     refresh_btn.click(refresh, None, [table, pick], api_visibility="private")

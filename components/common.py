@@ -14,8 +14,8 @@ from backend.inference import EngineError, ModelDownloadError
 from backend.kvcache import CacheNotFound
 from backend.quotas import QuotaExceeded
 
-__all__ = ["USER_ERRORS", "budget_line", "check_upload", "human_bytes", "is_admin", "metrics_line", "owner_of",
-           "question_slot", "require_admin", "seconds", "user_errors"]
+__all__ = ["USER_ERRORS", "budget_line", "check_upload", "every_owner", "human_bytes", "is_admin", "metrics_line",
+           "owner_of", "question_slot", "require_admin", "seconds", "user_errors"]
 
 USER_ERRORS = (ChatError, DocumentError, EngineError, SessionError, ModelDownloadError, CacheNotFound, QuotaExceeded)
 
@@ -40,6 +40,11 @@ def is_admin(services, request: gr.Request | None) -> bool:
     if name is None:
         return not services.settings.exposed
     return name in services.settings.admins or (services.users is not None and name in services.users.admins())
+
+
+def every_owner(services, request: gr.Request | None) -> bool:
+    """Whether this request sees (and may delete) every user's KV caches: a signed-in admin."""
+    return getattr(request, "username", None) is not None and is_admin(services, request)
 
 
 def require_admin(services, request: gr.Request | None) -> None:

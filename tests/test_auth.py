@@ -174,3 +174,6 @@ def test_the_same_document_text_shares_no_kv_cache_between_users(signed_in):
     assert again["cache_tier"] in ("ram", "disk") and again["reused_tokens"] >= again["prefix_tokens"], again
     keys = {name: {c["key"] for c in clients[name].predict(api_name="/list_caches")} for name in ("alice", "bob")}
     assert keys["alice"] and keys["bob"] and not keys["alice"] & keys["bob"]
+    every = {c["key"]: c["owner"] for c in clients["root"].predict(api_name="/list_caches")}  # an admin sees all
+    assert {k: every[k] for k in keys["alice"] | keys["bob"]} == {**dict.fromkeys(keys["alice"], "alice"),
+                                                                   **dict.fromkeys(keys["bob"], "bob")}

@@ -30,6 +30,8 @@ class CacheInfo:
         usable: True when it was saved under the loaded model's fingerprint (always False
             with no model loaded); other entries are kept until evicted or deleted.
         created_at / last_used_at: Unix seconds.
+        chunks: for a RAG chunk prefix, its chunk indexes.
+        owner: the user who made it.
     """
 
     key: str
@@ -42,6 +44,7 @@ class CacheInfo:
     created_at: float
     last_used_at: float
     chunks: list[int] = field(default_factory=list)
+    owner: str = ""
 
     @property
     def kind(self) -> str:
@@ -69,14 +72,21 @@ class CacheCatalog:
         labels = [names.get(d, d) + ("" if c is None else f" · chunk {c + 1}") for d, c in e.parts]
         return CacheInfo(e.key, labels, list(e.doc_ids), e.n_tokens, e.state_bytes,
                          "ram" if e.key in self.kv_store.ram else "disk", fp is not None and e.fingerprint == fp,
-                         e.created_at, e.last_used_at, list(e.chunks))
+                         e.created_at, e.last_used_at, list(e.chunks), e.owner)
 
-    def list(self, owner: str) -> list[CacheInfo]:
-        """The owner's entries, most recently used first."""
-        entries = [e for e in self.kv_store.entries() if e.owner == owner]
-        names = self.store.names(owner, {d for e in entries for d in e.doc_ids})
+    def list(self, owner: str, every_owner: bool = False) -> list[CacheInfo]:
+        """The owner's entries (an admin's view: everyone's), most recently used first.
+
+        Args:
+            owner: whose entries.
+            every_owner: list every user's entries, each named by its own owner's documents.
+        """
+        entries = [e for e in self.kv_store.entries() if every_owner or e.owner == owner]
         fp = self._fingerprint()
-        return [self._info(e, fp, names) for e in entries]
+        names: dict[str, dict[str, str]] = {}
+        for who in {e.owner for e in entries}:
+            names[who] = self.store.names(who, {d for e in entries if e.owner == who for d in e.doc_ids})
+        return [self._info(e, fp, names[e.owner]) for e in entries]
 
     def cached(self, owner: str) -> dict[tuple[str, ...], CacheEntry]:
         """Saved prefixes of whole documents of this owner usable by the loaded model, keyed by their
@@ -89,8 +99,8 @@ class CacheCatalog:
                 out.setdefault(e.doc_ids, e)
         return out
 
-    def delete(self, owner: str, key: str) -> CacheInfo:
-        """Delete one of the owner's entries.
+    def delete(self, owner: str, key: str, every_owner: bool = False) -> CacheInfo:
+        """Delete one of the owner's entries (an admin: anyone's).
 
         Returns:
             What was deleted.
@@ -99,8 +109,8 @@ class CacheCatalog:
             CacheNotFound: no such entry for this owner.
         """
         entry = self.kv_store.entry(key)
-        if entry is None or entry.owner != owner:
+        if entry is None or (entry.owner != owner and not every_owner):
             raise CacheNotFound(f"Cache entry {key} does not exist; refresh the cache list.")
-        info = self._info(entry, self._fingerprint(), self.store.names(owner, set(entry.doc_ids)))
+        info = self._info(entry, self._fingerprint(), self.store.names(entry.owner, set(entry.doc_ids)))
         self.kv_store.delete(key)
         return info
