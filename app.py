@@ -94,7 +94,10 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
 
         demo.load(admin_panels, None, [model_panel, logs_panel], api_visibility="private")
         if signed_in:
-            demo.load(lambda request: f"Signed in as **{owner_of(request)}**", None, who, api_visibility="private")
+            def whoami(request: gr.Request) -> str:
+                return f"Signed in as **{owner_of(request)}**"
+
+            demo.load(whoami, None, who, api_visibility="private")
         demo.load(refresh_sessions, [chat_panel.session], session_outputs, api_visibility="private")
         for finished in (chat_panel.answered, chat_panel.stopped):
             finished.then(refresh_sessions, [chat_panel.session], session_outputs, api_visibility="private")

@@ -263,3 +263,33 @@ def test_html_and_script_in_a_document_name_text_sources_and_question_run_nothin
         assert live == {"handlers": 0, "scripts": 0, "links": 0}, live  # sanitised, not just lucky timing
     finally:
         stop(app)
+
+
+def test_sign_in_shows_a_user_only_their_panels_and_sign_out_ends_it(tmp_path, tiny_model, embedder, browser):
+    from backend.auth import Users
+
+    users = Users(tmp_path / "users.json")
+    users.add("alice", "alice-secret-1")
+    users.add("root", "root-secret-333", admin=True)
+    app = launch(make_settings(tmp_path / "data", tiny_model, users_file=users.path), embedder)
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1100})
+
+        def sign_in(name: str, password: str) -> None:
+            page.goto(app.url)
+            page.get_by_label("username").fill(name)
+            page.get_by_label("password").fill(password)
+            page.get_by_role("button", name="Login").click()
+            page.get_by_text(f"Signed in as {name}").wait_for(timeout=60_000)
+
+        sign_in("alice", "alice-secret-1")
+        page.get_by_placeholder("Ask about your documents…").wait_for(timeout=60_000)
+        wait_until(lambda: not page.get_by_text("Logs", exact=True).is_visible(), "the Logs panel to hide", 30)
+        assert not page.get_by_text("Model", exact=True).is_visible()
+        page.get_by_role("link", name="Sign out").or_(page.get_by_role("button", name="Sign out")).first.click()
+        page.get_by_label("password").wait_for(timeout=30_000)  # back at the sign-in form
+        sign_in("root", "root-secret-333")
+        page.get_by_text("Logs", exact=True).wait_for(timeout=30_000)
+        assert page.get_by_text("Model", exact=True).is_visible()
+    finally:
+        stop(app)
