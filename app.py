@@ -32,7 +32,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         (``demo.services.close()``) after ``demo.close()``.
     """
     from components import analytics, api, caches, chat, documents, logs, models, sessions
-    from components.common import is_admin, owner_of
+    from components.common import ANONYMOUS, is_admin, owner_of
 
     services = services or build_services(settings)
     with gr.Blocks(title="KVCache Chatbot", fill_width=True) as demo:
@@ -43,7 +43,9 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
                         f"lost when it restarts. Attach storage (mounted at {settings.space_storage_dir}) in the "
                         "Space's settings to keep them.", elem_id="storage-banner")
         signed_in = bool(services.users and services.users.names())
-        if settings.exposed and not signed_in:
+        oauth = settings.hf_oauth and not signed_in  # local accounts win over Hugging Face sign-in
+        ANONYMOUS["owner"] = None if oauth and not settings.allow_anonymous else "local"
+        if settings.exposed and not signed_in and not oauth:
             gr.Markdown("⚠️ **Open to anyone:** this app was started with `--allow-anonymous`, so everyone who can "
                         "reach it shares the same documents and chats. Add users with `python -m backend.auth "
                         "add-user NAME` and restart to require sign-in.", elem_id="anonymous-banner")
@@ -51,6 +53,10 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
             with gr.Row():
                 who = gr.Markdown(elem_id="signed-in-as")
                 gr.Button("Sign out", link="/logout", size="sm", scale=0, min_width=100)
+        elif oauth:
+            with gr.Row():
+                gr.Markdown("Sign in with your Hugging Face account; your documents and chats are yours alone.")
+                gr.LoginButton(scale=0, min_width=220)  # Gradio's OAuth routes: /login/huggingface, /logout
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=360):
                 docs_panel = documents.render(services)
@@ -162,7 +168,7 @@ def open_refusal(settings: Settings, users: Users) -> str | None:
     if settings.mcp_server and users.names():
         return ("MCP clients cannot sign in, so --mcp runs only without sign-in (its tools act as the single local "
                 f"user); start without --mcp, or without the accounts in {settings.users_path}.")
-    if not settings.exposed or settings.allow_anonymous or users.names():
+    if not settings.exposed or settings.allow_anonymous or users.names() or settings.hf_oauth:
         return None
     where = ("a share link" if settings.share else "a Space" if settings.on_space
              else f"host {settings.host}")

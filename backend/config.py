@@ -144,6 +144,11 @@ class Settings(BaseSettings):
         return bool(os.environ.get("SPACE_ID")) or os.environ.get("SYSTEM") == "spaces"
 
     @property
+    def hf_oauth(self) -> bool:
+        """Sign-in with Hugging Face: a Space whose card sets ``hf_oauth: true`` (Spaces then set ``OAUTH_CLIENT_ID``)."""
+        return self.on_space and bool(os.environ.get("OAUTH_CLIENT_ID"))
+
+    @property
     def space_storage(self) -> bool:
         """On a Space with persistent storage attached (``space_storage_dir`` is a writable folder)."""
         return self.on_space and self.space_storage_dir.is_dir() and os.access(self.space_storage_dir, os.W_OK)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +21,37 @@ __all__ = ["USER_ERRORS", "budget_line", "check_upload", "every_owner", "human_b
 USER_ERRORS = (ChatError, DocumentError, EngineError, SessionError, ModelDownloadError, CacheNotFound, QuotaExceeded)
 
 
+ANONYMOUS = {"owner": "local"}  # build_app sets None where visitors must sign in with Hugging Face first
+
+
+def oauth_username(request: gr.Request | None) -> str | None:
+    """The Hugging Face user signed in through ``gr.LoginButton`` (a Space with ``hf_oauth``), or None.
+
+    Reads the session Gradio's OAuth routes write (``oauth_info``, dropped once ``expires_at`` has passed).
+    """
+    raw = getattr(request, "request", None)
+    try:
+        session = raw.session
+    except (AssertionError, AttributeError):  # no session middleware: OAuth is off
+        return None
+    info = session.get("oauth_info") or {}
+    if info.get("expires_at") is not None and info["expires_at"] < time.time():
+        return None
+    return (info.get("userinfo") or {}).get("preferred_username")
+
+
 def owner_of(request: gr.Request | None) -> str:
-    """The signed-in Gradio username, or ``local`` when sign-in is off."""
-    return getattr(request, "username", None) or "local"
+    """Who a request acts for: the Gradio sign-in name, else the Hugging Face OAuth name, else ``local``.
+
+    Raises:
+        gr.Error: nobody is signed in where sign-in with Hugging Face is required.
+    """
+    name = getattr(request, "username", None) or oauth_username(request)
+    if name:
+        return name
+    if ANONYMOUS["owner"] is None:
+        raise gr.Error("Sign in with Hugging Face first (the button at the top of the page).", print_exception=False)
+    return ANONYMOUS["owner"]
 
 
 def is_admin(services, request: gr.Request | None) -> bool:
@@ -36,7 +65,7 @@ def is_admin(services, request: gr.Request | None) -> bool:
         services: the app's services (settings and users file).
         request: the Gradio request (None: an in-process call, treated as sign-in off).
     """
-    name = getattr(request, "username", None)
+    name = getattr(request, "username", None) or oauth_username(request)
     if name is None:
         return not services.settings.exposed
     return name in services.settings.admins or (services.users is not None and name in services.users.admins())
@@ -44,7 +73,7 @@ def is_admin(services, request: gr.Request | None) -> bool:
 
 def every_owner(services, request: gr.Request | None) -> bool:
     """Whether this request sees (and may delete) every user's KV caches: a signed-in admin."""
-    return getattr(request, "username", None) is not None and is_admin(services, request)
+    return bool(getattr(request, "username", None) or oauth_username(request)) and is_admin(services, request)
 
 
 def require_admin(services, request: gr.Request | None) -> None:
