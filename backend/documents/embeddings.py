@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -40,6 +41,11 @@ def resolve_model(name: str) -> str:
 class Embedder:
     """One sentence-transformers model shared by ingestion and search.
 
+    Calls are serialised by ``lock``: a Hugging Face fast tokenizer sets its padding and truncation per
+    call on one shared Rust object, so two threads encoding at once got each other's padding ("expected
+    sequence of length 90 at dim 1 (got 79)", found by ``benchmarks/load.py``). Anything else using
+    ``tokenizer`` (chunking) holds the lock too.
+
     Args:
         name: model name or folder (see ``resolve_model``).
         batch_size: texts per forward pass.
@@ -51,6 +57,7 @@ class Embedder:
 
         self.name = name
         self.batch_size = batch_size
+        self.lock = threading.RLock()
         self.model = SentenceTransformer(resolve_model(name), device="cpu")
         self.tokenizer = self.model.tokenizer
         self.dim: int = int(self.model.get_embedding_dimension())
@@ -60,7 +67,8 @@ class Embedder:
 
     def count_tokens(self, text: str) -> int:
         """Number of word-piece tokens in ``text`` (no special tokens)."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        with self.lock:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def encode(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Embed texts in batches of similar length.
@@ -79,10 +87,11 @@ class Embedder:
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            out[idx] = self.model.encode(
-                [texts[i] for i in idx], batch_size=self.batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
-            )
+            with self.lock:  # per batch, so two uploads take turns instead of one waiting for the other's whole file
+                out[idx] = self.model.encode(
+                    [texts[i] for i in idx], batch_size=self.batch_size, normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=False,
+                )
             if progress:
                 progress(start + len(idx), len(texts))
         return out

@@ -190,11 +190,13 @@ class DocumentService:
                uploaded_at: float, progress: Progress, *, replace: bool) -> DocumentRow:
         """Chunk, embed and store extracted text; write ``pages.json``; return the row."""
         progress(0.2, f"Chunking {extracted.page_count} page{'s' * (extracted.page_count != 1)}")
-        chunks = chunk_pages(extracted.pages, doc_id, self.embedder.tokenizer, self.chunk_tokens, self.overlap_tokens,
-                             self.embedder.max_seq_length)
-        title = title_of(name)
+        with self.embedder.lock:  # the tokenizer is not safe to share between threads (see Embedder)
+            chunks = chunk_pages(extracted.pages, doc_id, self.embedder.tokenizer, self.chunk_tokens,
+                                 self.overlap_tokens, self.embedder.max_seq_length)
+            title = title_of(name)
+            texts = [embedding_text(c, title, self.embedder.tokenizer, self.embedder.max_seq_length) for c in chunks]
         vectors = self.embedder.encode(
-            [embedding_text(c, title, self.embedder.tokenizer, self.embedder.max_seq_length) for c in chunks],
+            texts,
             progress=lambda done, total: progress(0.25 + 0.65 * done / total, f"Embedding chunk {done}/{total}"),
         )
         folder = self.uploads / doc_id
