@@ -112,6 +112,11 @@ def test_a_second_user_can_neither_see_nor_touch_the_firsts_data(signed_in):
     hits = bob.predict("document section table", [], 10, api_name="/search_documents")
     assert hits and {h["doc_id"] for h in hits} == {bob_doc["doc_id"]}
     assert all(d not in json.dumps(bob.predict(api_name=n)) for n in ("/list_documents", "/model_status"))
+    mine = bob.predict(api_name="/create_session")  # memory recall reaches only bob's own past questions
+    *_, last = bob.submit(mine, "What is this document about?", [], "auto", None, False, True, api_name="/chat")
+    assert last["metrics"]["memories"] == 0
+    exported = bob.predict(mine, "json", api_name="/export_session")["content"]
+    assert "sf_pdflatex" not in exported and s not in exported
     # and alice lost nothing
     assert {name: alice.predict(api_name=name) for name in before} == before
     assert len(alice.predict(s, api_name="/get_history")["messages"]) == 2
