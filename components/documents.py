@@ -106,7 +106,8 @@ def render(services: Services) -> DocumentsPanel:
                 lines.append(f"✗ {exc}")
                 continue
             new_ids.append(row.doc_id)
-            lines.append(f"✓ **{row.name}**: {row.pages} page{'s' * (row.pages != 1)}, {row.n_chunks} chunks"
+            ocr = f" ({row.ocr_pages} read by OCR)" if row.ocr_pages else ""
+            lines.append(f"✓ **{row.name}**: {row.pages} page{'s' * (row.pages != 1)}{ocr}, {row.n_chunks} chunks"
                          if created else f"= **{row.name}** was already uploaded")
             if cache:
                 progress((i + 0.99) / len(paths), desc=f"{name}: reading it into the KV cache")
