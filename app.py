@@ -72,7 +72,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         with gr.Accordion("Model", open=not services.engine.loaded) as model_panel:
             models_panel = models.render(services)
         with gr.Accordion("Logs", open=False) as logs_panel:
-            refresh_logs, log_outputs = logs.render(services)
+            refresh_logs, log_outputs = logs.render(services, logs_panel)
         refresh_sessions, session_outputs = sessions.render(services, chat_panel)
         api.render(services)
 

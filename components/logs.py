@@ -1,5 +1,6 @@
 """Logs panel: one model run's log (llama.cpp's own and the app's), filtered by level and text,
-refreshed every few seconds by a ``gr.Timer`` while "Follow" is ticked. Admins only: others get nothing."""
+refreshed every few seconds by a ``gr.Timer`` while the panel is open and "Follow" is ticked. Admins only: others
+get nothing."""
 
 from __future__ import annotations
 
@@ -18,8 +19,13 @@ def run_choices(services: Services) -> list[tuple[str, str]]:
             for r in services.run_logs.runs()]
 
 
-def render(services: Services):
+def render(services: Services, panel: gr.Accordion):
     """Build the panel.
+
+    Args:
+        services: the app's services.
+        panel: the accordion it sits in: "Follow" polls only while it is open, so a closed panel costs
+            no request every few seconds in every open tab.
 
     Returns:
         ``(refresh, outputs)``: app.py runs ``refresh() -> (runs dropdown, log text)`` into
@@ -31,7 +37,7 @@ def render(services: Services):
         search = gr.Textbox(label="Search", placeholder="text a line must contain", scale=2)
         follow = gr.Checkbox(True, label="Follow (refresh every 2 s)", scale=1)
     text = gr.Code(label="Log", language=None, lines=18, max_lines=18, interactive=False)
-    timer = gr.Timer(REFRESH_S, active=True)
+    timer = gr.Timer(REFRESH_S, active=False)
 
     def show(run_id: str | None, lvl: str, needle: str, request: gr.Request) -> str:
         if not is_admin(services, request):
@@ -54,4 +60,6 @@ def render(services: Services):
     search.submit(show, inputs, text, api_visibility="private", show_progress="hidden")
     timer.tick(show, inputs, text, api_visibility="private", show_progress="hidden")
     follow.change(lambda on: gr.Timer(active=on), follow, timer, api_visibility="private")
+    panel.expand(lambda on: gr.Timer(active=on), follow, timer, api_visibility="private")
+    panel.collapse(lambda: gr.Timer(active=False), None, timer, api_visibility="private")
     return refresh, [run, text]

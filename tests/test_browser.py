@@ -42,6 +42,16 @@ def browser():
         b.close()
 
 
+@pytest.fixture(autouse=True)
+def close_pages(request):
+    """Close each test's pages after it: pages left open keep polling and rendering, which starved the
+    browser on a loaded machine."""
+    yield
+    if "browser" in request.fixturenames:
+        for context in request.getfixturevalue("browser").contexts:
+            context.close()
+
+
 def test_upload_cache_and_chat_in_the_browser(tmp_path, tiny_model, embedder, browser):
     app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=400), embedder)
     try:
