@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import getpass
 import hashlib
 import hmac
@@ -71,17 +72,26 @@ class Users:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._cache: tuple[tuple[int, int], dict] | None = None  # (mtime_ns, size) -> parsed file
 
     def _read(self) -> dict:
-        if not self.path.is_file():
-            return {"users": {}}
+        """The parsed file (a fresh copy); parsed again only when its mtime or size changed, since admin
+        checks run on every turn, upload and page load while the CLI may edit the file at any time."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            if not isinstance(data.get("users"), dict):
-                raise ValueError("no users object")
-            return data
-        except ValueError as exc:
-            raise AuthError(f"The users file {self.path} is damaged ({exc}); fix it or add the users again.") from exc
+            st = self.path.stat()
+        except FileNotFoundError:
+            return {"users": {}}
+        stamp = (st.st_mtime_ns, st.st_size)
+        if self._cache is None or self._cache[0] != stamp:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                if not isinstance(data.get("users"), dict):
+                    raise ValueError("no users object")
+            except ValueError as exc:
+                raise AuthError(f"The users file {self.path} is damaged ({exc}); fix it or add the users again."
+                                ) from exc
+            self._cache = (stamp, data)
+        return copy.deepcopy(self._cache[1])
 
     def _write(self, data: dict) -> None:
         """Write atomically, readable by the owner only."""
