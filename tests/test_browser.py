@@ -185,8 +185,11 @@ def test_retry_and_undo_rewrite_the_saved_session(tmp_path, tiny_model, embedder
             metrics.nth(n - 1).wait_for(timeout=180_000)  # and shown
         before, answered_at = saved(), messages()[3]["created_at"]
         page.get_by_label("Retry").last.click()  # the last question is answered again, not appended
-        wait_until(lambda: len(messages()) == 4 and messages()[3]["created_at"] != answered_at,
-                   "the retried answer to replace the last one")
+        def replaced() -> bool:  # one read: retry drops the old answer before it saves the new one
+            now = messages()
+            return len(now) == 4 and now[3]["created_at"] != answered_at
+
+        wait_until(replaced, "the retried answer to replace the last one")
         metrics.nth(1).wait_for(timeout=180_000)
         after = saved()
         assert len(after) == 4 and after[:3] == before[:3], "retry replaces the last answer"
