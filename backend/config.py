@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     n_ctx: int = Field(8192, ge=256, description="Context window, tokens (capped at the model's).")
     n_gpu_layers: int = Field(-1, description="Layers offloaded to the GPU; -1 = all (ignored by CPU builds).")
     n_batch: int = Field(512, ge=1, description="Prompt tokens evaluated per llama_decode call.")
+    n_seq_max: int = Field(0, ge=0, le=64, description="Answers decoded together in one batch (llama-server's "
+                                                      "--parallel), each with its own n_ctx; 0 = as many as fit "
+                                                      "in a quarter of free memory, at most 4.")
+    prefill_chunk_tokens: int = Field(128, ge=1, description="Prompt tokens a batch step evaluates while other "
+                                                             "answers stream (chunked prefill).")
     n_threads: int | None = Field(None, ge=1, description="CPU threads for decode; default: every core.")
     n_threads_batch: int | None = Field(None, ge=1, description="CPU threads for prefill; default: every core.")
     flash_attn: bool = Field(False, description="Use flash attention (changes KV layout, so part of the cache fingerprint).")

@@ -14,7 +14,7 @@ from backend.chat import ChatService, MemoryIndex, Primer, SessionStore
 from backend.config import Settings
 from backend.documents import DocumentService, Embedder, PageOcr, Store
 from backend.inference import (Engine, EngineError, LoadParams, ModelInfo, NoModelLoaded, Preflight, RemoteEngine,
-                               RunLogs, bundled_path, list_models, model_identity, pick_model)
+                               RunLogs, Scheduler, bundled_path, list_models, model_identity, pick_model)
 from backend.quotas import Quotas, QuotaSettings
 from backend.kvcache import CacheCatalog, KVCacheStore, Prefetcher, SessionSnapshots
 from backend.redis_server import EmbeddedRedis
@@ -91,7 +91,8 @@ class Services:
         s = self.settings
         return LoadParams(n_ctx=s.n_ctx, n_gpu_layers=s.n_gpu_layers, n_batch=s.n_batch, n_threads=s.n_threads,
                           n_threads_batch=s.n_threads_batch, flash_attn=s.flash_attn, type_k=s.type_k, type_v=s.type_v,
-                          use_mmap=s.use_mmap, use_mlock=s.use_mlock, use_extra_bufts=s.use_extra_bufts)
+                          use_mmap=s.use_mmap, use_mlock=s.use_mlock, use_extra_bufts=s.use_extra_bufts,
+                          n_seq_max=s.n_seq_max)
 
     def load_model(self, path: Path, **overrides) -> None:
         """Load a model with the configured settings.
@@ -142,7 +143,8 @@ class Services:
         return cleared
 
     def close(self) -> None:
-        """Free the model, close Redis connections and stop the embedded server."""
+        """Stop the batch scheduler, free the model, close Redis connections and stop the embedded server."""
+        self.chat.scheduler.close()
         self.engine.unload()
         if self.chat.remote is not None:
             self.chat.remote.close()
@@ -186,7 +188,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
                                 drop_derived=kv_store.delete_for_document, ocr=PageOcr() if settings.ocr else None)
     remote = (RemoteEngine(settings.remote_base_url, settings.remote_api_key, settings.remote_model,
                            settings.remote_n_ctx) if settings.remote_base_url else None)
-    snapshots, prefetcher = SessionSnapshots(kv_store.ram), Prefetcher(engine.lock)
+    scheduler = Scheduler(engine, settings.prefill_chunk_tokens)
+    snapshots, prefetcher = SessionSnapshots(kv_store.ram), Prefetcher(scheduler)
     chat = ChatService(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, remote,
                        MemoryIndex(store, embedder))
     primer = Primer(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, remote)

@@ -85,7 +85,7 @@ def measure(engine: Engine, store: KVCacheStore, length: int, repeats: int) -> d
         restore.append(result.restore_s)
         disk.append(time.perf_counter() - start + first_token_s(engine, prompt.tokens))
         engine.prefill(prompt.prefix_tokens)  # cut the context back to the prefix (nothing is evaluated)
-        assert engine.context_tokens == prompt.prefix_tokens
+        assert engine.context_tokens() == prompt.prefix_tokens
         live.append(first_token_s(engine, prompt.tokens))
         t = time.perf_counter()
         state = store.load(key, fp, prompt.prefix_tokens)  # read + verify only

@@ -165,8 +165,8 @@ def render(services: Services) -> None:
              web: bool | None = None, remember: bool | None = None, request: gr.Request = None) -> Iterator[dict]:
         """Ask a question about documents and get the model's answer with its sources and metrics.
 
-        Streams {"text", "thinking", "done"}; the last value adds "metrics" (mode, TTFT, reused tokens, cache
-        tier) and "sources" (the passages a retrieval answer read: name, page, text). "thinking" carries
+        Streams {"text", "thinking", "done"}, with "queued" (place in line, 1 = next) while every sequence is
+        busy; the last value adds "metrics" (mode, TTFT, reused tokens, cache tier) and "sources" (the passages a retrieval answer read: name, page, text). "thinking" carries
         the <think> text, which history leaves out. The turn is saved in the session's history.
 
         Args:
@@ -193,6 +193,8 @@ def render(services: Services) -> None:
                     thought += event.text
                 if event.kind in ("token", "thinking"):
                     yield {"text": text, "thinking": thought, "done": False}
+                elif event.kind == "queued":
+                    yield {"text": text, "thinking": thought, "done": False, "queued": event.data["place"]}
                 elif event.kind == "done":
                     yield {"text": event.text, "thinking": thought, "done": True, **event.data}
 
@@ -341,7 +343,7 @@ def render(services: Services) -> None:
         """Loaded model, n_ctx, n_gpu_layers, GPU offload support and cached documents."""
         return status(services, owner_of(request))
 
-    llm = {"concurrency_id": "llm", "concurrency_limit": 1}
+    llm = {"concurrency_id": "chat", "concurrency_limit": None}  # the batch scheduler queues
     gr.api(list_documents, api_name="list_documents")
     gr.api(search_documents, api_name="search_documents")
     gr.api(get_document_text, api_name="get_document_text")

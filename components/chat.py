@@ -28,6 +28,12 @@ SNIPPET_CHARS = 90
 UPDATE_INTERVAL_S = 0.04  # at most ~25 screen updates a second while streaming; a fast model sends far more tokens
 
 
+def place_line(place: int) -> str:
+    """What a waiting answer shows: its place in line (1 = next) while every sequence is busy."""
+    suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
+    return f"*Waiting: {place}{suffix} in line. Every sequence is answering someone; yours starts when one is free.*"
+
+
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     """The first ``limit`` characters of a chunk on one line, with an ellipsis when cut."""
     flat = " ".join(text.split())
@@ -167,6 +173,8 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
                         shown_at = time.monotonic()
                         yield "", [*before, *thinking_messages(thought, done=bool(answer)),
                                    {"role": "assistant", "content": answer}], session_id
+                elif event.kind == "queued":
+                    yield "", [*before, {"role": "assistant", "content": place_line(event.data["place"])}], session_id
                 elif event.kind == "done":
                     yield "", [*before, *thinking_messages(thought, done=True),
                                *answer_messages(event.text, event.data["metrics"], event.data.get("sources"),
@@ -175,7 +183,7 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
     def after_stop(session_id: str | None, request: gr.Request):
         """The stopped answer was saved, marked stopped, by the turn's worker; show it as saved."""
         deadline = time.monotonic() + 5
-        while services.chat.queued_turns and time.monotonic() < deadline:
+        while session_id and services.chat.running(session_id) and time.monotonic() < deadline:
             time.sleep(0.05)
         return load_history(session_id, request)
 
@@ -226,7 +234,8 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
         return data.value, kept
 
     turn_inputs = [message, chatbot, session, documents.selector, mode, thinking, web, remember, *knobs]
-    llm = {"concurrency_id": "llm", "concurrency_limit": 1, "api_visibility": "private"}
+    # answers are batched by the engine's scheduler, which queues them when every sequence is busy
+    llm = {"concurrency_id": "chat", "concurrency_limit": None, "api_visibility": "private"}
     answered = message.submit(respond, turn_inputs, [message, chatbot, session], **llm)
     for event, handler in ((chatbot.retry, retry), (chatbot.edit, edit)):  # cut back, then answer again
         event(handler, [chatbot, session], [message, chatbot], api_visibility="private").then(

@@ -172,7 +172,7 @@ def render(services: Services) -> DocumentsPanel:
 
     listing = [table, selector, row_ids]
     files.upload(upload_files, [files, password, prime, selector], [status, *listing, files], api_visibility="private")
-    cache_btn.click(cache_selected, [selector], [status, table], concurrency_id="llm", concurrency_limit=1,
+    cache_btn.click(cache_selected, [selector], [status, table], concurrency_id="chat", concurrency_limit=None,
                     api_visibility="private")
     reindex_btn.click(reindex_selected, [selector], [status, *listing], api_visibility="private")
     delete_btn.click(delete_selected, [selector], [status, *listing], api_visibility="private")

@@ -1,8 +1,8 @@
-"""One model, one lock: chat calls from several clients queue in order, see their place, and cancel cleanly."""
+"""Chat calls from several clients share the engine's sequences, wait in line when all are busy, see their place,
+and cancel cleanly."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 from conftest import TESTDATA, launch, make_settings, stop
@@ -10,47 +10,24 @@ from gradio_client import Client, handle_file
 from gradio_client.utils import Status
 
 
-def test_four_clients_queue_in_order_and_lose_nothing(tmp_path, tiny_model, embedder):
-    app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=600), embedder)  # about 1 s per answer
+def test_four_clients_share_two_sequences_wait_their_turn_and_lose_nothing(tmp_path, tiny_model, embedder):
+    app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=600, n_seq_max=2), embedder)  # ~1 s each
     try:
         doc = app.client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "",
                                  api_name="/upload_document")
         clients = [Client(app.url, verbose=False) for _ in range(4)]
         sessions = [c.predict(api_name="/create_session") for c in clients]
-        finished: list[int] = []
-        ranks: dict[int, set] = {i: set() for i in range(4)}
-        lock = threading.Lock()
-
-        def on_done(i):
-            def callback(_job):
-                with lock:
-                    finished.append(i)
-            return callback
-
-        jobs: list = []
-        submitted = threading.Event()
-
-        def poll():  # what each client is told while it waits
-            while not (submitted.is_set() and all(j.done() for j in jobs)):
-                for i, job in enumerate(list(jobs)):
-                    status = job.status()
-                    if status.code == Status.IN_QUEUE and status.rank is not None:
-                        ranks[i].add(status.rank)
-                time.sleep(0.01)
-
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
+        jobs = []
         for i, (client, sid) in enumerate(zip(clients, sessions)):
-            job = client.submit(sid, f"Question {i}: who are the crazy ones?", [doc["doc_id"]], api_name="/chat")
-            job.add_done_callback(on_done(i))
-            jobs.append(job)
+            jobs.append(client.submit(sid, f"Question {i}: who are the crazy ones?", [doc["doc_id"]], api_name="/chat"))
             time.sleep(0.2)  # a definite arrival order
-        submitted.set()
-        poller.join(timeout=120)
         results = [job.result() for job in jobs]
         assert all(r["done"] and r["metrics"]["completion_tokens"] > 0 for r in results)
-        assert finished == [0, 1, 2, 3], "one model, one lock: first come, first served"
-        assert any(ranks[i] for i in (1, 2, 3)), f"waiting clients are told their place in the queue: {ranks}"
+        places = [[o["queued"] for o in job.outputs() if o.get("queued")] for job in jobs]
+        assert not places[0] and not places[1], "the first two start at once, one sequence each"
+        assert places[2] or places[3], f"a client that finds both sequences busy is told its place: {places}"
+        waited = [r["metrics"]["queue_place"] for r in results]
+        assert waited[:2] == [0, 0] and max(waited[2:]) >= 1, waited
         for i, (client, sid) in enumerate(zip(clients, sessions)):
             messages = client.predict(sid, api_name="/get_history")["messages"]
             assert [m["role"] for m in messages] == ["user", "assistant"]

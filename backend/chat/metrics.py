@@ -7,7 +7,8 @@
 | ``restore_s`` | seconds to restore the saved state |
 | ``retrieval_s`` | seconds the hybrid search of a RAG turn took (0 otherwise) |
 | ``prefill_tokens`` / ``reused_tokens`` | prompt tokens evaluated this turn / taken from a cache |
-| ``ttft_s`` / ``decode_tokens_per_s`` | time to first token, seconds / generation speed |
+| ``ttft_s`` / ``decode_tokens_per_s`` | time to first token (from sending, waits included), seconds / generation speed |
+| ``queue_s`` / ``queue_place`` | seconds waited for a free sequence / the place first told (0: none waited) |
 | ``snapshot_tokens`` / ``chained_tokens`` | tokens from the session's snapshot / a shorter set's prefix |
 | ``server_cached_tokens`` | prompt tokens a remote server reports it took from its prefix cache (None: not reported) |
 | ``prefix_tokens``, ``history_tokens``, ``retrieved_tokens``, ``question_tokens``, ``max_tokens`` | how ``n_ctx`` was split |
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 
 def turn_metrics(plan: Plan, max_tokens: int, n_ctx: int, prefix: PrefixResult, stats: StreamStats, start: float,
-                 stopped: bool) -> dict:
+                 stopped: bool, queue_s: float = 0.0, queue_place: int = 0) -> dict:
     """The per-answer metrics (seconds, tokens).
 
     Args:
@@ -35,14 +36,16 @@ def turn_metrics(plan: Plan, max_tokens: int, n_ctx: int, prefix: PrefixResult, 
         n_ctx: the context window, tokens.
         prefix: how the prefix got into the context.
         stats: what the generation did.
-        start: ``time.perf_counter()`` when the turn took the engine.
+        start: ``time.perf_counter()`` when the turn was handed to the engine.
         stopped: the user stopped the answer.
+        queue_s: seconds it waited for a free sequence.
+        queue_place: its place in line when it first waited (0: it did not wait).
 
     Returns:
         A JSON-able dict (see the module docstring).
     """
     prompt = plan.prompt
-    reused = stats.reused_tokens - prefix.prefilled_tokens  # a prefix prefilled this turn is not reuse
+    reused = stats.reused_tokens  # counted when the sequence got its prompt: a prefix prefilled this turn is not in it
     ttft = (stats.first_token_at - start) if stats.first_token_at else None
     decode_s = (stats.finished_at - stats.first_token_at) if stats.first_token_at and stats.finished_at else 0.0
     return {
@@ -66,6 +69,8 @@ def turn_metrics(plan: Plan, max_tokens: int, n_ctx: int, prefix: PrefixResult, 
         "snapshot_tokens": prefix.snapshot_tokens,
         "server_cached_tokens": stats.server_cached_tokens,
         "ttft_s": round(ttft, 4) if ttft is not None else None,
+        "queue_s": round(queue_s, 4),
+        "queue_place": queue_place,
         "completion_tokens": stats.completion_tokens,
         "decode_tokens_per_s": round((stats.completion_tokens - 1) / decode_s, 2)
         if stats.completion_tokens > 1 and decode_s > 0 else None,

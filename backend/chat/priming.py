@@ -17,9 +17,9 @@ from backend.chat.prompts import chunk_system_text, prefix_tokens, system_text
 from backend.chat.sessions import SessionStore
 from backend.config import Settings
 from backend.documents import DocumentService
-from backend.inference import Engine, NoModelLoaded, RemoteEngine
-from backend.kvcache import (KVCacheStore, Prefetcher, PrefetchJob, SessionSnapshots, claim_context, ensure_prefix,
-                             fingerprint, prime)
+from backend.inference import Engine, Job, NoModelLoaded, RemoteEngine
+from backend.kvcache import (KVCacheStore, Prefetcher, PrefetchJob, PrefixMiss, SessionSnapshots, fingerprint,
+                             restore_prefix, saved_prefix, to_prime)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class Primer:
                  remote: RemoteEngine | None = None):
         self.settings, self.engine, self.kv_store, self.sessions = settings, engine, kv_store, sessions
         self.documents, self.snapshots, self.prefetcher, self.remote = documents, snapshots, prefetcher, remote
+        self.scheduler = prefetcher.scheduler
 
     def cache_documents(self, owner: str, doc_ids: list[str],
                         progress: Callable[[int, int], None] | None = None) -> dict:
@@ -79,8 +80,7 @@ class Primer:
             raise ChatError(f"'{names}' is {len(tokens)} tokens, more than the {room} that fit in the context "
                             f"window (n_ctx {self.engine.n_ctx}); questions about it will use retrieval instead.")
         start = time.perf_counter()
-        with self.engine.lock:
-            result = prime(self.engine, self.kv_store, tokens, list(doc_ids), owner)
+        result = self._prime(owner, tokens, list(doc_ids))
         return {"doc_id": doc_ids[0] if len(doc_ids) == 1 else None, "doc_ids": list(doc_ids),
                 "tokens": len(tokens), "bytes": result.state_bytes,
                 "seconds": round(time.perf_counter() - start, 4), "tier": result.tier}
@@ -89,8 +89,8 @@ class Primer:
         """Save the KV state of each chunk's RAG prefix (the instructions and that chunk, as a RAG
         turn lays it out with ``rag_prefix_chunks=1``), so questions about a long document restore
         their chunk instead of prefilling it (TurboRAG's offline chunk KV, Lu et al. 2024, with each
-        chunk kept whole with its own instructions instead of re-positioned). The lock is taken per
-        chunk, so questions go ahead in between.
+        chunk kept whole with its own instructions instead of re-positioned). Each chunk is a job of
+        the batch scheduler, so answers keep streaming meanwhile.
 
         Args:
             owner: the user.
@@ -112,14 +112,39 @@ class Primer:
         start, tokens, size, computed = time.perf_counter(), 0, 0, 0
         for i, hit in enumerate(hits):
             prefix = prefix_tokens(self.engine, chunk_system_text(self.settings.system_prompt, [hit]))
-            with self.engine.lock:
-                result = prime(self.engine, self.kv_store, prefix, [doc_id], owner, chunks=[hit.idx])
+            result = self._prime(owner, prefix, [doc_id], [hit.idx])
             tokens, size, computed = tokens + len(prefix), size + result.state_bytes, computed + (result.tier == "miss")
             if progress:
                 progress(i + 1, len(hits))
         return {"doc_id": doc_id, "doc_ids": [doc_id], "tokens": tokens, "bytes": size,
                 "seconds": round(time.perf_counter() - start, 4), "tier": "chunks", "chunks": len(hits),
                 "computed": computed}
+
+    def _prime(self, owner: str, tokens: list[int], doc_ids: list[str], chunks: list[int] | tuple[int, ...] = ()):
+        """Save this prefix's state unless a file has it already: a scheduler job that takes a
+        sequence like a turn, evaluates what the sequence lacks beside the answers being written,
+        and saves. ``chunks`` as for ``restore_prefix``.
+
+        Returns:
+            The ``PrefixResult``: ``disk`` when a file existed, else ``miss``.
+
+        Raises:
+            EngineError: llama.cpp failed, or the model changed meanwhile.
+        """
+        engine = self.engine
+        with engine.lock:
+            existing = saved_prefix(engine, self.kv_store, tokens, owner)
+        if existing is not None:
+            return existing
+        found: list[PrefixMiss] = []
+
+        def prepare(seq: int) -> dict:
+            found.append(to_prime(engine, self.kv_store, tokens, doc_ids, owner, chunks, seq))
+            return found[0].milestones()
+
+        for _ in self.scheduler.submit(Job(owner, tokens, None, prepare)).stream():
+            pass
+        return found[0].result
 
     def cache_if_possible(self, owner: str, doc_id: str,
                           progress: Callable[[int, int], None] | None = None) -> dict | None:
@@ -188,9 +213,10 @@ class Primer:
             tokens, _ = self._doc_prefix(owner, ids, instructions)
         snap = self.snapshots.get(owner, session_id, fingerprint(self.engine)) if session_id else None
 
-        def work(should_stop):
-            claim_context(self.engine, owner)
-            got = snap and self.snapshots.restore(self.engine, snap, tokens, list(snap.splice.tokens))
-            return got or ensure_prefix(self.engine, self.kv_store, tokens, ids, owner, should_stop)
+        target = list(snap.splice.tokens) if snap and snap.splice.tokens[: len(tokens)] == tuple(tokens) else tokens
 
-        return self.prefetcher.start(session_id or "", work)
+        def restore(seq: int):
+            got = snap and self.snapshots.restore(self.engine, snap, tokens, target, seq)
+            return got or restore_prefix(self.engine, self.kv_store, tokens, ids, owner, seq=seq)
+
+        return self.prefetcher.start(session_id or "", owner, target, restore)

@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -22,9 +23,9 @@ from backend.chat.thinking import ThinkSplitter
 from backend.chat.turn_input import TurnInput, compose
 from backend.config import Settings
 from backend.documents import DocumentService
-from backend.inference import Engine, NoModelLoaded, RemoteEngine, Sampling, StreamStats
-from backend.kvcache import (KVCacheStore, Prefetcher, PrefixResult, SessionSnapshots, Snapshot, claim_context,
-                             ensure_prefix, fingerprint)
+from backend.inference import Engine, Job, NoModelLoaded, RemoteEngine, Sampling, StreamStats
+from backend.kvcache import (KVCacheStore, Prefetcher, PrefixMiss, PrefixResult, SessionSnapshots, Snapshot, fingerprint,
+                             restore_prefix)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ class TurnEvent:
 
     Attributes:
         kind: ``token`` (``text`` is the new piece of the answer), ``thinking`` (a new piece of
-            the model's ``<think>`` text), ``sources`` (``data["sources"]``),
+            the model's ``<think>`` text), ``queued`` (``data["place"]``: place in line, 1 = next),
+            ``sources`` (``data["sources"]``),
             ``metrics`` (``data`` is the metrics dict) or ``done`` (``text`` is the whole answer).
     """
 
@@ -58,6 +60,26 @@ class Turn:
     extra: TurnInput | None = None  # the user content as sent (web, memory, date, switch); history reuses it
 
 
+@dataclass(eq=False)
+class TurnJob(Job):
+    """A chat turn's scheduler job, with what the turn's metrics need from it.
+
+    Attributes:
+        prefix: how its sequence got the cached prefix (``PrefixMiss`` when it had to be evaluated).
+        started_at: ``time.perf_counter()`` when it got its sequence (None: never did).
+        submitted_at: when it was handed to the scheduler.
+    """
+
+    prefix: PrefixResult | PrefixMiss | None = None
+    started_at: float | None = None
+    submitted_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def queue_s(self) -> float:
+        """Seconds it waited for a sequence."""
+        return (self.started_at or self.submitted_at) - self.submitted_at
+
+
 class ChatService:
     """Runs chat turns.
 
@@ -65,7 +87,8 @@ class ChatService:
         settings: app settings (budgets, sampling defaults, system prompt).
         engine / kv_store / sessions / documents: the long-lived services.
         snapshots: each session's context after its last answer (restored, then retaken, per turn).
-        prefetcher: the prefetch a turn preempts when it comes from another session (``Primer``).
+        prefetcher: the prefetch a turn preempts when it comes from another session (``Primer``); its
+            batch scheduler runs the turns.
         remote: an OpenAI-compatible server that answers instead of ``engine`` (None: local).
         memory: long-term memory; every question is indexed in it (None: off).
     """
@@ -74,21 +97,28 @@ class ChatService:
                  documents: DocumentService, snapshots: SessionSnapshots, prefetcher: Prefetcher,
                  remote: RemoteEngine | None = None, memory: MemoryIndex | None = None):
         self.settings, self.memory = settings, memory
+        self.scheduler = prefetcher.scheduler
         self.engine, self.kv_store, self.sessions = engine, kv_store, sessions
         self.documents, self.remote = documents, remote
         self.planner = Planner(settings, documents, engine, remote)
         self.snapshots, self.prefetcher = snapshots, prefetcher
-        self._turns = 0  # turns running or waiting for the engine
+        self._turns: Counter[str] = Counter()  # session id -> its turns running or waiting for a sequence
         self._turns_lock = threading.Lock()
 
     @property
     def queued_turns(self) -> int:
-        """Chat turns now running or waiting for the engine lock."""
-        return self._turns
+        """Chat turns now running or waiting for a sequence."""
+        return sum(self._turns.values())
 
-    def _count_turn(self, delta: int) -> None:
+    def running(self, session_id: str) -> bool:
+        """True while a turn of this session is running or waiting (its answer is not saved yet)."""
+        return self._turns[session_id] > 0
+
+    def _count_turn(self, session_id: str, delta: int) -> None:
         with self._turns_lock:
-            self._turns += delta
+            self._turns[session_id] += delta
+            if self._turns[session_id] <= 0:
+                del self._turns[session_id]
 
     def default_sampling(self) -> Sampling:
         """Sampling settings from the configuration."""
@@ -149,12 +179,15 @@ class ChatService:
     def run_turn(self, turn: Turn) -> Iterator[TurnEvent]:
         """Restore or prime the prefix, stream the answer, persist it with its metrics.
 
-        The model work runs in one worker thread that takes and releases ``engine.lock`` itself;
-        this generator only drains its queue. So the lock is never held across a ``yield``
-        (Gradio resumes generators on whichever worker thread is free), and closing the
-        generator early stops generation at the next token, keeping the partial answer.
+        Locally the turn is a job of the batch scheduler (``backend.inference.batching``): it gets
+        a sequence of its own and decodes in the same batch as the other answers being written.
+        A worker thread relays the job's text and persists the answer; this generator only drains
+        its queue, so no lock is held across a ``yield`` (Gradio resumes generators on whichever
+        worker thread is free), and closing the generator early stops this answer (only this one)
+        at the next step, keeping the partial answer.
 
         Yields:
+            ``queued`` (``data["place"]``: its place in line while every sequence is busy, 1 = next),
             ``thinking`` (text inside ``<think>…</think>``) and ``token`` (answer text) events,
             then ``sources``, ``metrics`` and ``done`` (its text is the answer without thinking).
 
@@ -172,6 +205,8 @@ class ChatService:
                 kind, payload = events.get()
                 if kind in ("answer", "thinking"):
                     yield TurnEvent("token" if kind == "answer" else "thinking", payload)
+                elif kind == "queued":
+                    yield TurnEvent("queued", data={"place": payload})
                 elif kind == "error":
                     raise payload
                 else:
@@ -186,10 +221,10 @@ class ChatService:
                                               "web_sources": turn.extra.web_sources})
 
     def _generate(self, turn: Turn, events: queue.Queue, stop: threading.Event) -> None:
-        """Worker of ``run_turn``: everything that touches the model in one thread; locally under the
-        engine's lock, with the session's context snapshotted after the answer is handed over."""
+        """Worker of ``run_turn``: submits the turn (locally to the batch scheduler, which snapshots the
+        session's sequence after the answer), relays its text, and persists the answer."""
         plan, stats, engine = turn.plan, StreamStats(), self.engine
-        self._count_turn(+1)
+        self._count_turn(turn.session_id, +1)
         try:
             if self.remote is not None:  # the server queues and caches on its own
                 start = time.perf_counter()
@@ -197,33 +232,56 @@ class ChatService:
                 prefix = PrefixResult("remote", plan.prompt.n_prefix)
                 self._finish(turn, prefix, stats, start, answer, events, stop.is_set(), self.remote.n_ctx)
                 return
-            with engine.lock:
-                if not engine.loaded or engine.generation != turn.generation:
-                    raise ChatError("The model was changed or unloaded while this question waited; send it again.")
-                start = time.perf_counter()
-                claim_context(engine, turn.owner)
-                prefix = (self.snapshots.restore(engine, turn.snapshot, plan.prompt.prefix_tokens, plan.prompt.tokens)
-                          or ensure_prefix(engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
-                                           turn.owner, chunks=plan.prefix_chunks))
-                answer = self._relay(engine.stream(plan.prompt.tokens, turn.sampling, stats), events, stop)
-                self._finish(turn, prefix, stats, start, answer, events, stop.is_set(), engine.n_ctx)
-                self.snapshots.take(engine, turn.owner, turn.session_id, plan.prompt.tokens, plan.prompt.text,
-                                    fingerprint(engine))
+            self.prefetcher.wait_for(turn.session_id)
+            start = time.perf_counter()
+            job = self.scheduler.submit(self._job(turn, stats, stop))
+            answer = self._relay(job, events, stop)
+            got = job.prefix
+            prefix = (got.result or PrefixResult("miss", len(got.tokens))) if isinstance(got, PrefixMiss) else got
+            self._finish(turn, prefix or PrefixResult("miss", 0), stats, start, answer, events, stop.is_set(),
+                         engine.n_ctx, job.queue_s, job.first_place)
         except Exception as exc:  # handed to the reader, which raises it in the request's thread
             log.warning("chat turn failed: %s", exc)
             events.put(("error", exc))
         finally:
-            self._count_turn(-1)
+            self._count_turn(turn.session_id, -1)
+
+    def _job(self, turn: Turn, stats: StreamStats, stop: threading.Event) -> TurnJob:
+        """The scheduler job of a local turn: its sequence gets the session's snapshot or the cached
+        prefix (the rest of the prefix is evaluated in the batch, then saved), and is snapshotted
+        after the answer."""
+        engine, plan = self.engine, turn.plan
+        prompt = plan.prompt
+
+        def prepare(seq: int) -> dict:
+            if not engine.loaded or engine.generation != turn.generation:
+                raise ChatError("The model was changed or unloaded while this question waited; send it again.")
+            job.started_at = time.perf_counter()
+            job.prefix = (self.snapshots.restore(engine, turn.snapshot, prompt.prefix_tokens, prompt.tokens, seq)
+                          or restore_prefix(engine, self.kv_store, prompt.prefix_tokens, plan.prefix_doc_ids,
+                                            turn.owner, plan.prefix_chunks, seq))
+            return job.prefix.milestones() if isinstance(job.prefix, PrefixMiss) else {}
+
+        def finish(seq: int) -> None:
+            self.snapshots.take(engine, turn.owner, turn.session_id, prompt.tokens, prompt.text, fingerprint(engine),
+                                seq)
+
+        job = TurnJob(turn.owner, prompt.tokens, turn.sampling, prepare, finish, stats=stats, cancel=stop)
+        return job
 
     @staticmethod
-    def _relay(pieces: Iterator[str], events: queue.Queue, stop: threading.Event) -> str:
-        """Split streamed pieces into thinking and answer text and pass both to the reader, until
-        the end or a stop.
+    def _relay(pieces: Iterator[str] | Job, events: queue.Queue, stop: threading.Event) -> str:
+        """Split streamed pieces (a remote stream, or a scheduler job's) into thinking and answer text
+        and pass both to the reader, with the job's place in line while it waits, until the end or
+        a stop.
 
         Returns:
             The answer without its thinking (history and later prompts leave the thinking out).
         """
         splitter = ThinkSplitter()
+        if isinstance(pieces, Job):
+            job = pieces
+            pieces = job.stream(on_queued=lambda place: events.put(("queued", place)))
         with contextlib.closing(pieces):
             for piece in pieces:
                 for part in splitter.feed(piece):
@@ -235,9 +293,10 @@ class ChatService:
         return splitter.answer_text
 
     def _finish(self, turn: Turn, prefix: PrefixResult, stats: StreamStats, start: float, answer: str,
-                events: queue.Queue, stopped: bool, n_ctx: int) -> None:
+                events: queue.Queue, stopped: bool, n_ctx: int, queue_s: float = 0.0, queue_place: int = 0) -> None:
         """Record the metrics, persist the answer and hand both to the reader."""
-        metrics = turn_metrics(turn.plan, turn.sampling.max_tokens, n_ctx, prefix, stats, start, stopped=stopped)
+        metrics = turn_metrics(turn.plan, turn.sampling.max_tokens, n_ctx, prefix, stats, start, stopped=stopped,
+                               queue_s=queue_s, queue_place=queue_place)
         metrics.update(web_results=len(turn.extra.web_sources), web_note=turn.extra.web_note,
                        memories=turn.extra.memories)
         self._persist(turn, answer, metrics)

@@ -1,9 +1,11 @@
-"""Inference: the one in-process llama.cpp engine (load, tokenize, KV state, streaming), model
+"""Inference: the one in-process llama.cpp engine (load, tokenize, sequences and their KV state,
+batched decode, streaming), the batch scheduler that decodes several answers together, model
 loading checks, the GGUF registry and downloads, the remote OpenAI-compatible engine, and the
 per-run log files, the preflight that runs a new model file in a child process first, and the
 bundled offline model. Imports no other backend package.
 """
 
+from backend.inference.batching import Job, ModelChanged, Scheduler
 from backend.inference.bundled import SMOLLM2, BundledModel, bundled_path, fetch_bundled
 from backend.inference.engine import Engine
 from backend.inference.loader import LoadParams, ModelLoadError, default_threads
@@ -15,7 +17,7 @@ from backend.inference.run_logs import LEVELS, RunLogs
 from backend.inference.types import EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats, common_prefix_len
 
 __all__ = ["HOW_TO_GET_A_MODEL", "LEVELS", "RECOMMENDED_MODELS", "SMOLLM2", "BundledModel", "Engine", "EngineError",
-           "Interrupted", "LoadParams", "ModelDownloadError", "ModelInfo", "ModelLoadError", "NoModelLoaded",
+           "Interrupted", "Job", "LoadParams", "ModelChanged", "Scheduler", "ModelDownloadError", "ModelInfo", "ModelLoadError", "NoModelLoaded",
            "Preflight", "PreflightResult", "RemoteEngine", "RemotePrompt", "RunLogs", "Sampling", "StreamStats",
            "bundled_path", "common_prefix_len", "default_threads", "describe", "download", "expectation",
            "fetch_bundled", "list_models", "model_identity", "pick_model"]

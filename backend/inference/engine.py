@@ -1,13 +1,14 @@
-"""The one llama.cpp model of the process: load/unload, tokenize, chat template, KV state, streaming.
+"""The one llama.cpp model of the process: load/unload, tokenize, chat template, sequences and
+their KV state, batched decode, streaming.
 
-llama.cpp contexts are not thread-safe, so every method that touches the ``Llama`` object
-must run under ``Engine.lock`` (the chat service and the cache service take it; Gradio
-also puts those events in one concurrency group).
+The context holds ``n_seq_max`` sequences side by side, each with its own ``n_ctx`` tokens of KV
+cache; the engine records which token ids each one holds. llama.cpp contexts are not
+thread-safe, so every method that touches the ``Llama`` object must run under ``Engine.lock``
+(the batch scheduler takes it for one decode step at a time; loading takes it for the load).
 """
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import dataclasses
 import logging
@@ -21,18 +22,56 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from backend.inference.loader import LoadParams, ModelLoadError, OpenedModel, open_model, precheck
 from backend.inference.preflight import Preflight, PreflightResult
-from backend.inference.types import EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats, common_prefix_len
+from backend.inference.sequence import SeqRun, TokenText
+from backend.inference.types import EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats
 
 __all__ = ["Engine", "EngineError", "Interrupted", "LoadParams", "NoModelLoaded", "Sampling", "StreamStats"]
 
 log = logging.getLogger(__name__)
 
 
+class EngineLock:
+    """The engine's re-entrant lock, which also says how many threads are waiting for it, so the
+    batch scheduler (which takes it for every step) can step aside for a model load instead of
+    winning the lock back step after step (Python's locks are not first-come first-served)."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._waiting = 0
+        self._count = threading.Lock()
+
+    @property
+    def waiting(self) -> int:
+        """Threads now blocked in ``acquire``."""
+        return self._waiting
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock (see ``threading.RLock.acquire``)."""
+        with self._count:
+            self._waiting += 1
+        try:
+            return self._lock.acquire(blocking, timeout)
+        finally:
+            with self._count:
+                self._waiting -= 1
+
+    def release(self) -> None:
+        """Give the lock back."""
+        self._lock.release()
+
+    def __enter__(self) -> EngineLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class Engine:
     """Owner of the single ``llama_cpp.Llama``.
 
     Attributes:
-        lock: re-entrant lock serializing every use of the model.
+        lock: re-entrant lock serializing every use of the model (``EngineLock``).
         llm: the loaded model or None.
         model_path: the loaded GGUF.
         params: settings it was loaded with (``n_ctx`` as capped).
@@ -50,16 +89,18 @@ class Engine:
     def __init__(self, preflight: Preflight | None = None):
         self.preflight = preflight
         self.last_preflight: PreflightResult | None = None
-        self.lock = threading.RLock()
+        self.lock = EngineLock()
         self.llm: llama_cpp.Llama | None = None
         self.model_path: Path | None = None
         self.params: LoadParams | None = None
         self.load_seconds: float | None = None
         self.loaded_at: float | None = None
         self.generation = 0  # see the class docstring
-        self.context_owner: str | None = None  # whose tokens the context holds (kvcache.prefix.claim_context)
+        self.seq_owners: list[str | None] = []  # per sequence: whose tokens it holds (``claim``)
         self._formatter: Jinja2ChatFormatter | None = None
         self._vocab: llama_cpp.Llama | None = None  # vocab-only twin: tokenizes without the lock
+        self._batch: llama_cpp.llama_batch | None = None  # n_batch tokens, reused by every decode
+        self._seq_tokens: list[list[int]] = []  # per sequence: the token ids its KV cells hold
 
     # lifecycle ---------------------------------------------------------------------------
     @property
@@ -126,15 +167,20 @@ class Engine:
     def _install(self, opened: OpenedModel, path: Path) -> None:
         self.llm, self._vocab, self._formatter = opened.llm, opened.vocab, opened.formatter
         self.model_path, self.params = path, opened.params
-        self.context_owner = None
+        self._seq_tokens = [[] for _ in range(opened.params.n_seq_max)]
+        self.seq_owners = [None] * opened.params.n_seq_max
+        self._batch = llama_cpp.llama_batch_init(opened.params.n_batch, 0, 1)
 
     def unload(self) -> None:
         """Free the model and its context (no-op when none is loaded)."""
         with self.lock:
+            if self._batch is not None:
+                llama_cpp.llama_batch_free(self._batch)
             for model in (self.llm, self._vocab):
                 if model is not None:
                     model.close()
             self.llm, self._vocab, self.model_path, self._formatter = None, None, None, None
+            self._batch, self._seq_tokens = None, []
 
     def _require(self) -> llama_cpp.Llama:
         if self.llm is None:
@@ -144,8 +190,8 @@ class Engine:
     # text <-> tokens ---------------------------------------------------------------------
     @property
     def n_ctx(self) -> int:
-        """Context window of the loaded model, tokens."""
-        return self._require().n_ctx()
+        """Context window of one sequence, tokens (``llama_n_ctx_seq``: what each chat gets)."""
+        return int(llama_cpp.llama_n_ctx_seq(self._require().ctx))
 
     def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
         """Tokenize text, parsing special tokens such as ``<|im_start|>``.
@@ -182,6 +228,13 @@ class Engine:
         self._require()
         return self._formatter(messages=messages, **template_kwargs).prompt
 
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes of one generated token (its UTF-8 may be cut mid-character)."""
+        vocab = self._vocab
+        if vocab is None:
+            raise NoModelLoaded()
+        return vocab.detokenize([token])
+
     def detokenize(self, tokens: list[int]) -> str:
         """The text of generated token ids (invalid UTF-8 becomes U+FFFD, as in ``stream``)."""
         vocab = self._vocab
@@ -204,88 +257,177 @@ class Engine:
         llm = self._require()
         return bool(llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(llm.model), token))
 
-    # KV state ----------------------------------------------------------------------------
+    # sequences and KV state ----------------------------------------------------------------
     @property
-    def context_tokens(self) -> list[int]:
-        """Token ids whose KV entries are currently in the context (sequence 0)."""
-        llm = self._require()
-        return llm.input_ids[: llm.n_tokens].tolist()
+    def n_seq_max(self) -> int:
+        """Sequences the context holds side by side (``LoadParams.n_seq_max``)."""
+        self._require()
+        return len(self._seq_tokens)
 
-    def clear_context(self) -> None:
-        """Drop every KV entry from the context (the next prompt is evaluated from scratch)."""
-        llm = self._require()
-        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        llm.n_tokens = 0
+    @property
+    def n_batch(self) -> int:
+        """Most tokens one ``decode`` call takes."""
+        self._require()
+        return self.params.n_batch
 
-    def prefill(self, tokens: list[int], should_stop: Callable[[], bool] | None = None,
-                chunk_tokens: int | None = None) -> int:
-        """Evaluate ``tokens`` from an empty context, reusing any matching prefix already there.
+    @property
+    def ctx(self):
+        """The raw ``llama_context`` pointer (samplers read its logits)."""
+        return self._require().ctx
+
+    def context_tokens(self, seq: int = 0) -> list[int]:
+        """Token ids whose KV entries sequence ``seq`` holds, in position order."""
+        self._require()
+        return list(self._seq_tokens[seq])
+
+    def claim(self, seq: int, owner: str) -> None:
+        """Give sequence ``seq`` to ``owner``, emptying it first when it holds another user's tokens,
+        so no user's turn reuses (or can time) KV entries another user put there.
 
         Args:
-            tokens: the full token sequence the context must hold afterwards.
+            seq: the sequence.
+            owner: the user about to use it.
+        """
+        self._require()
+        if self.seq_owners[seq] not in (None, owner):
+            self.clear_context(seq)
+        self.seq_owners[seq] = owner
+
+    def truncate(self, seq: int, keep: int) -> int:
+        """Drop sequence ``seq``'s KV entries from position ``keep`` on.
+
+        Returns:
+            Tokens the sequence holds afterwards: ``keep``, or 0 when llama.cpp cannot cut the
+            sequence there (models with recurrent or sliding-window layers) and cleared it instead.
+        """
+        self._require()
+        memory = llama_cpp.llama_get_memory(self.ctx)
+        if keep < len(self._seq_tokens[seq]) and not llama_cpp.llama_memory_seq_rm(memory, seq, keep, -1):
+            llama_cpp.llama_memory_seq_rm(memory, seq, -1, -1)
+            keep = 0
+        del self._seq_tokens[seq][keep:]
+        return len(self._seq_tokens[seq])
+
+    def clear_context(self, seq: int | None = None) -> None:
+        """Drop every KV entry of sequence ``seq`` (None: of every sequence)."""
+        self._require()
+        for s in range(self.n_seq_max) if seq is None else (seq,):
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.ctx), s, -1, -1)
+            self._seq_tokens[s].clear()
+
+    def decode(self, work: list[tuple[int, list[int], bool]]) -> dict[int, int]:
+        """Evaluate one batch: each item's tokens appended to its sequence, all in one ``llama_decode``.
+
+        Args:
+            work: ``(seq, tokens, logits)`` items, at most ``n_batch`` tokens in all; ``logits``
+                asks for the logits of the item's last token.
+
+        Returns:
+            ``{seq: batch position}`` of the logits requested (read them with a ``SeqSampler``).
+
+        Raises:
+            EngineError: llama.cpp failed (no sequence's tokens are recorded then).
+        """
+        batch, outputs, n = self._batch, {}, 0
+        for seq, tokens, logits in work:
+            pos = len(self._seq_tokens[seq])
+            for i, token in enumerate(tokens):
+                batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, pos + i, 1
+                batch.seq_id[n][0] = seq
+                batch.logits[n] = logits and i == len(tokens) - 1
+                n += 1
+            if logits and tokens:
+                outputs[seq] = n - 1
+        if n > self.params.n_batch:
+            raise EngineError(f"A batch of {n} tokens is more than n_batch {self.params.n_batch}.")
+        batch.n_tokens = n
+        rc = llama_cpp.llama_decode(self.ctx, batch)
+        if rc != 0:
+            raise EngineError(f"llama.cpp could not evaluate the batch (llama_decode returned {rc}).")
+        for seq, tokens, _ in work:
+            self._seq_tokens[seq].extend(tokens)
+        return outputs
+
+    def prefill(self, tokens: list[int], should_stop: Callable[[], bool] | None = None,
+                chunk_tokens: int | None = None, seq: int = 0) -> int:
+        """Make sequence ``seq`` hold exactly ``tokens``, reusing any matching prefix already there.
+
+        Args:
+            tokens: the token sequence the sequence must hold afterwards.
             should_stop: checked between chunks; when it returns True the prefill stops.
-            chunk_tokens: tokens evaluated between checks (default: all at once; llama.cpp still
-                splits them into ``n_batch`` batches).
+            chunk_tokens: tokens evaluated between checks (default and most: ``n_batch``).
+            seq: the sequence.
 
         Returns:
             Number of tokens actually evaluated.
 
         Raises:
-            Interrupted: ``should_stop`` returned True before the end; the context then holds a
+            Interrupted: ``should_stop`` returned True before the end; the sequence then holds a
                 shorter prefix of ``tokens``.
         """
-        llm = self._require()
-        keep = common_prefix_len(self.context_tokens, tokens)
-        if keep == len(tokens) and keep == llm.n_tokens:
-            return 0
-        llm.n_tokens = keep
-        llm._ctx.kv_cache_seq_rm(-1, keep, -1)
-        step = chunk_tokens or len(tokens)
-        for start in range(keep, len(tokens), step):
-            if should_stop is not None and should_stop():
-                raise Interrupted(f"prefill stopped after {start - keep} of {len(tokens) - keep} tokens")
-            llm.eval(tokens[start:start + step])
+        run = SeqRun(self, seq, tokens, None, StreamStats())
+        keep, step = run.position, min(chunk_tokens or self.n_batch, self.n_batch)
+        try:
+            while run.prefilling:
+                if should_stop is not None and should_stop():
+                    raise Interrupted(f"prefill stopped after {run.position - keep} of {len(tokens) - keep} tokens")
+                chunk = run.take(step)
+                self.decode([(seq, chunk, False)])
+                run.evaluated(len(chunk), None)
+        finally:
+            run.close()
         return len(tokens) - keep
 
-    def get_state(self) -> ctypes.Array:
-        """Copy the KV state of sequence 0 (llama.cpp's ``llama_state_seq_get_data``).
+    def get_state(self, seq: int = 0) -> ctypes.Array:
+        """Copy the KV state of sequence ``seq`` (llama.cpp's ``llama_state_seq_get_data``).
 
         Returns:
             Raw state bytes as a ``c_uint8`` array (one copy, no conversion to ``bytes``): KV cells
-            only, no logits (they would be n_vocab floats per output).
+            only, no logits (they would be n_vocab floats per output). A state taken from one
+            sequence restores into any other of the same model and settings.
         """
-        llm = self._require()
-        size = llama_cpp.llama_state_seq_get_size(llm.ctx, 0)
+        ctx = self.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, seq)
         buf = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(llm.ctx, buf, size, 0)
+        written = llama_cpp.llama_state_seq_get_data(ctx, buf, size, seq)
         if written == 0:
             raise EngineError("llama.cpp could not copy the KV state.")
         return buf if written == size else (ctypes.c_uint8 * written).from_buffer(buf)
 
-    def set_state(self, data: bytes | ctypes.Array, tokens: list[int]) -> None:
-        """Replace the context with a saved sequence-0 state holding ``tokens``.
+    def set_state(self, data: bytes | ctypes.Array, tokens: list[int], seq: int = 0) -> None:
+        """Replace sequence ``seq``'s KV entries with a saved state holding ``tokens``.
 
         Args:
             data: state from ``get_state`` under the same model and settings, as bytes (copied
                 once into a C buffer) or as a ``c_uint8`` array (handed to llama.cpp as is).
             tokens: the token ids that state was computed from.
+            seq: the sequence to restore into.
 
         Raises:
-            EngineError: llama.cpp rejected the state.
+            EngineError: llama.cpp rejected the state (the sequence is left empty).
         """
-        llm = self._require()
-        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        llm.n_tokens = 0
+        self.clear_context(seq)
         buf = data if isinstance(data, ctypes.Array) else (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        if llama_cpp.llama_state_seq_set_data(llm.ctx, buf, len(data), 0) != len(data):
+        if llama_cpp.llama_state_seq_set_data(self.ctx, buf, len(data), seq) != len(data):
+            self.clear_context(seq)
             raise EngineError("llama.cpp rejected the saved KV state.")
-        llm.input_ids[: len(tokens)] = tokens
-        llm.n_tokens = len(tokens)
-        llm._requires_eval = True
+        self._seq_tokens[seq] = list(tokens)
+
+    def copy_sequence(self, src: int, dst: int) -> None:
+        """Make sequence ``dst`` hold what ``src`` holds (``llama_memory_seq_cp``; with per-sequence
+        KV streams llama.cpp copies the cells).
+
+        Args:
+            src / dst: sequence ids.
+        """
+        self.clear_context(dst)
+        llama_cpp.llama_memory_seq_cp(llama_cpp.llama_get_memory(self.ctx), src, dst, -1, -1)
+        self._seq_tokens[dst] = list(self._seq_tokens[src])
 
     # generation --------------------------------------------------------------------------
-    def stream(self, tokens: list[int], sampling: Sampling, stats: StreamStats) -> Iterator[str]:
-        """Generate from a prompt, reusing the longest prefix already in the context.
+    def stream(self, tokens: list[int], sampling: Sampling, stats: StreamStats, seq: int = 0) -> Iterator[str]:
+        """Generate from a prompt in sequence ``seq`` alone (the serial path; ``Scheduler`` batches
+        several), reusing the longest prefix the sequence already holds.
 
         Caller must hold ``lock`` for the whole iteration.
 
@@ -293,43 +435,28 @@ class Engine:
             tokens: prompt token ids.
             sampling: sampling settings.
             stats: filled in as generation proceeds (see ``StreamStats``).
+            seq: the sequence.
 
         Yields:
             Text pieces; multi-byte UTF-8 characters split across tokens are joined first.
+
+        Raises:
+            EngineError: the prompt does not fit ``n_ctx``, or llama.cpp failed.
         """
-        llm = self._require()
-        if len(tokens) + 1 > llm.n_ctx():
-            raise EngineError(f"The prompt is {len(tokens)} tokens, more than the context window of "
-                              f"{llm.n_ctx()}; ask a shorter question or start a new chat.")
-        budget = min(sampling.max_tokens, llm.n_ctx() - len(tokens))
-        stats.prompt_tokens = len(tokens)
-        # Llama.generate keeps the common prefix but always re-evaluates at least one token.
-        stats.reused_tokens = min(common_prefix_len(self.context_tokens, tokens), len(tokens) - 1)
-        if sampling.seed >= 0:
-            llm.set_seed(sampling.seed)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        gen = llm.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
-                           min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty, reset=True)
+        run, text = SeqRun(self, seq, tokens, sampling, stats), TokenText(self)
         try:
-            for token in gen:
-                if stats.first_token_at is None:
-                    stats.first_token_at = time.perf_counter()
-                if self.is_eog(token):
-                    stats.stop_reason = "eos"
-                    break
-                stats.completion_tokens += 1
-                piece = decoder.decode(llm.detokenize([token]))
+            while not run.done:
+                chunk = run.take(self.n_batch)
+                outputs = self.decode([(seq, chunk, run.wants_logits)])
+                token = run.evaluated(len(chunk), outputs.get(seq))
+                piece = text.feed(token) if token is not None else ""
                 if piece:
                     yield piece
-                if stats.completion_tokens >= budget:
-                    stats.stop_reason = "length"
-                    break
-            tail = decoder.decode(b"", final=True)
+            tail = text.flush()
             if tail:
                 yield tail
         finally:
-            gen.close()
-            stats.finished_at = time.perf_counter()
+            run.close()
 
     def _preflight_note(self) -> str:
         """One line on the loaded model's preflight."""
@@ -356,7 +483,7 @@ class Engine:
             n_layers = int(meta.get(f"{meta.get('general.architecture')}.block_count", 0))
             wanted = n_layers if self.params.n_gpu_layers < 0 else min(self.params.n_gpu_layers, n_layers)
             offloaded = wanted if info["gpu_offload_supported"] else 0  # CPU builds offload nothing
-            info.update(n_ctx=self.llm.n_ctx(), n_gpu_layers=self.params.n_gpu_layers,
+            info.update(n_ctx=self.n_ctx, n_seq_max=self.n_seq_max, n_gpu_layers=self.params.n_gpu_layers,
                         n_batch=self.params.n_batch, flash_attn=self.params.flash_attn,
                         type_k=self.params.type_k, type_v=self.params.type_v,
                         use_mmap=self.params.use_mmap, use_mlock=self.params.use_mlock, loaded_at=self.loaded_at,

@@ -41,6 +41,9 @@ class LoadParams:
     (``default_threads``): llama-cpp-python's own default for decode is half of them.
     ``use_extra_bufts`` is llama.cpp's ``llama_model_params.use_extra_bufts``: extra CPU buffer
     types for weights (AMX, repacked layouts); False keeps weights in plain CPU buffers.
+    ``n_seq_max`` is llama.cpp's (llama-server's ``--parallel``): sequences decoded together in
+    one context, each with its own ``n_ctx`` tokens of KV cache (``kv_unified`` off, so a
+    sequence's attention reads its own cells only); 0 picks it from memory (``auto_n_seq_max``).
     """
 
     n_ctx: int = 8192
@@ -54,6 +57,7 @@ class LoadParams:
     use_mmap: bool = True
     use_mlock: bool = False
     use_extra_bufts: bool = True
+    n_seq_max: int = 1
 
 
 def default_threads() -> int:
@@ -69,27 +73,89 @@ _params_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _model_params(**fields):
-    """Set fields of the ``llama_model_params`` that ``llama_cpp.Llama`` starts from, for one load.
+def _default_params(model: dict, context: dict):
+    """Set fields of the ``llama_model_params`` and ``llama_context_params`` that ``llama_cpp.Llama``
+    starts from, for one load.
 
-    llama-cpp-python's ``Llama`` has no argument for some model parameters (``use_extra_bufts``);
-    it builds its parameters from ``llama_model_default_params()``, so that call is wrapped.
+    llama-cpp-python's ``Llama`` has no argument for some parameters (``use_extra_bufts``,
+    ``n_seq_max``, ``kv_unified``); it builds them from ``llama_model_default_params()`` and
+    ``llama_context_default_params()``, so those calls are wrapped.
     """
     module = llama_cpp.llama_cpp
-    original = module.llama_model_default_params
+    originals = {"llama_model_default_params": (module.llama_model_default_params, model),
+                 "llama_context_default_params": (module.llama_context_default_params, context)}
 
-    def patched():
-        params = original()
-        for name, value in fields.items():
-            setattr(params, name, value)
-        return params
+    def patch(original, fields):
+        def patched():
+            params = original()
+            for name, value in fields.items():
+                setattr(params, name, value)
+            return params
+        return patched
 
     with _params_lock:
-        module.llama_model_default_params = patched
+        for name, (original, fields) in originals.items():
+            setattr(module, name, patch(original, fields))
         try:
             yield
         finally:
-            module.llama_model_default_params = original
+            for name, (original, _) in originals.items():
+                setattr(module, name, original)
+
+
+# Bytes per element of the KV cache types: f16 is 2 bytes; q8_0 stores blocks of 32 int8 values
+# plus one f16 scale, 34 bytes per 32 values (ggml-common.h, block_q8_0).
+KV_TYPE_BYTES = {"f16": 2.0, "q8_0": 34 / 32}
+
+
+def kv_bytes_per_token(metadata: dict, type_k: str, type_v: str) -> float:
+    """KV-cache bytes one token takes, from a GGUF's metadata (standard attention layers).
+
+    Args:
+        metadata: GGUF key/values as llama-cpp-python reports them (``Llama.metadata``).
+        type_k / type_v: KV cache types (``KV_TYPE_BYTES``).
+
+    Returns:
+        ``n_layer * n_head_kv * (key_length * bytes(type_k) + value_length * bytes(type_v))``;
+        0.0 when the metadata lacks the shapes. The saved state adds a small header per layer
+        (benchmarks/ttft.py measures 112 KB/token f16 and 59.5 KB/token q8_0 for Qwen3-0.6B,
+        as this gives).
+    """
+    arch = metadata.get("general.architecture", "")
+
+    def num(key: str, default: int = 0) -> int:
+        return int(metadata.get(f"{arch}.{key}", default) or default)
+
+    n_head = num("attention.head_count")
+    n_head_kv = num("attention.head_count_kv", n_head)
+    head_dim = num("embedding_length") // n_head if n_head else 0
+    k_dim, v_dim = num("attention.key_length", head_dim), num("attention.value_length", head_dim)
+    return num("block_count") * n_head_kv * (k_dim * KV_TYPE_BYTES[type_k] + v_dim * KV_TYPE_BYTES[type_v])
+
+
+# Most sequences ``auto_n_seq_max`` picks: llama-server's default ``--parallel`` is 4, and on two CPU
+# cores four sequences already reach 2.4x one sequence's decode tok/s (benchmarks/concurrency.py).
+MAX_AUTO_SEQ = 4
+# Share of the free memory the KV caches of all sequences may take when ``n_seq_max`` is auto.
+AUTO_KV_MEMORY_SHARE = 0.25
+
+
+def auto_n_seq_max(metadata: dict, params: LoadParams, available_bytes: int) -> int:
+    """Sequences to allocate when ``n_seq_max`` is 0: as many as fit, up to ``MAX_AUTO_SEQ``, with
+    every sequence's KV cache (``n_ctx`` tokens each) in ``AUTO_KV_MEMORY_SHARE`` of free memory.
+
+    Args:
+        metadata: the GGUF's key/values.
+        params: the load settings (``n_ctx``, ``type_k``, ``type_v``).
+        available_bytes: free memory, bytes.
+
+    Returns:
+        1 to ``MAX_AUTO_SEQ``.
+    """
+    per_seq = kv_bytes_per_token(metadata, params.type_k, params.type_v) * params.n_ctx
+    if per_seq <= 0:
+        return 1
+    return max(1, min(MAX_AUTO_SEQ, int(available_bytes * AUTO_KV_MEMORY_SHARE // per_seq)))
 
 
 @dataclass(frozen=True)
@@ -142,14 +208,24 @@ def open_model(path: Path, params: LoadParams) -> OpenedModel:
     params = dataclasses.replace(params, n_threads=params.n_threads or default_threads(),
                                  n_threads_batch=params.n_threads_batch or default_threads())
     try:
-        with _model_params(use_extra_bufts=params.use_extra_bufts):
+        vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ModelLoadError(f"Model file {path.name} could not be loaded (not a valid GGUF); choose another file.") from exc
+    if params.n_seq_max <= 0:
+        params = dataclasses.replace(params, n_seq_max=auto_n_seq_max(vocab.metadata, params,
+                                                                      psutil.virtual_memory().available))
+    try:
+        with _default_params({"use_extra_bufts": params.use_extra_bufts},
+                             {"n_seq_max": params.n_seq_max, "kv_unified": False}):
             llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=params.n_ctx, n_gpu_layers=params.n_gpu_layers, n_batch=params.n_batch,
-                n_ubatch=params.n_batch, n_threads=params.n_threads, n_threads_batch=params.n_threads_batch,
-                flash_attn=params.flash_attn, type_k=GGML_TYPES[params.type_k], type_v=GGML_TYPES[params.type_v],
+                model_path=str(path), n_ctx=params.n_ctx * params.n_seq_max, n_gpu_layers=params.n_gpu_layers,
+                n_batch=params.n_batch, n_ubatch=params.n_batch, n_threads=params.n_threads,
+                n_threads_batch=params.n_threads_batch, flash_attn=params.flash_attn,
+                type_k=GGML_TYPES[params.type_k], type_v=GGML_TYPES[params.type_v],
                 use_mmap=params.use_mmap, use_mlock=params.use_mlock, logits_all=False, verbose=False,
             )
     except (ValueError, RuntimeError, OSError) as exc:
+        vocab.close()
         log.warning("failed to load %s: %s", path, exc)
         if params.type_k != "f16" or params.type_v != "f16" or params.flash_attn:
             raise ModelLoadError(
@@ -161,8 +237,8 @@ def open_model(path: Path, params: LoadParams) -> OpenedModel:
     template = llm.metadata.get("tokenizer.chat_template")
     if not template:
         llm.close()
+        vocab.close()
         raise ModelLoadError(f"Model {path.name} has no chat template; use an instruct/chat GGUF.")
-    vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     formatter = Jinja2ChatFormatter(template=template, eos_token=_token_text(vocab, llm.token_eos()),
                                     bos_token=_token_text(vocab, llm.token_bos()), add_generation_prompt=True)
     return OpenedModel(llm, vocab, formatter, params)

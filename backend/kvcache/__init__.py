@@ -7,11 +7,13 @@ from backend.kvcache.catalog import CacheCatalog, CacheInfo, CacheNotFound
 from backend.kvcache.fingerprint import (KV_TYPE_BYTES, entry_key, fingerprint, kv_bytes_per_token,
                                          tokens_sha256)
 from backend.kvcache.prefetch import Prefetcher, PrefetchJob
-from backend.kvcache.prefix import PrefixResult, claim_context, ensure_prefix, prime
+from backend.kvcache.prefix import (PrefixMiss, PrefixResult, ensure_prefix, prime, restore_prefix, saved_prefix,
+                                    to_prime)
 from backend.kvcache.ram_tier import RamTier
 from backend.kvcache.snapshots import SessionSnapshots, Snapshot, Splice
 from backend.kvcache.store import CacheEntry, KVCacheStore
 
 __all__ = ["KV_TYPE_BYTES", "CacheCatalog", "CacheEntry", "CacheInfo", "CacheNotFound", "KVCacheStore", "PrefetchJob",
-           "Prefetcher", "PrefixResult", "RamTier", "SessionSnapshots", "Snapshot", "Splice", "claim_context", "ensure_prefix",
-           "entry_key", "fingerprint", "kv_bytes_per_token", "prime", "tokens_sha256"]
+           "Prefetcher", "PrefixMiss", "PrefixResult", "RamTier", "SessionSnapshots", "Snapshot", "Splice", "ensure_prefix",
+           "entry_key", "fingerprint", "kv_bytes_per_token", "prime", "restore_prefix", "saved_prefix", "to_prime",
+           "tokens_sha256"]

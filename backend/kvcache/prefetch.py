@@ -1,11 +1,12 @@
-"""Prefetch: while the engine is idle, get a selected prefix (or a session's snapshot) into the
-context before the question arrives, so pressing Enter evaluates only the question.
+"""Prefetch: while the user types, get a selected prefix (or a session's snapshot) into a free
+sequence before the question arrives, so pressing Enter evaluates only the question.
 
-One job at a time, in its own thread. A job runs only if it can take ``engine.lock`` at once
-(the engine is idle); a newer job supersedes an older one. A question for the same session
-simply waits for the lock (it then finds its prefix live); a question for another session
-preempts the job: a prefill stops at its next chunk (``PREEMPTIBLE_CHUNK_TOKENS``) and a
-restore that has not started is skipped.
+A prefetch is a batch-scheduler job that generates nothing: it restores what a tier has and
+evaluates the rest in chunks beside the answers being written. It runs only if a sequence is
+free at once (``busy`` otherwise); a newer prefetch supersedes an older one. A question for the
+same session waits for it (``wait_for``) and then finds its prefix live in that sequence; a
+question for another session preempts it (``preempt``): a prefill stops at the next step and
+saves nothing.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from backend.inference import Interrupted
-from backend.kvcache.prefix import PrefixResult
+from backend.inference import Job, Scheduler
+from backend.kvcache.prefix import PrefixMiss, PrefixResult
 
 log = logging.getLogger(__name__)
 
-Work = Callable[[Callable[[], bool]], PrefixResult]  # gets should_stop; runs under engine.lock
+# Gets the sequence, under the engine lock: restores what it can, says what is left to prefill.
+Restore = Callable[[int], PrefixResult | PrefixMiss]
 
 
 @dataclass
@@ -29,10 +31,10 @@ class PrefetchJob:
 
     Attributes:
         session_id: the session it prepares.
-        outcome: ``""`` while pending, then ``done``, ``preempted``, ``busy`` (the engine was not
-            idle), or ``failed``.
-        result: how the prefix got into the context, when ``done``.
-        started: set once the job holds the engine lock and begins its work.
+        outcome: ``""`` while pending, then ``done``, ``preempted``, ``busy`` (no free sequence),
+            or ``failed``.
+        result: how the prefix got into the sequence, when ``done``.
+        started: set once the job holds a sequence and begins its work.
     """
 
     session_id: str
@@ -48,51 +50,58 @@ class PrefetchJob:
 
 
 class Prefetcher:
-    """Runs prefetch jobs against one engine lock.
+    """Runs one prefetch at a time as a job of the batch scheduler.
 
     Args:
-        lock: the engine's lock (``Engine.lock``).
+        scheduler: the engine's batch scheduler.
     """
 
-    def __init__(self, lock: threading.RLock):
-        self.lock = lock
+    def __init__(self, scheduler: Scheduler):
+        self.scheduler = scheduler
         self._job: PrefetchJob | None = None
         self._guard = threading.Lock()
 
-    def start(self, session_id: str, work: Work) -> PrefetchJob:
-        """Start a job in the background, superseding (cancelling) the previous one.
+    def start(self, session_id: str, owner: str, tokens: list[int], restore: Restore) -> PrefetchJob:
+        """Start a prefetch, superseding (cancelling) the previous one.
 
         Args:
             session_id: the session it prepares.
-            work: called with ``should_stop`` while holding the engine lock.
+            owner: the user.
+            tokens: what the sequence should hold afterwards (a prefix, or a snapshot's tokens).
+            restore: called with the sequence id once it has one (see ``Restore``).
 
         Returns:
-            The job (already running).
+            The job (already submitted).
         """
         job = PrefetchJob(session_id)
         with self._guard:
             previous, self._job = self._job, job
         if previous is not None:
             previous.cancel.set()
-        threading.Thread(target=self._run, args=(job, previous, work), name="prefetch", daemon=True).start()
+
+        found: list[PrefixResult | PrefixMiss] = []
+
+        def prepare(seq: int) -> dict:
+            job.started.set()
+            found.append(restore(seq))
+            return {len(found[0].tokens): found[0].save} if isinstance(found[0], PrefixMiss) else {}
+
+        submitted = Job(owner, list(tokens), None, prepare, only_if_free=True, cancel=job.cancel)
+        threading.Thread(target=self._watch, args=(job, submitted, found), name="prefetch", daemon=True).start()
         return job
 
-    def _run(self, job: PrefetchJob, previous: PrefetchJob | None, work: Work) -> None:
+    def _watch(self, job: PrefetchJob, submitted: Job, found: list) -> None:
+        """Submit the scheduler job, wait for it, and record how it ended."""
         try:
-            if previous is not None:
-                previous.wait()
-            if job.cancel.is_set():
-                job.outcome = "preempted"
-            elif not self.lock.acquire(blocking=False):
-                job.outcome = "busy"
-            else:
-                try:
-                    job.started.set()
-                    job.result, job.outcome = work(job.cancel.is_set), "done"
-                except Interrupted:
-                    job.outcome = "preempted"
-                finally:
-                    self.lock.release()
+            self.scheduler.submit(submitted)
+            for kind, payload in iter(submitted.events.get, None):
+                if kind == "error":
+                    raise payload
+                if kind in ("busy", "end"):
+                    break
+            got = found[0] if found else None
+            job.result = got.result if isinstance(got, PrefixMiss) else got
+            job.outcome = "busy" if kind == "busy" else "done" if job.result is not None else "preempted"
         except Exception as exc:  # a failed prefetch costs nothing; the question does the work
             log.warning("prefetch failed: %s", exc)
             job.outcome = "failed"
@@ -101,8 +110,16 @@ class Prefetcher:
         log.info("prefetch for session %s: %s", job.session_id, job.outcome)
 
     def preempt(self, session_id: str) -> None:
-        """A question for ``session_id`` is about to run: cancel a job for any other session."""
+        """A question for ``session_id`` is about to run: cancel a prefetch for any other session."""
         with self._guard:
             job = self._job
         if job is not None and job.session_id != session_id:
             job.cancel.set()
+
+    def wait_for(self, session_id: str, timeout_s: float | None = None) -> None:
+        """A question for ``session_id`` is about to run: let a prefetch for that session finish
+        first, so the question finds its prefix live instead of prefilling it a second time."""
+        with self._guard:
+            job = self._job
+        if job is not None and job.session_id == session_id:
+            job.wait(timeout_s)

@@ -1,7 +1,8 @@
 """Getting a prefix into the context: reuse it live, restore it from the RAM or disk tier,
 chain from a shorter document set's prefix, or prefill it and save it.
 
-Every function here expects the caller to hold ``engine.lock``.
+Every function here works on one llama.cpp sequence (``seq``) and expects the caller to hold
+``engine.lock``.
 """
 
 from __future__ import annotations
@@ -51,60 +52,95 @@ class PrefixResult:
     prefilled_tokens: int = 0
 
 
-def _prefill_and_save(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: list[int],
-                      doc_ids: list[str], owner: str, should_stop: Callable[[], bool] | None = None,
-                      chunks: list[int] | tuple[int, ...] = ()) -> PrefixResult:
-    """Evaluate the prefix (keeping any matching part already in the context) and save its state.
+class PrefixMiss:
+    """A prefix no tier had: the sequence holds ``held`` of its tokens (maybe chained from a shorter
+    set), the rest must be evaluated, then ``save`` stores the state (the chat turn's batch does the
+    evaluating, as a ``SeqRun`` milestone at ``len(tokens)``; ``ensure_prefix`` does it at once).
 
-    Raises:
-        Interrupted: ``should_stop`` stopped the prefill (nothing is saved).
+    Attributes:
+        tokens: the prefix, token ids.
+        held: tokens of it the sequence already holds.
+        chained_tokens / restore_s: as in ``PrefixResult`` (a shorter set's prefix restored first).
+        result: the ``PrefixResult`` once saved (None before).
     """
-    start = time.perf_counter()
-    evaluated = engine.prefill(tokens, should_stop, PREEMPTIBLE_CHUNK_TOKENS if should_stop else None)
-    prefill_s = time.perf_counter() - start
-    state = engine.get_state()
-    store.save(key, fp, tokens, state, doc_ids, owner, chunks)
-    return PrefixResult("miss", len(tokens), prefill_s=prefill_s, state_bytes=len(state), prefilled_tokens=evaluated)
 
+    def __init__(self, engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: list[int], doc_ids: list[str],
+                 owner: str, chunks: list[int] | tuple[int, ...], seq: int, chained_tokens: int, restore_s: float):
+        self.engine, self.store, self.key, self.fp, self.seq = engine, store, key, fp, seq
+        self.tokens, self.doc_ids, self.owner, self.chunks = tokens, doc_ids, owner, chunks
+        self.chained_tokens, self.restore_s = chained_tokens, restore_s
+        self.held = common_prefix_len(engine.context_tokens(seq), tokens)
+        self.started = time.perf_counter()
+        self.result: PrefixResult | None = None
 
-def claim_context(engine: Engine, owner: str) -> None:
-    """Start from an empty context when it holds another user's tokens, so no user's turn reuses (or can time)
-    KV entries another user put there. Caller must hold ``engine.lock``.
+    def milestones(self) -> dict:
+        """``SeqRun`` milestones that save this prefix once the sequence holds it (saved at once
+        when it already does). Caller holds ``engine.lock``."""
+        if self.held >= len(self.tokens):
+            self.save()
+            return {}
+        return {len(self.tokens): self.save}
 
-    Args:
-        engine: the loaded engine.
-        owner: the user about to use the context.
-    """
-    if engine.context_owner not in (None, owner):
-        engine.clear_context()
-    engine.context_owner = owner
+    def save(self) -> PrefixResult:
+        """Store the sequence's state, which now holds exactly ``tokens`` (caller holds ``engine.lock``).
+
+        Returns:
+            The ``miss`` result: prefill seconds since this miss was found, tokens evaluated.
+        """
+        prefill_s = time.perf_counter() - self.started
+        state = self.engine.get_state(self.seq)
+        self.store.save(self.key, self.fp, self.tokens, state, self.doc_ids, self.owner, self.chunks)
+        self.result = PrefixResult("miss", len(self.tokens), restore_s=self.restore_s, prefill_s=prefill_s,
+                                   state_bytes=len(state), chained_tokens=self.chained_tokens,
+                                   prefilled_tokens=len(self.tokens) - self.held)
+        return self.result
 
 
 def prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str,
-          chunks: list[int] | tuple[int, ...] = ()) -> PrefixResult:
+          chunks: list[int] | tuple[int, ...] = (), seq: int = 0) -> PrefixResult:
     """Make sure a saved state for this prefix exists on disk (the **Cache** button, or a RAG
-    chunk's prefix computed ahead of its first question).
+    chunk's prefix computed ahead of its first question), prefilling it in sequence ``seq`` at once
+    (the app's Primer runs ``to_prime`` through the batch scheduler instead).
 
     Caller must hold ``engine.lock``. ``chunks``: as for ``ensure_prefix``.
 
     Returns:
         tier ``disk`` when a file already existed (nothing computed), else ``miss``.
     """
-    claim_context(engine, owner)
+    existing = saved_prefix(engine, store, tokens, owner)
+    if existing is not None:
+        return existing
+    engine.claim(seq, owner)
+    miss = to_prime(engine, store, tokens, doc_ids, owner, chunks, seq)
+    engine.prefill(tokens, seq=seq)
+    return miss.save()
+
+
+def to_prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str,
+             chunks: list[int] | tuple[int, ...] = (), seq: int = 0) -> PrefixMiss:
+    """The work of priming this prefix in sequence ``seq`` (claimed): evaluate what the sequence
+    lacks, then save (``PrefixMiss.milestones``). Caller holds ``engine.lock``."""
     fp = fingerprint(engine)
-    key = entry_key(fp, tokens, owner)
-    existing = store.entry(key)
+    return PrefixMiss(engine, store, entry_key(fp, tokens, owner), fp, tokens, doc_ids, owner, chunks, seq, 0, 0.0)
+
+
+def saved_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], owner: str) -> PrefixResult | None:
+    """The ``disk`` result when a saved state for this prefix exists under the current fingerprint,
+    else None (nothing is read or loaded)."""
+    fp = fingerprint(engine)
+    existing = store.entry(entry_key(fp, tokens, owner))
     if existing is not None and existing.fingerprint == fp:
         return PrefixResult("disk", len(tokens), state_bytes=existing.state_bytes)
-    return _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner, chunks=chunks)
+    return None
 
 
-def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str,
-                  should_stop: Callable[[], bool] | None = None,
-                  chunks: list[int] | tuple[int, ...] = ()) -> PrefixResult:
-    """Make the context start with ``tokens``: reuse it, restore it from disk, or prefill and save it.
+def restore_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str,
+                   chunks: list[int] | tuple[int, ...] = (), seq: int = 0) -> PrefixResult | PrefixMiss:
+    """Make sequence ``seq`` start with ``tokens`` if any tier has them: keep them live, or restore
+    them from RAM or disk; else restore the longest cached shorter set (prefix chaining) and
+    report what is left to prefill.
 
-    Caller must hold ``engine.lock``.
+    Caller must hold ``engine.lock`` and have claimed the sequence (``Engine.claim``).
 
     Args:
         engine: the loaded engine.
@@ -112,35 +148,56 @@ def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_id
         tokens: prefix token ids (system instructions plus documents).
         doc_ids: the documents in the prefix, recorded in the sidecar.
         owner: recorded in the sidecar.
-        should_stop: makes a prefill preemptible (checked every ``PREEMPTIBLE_CHUNK_TOKENS``).
         chunks: for a RAG turn's prefix of retrieved chunks, each ``doc_ids`` entry's chunk
             index (recorded in the sidecar); empty for whole documents.
+        seq: the sequence.
+
+    Returns:
+        A ``PrefixResult`` (tier ``live``, ``ram`` or ``disk``) when the sequence now starts with
+        ``tokens``, else a ``PrefixMiss`` to evaluate and save.
+    """
+    if engine.context_tokens(seq)[: len(tokens)] == tokens:
+        return PrefixResult("live", len(tokens))
+    fp = fingerprint(engine)
+    key = entry_key(fp, tokens, owner)
+    start = time.perf_counter()
+    tier, state_bytes = _restore(engine, store, key, fp, tokens, seq)
+    if tier:
+        return PrefixResult(tier, len(tokens), restore_s=time.perf_counter() - start, state_bytes=state_bytes)
+    chained = _restore_shorter_set(engine, store, fp, tokens, doc_ids, owner, chunks, seq)
+    return PrefixMiss(engine, store, key, fp, tokens, doc_ids, owner, chunks, seq, chained,
+                      time.perf_counter() - start if chained else 0.0)
+
+
+def ensure_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str,
+                  should_stop: Callable[[], bool] | None = None,
+                  chunks: list[int] | tuple[int, ...] = (), seq: int = 0) -> PrefixResult:
+    """Make sequence ``seq`` start with ``tokens``: reuse it, restore it, or prefill and save it,
+    all at once (``restore_prefix``, then the prefill).
+
+    Caller must hold ``engine.lock``.
+
+    Args:
+        engine / store / tokens / doc_ids / owner / chunks / seq: as for ``restore_prefix``.
+        should_stop: makes a prefill preemptible (checked every ``PREEMPTIBLE_CHUNK_TOKENS``).
 
     Returns:
         Which tier served it and what it cost.
 
     Raises:
-        Interrupted: ``should_stop`` stopped the prefill; the context holds part of the prefix.
+        Interrupted: ``should_stop`` stopped the prefill; the sequence holds part of the prefix.
     """
-    claim_context(engine, owner)
-    if engine.context_tokens[: len(tokens)] == tokens:
-        return PrefixResult("live", len(tokens))
-    fp = fingerprint(engine)
-    key = entry_key(fp, tokens, owner)
-    start = time.perf_counter()
-    tier, state_bytes = _restore(engine, store, key, fp, tokens)
-    if tier:
-        return PrefixResult(tier, len(tokens), restore_s=time.perf_counter() - start, state_bytes=state_bytes)
-    chained = _restore_shorter_set(engine, store, fp, tokens, doc_ids, owner, chunks)
-    restore_s = time.perf_counter() - start
-    result = _prefill_and_save(engine, store, key, fp, tokens, doc_ids, owner, should_stop, chunks)
-    return PrefixResult("miss", result.n_tokens, restore_s=restore_s if chained else 0.0, prefill_s=result.prefill_s,
-                        state_bytes=result.state_bytes, chained_tokens=chained,
-                        prefilled_tokens=result.prefilled_tokens)
+    engine.claim(seq, owner)
+    got = restore_prefix(engine, store, tokens, doc_ids, owner, chunks, seq)
+    if isinstance(got, PrefixResult):
+        return got
+    engine.prefill(tokens, should_stop, PREEMPTIBLE_CHUNK_TOKENS if should_stop else None, seq)
+    return got.save()
 
 
-def _restore(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: list[int]) -> tuple[str, int]:
-    """Load entry ``key`` (holding ``tokens``) into the context from RAM or disk.
+def _restore(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: list[int],
+             seq: int) -> tuple[str, int]:
+    """Load entry ``key`` (holding ``tokens``) into sequence ``seq`` from RAM or disk.
 
     Returns:
         ``(tier, state_bytes)``: tier ``ram`` or ``disk``, or ``("", 0)`` when the entry is
@@ -150,7 +207,7 @@ def _restore(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: li
     if state is None:
         return "", 0
     try:
-        engine.set_state(state, tokens)
+        engine.set_state(state, tokens, seq)
     except RuntimeError as exc:  # a state llama.cpp rejects is as bad as a failed checksum
         log.warning("KV cache %s unusable (%s); recomputing", key, exc)
         store.delete(key)
@@ -159,7 +216,7 @@ def _restore(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: li
 
 
 def _restore_shorter_set(engine: Engine, store: KVCacheStore, fp: dict, tokens: list[int], doc_ids: list[str],
-                         owner: str, chunks: list[int] | tuple[int, ...] = ()) -> int:
+                         owner: str, chunks: list[int] | tuple[int, ...], seq: int) -> int:
     """Prefix chaining: restore the cached prefix of the longest document (or chunk) set that
     ``doc_ids`` (with ``chunks``) starts with (e.g. ``[A]`` for ``[A, B]``), when it shares more
     tokens with ``tokens`` than the context already does.
@@ -169,7 +226,7 @@ def _restore_shorter_set(engine: Engine, store: KVCacheStore, fp: dict, tokens: 
     """
     if len(doc_ids) < 2:  # a single document has no shorter set to start from
         return 0
-    have = common_prefix_len(engine.context_tokens, tokens)
+    have = common_prefix_len(engine.context_tokens(seq), tokens)
     parts = prefix_parts(doc_ids, chunks)
     best = None
     for e in store.entries():
@@ -182,6 +239,6 @@ def _restore_shorter_set(engine: Engine, store: KVCacheStore, fp: dict, tokens: 
     shorter = store.tokens(best.key)
     if not shorter or common_prefix_len(shorter, tokens) <= have:
         return 0
-    if not _restore(engine, store, best.key, fp, shorter)[0]:
+    if not _restore(engine, store, best.key, fp, shorter, seq)[0]:
         return 0
     return common_prefix_len(shorter, tokens)

@@ -84,26 +84,27 @@ class SessionSnapshots:
             return snap
 
     def take(self, engine: Engine, owner: str, session_id: str, prompt_tokens: list[int], prompt_text: str,
-             fp: dict) -> Snapshot | None:
-        """Snapshot the context after an answer to a prompt (caller holds ``engine.lock``).
+             fp: dict, seq: int = 0) -> Snapshot | None:
+        """Snapshot sequence ``seq`` after an answer to a prompt (caller holds ``engine.lock``).
 
         Args:
-            engine: the engine that just answered; its context starts with ``prompt_tokens``.
+            engine: the engine that just answered; sequence ``seq`` starts with ``prompt_tokens``.
             owner / session_id: the session.
             prompt_tokens: the prompt that was answered, token ids.
             prompt_text: the rendered text those tokens stand for.
             fp: the current fingerprint.
+            seq: the sequence that answered.
 
         Returns:
-            The snapshot, or None when the context no longer holds the prompt (nothing kept).
+            The snapshot, or None when the sequence no longer holds the prompt (nothing kept).
         """
-        context = engine.context_tokens
+        context = engine.context_tokens(seq)
         if context[: len(prompt_tokens)] != prompt_tokens:
             return None
         generated = context[len(prompt_tokens):]
         splice = Splice(prompt_text + engine.detokenize(generated), tuple(context))
         snap = Snapshot("session-" + entry_key(fp, context), fp, splice)
-        self.ram.put(snap.key, engine.get_state())
+        self.ram.put(snap.key, engine.get_state(seq))
         with self._lock:
             old = self._items.pop((owner, session_id), None)
             self._items[(owner, session_id)] = snap
@@ -115,9 +116,9 @@ class SessionSnapshots:
         return snap
 
     def restore(self, engine: Engine, snap: Snapshot | None, prefix: list[int],
-                tokens: list[int]) -> PrefixResult | None:
-        """Load the session's snapshot when it starts with ``prefix`` and holds more of ``tokens``
-        than the context does.
+                tokens: list[int], seq: int = 0) -> PrefixResult | None:
+        """Load the session's snapshot into sequence ``seq`` when it starts with ``prefix`` and holds
+        more of ``tokens`` than the sequence does.
 
         Caller must hold ``engine.lock``.
 
@@ -125,8 +126,9 @@ class SessionSnapshots:
             engine: the loaded engine.
             snap: the session's snapshot (``get``), or None.
             prefix: the cached prefix this turn needs, token ids.
-            tokens: what the context should start with (the prompt, or for a prefetch the
+            tokens: what the sequence should start with (the prompt, or for a prefetch the
                 snapshot's own tokens).
+            seq: the sequence.
 
         Returns:
             tier ``ram`` with ``snapshot_tokens`` set, or None when the snapshot is missing,
@@ -135,14 +137,14 @@ class SessionSnapshots:
         if snap is None or list(snap.splice.tokens[: len(prefix)]) != prefix:
             return None
         shared = common_prefix_len(snap.splice.tokens, tokens)
-        if shared <= common_prefix_len(engine.context_tokens, tokens):
+        if shared <= common_prefix_len(engine.context_tokens(seq), tokens):
             return None
         state = self.ram.get(snap.key)
         if state is None:
             return None
         start = time.perf_counter()
         try:
-            engine.set_state(state, list(snap.splice.tokens))
+            engine.set_state(state, list(snap.splice.tokens), seq)
         except EngineError:
             self.ram.delete(snap.key)
             return None

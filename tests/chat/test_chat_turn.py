@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import threading
 
 import pytest
@@ -79,8 +81,11 @@ def test_closing_a_turn_early_keeps_the_partial_answer_and_frees_the_engine(serv
     first = next(gen)
     assert first.kind == "token"
     gen.close()  # what Gradio does when the user stops or disconnects
-    assert services.engine.lock.acquire(timeout=10)
-    services.engine.lock.release()
+    deadline = time.monotonic() + 10
+    while (services.chat.scheduler.active or not services.sessions.get("local", sid).messages) \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert services.chat.scheduler.active == 0, "the answer's sequence is given back"
     messages = services.sessions.get("local", sid).messages
     assert [m["role"] for m in messages] == ["user", "assistant"]
     answer = messages[1]

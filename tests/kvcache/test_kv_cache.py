@@ -33,7 +33,7 @@ def answer_tokens(engine: Engine, prompt_tokens: list[int]) -> list[int]:
     stats = StreamStats()
     text = "".join(engine.stream(prompt_tokens, GREEDY, stats))
     assert stats.completion_tokens == GREEDY.max_tokens and text
-    return engine.context_tokens[len(prompt_tokens):]
+    return engine.context_tokens()[len(prompt_tokens):]
 
 
 def make_prompt(engine, doc_text):

@@ -29,7 +29,19 @@ def in_context(metrics: dict) -> int:
     return metrics["prompt_tokens"] + metrics["completion_tokens"] - (metrics["stop_reason"] == "length")
 
 
-def test_two_sessions_alternating_reuse_their_whole_previous_context(services):
+@pytest.mark.parametrize("n_seq_max", [1, 2])
+def test_two_sessions_alternating_reuse_their_whole_previous_context(tmp_path, tiny_model, embedder, n_seq_max):
+    """With one sequence the sessions take turns in it and restore their snapshots; with two each
+    keeps its own sequence, live."""
+    services = build_services(make_settings(tmp_path / "data", tiny_model, max_tokens=24, n_seq_max=n_seq_max),
+                              embedder=embedder)
+    try:
+        alternate(services, "ram" if n_seq_max == 1 else "live")
+    finally:
+        services.close()
+
+
+def alternate(services, tier: str) -> None:
     pdf, _ = services.documents.upload("local", TESTDATA / "pdf" / "pypdf_crazyones.pdf")
     docx, _ = services.documents.upload("local", TESTDATA / "docx" / "pandoc_tables.docx")
     sessions = {services.sessions.create("local"): [pdf.doc_id], services.sessions.create("local"): [docx.doc_id]}
@@ -41,7 +53,7 @@ def test_two_sessions_alternating_reuse_their_whole_previous_context(services):
                 assert m["snapshot_tokens"] == 0 and m["history_tokens"] == 0
             else:
                 whole = in_context(previous[sid])
-                assert m["cache_tier"] == "ram" and m["snapshot_tokens"] == whole, m
+                assert m["cache_tier"] == tier and m["snapshot_tokens"] == (whole if tier == "ram" else 0), m
                 assert m["reused_tokens"] == whole, "the whole previous context (prefix, history, answer) is reused"
                 assert m["prefill_tokens"] == m["prompt_tokens"] - whole
                 assert m["history_messages"] == 2 * round_

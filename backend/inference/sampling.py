@@ -1,0 +1,62 @@
+"""One sequence's sampler: a llama.cpp sampler chain built from ``Sampling``, so every sequence in
+a batch samples with its own settings and its own random state.
+
+The chain follows ``llama_cpp.Llama._init_sampler`` (what ``Llama.generate`` used before):
+repetition penalty, then greedy at temperature 0, else top-k, top-p, min-p, temperature and a
+seeded draw.
+"""
+
+from __future__ import annotations
+
+import llama_cpp
+
+from backend.inference.types import Sampling
+
+# Tokens the repetition penalty looks back over (llama-cpp-python's ``last_n_tokens_size``).
+PENALTY_LAST_N = 64
+# llama.cpp's LLAMA_DEFAULT_SEED: the dist sampler then seeds itself at random.
+RANDOM_SEED = 0xFFFFFFFF
+
+
+class SeqSampler:
+    """A llama.cpp sampler chain for one sequence.
+
+    Args:
+        sampling: the answer's settings (``temperature`` 0 = greedy; ``seed`` -1 = random).
+
+    Close it (``close``) when the sequence is done; it owns C memory.
+    """
+
+    def __init__(self, sampling: Sampling):
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        add = lambda s: llama_cpp.llama_sampler_chain_add(chain, s)  # noqa: E731
+        if sampling.repeat_penalty != 1.0:
+            add(llama_cpp.llama_sampler_init_penalties(PENALTY_LAST_N, sampling.repeat_penalty, 0.0, 0.0))
+        if sampling.temperature <= 0:
+            add(llama_cpp.llama_sampler_init_greedy())
+        else:
+            add(llama_cpp.llama_sampler_init_top_k(sampling.top_k))
+            add(llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
+            add(llama_cpp.llama_sampler_init_min_p(sampling.min_p, 1))
+            add(llama_cpp.llama_sampler_init_temp(sampling.temperature))
+            add(llama_cpp.llama_sampler_init_dist(sampling.seed if sampling.seed >= 0 else RANDOM_SEED))
+        self._chain = chain
+
+    def sample(self, ctx, index: int) -> int:
+        """Sample a token from the logits of output ``index`` of the last ``llama_decode`` and
+        record it in the chain (penalties see it).
+
+        Args:
+            ctx: the ``llama_context`` pointer.
+            index: the batch position whose logits were requested.
+
+        Returns:
+            The token id.
+        """
+        return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+
+    def close(self) -> None:
+        """Free the chain (idempotent)."""
+        if self._chain is not None:
+            llama_cpp.llama_sampler_free(self._chain)
+            self._chain = None
