@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import threading
+import time
 
 import pytest
 from conftest import TESTDATA, make_settings
 
+from backend.inference import EngineError, Sampling
 from backend.services import build_services
 
 
@@ -95,3 +95,20 @@ def test_closing_a_turn_early_keeps_the_partial_answer_and_frees_the_engine(serv
     # and the next turn runs at once
     events = list(services.chat.stream_turn("local", sid, "Go on.", []))
     assert events[-1].kind == "done" and events[-1].data["metrics"]["history_messages"] == 2
+
+
+def test_a_model_restart_ends_the_answers_in_flight_with_a_clear_sentence(tmp_path, tiny_model, embedder):
+    svc = build_services(make_settings(tmp_path / "data", tiny_model, max_tokens=16000, n_seq_max=2),
+                         embedder=embedder)
+    try:
+        sid = svc.sessions.create("local")
+        gen = svc.chat.stream_turn("local", sid, "Tell me a long story.", [])
+        assert next(gen).kind == "token"
+        svc.restart_model(reset=False)  # waits for the step in progress, then reloads
+        with pytest.raises(EngineError, match="reloaded or unloaded while this answer was being written"):
+            for _ in gen:
+                pass
+        events = list(svc.chat.stream_turn("local", sid, "Hello again.", [], Sampling(max_tokens=16, temperature=0.0)))
+        assert events[-1].kind == "done" and events[-1].data["metrics"]["completion_tokens"] > 0
+    finally:
+        svc.close()
