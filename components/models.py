@@ -53,7 +53,8 @@ def kv_size_line(info: dict) -> str:
     per = info["kv_bytes_per_token"]
     now, other = info["type_k"], "q8_0" if info["type_k"] == "f16" else "f16"
     full, alt = human_bytes(per[now] * info["n_ctx"]), human_bytes(per[other])
-    return f"KV state: {human_bytes(per[now])}/token, {full} for a full context ({other}: {alt}/token)"
+    return (f"KV state: {human_bytes(per[now])}/token, {full} for a full context, "
+            f"{info.get('n_seq_max', 1)} sequences allocated ({other}: {alt}/token)")
 
 
 def model_choices(services: Services) -> list[tuple[str, str]]:
@@ -86,7 +87,8 @@ def status_markdown(info: dict) -> str:
         head = f"**{info['message']}**\n\n- GPU offload in this llama.cpp build: {offload}"
     else:
         head = (f"**{info['model']}**: {expectation(info['parameters'])}\n\n"
-                f"- `n_ctx`: {info['n_ctx']:,} tokens · `n_batch` {info['n_batch']}"
+                f"- `n_ctx`: {info['n_ctx']:,} tokens per sequence · `n_seq_max` {info['n_seq_max']} (answers "
+                f"decoded together) · `n_batch` {info['n_batch']}"
                 f" · `n_gpu_layers` {info['n_gpu_layers']}: {info['offloaded_layers']} of {info['n_layers']} layers"
                 " on the GPU"
                 f"\n- GPU offload in this llama.cpp build: {offload}\n- KV dtype: {info['type_k']}/{info['type_v']},"

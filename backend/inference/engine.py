@@ -413,17 +413,6 @@ class Engine:
             raise EngineError("llama.cpp rejected the saved KV state.")
         self._seq_tokens[seq] = list(tokens)
 
-    def copy_sequence(self, src: int, dst: int) -> None:
-        """Make sequence ``dst`` hold what ``src`` holds (``llama_memory_seq_cp``; with per-sequence
-        KV streams llama.cpp copies the cells).
-
-        Args:
-            src / dst: sequence ids.
-        """
-        self.clear_context(dst)
-        llama_cpp.llama_memory_seq_cp(llama_cpp.llama_get_memory(self.ctx), src, dst, -1, -1)
-        self._seq_tokens[dst] = list(self._seq_tokens[src])
-
     # generation --------------------------------------------------------------------------
     def stream(self, tokens: list[int], sampling: Sampling, stats: StreamStats, seq: int = 0) -> Iterator[str]:
         """Generate from a prompt in sequence ``seq`` alone (the serial path; ``Scheduler`` batches
