@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT, TESTDATA, launch, make_settings, stop
@@ -175,10 +176,32 @@ def test_the_same_document_text_shares_no_kv_cache_between_users(signed_in):
 
     first = ask(bob, "bob")  # alice's prefix of the very same tokens is in the context and on disk
     assert first["cache_tier"] == "miss" and first["reused_tokens"] == 0, first
-    again = ask(alice, "alice")  # hers comes back from her own entry, not from bob's live context
-    assert again["cache_tier"] in ("ram", "disk") and again["reused_tokens"] >= again["prefix_tokens"], again
+    again = ask(alice, "alice")  # hers comes from her own sequence or entry, never from bob's sequence
+    assert again["cache_tier"] in ("live", "ram", "disk") and again["reused_tokens"] >= again["prefix_tokens"], again
     keys = {name: {c["key"] for c in clients[name].predict(api_name="/list_caches")} for name in ("alice", "bob")}
     assert keys["alice"] and keys["bob"] and not keys["alice"] & keys["bob"]
     every = {c["key"]: c["owner"] for c in clients["root"].predict(api_name="/list_caches")}  # an admin sees all
     assert {k: every[k] for k in keys["alice"] | keys["bob"]} == {**dict.fromkeys(keys["alice"], "alice"),
                                                                    **dict.fromkeys(keys["bob"], "bob")}
+
+
+def test_a_users_answers_at_once_are_capped_while_others_stream_beside_them(tmp_path, tiny_model, embedder):
+    """With continuous batching one user could hold every sequence: ``max_concurrent_turns`` caps them."""
+    app, clients = start_signed_in(tmp_path, tiny_model, embedder, max_concurrent_turns=1, max_tokens=16000,
+                                   n_seq_max=4)
+    try:
+        alice, bob = clients["alice"], clients["bob"]
+        first = alice.submit(alice.predict(api_name="/create_session"), "Tell me a long story.", [], api_name="/chat")
+        deadline = time.monotonic() + 60
+        while not any(o.get("text") for o in first.outputs()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        message = refused(alice, alice.predict(api_name="/create_session"), "And another?", [], api_name="/chat")
+        assert "answers in progress, the most allowed at once" in message, message
+        beside = bob.submit(bob.predict(api_name="/create_session"), "Hello?", [], api_name="/chat")
+        while not any(o.get("text") for o in beside.outputs()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not first.done(), "bob's answer streamed while alice's was still being written"
+        first.cancel()
+        beside.cancel()
+    finally:
+        stop(app)

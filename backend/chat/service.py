@@ -273,20 +273,21 @@ class ChatService:
     def _relay(pieces: Iterator[str] | Job, events: queue.Queue, stop: threading.Event) -> str:
         """Split streamed pieces (a remote stream, or a scheduler job's) into thinking and answer text
         and pass both to the reader, with the job's place in line while it waits, until the end or
-        a stop.
+        a stop. A job is read to its end even after a stop (``stop`` is its cancel flag, so that end
+        comes at the next step), so its statistics are final when this returns.
 
         Returns:
             The answer without its thinking (history and later prompts leave the thinking out).
         """
         splitter = ThinkSplitter()
-        if isinstance(pieces, Job):
-            job = pieces
-            pieces = job.stream(on_queued=lambda place: events.put(("queued", place)))
+        is_job = isinstance(pieces, Job)
+        if is_job:
+            pieces = pieces.stream(on_queued=lambda place: events.put(("queued", place)))
         with contextlib.closing(pieces):
             for piece in pieces:
                 for part in splitter.feed(piece):
                     events.put(part)
-                if stop.is_set():
+                if stop.is_set() and not is_job:
                     break
         for part in splitter.close():
             events.put(part)
