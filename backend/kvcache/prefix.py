@@ -118,8 +118,11 @@ def prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[
 
 def to_prime(engine: Engine, store: KVCacheStore, tokens: list[int], doc_ids: list[str], owner: str,
              chunks: list[int] | tuple[int, ...] = (), seq: int = 0) -> PrefixMiss:
-    """The work of priming this prefix in sequence ``seq`` (claimed): evaluate what the sequence
-    lacks, then save (``PrefixMiss.milestones``). Caller holds ``engine.lock``."""
+    """The work of priming this prefix in sequence ``seq`` (claimed): the sequence is cut back to
+    the part of the prefix it holds (it may hold more, e.g. a chat's history after the prefix, which
+    must not be saved with it); then evaluate what it lacks and save (``PrefixMiss.milestones``).
+    Caller holds ``engine.lock``."""
+    engine.truncate(seq, common_prefix_len(engine.context_tokens(seq), tokens))
     fp = fingerprint(engine)
     return PrefixMiss(engine, store, entry_key(fp, tokens, owner), fp, tokens, doc_ids, owner, chunks, seq, 0, 0.0)
 

@@ -138,3 +138,13 @@ def test_a_question_for_another_session_preempts_the_prefetch(services, long_doc
     again = services.primer.prefetch("local", mine, [long_doc.doc_id])  # and a later prefetch still works
     assert again.wait(60) and again.outcome == "done"
     assert services.caches.cached("local").get((long_doc.doc_id,)) is not None
+
+
+def test_priming_in_a_sequence_that_holds_a_chat_saves_the_prefix_alone(services):
+    pdf, _ = services.documents.upload("local", TESTDATA / "pdf" / "pypdf_crazyones.pdf")
+    ask(services, services.sessions.create("local"), "Who are the crazy ones?", [pdf.doc_id])
+    saved = [e for e in services.kv_store.entries() if list(e.doc_ids) == [pdf.doc_id]]
+    assert len(saved) == 1, "the turn saved the document prefix when its sequence reached the prefix's end"
+    services.kv_store.delete(saved[0].key)  # the file is gone; a sequence still holds prefix, question and answer
+    primed = services.primer.cache_documents("local", [pdf.doc_id])
+    assert primed["tier"] == "miss" and primed["bytes"] == saved[0].state_bytes, (primed, saved[0].state_bytes)
