@@ -97,6 +97,8 @@ def metrics_line(m: dict) -> str:
         parts.append(f"restore {seconds(m['restore_s'])}")
     if m.get("ttft_s") is not None:
         parts.append(f"TTFT {seconds(m['ttft_s'])}")
+    if m.get("queue_place"):
+        parts.append(f"waited {seconds(m.get('queue_s', 0.0))} in line")
     if m.get("decode_tokens_per_s") is not None:
         parts.append(f"{m['decode_tokens_per_s']:.1f} tok/s")
     if m.get("stop_reason") == "stopped":
