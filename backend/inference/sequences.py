@@ -138,6 +138,9 @@ class Sequences:
         Raises:
             EngineError: llama.cpp failed (no sequence's tokens are recorded then).
         """
+        total = sum(len(tokens) for _, tokens, _ in work)
+        if total > self.params.n_batch:  # before any write: the C batch holds n_batch tokens
+            raise EngineError(f"A batch of {total} tokens is more than n_batch {self.params.n_batch}.")
         batch, outputs, n = self._batch, {}, 0
         for seq, tokens, logits in work:
             pos = len(self._seq_tokens[seq])
@@ -148,8 +151,6 @@ class Sequences:
                 n += 1
             if logits and tokens:
                 outputs[seq] = n - 1
-        if n > self.params.n_batch:
-            raise EngineError(f"A batch of {n} tokens is more than n_batch {self.params.n_batch}.")
         batch.n_tokens = n
         rc = llama_cpp.llama_decode(self.ctx, batch)
         if rc != 0:
