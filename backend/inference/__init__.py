@@ -17,7 +17,7 @@ from backend.inference.run_logs import LEVELS, RunLogs
 from backend.inference.types import EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats, common_prefix_len
 
 __all__ = ["HOW_TO_GET_A_MODEL", "LEVELS", "RECOMMENDED_MODELS", "SMOLLM2", "BundledModel", "Engine", "EngineError",
-           "Interrupted", "Job", "LoadParams", "ModelChanged", "Scheduler", "ModelDownloadError", "ModelInfo", "ModelLoadError", "NoModelLoaded",
-           "Preflight", "PreflightResult", "RemoteEngine", "RemotePrompt", "RunLogs", "Sampling", "StreamStats",
-           "bundled_path", "common_prefix_len", "default_threads", "describe", "download", "expectation",
-           "fetch_bundled", "list_models", "model_identity", "pick_model"]
+           "Interrupted", "Job", "LoadParams", "ModelChanged", "ModelDownloadError", "ModelInfo", "ModelLoadError",
+           "NoModelLoaded", "Preflight", "PreflightResult", "RemoteEngine", "RemotePrompt", "RunLogs", "Sampling",
+           "Scheduler", "StreamStats", "bundled_path", "common_prefix_len", "default_threads", "describe", "download",
+           "expectation", "fetch_bundled", "list_models", "model_identity", "pick_model"]

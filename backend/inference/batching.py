@@ -65,7 +65,7 @@ class Job:
         only_if_free: give up (``events`` gets ``busy``) instead of waiting when no sequence is free.
         stats: filled in while it runs (``StreamStats``).
         events: what the job's reader gets, in order: ``("queued", place)`` while waiting (1 =
-            next), ``("started", seq)``, ``("token", text)`` pieces, then ``("end", None)``,
+            next), ``("token", text)`` pieces, then ``("end", None)``,
             ``("busy", None)`` or ``("error", exception)``.
         cancel: set it to stop the job at the next step (its text so far stays valid).
     """
@@ -79,7 +79,6 @@ class Job:
     stats: StreamStats = field(default_factory=StreamStats)
     events: queue.Queue = field(default_factory=queue.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
-    seq: int | None = None  # the sequence, once started
     place: int = 0  # place in the queue last told (0: not waiting)
     first_place: int = 0  # place when it first had to wait (0: it never waited)
 
@@ -149,11 +148,6 @@ class Scheduler:
         """Jobs holding a sequence now."""
         return len(self._running)
 
-    @property
-    def waiting(self) -> int:
-        """Jobs waiting for a sequence."""
-        return len(self._waiting)
-
     def close(self) -> None:
         """Stop the thread after the current step; running and waiting jobs get an error."""
         with self._cond:
@@ -191,7 +185,7 @@ class Scheduler:
             work = self._batch()
             if not work:
                 return
-            outputs = engine.decode([(seq, tokens, logits) for seq, tokens, logits in work])
+            outputs = engine.decode(work)
             for seq, tokens, _ in work:
                 r = self._running[seq]
                 try:
@@ -276,9 +270,7 @@ class Scheduler:
         except Exception as exc:
             job.events.put(("error", exc))
             return
-        job.seq = seq
         self._running[seq] = _Running(job, run, TokenText(engine))
-        job.events.put(("started", seq))
 
     def _end(self, seq: int) -> None:
         """End the job on ``seq`` normally (done or cancelled): flush its text, run ``finish``."""

@@ -133,8 +133,9 @@ def kv_bytes_per_token(metadata: dict, type_k: str, type_v: str) -> float:
     return num("block_count") * n_head_kv * (k_dim * KV_TYPE_BYTES[type_k] + v_dim * KV_TYPE_BYTES[type_v])
 
 
-# Most sequences ``auto_n_seq_max`` picks: llama-server's default ``--parallel`` is 4, and on two CPU
-# cores four sequences already reach 2.4x one sequence's decode tok/s (benchmarks/concurrency.py).
+# Most sequences ``auto_n_seq_max`` picks: llama-server's default ``--parallel`` is 4. On two CPU cores
+# four sequences reach 1.57x one sequence's decode tok/s on the bench model (benchmarks/concurrency.py);
+# more add memory for little (1.58x with eight).
 MAX_AUTO_SEQ = 4
 # Share of the free memory the KV caches of all sequences may take when ``n_seq_max`` is auto.
 AUTO_KV_MEMORY_SHARE = 0.25

@@ -48,7 +48,7 @@ class SeqRun:
         if sampling is not None:
             keep = min(keep, len(tokens) - 1)
         keep = engine.truncate(seq, keep)
-        self.engine, self.seq, self.sampling, self.stats = engine, seq, sampling, stats
+        self.engine, self.stats = engine, stats
         self.pending = list(tokens[keep:])
         self.position = keep  # tokens the sequence holds
         self.milestones = {n: f for n, f in (milestones or {}).items() if n > keep}

@@ -84,7 +84,7 @@ class Prefetcher:
         def prepare(seq: int) -> dict:
             job.started.set()
             found.append(restore(seq))
-            return {len(found[0].tokens): found[0].save} if isinstance(found[0], PrefixMiss) else {}
+            return found[0].milestones() if isinstance(found[0], PrefixMiss) else {}
 
         submitted = Job(owner, list(tokens), None, prepare, only_if_free=True, cancel=job.cancel)
         threading.Thread(target=self._watch, args=(job, submitted, found), name="prefetch", daemon=True).start()
