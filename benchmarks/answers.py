@@ -118,13 +118,13 @@ def ask(svc: Services, question: str, doc_ids: list[str], sampling: Sampling) ->
 
 
 def ask_direct(svc: Services, paragraph: str, question: str, max_tokens: int) -> tuple[str, float]:
-    """The loaded model prompted directly (llama-cpp-python's chat completion), greedy: answer, TTFT."""
+    """The loaded model prompted directly (llama-cpp-python's chat completion), greedy: answer, TTFT.
+    It evaluates the whole prompt every time (``Engine.plain_llama`` empties the context around it)."""
     messages = [{"role": "system", "content": DIRECT_SYSTEM},
                 {"role": "user", "content": f"Context: {paragraph}\n\nQuestion: {question}"}]
-    with svc.engine.lock:
+    with svc.engine.plain_llama() as llm:
         start, first, pieces = time.perf_counter(), None, []
-        for chunk in svc.engine.llm.create_chat_completion(messages, temperature=0.0, max_tokens=max_tokens,
-                                                           stream=True):
+        for chunk in llm.create_chat_completion(messages, temperature=0.0, max_tokens=max_tokens, stream=True):
             piece = chunk["choices"][0]["delta"].get("content")
             if piece:
                 first = first or time.perf_counter()
@@ -161,9 +161,10 @@ def run(args) -> None:
         path.write_text(text, encoding="utf-8")
         row, _ = svc.documents.upload(OWNER, path)
         article_ids[title] = (row.doc_id, row.tokens)
-    primed = [svc.primer.cache_documents(OWNER, [doc_id]) for doc_id, _ in article_ids.values()]
+    needs_article = {"article", "turn"} & set(args.modes)
+    primed = [svc.primer.cache_documents(OWNER, [doc_id]) for doc_id, _ in article_ids.values()] if needs_article else []
     for item in items:
-        if item.paragraph not in paragraph_ids:
+        if "oracle" in args.modes and item.paragraph not in paragraph_ids:
             path = folder / f"paragraph-{len(paragraph_ids)}.txt"
             path.write_text(item.paragraph, encoding="utf-8")
             row, _ = svc.documents.upload(OWNER, path)
@@ -184,7 +185,7 @@ def run(args) -> None:
         doc_id = article_ids[item.title][0]
         ranked = svc.documents.search(OWNER, item.question, [doc_id], settings.retrieval_top_k)
         item.rank = gold_rank([h.text for h in ranked], item.golds)
-        for mode, ids in (("article", [doc_id]), ("turn", [doc_id]), ("oracle", [paragraph_ids[item.paragraph]]),
+        for mode, ids in (("article", [doc_id]), ("turn", [doc_id]), ("oracle", [paragraph_ids.get(item.paragraph)]),
                           ("none", [])):
             if mode not in args.modes:
                 continue

@@ -104,10 +104,7 @@ def generate_baseline(svc: Services, docs: dict[str, str], sampling: Sampling) -
     engine = svc.engine
     sid = svc.sessions.create("local")
     turn = svc.chat.prepare_turn("local", sid, QUESTION.format(0), [docs["cag"]], sampling, mode="cag")
-    with engine.lock:
-        engine.clear_context()
-        llm = engine.llm
-        llm.n_tokens = 0
+    with engine.plain_llama() as llm:
         gen = llm.generate(turn.plan.prompt.tokens, temp=0.0, reset=True)
         next(gen)
         start, count = time.perf_counter(), 1
@@ -117,7 +114,6 @@ def generate_baseline(svc: Services, docs: dict[str, str], sampling: Sampling) -
                 break
         gen.close()
         elapsed = time.perf_counter() - start
-        engine.clear_context()
     return (count - 1) / elapsed
 
 

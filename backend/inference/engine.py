@@ -10,9 +10,11 @@ thread-safe, so every method that touches the ``Llama`` object must run under ``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import llama_cpp
@@ -147,6 +149,32 @@ class Engine(Sequences):
         if self.llm is None:
             raise NoModelLoaded()
         return self.llm
+
+    @contextlib.contextmanager
+    def plain_llama(self) -> Iterator[llama_cpp.Llama]:
+        """The loaded ``Llama``, to drive through llama-cpp-python's own API (``generate``,
+        ``create_chat_completion``) as a baseline beside the engine, under the lock.
+
+        ``Llama`` keeps its own record of the tokens in sequence 0 and reuses the longest match on the
+        next call; its ``eval`` also drops every sequence's cells past that match. Neither knows what
+        the engine put there, so every sequence is emptied (and ``Llama``'s record reset) before and
+        after: the baseline evaluates its whole prompt, and the engine trusts nothing it overwrote.
+
+        Yields:
+            The ``llama_cpp.Llama`` of the loaded model.
+
+        Raises:
+            NoModelLoaded: no model is loaded.
+        """
+        with self.lock:
+            llm = self._require()
+            self.clear_context()
+            llm.reset()
+            try:
+                yield llm
+            finally:
+                self.clear_context()
+                llm.reset()
 
     # text <-> tokens ---------------------------------------------------------------------
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import llama_cpp
@@ -226,3 +227,23 @@ def test_chained_multi_document_prefix_is_identical_to_cold(tmp_path, tiny_model
         engine.clear_context()  # and the [A, B] prefix is now cached in its own right
         assert ensure_prefix(engine, store, prompt_ab.prefix_tokens, ["doc1", "doc2"], "local").tier == "disk"
         assert answer_tokens(engine, prompt_ab.tokens) == cold_answer
+
+
+def test_plain_llama_beside_the_engine_evaluates_its_whole_prompt(tiny_model, doc_text):
+    """llama-cpp-python's own ``generate`` (the benchmarks' baselines) run after the engine wrote other
+    tokens into sequence 0 gives what it gave on a clean context, and the engine then claims nothing
+    that ``generate`` overwrote."""
+    engine = load(tiny_model)
+    prompt = make_prompt(engine, doc_text)
+
+    def plain() -> list[int]:
+        with engine.plain_llama() as llm:
+            return list(itertools.islice(llm.generate(prompt.tokens, temp=0.0), GREEDY.max_tokens))
+
+    first = plain()
+    other = engine.tokenize("Nothing of the document: " + "zebra quartz " * 300, add_bos=True)
+    with engine.lock:
+        engine.prefill(other)
+    assert engine.context_tokens() == other
+    assert plain() == first
+    assert engine.context_tokens() == []
