@@ -23,7 +23,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from backend.inference.loader import LoadParams, ModelLoadError, OpenedModel, open_model, precheck
 from backend.inference.preflight import Preflight, PreflightResult
 from backend.inference.sequences import EngineLock, Sequences
-from backend.inference.types import EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats  # noqa: F401
+from backend.inference.types import EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats
 
 __all__ = ["Engine", "EngineError", "Interrupted", "LoadParams", "NoModelLoaded", "Sampling", "StreamStats"]
 
