@@ -7,7 +7,8 @@ chat completion on the bundled SmolLM2 (``Engine.plain_llama``, whole prompt eva
 so layouts differ in the prompt alone. ``app`` is the app's own (``system_text`` with the configured
 instructions, the bare question as the user turn) and ``direct`` is ``answers.py``'s reference; the others
 keep the document in the system message (so it stays a cacheable prefix) but change the instructions or the
-framing, except ``doc_user``, which moves the document next to the question as ``direct`` does.
+framing; the ``doc_user`` ones move the document into the user turn, before the question, as ``direct`` does
+(cacheable up to the question when the document opens the first user turn).
 The tuning articles (the first of the dev set) are the default, so that choosing a layout never looks at
 ``answers.py``'s held-out ones. Prints a Markdown table of answer-contains-gold and token F1.
 """
@@ -37,6 +38,10 @@ def _doc(paragraph: str, name: str) -> list[DocText]:
     return [DocText("p", name, paragraph)]
 
 
+def _block(paragraph: str, name: str) -> str:
+    return f'<document name="{name}">\n{paragraph}\n</document>'
+
+
 # name -> (system message, user message) for (paragraph, question, document name)
 LAYOUTS = {
     "app": lambda p, q, n: (system_text(APP, _doc(p, n)), q),
@@ -46,6 +51,10 @@ LAYOUTS = {
     "app_context": lambda p, q, n: (f"{APP}\n\nContext: {p}", q),
     "app_reminder_after_document": lambda p, q, n: (system_text(APP, _doc(p, n)) + SUFFIX, q),
     "doc_user": lambda p, q, n: (APP, f"Context: {p}\n\nQuestion: {q}"),
+    # the document opening the first user turn (cacheable up to "Question:"), three framings
+    "doc_user_tags": lambda p, q, n: (APP, f"Context:\n\n{_block(p, n)}\n\nQuestion: {q}"),
+    "doc_user_heading": lambda p, q, n: (APP, f"Context:\n\n# {n}\n\n{p}\n\nQuestion: {q}"),
+    "doc_user_no_cues": lambda p, q, n: (APP, f"The user's documents:\n\n{_block(p, n)}\n\n{q}"),
 }
 
 
