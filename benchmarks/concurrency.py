@@ -15,7 +15,7 @@ Per run it records:
 - total: wall time from sending to the last answer's end.
 
 It also measures one decode step with 1, 2, 4... sequences (the ceiling any batching reaches on this
-machine), and times ``llama_cpp.Llama.generate`` (the code path a single answer took before batching) on
+machine; with ``--steps-only`` also one step that prefills every chat's question at once), and times ``llama_cpp.Llama.generate`` (the code path a single answer took before batching) on
 the same prompt, for the "a single chat is no slower" figure.
 """
 
@@ -43,6 +43,7 @@ from backend.services import Services, build_services  # noqa: E402
 
 TESTDATA = ROOT.parent / "shared" / "testdata"
 QUESTION = "Write a long, detailed summary of this document for reader {}."  # each chat's own question
+QUESTION_TOKENS = 25  # about what that question adds after the cached document (with the template's tokens)
 
 
 def services_for(data: Path, model: Path, n_seq_max: int, embedder: Embedder, n_ctx: int) -> Services:
@@ -117,9 +118,11 @@ def generate_baseline(svc: Services, docs: dict[str, str], sampling: Sampling) -
     return (count - 1) / elapsed
 
 
-def step_costs(svc: Services, sizes: list[int], context: int = 600, repeats: int = 20) -> dict[int, float]:
-    """The ceiling batching can reach on this machine: median seconds of one decode step (``Engine.decode``)
-    with 1, 2, 4... sequences each holding ``context`` tokens, one new token each."""
+def step_costs(svc: Services, sizes: list[int], context: int = 600, repeats: int = 20,
+               new_tokens: int = 1) -> dict[int, float]:
+    """The ceiling batching can reach on this machine: median seconds of one step (``Engine.decode``) with
+    1, 2, 4... sequences each holding ``context`` tokens and taking ``new_tokens`` more each (1: a decode
+    step; about 25: every chat's question after its cached document, prefilled in one batch)."""
     engine = svc.engine
     tokens = [(i * 7919) % 1000 + 100 for i in range(context)]  # any token ids; only shapes matter here
     out = {}
@@ -130,7 +133,7 @@ def step_costs(svc: Services, sizes: list[int], context: int = 600, repeats: int
             times = []
             for rep in range(repeats):
                 start = time.perf_counter()
-                engine.decode([(seq, [tokens[rep]], True) for seq in range(k)])
+                engine.decode([(seq, tokens[rep:rep + new_tokens], True) for seq in range(k)])
                 times.append(time.perf_counter() - start)
                 for seq in range(k):
                     engine.truncate(seq, context)
@@ -194,6 +197,10 @@ def report(rows: list[dict]) -> None:
             print(f"{r['model']}: one decode step, 600 tokens of context per sequence: " + ", ".join(
                 f"{k} seq {t * 1000:.0f} ms (ceiling {k * one / t:.2f}× one sequence's tok/s)"
                 for k, t in r["steps"].items()))
+        if "prefills" in r:
+            one = r["prefills"][1]
+            print(f"{r['model']}: {QUESTION_TOKENS} question tokens each prefilled in one batch: " + ", ".join(
+                f"{k} seq {t * 1000:.0f} ms ({t / one:.2f}× one)" for k, t in r["prefills"].items()))
     for r in rows:
         if "baseline_tps" in r:
             batched = next((x["decode_tps"] for x in rows if x.get("model") == r["model"] and x.get("chats") == 1
@@ -211,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--n-ctx", type=int, default=2048)
-    parser.add_argument("--steps-only", action="store_true", help="only time one decode step per batch size")
+    parser.add_argument("--steps-only", action="store_true", help="only time one decode step, and one prefill of every chat's question, per batch size")
     args = parser.parse_args(argv)
     embedder = Embedder(Settings().embedding_model)
     rows: list[dict] = []
@@ -223,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.steps_only:
                 svc = services_for(tmp / f"{name}-steps", model, max(args.chats), embedder, args.n_ctx)
                 try:
-                    rows.append({"model": name, "steps": step_costs(svc, sorted({1, *args.chats}))})
+                    sizes = sorted({1, *args.chats})
+                    rows.append({"model": name, "steps": step_costs(svc, sizes),
+                                 "prefills": step_costs(svc, sizes, repeats=8, new_tokens=QUESTION_TOKENS)})
                 finally:
                     svc.close()
                 continue
