@@ -15,8 +15,10 @@ Per run it records:
 - total: wall time from sending to the last answer's end.
 
 It also measures one decode step with 1, 2, 4... sequences (the ceiling any batching reaches on this
-machine; with ``--steps-only`` also one step that prefills every chat's question at once), and times ``llama_cpp.Llama.generate`` (the code path a single answer took before batching) on
-the same prompt, for the "a single chat is no slower" figure.
+machine; with ``--steps-only`` also one step that prefills every chat's question at once), and times
+``llama_cpp.Llama.generate`` (the code path a single answer took before batching) on the same prompt, for
+the "a single chat is no slower" figure; ``--single`` times one chat through each layer of the app's path
+over several rounds (``single_paths``), since one round of that figure moves with this machine's noise.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from squad import percentile  # noqa: E402
 
 from backend.config import Settings  # noqa: E402
 from backend.documents import Embedder  # noqa: E402
-from backend.inference import Sampling, fetch_bundled  # noqa: E402
+from backend.inference import Job, Sampling, StreamStats, fetch_bundled  # noqa: E402
 from backend.services import Services, build_services  # noqa: E402
 
 TESTDATA = ROOT.parent / "shared" / "testdata"
@@ -116,6 +118,37 @@ def generate_baseline(svc: Services, docs: dict[str, str], sampling: Sampling) -
         gen.close()
         elapsed = time.perf_counter() - start
     return (count - 1) / elapsed
+
+
+def single_paths(svc: Services, docs: dict[str, str], sampling: Sampling, rounds: int) -> dict[str, list[float]]:
+    """One chat's decode tok/s through each layer of the app's path, in turn within each round, on the same
+    CAG prompt, greedy: ``Engine.stream`` in this thread (no scheduler), a scheduler job read in this thread,
+    a whole ``ChatService`` turn (scheduler, turn worker and reader threads), and ``Llama.generate``."""
+    engine = svc.engine
+    sid = svc.sessions.create("local")
+    tokens = svc.chat.prepare_turn("local", sid, QUESTION.format(0), [docs["cag"]], sampling,
+                                   mode="cag").plan.prompt.tokens
+    out: dict[str, list[float]] = {k: [] for k in ("Engine.stream", "scheduler job", "chat turn", "Llama.generate")}
+
+    def rate(stats: StreamStats) -> float:
+        return (stats.completion_tokens - 1) / (stats.finished_at - stats.first_token_at)
+
+    for _ in range(rounds):
+        stats = StreamStats()
+        with engine.lock:
+            for _ in engine.stream(tokens, sampling, stats):
+                pass
+        out["Engine.stream"].append(rate(stats))
+        job = svc.chat.scheduler.submit(Job("local", tokens, sampling))
+        for _ in job.stream():
+            pass
+        out["scheduler job"].append(rate(job.stats))
+        turn_sid = svc.sessions.create("local")
+        for event in svc.chat.stream_turn("local", turn_sid, QUESTION.format(0), [docs["cag"]], sampling, mode="cag"):
+            if event.kind == "done":
+                out["chat turn"].append(event.data["metrics"]["decode_tokens_per_s"])
+        out["Llama.generate"].append(generate_baseline(svc, docs, sampling))
+    return out
 
 
 def step_costs(svc: Services, sizes: list[int], context: int = 600, repeats: int = 20,
@@ -202,6 +235,12 @@ def report(rows: list[dict]) -> None:
             print(f"{r['model']}: {QUESTION_TOKENS} question tokens each prefilled in one batch: " + ", ".join(
                 f"{k} seq {t * 1000:.0f} ms ({t / one:.2f}× one)" for k, t in r["prefills"].items()))
     for r in rows:
+        if "single" in r:
+            base = statistics.median(r["single"]["Llama.generate"])
+            print(f"{r['model']}, one chat, decode tok/s, median of {len(r['single']['Llama.generate'])} rounds "
+                  "(min-max): " + ", ".join(f"{k} {statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f}, "
+                                            f"{statistics.median(v) / base:.2f}×)" for k, v in r["single"].items()))
+    for r in rows:
         if "baseline_tps" in r:
             batched = next((x["decode_tps"] for x in rows if x.get("model") == r["model"] and x.get("chats") == 1
                             and x.get("path") == "batched" and x.get("mode") == "cag"), None)
@@ -218,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--n-ctx", type=int, default=2048)
-    parser.add_argument("--steps-only", action="store_true", help="only time one decode step, and one prefill of every chat's question, per batch size")
+    parser.add_argument("--steps-only", action="store_true",
+                        help="only time one decode step, and one prefill of every chat's question, per batch size")
+    parser.add_argument("--single", action="store_true",
+                        help="only time one chat through each layer of the app's path (--rounds rounds)")
     args = parser.parse_args(argv)
     embedder = Embedder(Settings().embedding_model)
     rows: list[dict] = []
@@ -233,6 +275,16 @@ def main(argv: list[str] | None = None) -> int:
                     sizes = sorted({1, *args.chats})
                     rows.append({"model": name, "steps": step_costs(svc, sizes),
                                  "prefills": step_costs(svc, sizes, repeats=8, new_tokens=QUESTION_TOKENS)})
+                finally:
+                    svc.close()
+                continue
+            if args.single:
+                svc = services_for(tmp / f"{name}-single", model, max(args.chats), embedder, args.n_ctx)
+                try:
+                    docs = prepare_docs(svc, tmp / f"{name}-single")
+                    sampling = Sampling(max_tokens=args.max_tokens, temperature=0.0)
+                    run(svc, docs, "cag", 1, sampling)  # warm up
+                    rows.append({"model": name, "single": single_paths(svc, docs, sampling, args.rounds)})
                 finally:
                     svc.close()
                 continue
