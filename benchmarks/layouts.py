@@ -23,7 +23,7 @@ from pathlib import Path
 
 from answers import DIRECT_SYSTEM, pick, scores
 
-from backend.chat import system_text
+from backend.chat import document_block, system_text
 from backend.config import Settings
 from backend.documents import DocText
 from backend.inference import bundled_path
@@ -39,7 +39,7 @@ def _doc(paragraph: str, name: str) -> list[DocText]:
 
 
 def _block(paragraph: str, name: str) -> str:
-    return f'<document name="{name}">\n{paragraph}\n</document>'
+    return document_block(DocText("p", name, paragraph))
 
 
 # name -> (system message, user message) for (paragraph, question, document name)

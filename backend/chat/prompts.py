@@ -56,6 +56,11 @@ class Prompt:
         return len(self.tokens)
 
 
+def document_block(doc: DocText) -> str:
+    """One document as the prompt shows it: its text in a ``<document name="...">`` block."""
+    return f'<document name="{doc.name}">\n{doc.text}\n</document>'
+
+
 def system_text(instructions: str, docs: list[DocText]) -> str:
     """The system message: instructions, then each document in a tagged block.
 
@@ -68,8 +73,7 @@ def system_text(instructions: str, docs: list[DocText]) -> str:
     """
     if not docs:
         return instructions
-    blocks = [f'<document name="{d.name}">\n{d.text}\n</document>' for d in docs]
-    return instructions + "\n\nThe user's documents:\n\n" + "\n\n".join(blocks)
+    return instructions + "\n\nThe user's documents:\n\n" + "\n\n".join(document_block(d) for d in docs)
 
 
 def chunk_system_text(instructions: str, hits: list[Hit]) -> str:
