@@ -4,11 +4,12 @@
 
 Each question is asked with its gold paragraph laid out every way in ``LAYOUTS``, through llama-cpp-python's
 chat completion on the bundled SmolLM2 (``Engine.plain_llama``, whole prompt evaluated each time, 48 tokens),
-so layouts differ in the prompt alone. ``app`` is the app's own (``system_text`` with the configured
-instructions, the bare question as the user turn) and ``direct`` is ``answers.py``'s reference; the others
-keep the document in the system message (so it stays a cacheable prefix) but change the instructions or the
-framing; the ``doc_user`` ones move the document into the user turn, before the question, as ``direct`` does
-(cacheable up to the question when the document opens the first user turn).
+so layouts differ in the prompt alone. ``app`` is the app's own (``prompts.frame`` with the configured
+instructions: the document opening the user turn under its name, between "Context:" and "Question:") and
+``direct`` is ``answers.py``'s reference. ``system_doc`` is the app's layout before 2026-11-30 (the document
+in a tagged block in the system message, the bare question as the user turn); the ``short_instructions``
+and ``app_*`` ones keep the document in the system message but change the instructions or the framing; the
+``doc_user`` ones put it in the user turn before the question with other framings.
 The tuning articles (the first of the dev set) are the default, so that choosing a layout never looks at
 ``answers.py``'s held-out ones. Prints a Markdown table of answer-contains-gold and token F1.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from answers import DIRECT_SYSTEM, pick, scores
 
-from backend.chat import document_block, system_text
+from backend.chat import frame
 from backend.config import Settings
 from backend.documents import DocText
 from backend.inference import bundled_path
@@ -38,23 +39,32 @@ def _doc(paragraph: str, name: str) -> list[DocText]:
     return [DocText("p", name, paragraph)]
 
 
-def _block(paragraph: str, name: str) -> str:
-    return document_block(DocText("p", name, paragraph))
+def _tagged(paragraph: str, name: str) -> str:
+    """The document block of the app's layout before 2026-11-30."""
+    return f'<document name="{name}">\n{paragraph}\n</document>'
+
+
+def _in_system(instructions: str, paragraph: str, name: str) -> str:
+    return f"{instructions}\n\nThe user's documents:\n\n{_tagged(paragraph, name)}"
+
+
+def _app(paragraph: str, question: str, name: str) -> tuple[str, str]:
+    system, user = frame(APP, _doc(paragraph, name)).messages([{"role": "user", "content": question}])
+    return system["content"], user["content"]
 
 
 # name -> (system message, user message) for (paragraph, question, document name)
 LAYOUTS = {
-    "app": lambda p, q, n: (system_text(APP, _doc(p, n)), q),
+    "app": _app,
     "direct": lambda p, q, n: (DIRECT_SYSTEM, f"Context: {p}\n\nQuestion: {q}"),
-    "short_instructions": lambda p, q, n: (system_text(DIRECT_SYSTEM, _doc(p, n)), q),
+    "system_doc": lambda p, q, n: (_in_system(APP, p, n), q),
+    "short_instructions": lambda p, q, n: (_in_system(DIRECT_SYSTEM, p, n), q),
     "short_instructions_context": lambda p, q, n: (f"{DIRECT_SYSTEM}\n\nContext: {p}", q),
     "app_context": lambda p, q, n: (f"{APP}\n\nContext: {p}", q),
-    "app_reminder_after_document": lambda p, q, n: (system_text(APP, _doc(p, n)) + SUFFIX, q),
+    "app_reminder_after_document": lambda p, q, n: (_in_system(APP, p, n) + SUFFIX, q),
     "doc_user": lambda p, q, n: (APP, f"Context: {p}\n\nQuestion: {q}"),
-    # the document opening the first user turn (cacheable up to "Question:"), three framings
-    "doc_user_tags": lambda p, q, n: (APP, f"Context:\n\n{_block(p, n)}\n\nQuestion: {q}"),
-    "doc_user_heading": lambda p, q, n: (APP, f"Context:\n\n# {n}\n\n{p}\n\nQuestion: {q}"),
-    "doc_user_no_cues": lambda p, q, n: (APP, f"The user's documents:\n\n{_block(p, n)}\n\n{q}"),
+    "doc_user_tags": lambda p, q, n: (APP, f"Context:\n\n{_tagged(p, n)}\n\nQuestion: {q}"),
+    "doc_user_no_cues": lambda p, q, n: (APP, f"The user's documents:\n\n{_tagged(p, n)}\n\n{q}"),
 }
 
 

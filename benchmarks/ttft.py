@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "models"))
 
 import llama_cpp  # noqa: E402
 
-from backend.chat import build_prompt, system_text  # noqa: E402
+from backend.chat import build_prompt, frame  # noqa: E402
 from backend.documents import DocText  # noqa: E402
 from backend.inference import Engine, LoadParams, Sampling, StreamStats  # noqa: E402
 from backend.kvcache import KVCacheStore, ensure_prefix, entry_key, fingerprint  # noqa: E402
@@ -67,7 +67,7 @@ def document_of(engine: Engine, n_tokens: int) -> DocText:
 
 def measure(engine: Engine, store: KVCacheStore, length: int, repeats: int) -> dict:
     """Median cold / disk / live TTFT for one document length."""
-    prompt = build_prompt(engine, system_text("Answer from the document.", [document_of(engine, length)]), [],
+    prompt = build_prompt(engine, frame("Answer from the document.", [document_of(engine, length)]), [],
                           QUESTION, history_budget_tokens=0, max_tokens=1)
     cold, disk, live, restore, verify, floor, read = [], [], [], [], [], [], []
     for _ in range(repeats):

@@ -11,14 +11,14 @@ from backend.chat.memory import MemoryIndex
 from backend.chat.metrics import budget_line, metrics_line, seconds, turn_metrics
 from backend.chat.planner import ChatError, Plan, Planner
 from backend.chat.priming import Primer
-from backend.chat.prompts import Prompt, build_prompt, document_block, prefix_tokens, system_text
+from backend.chat.prompts import Frame, Prompt, build_prompt, document_block, frame, prefix_tokens
 from backend.chat.service import ChatService, Turn, TurnEvent
 from backend.chat.sessions import Session, SessionError, SessionNotFound, SessionStore
 from backend.chat.thinking import ThinkSplitter, split_thinking
 from backend.chat.web_search import WebSearchError, needs_web, search_web
 
-__all__ = ["FORMATS", "TIME_RANGES_S", "AnswerPoint", "ChatError", "ChatService", "MemoryIndex", "Plan", "Planner",
-           "Primer", "Prompt", "Session", "SessionError", "SessionNotFound", "SessionStore", "ThinkSplitter", "Turn",
-           "TurnEvent", "WebSearchError", "answer_points", "budget_line", "build_prompt", "document_block", "export_session",
-           "metrics_line", "needs_web", "prefix_tokens", "search_web", "seconds", "since_for", "source_location",
-           "split_thinking", "system_text", "totals", "turn_metrics"]
+__all__ = ["FORMATS", "TIME_RANGES_S", "AnswerPoint", "ChatError", "ChatService", "Frame", "MemoryIndex", "Plan",
+           "Planner", "Primer", "Prompt", "Session", "SessionError", "SessionNotFound", "SessionStore", "ThinkSplitter",
+           "Turn", "TurnEvent", "WebSearchError", "answer_points", "budget_line", "build_prompt", "document_block",
+           "export_session", "frame", "metrics_line", "needs_web", "prefix_tokens", "search_web", "seconds", "since_for",
+           "source_location", "split_thinking", "totals", "turn_metrics"]

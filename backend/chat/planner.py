@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from backend.chat.prompts import Prompt, build_prompt, chunk_system_text, rag_user_text, system_text
+from backend.chat.prompts import Frame, Prompt, build_prompt, chunk_frame, frame, rag_user_text
 from backend.config import Settings
 from backend.documents import DocumentService, Hit
 from backend.inference import Engine, RemoteEngine, RemotePrompt
@@ -68,10 +68,10 @@ class Planner:
         """Tokens in ``text`` for the model that will answer."""
         return self.remote.count_tokens(text) if self.remote else len(self.engine.tokenize(text))
 
-    def _build(self, system: str, history: list[dict], user: str, **budgets) -> Prompt | RemotePrompt | None:
+    def _build(self, head: Frame, history: list[dict], user: str, **budgets) -> Prompt | RemotePrompt | None:
         if self.remote:
-            return self.remote.build_prompt(system, history, user, **budgets)
-        return build_prompt(self.engine, system, history, user, **budgets)
+            return self.remote.build_prompt(head.system, history, user, opening=head.opening, **budgets)
+        return build_prompt(self.engine, head, history, user, **budgets)
 
     def plan(self, owner: str, message: str, doc_ids: list[str], history: list[dict], max_tokens: int,
              mode: str = "auto", splice: Splice | None = None, instructions: str | None = None,
@@ -101,7 +101,7 @@ class Planner:
         if doc_ids:
             if mode != "rag":
                 docs = [self.documents.text(owner, d) for d in doc_ids]
-                prompt = self._build(system_text(instructions, docs), history, message, **budgets)
+                prompt = self._build(frame(instructions, docs), history, message, **budgets)
                 if prompt is not None:
                     return Plan("cag", prompt, list(doc_ids), [])
                 if mode == "cag":
@@ -113,18 +113,18 @@ class Planner:
             searched = time.perf_counter() - started
             for k in range(min(s.rag_prefix_chunks, len(ranked)), 0, -1):  # the best chunks as the prefix
                 hits = ranked[:k]
-                prompt = self._build(chunk_system_text(instructions, hits), history, message, **budgets)
+                prompt = self._build(chunk_frame(instructions, hits), history, message, **budgets)
                 if prompt is not None:
                     return Plan("rag", prompt, [h.doc_id for h in hits], hits, 0, [h.idx for h in hits], searched)
-            system = system_text(instructions, [])
+            bare = Frame(instructions)
             question = self.count_tokens(message)
             for k in range(max(len(ranked), 1), 0, -1):  # as many of the best chunks as fit
                 hits, user = ranked[:k], rag_user_text(message, ranked[:k])
-                prompt = self._build(system, history, user, **budgets)
+                prompt = self._build(bare, history, user, **budgets)
                 if prompt is not None:
                     return Plan("rag", prompt, [], hits, self.count_tokens(user) - question, retrieval_s=searched)
         else:
-            prompt = self._build(system_text(instructions, []), history, message, **budgets)
+            prompt = self._build(Frame(instructions), history, message, **budgets)
             if prompt is not None:
                 return Plan("chat", prompt, [], [])
         limit = self.n_ctx - max_tokens

@@ -1,7 +1,7 @@
 """Getting document prefixes into the model ahead of questions: priming on request (the Cache
 button, prime on upload) and prefetch while the user types (see ``backend.kvcache.prefetch``).
 
-Both build the same cached prefix a chat turn would (``prompts.system_text`` over the documents'
+Both build the same cached prefix a chat turn would (``prompts.frame`` over the documents'
 text, or over one retrieved chunk for a document too long for ``n_ctx``), so a primed prefix is
 exactly the one the next question restores.
 """
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from backend.chat.planner import ChatError
-from backend.chat.prompts import chunk_system_text, prefix_tokens, system_text
+from backend.chat.prompts import Frame, chunk_frame, frame, prefix_tokens
 from backend.chat.sessions import SessionStore
 from backend.config import Settings
 from backend.documents import DocumentService
@@ -65,7 +65,8 @@ class Primer:
             DocumentError: unknown id.
         """
         if self.remote is not None:
-            primed = self.remote.prime(self._doc_system(owner, doc_ids)[0])
+            head = self._doc_frame(owner, doc_ids)[0]
+            primed = self.remote.prime(head.system, head.opening)
             return {"doc_id": doc_ids[0] if len(doc_ids) == 1 else None, "doc_ids": list(doc_ids),
                     "tokens": primed["tokens"], "bytes": 0, "seconds": primed["seconds"], "tier": "remote",
                     "server_cached_tokens": primed["cached_tokens"]}
@@ -111,7 +112,7 @@ class Primer:
         hits = self.documents.chunks(owner, doc_id)
         start, tokens, size, computed = time.perf_counter(), 0, 0, 0
         for i, hit in enumerate(hits):
-            prefix = prefix_tokens(self.engine, chunk_system_text(self.settings.system_prompt, [hit]))
+            prefix = prefix_tokens(self.engine, chunk_frame(self.settings.system_prompt, [hit]))
             result = self._prime(owner, prefix, [doc_id], [hit.idx])
             tokens, size, computed = tokens + len(prefix), size + result.state_bytes, computed + (result.tier == "miss")
             if progress:
@@ -166,16 +167,16 @@ class Primer:
             log.info("not priming %s on upload: %s", doc_id, exc)
             return None
 
-    def _doc_system(self, owner: str, doc_ids: list[str], instructions: str = "") -> tuple[str, list]:
-        """The system message for these documents (instructions first, default: the configured
-        ones), and the documents' texts."""
+    def _doc_frame(self, owner: str, doc_ids: list[str], instructions: str = "") -> tuple[Frame, list]:
+        """The frame for these documents (instructions, default: the configured ones; the documents
+        opening the first user message), and the documents' texts."""
         docs = [self.documents.text(owner, d) for d in doc_ids]
-        return system_text(instructions or self.settings.system_prompt, docs), docs
+        return frame(instructions or self.settings.system_prompt, docs), docs
 
     def _doc_prefix(self, owner: str, doc_ids: list[str], instructions: str = "") -> tuple[list[int], list]:
         """The cached-prefix token ids for these documents, and their texts."""
-        system, docs = self._doc_system(owner, doc_ids, instructions)
-        return prefix_tokens(self.engine, system), docs
+        head, docs = self._doc_frame(owner, doc_ids, instructions)
+        return prefix_tokens(self.engine, head), docs
 
     def _prefix_room(self) -> int:
         """Most tokens a document prefix may take: ``n_ctx`` less the answer and a question's room."""

@@ -14,10 +14,11 @@ from backend.inference.registry import (HOW_TO_GET_A_MODEL, RECOMMENDED_MODELS, 
                                         download, expectation, list_models, model_identity, pick_model)
 from backend.inference.remote import RemoteEngine, RemotePrompt
 from backend.inference.run_logs import LEVELS, RunLogs
-from backend.inference.types import EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats, common_prefix_len
+from backend.inference.types import (EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats, common_prefix_len,
+                                    open_first_user)
 
 __all__ = ["HOW_TO_GET_A_MODEL", "LEVELS", "RECOMMENDED_MODELS", "SMOLLM2", "BundledModel", "Engine", "EngineError",
            "Interrupted", "Job", "LoadParams", "ModelChanged", "ModelDownloadError", "ModelInfo", "ModelLoadError",
            "NoModelLoaded", "Preflight", "PreflightResult", "RemoteEngine", "RemotePrompt", "RunLogs", "Sampling",
            "Scheduler", "StreamStats", "bundled_path", "common_prefix_len", "default_threads", "describe", "download",
-           "expectation", "fetch_bundled", "list_models", "model_identity", "pick_model"]
+           "expectation", "fetch_bundled", "list_models", "model_identity", "open_first_user", "pick_model"]

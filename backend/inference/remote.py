@@ -2,8 +2,9 @@
 llama-cpp-python's ``llama_cpp.server``) reached with httpx, for users who outgrow one machine.
 
 The chat flow is the same as with the local engine; only the last step changes. The prompt goes
-as chat messages, laid out exactly as locally (instructions plus documents in the system message,
-byte-identical on every turn; history; RAG chunks in the user turn), so the server's own prefix
+as chat messages, laid out exactly as locally (instructions in the system message, the documents
+opening the first user message, byte-identical on every turn; history; RAG chunks in the user
+turn), so the server's own prefix
 cache (vLLM's automatic prefix caching, llama-server's ``cache_prompt``) reuses the documents.
 Priming sends that prefix with ``max_tokens=1``. Token counts for the budgets come from the
 server's tokenizer endpoint where it has one (``/extras/tokenize``: llama_cpp.server;
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from backend.inference.types import EngineError, Sampling, StreamStats
+from backend.inference.types import EngineError, Sampling, StreamStats, open_first_user
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class RemotePrompt:
 
     Attributes:
         messages: ``{"role", "content"}`` dicts, system first.
-        n_prefix: tokens of the system message (the part the server's prefix cache reuses).
+        n_prefix: tokens of the system message and the opening (the part the server's prefix cache reuses).
         n_tokens: tokens of the whole prompt (estimated when the server cannot tokenize).
         history_messages / history_tokens: earlier messages included, and their tokens.
     """
@@ -93,8 +94,15 @@ class RemoteEngine:
         return len(text.encode("utf-8")) // 3 + 1
 
     def build_prompt(self, system: str, history: list[dict], user: str, *, history_budget_tokens: int,
-                     max_tokens: int, splice=None) -> RemotePrompt | None:
+                     max_tokens: int, splice=None, opening: str = "") -> RemotePrompt | None:
         """Lay out the messages, trimming the oldest history to the budgets (as ``prompts.build_prompt``).
+
+        Args:
+            system: the system message.
+            history / user: earlier ``{"role", "content"}`` messages, oldest first, and this turn's.
+            history_budget_tokens / max_tokens: budgets, tokens.
+            splice: ignored (the server keeps its own context).
+            opening: the documents' text that opens the first user message (``open_first_user``).
 
         Returns:
             The prompt, or None when even without history it exceeds ``n_ctx - max_tokens``.
@@ -102,18 +110,19 @@ class RemoteEngine:
         def size(m: dict) -> int:
             return self.count_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS
 
-        head, tail = {"role": "system", "content": system}, {"role": "user", "content": user}
-        bare = size(head) + size(tail)
+        head = {"role": "system", "content": system}
+        n_head = size(head) + (self.count_tokens(opening) if opening else 0)
         limit = self.n_ctx - max_tokens
-        if bare > limit:
-            return None
         sizes = [size(m) for m in history]
+        tail = size({"role": "user", "content": user})
+        if n_head + tail > limit:
+            return None
         for first in range(len(history) % 2, len(history), 2):  # whole user/assistant pairs
             used = sum(sizes[first:])
-            if bare + used <= limit and used <= history_budget_tokens:
-                return RemotePrompt([head, *history[first:], tail], size(head), bare + used, len(history) - first,
-                                    used)
-        return RemotePrompt([head, tail], size(head), bare)
+            if n_head + tail + used <= limit and used <= history_budget_tokens:
+                messages = open_first_user([head, *history[first:], {"role": "user", "content": user}], opening)
+                return RemotePrompt(messages, n_head, n_head + tail + used, len(history) - first, used)
+        return RemotePrompt(open_first_user([head, {"role": "user", "content": user}], opening), n_head, n_head + tail)
 
     # generation --------------------------------------------------------------------------
     def _payload(self, messages: list[dict], sampling: Sampling, stream: bool) -> dict:
@@ -181,14 +190,15 @@ class RemoteEngine:
             stats.completion_tokens += 1  # one chunk per token until usage gives the exact count
         return text
 
-    def prime(self, system: str) -> dict:
-        """Send the prefix with ``max_tokens=1`` so the server caches it.
+    def prime(self, system: str, opening: str = "") -> dict:
+        """Send the prefix (the system message, and the documents' opening) with ``max_tokens=1`` so
+        the server caches it.
 
         Returns:
-            ``{"tokens", "cached_tokens", "seconds"}`` (tokens of the system message; cached as reported).
+            ``{"tokens", "cached_tokens", "seconds"}`` (tokens of the prefix; cached as reported).
         """
         start = time.perf_counter()
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": "."}]
+        messages = open_first_user([{"role": "system", "content": system}, {"role": "user", "content": "."}], opening)
         try:
             r = self.http.post(f"{self.base_url}/chat/completions",
                                json=self._payload(messages, Sampling(max_tokens=1, temperature=0.0), False))
@@ -197,7 +207,8 @@ class RemoteEngine:
             raise EngineError(f"The inference server at {self.base_url} could not prime the document "
                               f"({type(exc).__name__}); check that it is running.") from exc
         usage = r.json().get("usage") or {}
-        return {"tokens": self.count_tokens(system) + MESSAGE_OVERHEAD_TOKENS,
+        return {"tokens": self.count_tokens(system) + MESSAGE_OVERHEAD_TOKENS
+                + (self.count_tokens(opening) if opening else 0),
                 "cached_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
                 "seconds": round(time.perf_counter() - start, 4)}
 

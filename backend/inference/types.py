@@ -1,11 +1,12 @@
 """Value types shared by the local and the remote engine: errors, sampling settings, stream
-statistics, and the common-prefix helper both use to count reused tokens."""
+statistics, the common-prefix helper both use to count reused tokens, and the one rule for where
+a conversation's opening text goes (``open_first_user``), which both lay out the same way."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EngineError", "Interrupted", "NoModelLoaded", "Sampling", "StreamStats", "common_prefix_len"]
+__all__ = ["EngineError", "Interrupted", "NoModelLoaded", "Sampling", "StreamStats", "common_prefix_len", "open_first_user"]
 
 
 class EngineError(RuntimeError):
@@ -68,3 +69,25 @@ def common_prefix_len(a, b) -> int:
             break
         n += 1
     return n
+
+
+def open_first_user(messages: list[dict[str, str]], opening: str) -> list[dict[str, str]]:
+    """The messages with ``opening`` put at the start of the first user message, joined to it by a
+    space (the opening ends with a cue such as ``Question:``, and the space goes with the question's
+    first word, as BPE tokenizers attach it).
+
+    Args:
+        messages: ``{"role", "content"}`` dicts, oldest first; not modified.
+        opening: text that opens the conversation ("" leaves the messages as they are).
+
+    Returns:
+        A new list; only the first ``user`` message differs.
+    """
+    if not opening:
+        return list(messages)
+    out, opened = [], False
+    for m in messages:
+        if not opened and m["role"] == "user":
+            m, opened = {**m, "content": f"{opening} {m['content']}"}, True
+        out.append(m)
+    return out

@@ -9,7 +9,7 @@ import llama_cpp
 import pytest
 from conftest import TESTDATA
 
-from backend.chat import build_prompt, system_text
+from backend.chat import build_prompt, frame
 from backend.documents import DocText
 from backend.inference import Engine, LoadParams, Sampling, StreamStats
 from backend.kvcache import KVCacheStore, ensure_prefix, entry_key, fingerprint
@@ -38,7 +38,7 @@ def answer_tokens(engine: Engine, prompt_tokens: list[int]) -> list[int]:
 
 
 def make_prompt(engine, doc_text):
-    return build_prompt(engine, system_text("Answer from the document.", [doc_text]), [], "What does it test?",
+    return build_prompt(engine, frame("Answer from the document.", [doc_text]), [], "What does it test?",
                         history_budget_tokens=256, max_tokens=GREEDY.max_tokens)
 
 
@@ -138,7 +138,7 @@ def test_fingerprint_mismatch_is_never_loaded(tmp_path, tiny_model, doc_text):
 def test_disk_budget_evicts_least_recently_used(tmp_path, tiny_model, doc_text):
     engine = load(tiny_model)
     store = KVCacheStore(tmp_path / "kv", budget_bytes=1 << 30)
-    prompts = [build_prompt(engine, system_text(f"Instructions {i}.", [doc_text]), [], "Q?",
+    prompts = [build_prompt(engine, frame(f"Instructions {i}.", [doc_text]), [], "Q?",
                             history_budget_tokens=0, max_tokens=8) for i in range(3)]
     with engine.lock:
         sizes = [ensure_prefix(engine, store, p.prefix_tokens, [f"d{i}"], "local").state_bytes
@@ -176,7 +176,7 @@ def test_ram_tier_restore_is_identical_and_skips_the_file(tmp_path, tiny_model, 
 
 def test_both_tiers_stay_within_budget(tmp_path, tiny_model, doc_text):
     engine = load(tiny_model)
-    prompts = [build_prompt(engine, system_text(f"Instructions {i}.", [doc_text]), [], "Q?",
+    prompts = [build_prompt(engine, frame(f"Instructions {i}.", [doc_text]), [], "Q?",
                             history_budget_tokens=0, max_tokens=8) for i in range(5)]
     probe = KVCacheStore(tmp_path / "probe", budget_bytes=1 << 30)
     with engine.lock:
@@ -204,10 +204,10 @@ def test_both_tiers_stay_within_budget(tmp_path, tiny_model, doc_text):
 def test_chained_multi_document_prefix_is_identical_to_cold(tmp_path, tiny_model, doc_text):
     other = DocText("doc2", "crazyones.txt", (TESTDATA / "pdf" / "pypdf_crazyones.txt").read_text(encoding="utf-8"))
     engine = load(tiny_model)
-    system_a = system_text("Answer from the documents.", [doc_text])
-    system_ab = system_text("Answer from the documents.", [doc_text, other])
-    prompt_a = build_prompt(engine, system_a, [], "Q?", history_budget_tokens=0, max_tokens=8)
-    prompt_ab = build_prompt(engine, system_ab, [], "What do both say?", history_budget_tokens=0,
+    frame_a = frame("Answer from the documents.", [doc_text])
+    frame_ab = frame("Answer from the documents.", [doc_text, other])
+    prompt_a = build_prompt(engine, frame_a, [], "Q?", history_budget_tokens=0, max_tokens=8)
+    prompt_ab = build_prompt(engine, frame_ab, [], "What do both say?", history_budget_tokens=0,
                              max_tokens=GREEDY.max_tokens)
     with engine.lock:  # cold: [A, B] from scratch, with nothing cached
         ensure_prefix(engine, KVCacheStore(tmp_path / "cold", budget_bytes=1 << 30), prompt_ab.prefix_tokens,
