@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     min_p: float = Field(0.0, ge=0.0, le=1.0, description="Minimum token probability relative to the best.")
     repeat_penalty: float = Field(1.0, gt=0.0, description="Penalty for repeated tokens; 1 = off.")
     seed: int = Field(-1, description="Sampling seed; -1 = random.")
+    ignore_eos: bool = Field(False, description="Never end an answer early: every answer runs to its max_tokens "
+                             "(llama-server's --ignore-eos; for load tests and benchmarks).")
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="Fixed instructions at the start of the cached prefix.")
     turn_datetime: bool = Field(True, description="Put the current date and time in each question (never in the cached prefix).")
     history_budget_tokens: int = Field(1024, ge=0, description="Context reserved for earlier turns, tokens.")

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from backend.chat.memory import MemoryIndex
 from backend.chat.metrics import turn_metrics
@@ -124,7 +124,7 @@ class ChatService:
         """Sampling settings from the configuration."""
         s = self.settings
         return Sampling(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                        min_p=s.min_p, repeat_penalty=s.repeat_penalty, seed=s.seed)
+                        min_p=s.min_p, repeat_penalty=s.repeat_penalty, seed=s.seed, ignore_eos=s.ignore_eos)
 
     # turns -------------------------------------------------------------------------------
     def prepare_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
@@ -161,6 +161,8 @@ class ChatService:
         if not message:
             raise ChatError("The message is empty; type a question first.")
         sampling = sampling or self.default_sampling()
+        if self.settings.ignore_eos:
+            sampling = replace(sampling, ignore_eos=True)
         session = self.sessions.get(owner, session_id)
         history = [{"role": m["role"], "content": m.get("sent") or m["content"]} for m in session.messages]
         snapshot = None

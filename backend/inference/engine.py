@@ -246,6 +246,11 @@ class Engine(Sequences):
         llm = self._require()
         return bool(llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(llm.model), token))
 
+    def eog_tokens(self) -> list[int]:
+        """Every end-of-generation token id of the loaded vocabulary (one pass over it, ~0.1 s for 150k tokens)."""
+        vocab = llama_cpp.llama_model_get_vocab(self._require().model)
+        return [t for t in range(llama_cpp.llama_vocab_n_tokens(vocab)) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+
     def _preflight_note(self) -> str:
         """One line on the loaded model's preflight."""
         result = self.last_preflight

@@ -131,6 +131,8 @@ class RemoteEngine:
                 "min_p": sampling.min_p, "repeat_penalty": sampling.repeat_penalty}
         if sampling.seed >= 0:
             body["seed"] = sampling.seed
+        if sampling.ignore_eos:
+            body["ignore_eos"] = True  # llama-server, vLLM and SGLang read it
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body

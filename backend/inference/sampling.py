@@ -3,10 +3,13 @@ a batch samples with its own settings and its own random state.
 
 The chain follows ``llama_cpp.Llama._init_sampler`` (what ``Llama.generate`` used before):
 repetition penalty, then greedy at temperature 0, else top-k, top-p, min-p, temperature and a
-seeded draw.
+seeded draw. With ``ignore_eos`` a logit bias of -inf on the end-of-generation tokens comes first
+(llama-server's ``ignore_eos`` does the same), so the answer runs to ``max_tokens``.
 """
 
 from __future__ import annotations
+
+import ctypes
 
 import llama_cpp
 
@@ -23,13 +26,20 @@ class SeqSampler:
 
     Args:
         sampling: the answer's settings (``temperature`` 0 = greedy; ``seed`` -1 = random).
+        n_vocab: the vocabulary's size, tokens (needed with ``ignore_eos``).
+        eog_tokens: the end-of-generation token ids ``ignore_eos`` bans.
 
     Close it (``close``) when the sequence is done; it owns C memory.
     """
 
-    def __init__(self, sampling: Sampling):
+    def __init__(self, sampling: Sampling, n_vocab: int = 0, eog_tokens: list[int] | tuple[int, ...] = ()):
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = lambda s: llama_cpp.llama_sampler_chain_add(chain, s)  # noqa: E731
+        if sampling.ignore_eos and eog_tokens:
+            bias = (llama_cpp.llama_logit_bias * len(eog_tokens))(
+                *(llama_cpp.llama_logit_bias(t, float("-inf")) for t in eog_tokens))
+            add(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(eog_tokens), ctypes.cast(
+                bias, ctypes.POINTER(llama_cpp.llama_logit_bias))))
         if sampling.repeat_penalty != 1.0:
             add(llama_cpp.llama_sampler_init_penalties(PENALTY_LAST_N, sampling.repeat_penalty, 0.0, 0.0))
         if sampling.temperature <= 0:

@@ -53,7 +53,10 @@ class SeqRun:
         self.position = keep  # tokens the sequence holds
         self.milestones = {n: f for n, f in (milestones or {}).items() if n > keep}
         self.budget = min(sampling.max_tokens, n_ctx - len(tokens)) if sampling else 0
-        self.sampler = SeqSampler(sampling) if sampling else None
+        self.sampler = None
+        if sampling is not None:
+            eog = engine.eog_tokens() if sampling.ignore_eos else []
+            self.sampler = SeqSampler(sampling, engine.llm.n_vocab() if eog else 0, eog)
         self.last: int | None = None  # the sampled token still to be evaluated
         self.done = not self.pending and sampling is None
         stats.prompt_tokens, stats.reused_tokens = len(tokens), keep

@@ -36,6 +36,7 @@ class Sampling:
     min_p: float = 0.0
     repeat_penalty: float = 1.0
     seed: int = -1
+    ignore_eos: bool = False  # llama-server's ``ignore_eos``: never end early, run to ``max_tokens``
 
 
 @dataclass

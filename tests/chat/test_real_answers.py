@@ -104,3 +104,18 @@ def test_rag_answer_over_a_document_longer_than_the_context_names_the_fact_and_c
             assert any(fact in s["text"] for s in sources), [s["text"][:80] for s in sources]
     finally:
         services.close()
+
+
+def test_ignore_eos_runs_an_answer_that_would_end_early_to_max_tokens(tmp_path, smollm2, embedder):
+    lengths = {}
+    for ignore in (False, True):
+        services = build_services(settings_for(tmp_path / f"data{ignore}", smollm2, ignore_eos=ignore),
+                                  embedder=embedder)
+        try:
+            answer, metrics, _ = ask(services, "Say hello.", [])
+        finally:
+            services.close()
+        assert answer
+        lengths[ignore] = (metrics["completion_tokens"], metrics["stop_reason"])
+    assert lengths[False][0] < GREEDY.max_tokens and lengths[False][1] == "eos", lengths
+    assert lengths[True] == (GREEDY.max_tokens, "length"), lengths
