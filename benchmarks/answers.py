@@ -1,6 +1,6 @@
 """Answer quality through the app's own backend on SQuAD v1.1 dev, with a real model, greedy.
 
-    .venv/bin/python benchmarks/answers.py [--articles 5] [--per-article 40] [--max-tokens 48] [--n-ctx 2048]
+    .venv/bin/python benchmarks/answers.py [--articles 5] [--per-article 40] [--offset 0] [--max-tokens 48] [--n-ctx 2048]
 
 Held-out articles (the last ``--articles`` of the dev set, which no tuning here looked at) are each
 uploaded whole and cached (an article longer than ``n_ctx`` has each chunk's RAG prefix cached, as the
@@ -87,9 +87,11 @@ class Item:
     rank: int | None = None  # of the first top-k chunk holding a gold answer
 
 
-def pick(n_articles: int, per_article: int, tuning: bool = False) -> tuple[list[tuple[str, str]], list[Item]]:
+def pick(n_articles: int, per_article: int, tuning: bool = False,
+         offset: int = 0) -> tuple[list[tuple[str, str]], list[Item]]:
     """The last ``n_articles`` articles (the first ones with ``tuning``, so that choices made by looking
-    at results never touch the held-out ones) and ``per_article`` questions from each, evenly spaced."""
+    at results never touch the held-out ones) and ``per_article`` questions from each, evenly spaced,
+    starting ``offset`` questions in (offsets below the spacing give disjoint samples)."""
     data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
     data = data[:n_articles] if tuning else data[-n_articles:]
     articles, items = [], []
@@ -98,7 +100,7 @@ def pick(n_articles: int, per_article: int, tuning: bool = False) -> tuple[list[
         articles.append((title, title + "\n\n" + "\n\n".join(p["context"] for p in art["paragraphs"])))
         qas = [(qa, p["context"]) for p in art["paragraphs"] for qa in p["qas"]]
         step = max(1, len(qas) // per_article)
-        for qa, context in qas[::step][:per_article]:
+        for qa, context in qas[offset::step][:per_article]:
             golds = tuple(dict.fromkeys(a["text"] for a in qa["answers"]))
             items.append(Item(qa["question"], golds, context, title))
     return articles, items
@@ -152,7 +154,7 @@ def run(args) -> None:
     if not svc.engine.loaded:
         raise SystemExit(svc.model_error)
     sampling = Sampling(max_tokens=args.max_tokens, temperature=0.0)
-    articles, items = pick(args.articles, args.per_article, args.tuning)
+    articles, items = pick(args.articles, args.per_article, args.tuning, args.offset)
     folder = data_dir / "docs"
     folder.mkdir()
     article_ids, paragraph_ids = {}, {}
@@ -261,6 +263,8 @@ def main() -> int:
     parser.add_argument("--model", default=str(bundled_path(ROOT / "models")))
     parser.add_argument("--articles", type=int, default=5)
     parser.add_argument("--per-article", type=int, default=40)
+    parser.add_argument("--offset", type=int, default=0,
+                        help="start each article's evenly spaced questions this many in (another sample)")
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--system-prompt", help="instructions instead of the configured ones")
