@@ -124,7 +124,7 @@ class ChatService:
         """Sampling settings from the configuration."""
         s = self.settings
         return Sampling(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                        min_p=s.min_p, repeat_penalty=s.repeat_penalty, seed=s.seed, ignore_eos=s.ignore_eos)
+                        min_p=s.min_p, repeat_penalty=s.repeat_penalty, seed=s.seed)
 
     # turns -------------------------------------------------------------------------------
     def prepare_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],

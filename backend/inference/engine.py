@@ -54,6 +54,7 @@ class Engine(Sequences):
         self.last_preflight: PreflightResult | None = None
         self.lock = EngineLock()
         self.llm: llama_cpp.Llama | None = None
+        self._eog: tuple[int, ...] | None = None  # eog_tokens(), found once per loaded model
         self.model_path: Path | None = None
         self.params: LoadParams | None = None
         self.load_seconds: float | None = None
@@ -129,7 +130,7 @@ class Engine(Sequences):
 
     def _install(self, opened: OpenedModel, path: Path) -> None:
         self.llm, self._vocab, self._formatter = opened.llm, opened.vocab, opened.formatter
-        self.model_path, self.params = path, opened.params
+        self.model_path, self.params, self._eog = path, opened.params, None
         self._seq_tokens = [[] for _ in range(opened.params.n_seq_max)]
         self.seq_owners = [None] * opened.params.n_seq_max
         self._batch = llama_cpp.llama_batch_init(opened.params.n_batch, 0, 1)
@@ -142,7 +143,7 @@ class Engine(Sequences):
             for model in (self.llm, self._vocab):
                 if model is not None:
                     model.close()
-            self.llm, self._vocab, self.model_path, self._formatter = None, None, None, None
+            self.llm, self._vocab, self.model_path, self._formatter, self._eog = None, None, None, None, None
             self._batch, self._seq_tokens = None, []
 
     def _require(self) -> llama_cpp.Llama:
@@ -246,10 +247,14 @@ class Engine(Sequences):
         llm = self._require()
         return bool(llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(llm.model), token))
 
-    def eog_tokens(self) -> list[int]:
-        """Every end-of-generation token id of the loaded vocabulary (one pass over it, ~0.1 s for 150k tokens)."""
-        vocab = llama_cpp.llama_model_get_vocab(self._require().model)
-        return [t for t in range(llama_cpp.llama_vocab_n_tokens(vocab)) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+    def eog_tokens(self) -> tuple[int, ...]:
+        """Every end-of-generation token id of the loaded vocabulary (one pass over it, ~0.1 s for 150k
+        tokens, on the first call after a load; remembered until the model changes)."""
+        if self._eog is None:
+            vocab = llama_cpp.llama_model_get_vocab(self._require().model)
+            self._eog = tuple(t for t in range(llama_cpp.llama_vocab_n_tokens(vocab))
+                              if llama_cpp.llama_vocab_is_eog(vocab, t))
+        return self._eog
 
     def _preflight_note(self) -> str:
         """One line on the loaded model's preflight."""

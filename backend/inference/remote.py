@@ -107,22 +107,26 @@ class RemoteEngine:
         Returns:
             The prompt, or None when even without history it exceeds ``n_ctx - max_tokens``.
         """
-        def size(m: dict) -> int:
-            return self.count_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS
-
-        head = {"role": "system", "content": system}
-        n_head = size(head) + (self.count_tokens(opening) if opening else 0)
+        head, last = {"role": "system", "content": system}, {"role": "user", "content": user}
+        n_head, tail = self._prefix_size(system, opening), self._message_size(user)
         limit = self.n_ctx - max_tokens
-        sizes = [size(m) for m in history]
-        tail = size({"role": "user", "content": user})
         if n_head + tail > limit:
             return None
+        sizes = [self._message_size(m["content"]) for m in history]
         for first in range(len(history) % 2, len(history), 2):  # whole user/assistant pairs
             used = sum(sizes[first:])
             if n_head + tail + used <= limit and used <= history_budget_tokens:
-                messages = open_first_user([head, *history[first:], {"role": "user", "content": user}], opening)
-                return RemotePrompt(messages, n_head, n_head + tail + used, len(history) - first, used)
-        return RemotePrompt(open_first_user([head, {"role": "user", "content": user}], opening), n_head, n_head + tail)
+                return RemotePrompt(open_first_user([head, *history[first:], last], opening), n_head,
+                                    n_head + tail + used, len(history) - first, used)
+        return RemotePrompt(open_first_user([head, last], opening), n_head, n_head + tail)
+
+    def _message_size(self, content: str) -> int:
+        """Tokens one message takes, with its template's role markers."""
+        return self.count_tokens(content) + MESSAGE_OVERHEAD_TOKENS
+
+    def _prefix_size(self, system: str, opening: str) -> int:
+        """Tokens of the prefix the server's cache reuses: the system message and the opening."""
+        return self._message_size(system) + (self.count_tokens(opening) if opening else 0)
 
     # generation --------------------------------------------------------------------------
     def _payload(self, messages: list[dict], sampling: Sampling, stream: bool) -> dict:
@@ -209,8 +213,7 @@ class RemoteEngine:
             raise EngineError(f"The inference server at {self.base_url} could not prime the document "
                               f"({type(exc).__name__}); check that it is running.") from exc
         usage = r.json().get("usage") or {}
-        return {"tokens": self.count_tokens(system) + MESSAGE_OVERHEAD_TOKENS
-                + (self.count_tokens(opening) if opening else 0),
+        return {"tokens": self._prefix_size(system, opening),
                 "cached_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
                 "seconds": round(time.perf_counter() - start, 4)}
 

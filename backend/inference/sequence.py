@@ -55,8 +55,8 @@ class SeqRun:
         self.budget = min(sampling.max_tokens, n_ctx - len(tokens)) if sampling else 0
         self.sampler = None
         if sampling is not None:
-            eog = engine.eog_tokens() if sampling.ignore_eos else []
-            self.sampler = SeqSampler(sampling, engine.llm.n_vocab() if eog else 0, eog)
+            eog = engine.eog_tokens() if sampling.ignore_eos else ()
+            self.sampler = SeqSampler(sampling, engine.llm.n_vocab(), eog)
         self.last: int | None = None  # the sampled token still to be evaluated
         self.done = not self.pending and sampling is None
         stats.prompt_tokens, stats.reused_tokens = len(tokens), keep
