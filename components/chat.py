@@ -26,6 +26,19 @@ def with_metrics(answer: str, metrics: dict | None) -> str:
 
 SNIPPET_CHARS = 90
 UPDATE_INTERVAL_S = 0.04  # at most ~25 screen updates a second while streaming; a fast model sends far more tokens
+REPAINT_CHARS_PER_S = 100_000  # characters of answer the browser is asked to re-render per second, at most
+
+
+def repaint_interval(chars: int) -> float:
+    """Seconds to wait between two screen updates of a streaming answer ``chars`` characters long.
+
+    The browser re-renders the whole message (Markdown) on each update, so a fixed rate costs it time
+    in proportion to the answer's length: a 40,000-character answer at 25 updates a second left a
+    loaded 2-core machine's page seconds behind and unclickable. Spacing updates by length keeps the
+    render work per second bounded (``REPAINT_CHARS_PER_S``); short answers still update every
+    ``UPDATE_INTERVAL_S``.
+    """
+    return max(UPDATE_INTERVAL_S, chars / REPAINT_CHARS_PER_S)
 
 
 def place_line(place: int) -> str:
@@ -169,7 +182,7 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
                         answer += event.text
                     else:
                         thought += event.text
-                    if time.monotonic() - shown_at >= UPDATE_INTERVAL_S:  # coalesce fast tokens per repaint
+                    if time.monotonic() - shown_at >= repaint_interval(len(answer) + len(thought)):
                         shown_at = time.monotonic()
                         yield "", [*before, *thinking_messages(thought, done=bool(answer)),
                                    {"role": "assistant", "content": answer}], session_id

@@ -28,6 +28,12 @@ def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 180.0) -
         time.sleep(0.1)
 
 
+def stopped_line(page):
+    """The metrics line of a stopped answer (it ends "· stopped"); the bare word could be in the
+    streamed answer itself, shown before the stop was saved."""
+    return page.get_by_text(re.compile(r"· stopped$")).last
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
@@ -136,7 +142,7 @@ def test_two_sessions_switch_and_stop_in_the_browser(tmp_path, tiny_model, embed
             box.fill(question)
             box.press("Enter")
             stop_btn.click(timeout=30_000)
-            page.get_by_text("stopped").last.wait_for(timeout=30_000)
+            stopped_line(page).wait_for(timeout=30_000)
 
         ask_and_stop("First chat question")
         page.get_by_role("button", name="+ New chat").click()
@@ -193,7 +199,7 @@ def test_two_tabs_stream_at_the_same_time(tmp_path, tiny_model, embedder, browse
         wait_until(both_growing, "both tabs' answers to grow while both hold a sequence", 60)
         for page in tabs:
             page.locator("button.stop-button").click(timeout=30_000)
-            page.get_by_text("stopped").last.wait_for(timeout=30_000)
+            stopped_line(page).wait_for(timeout=30_000)
         stored = [app.services.sessions.get("local", s.session_id).messages for s in app.services.sessions.list("local")]
         assert len(stored) == 2 and all(m[-1].get("stopped") and m[-1]["metrics"]["queue_place"] == 0
                                         for m in stored), "both stopped mid-stream, neither had waited"
