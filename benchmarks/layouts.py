@@ -9,7 +9,9 @@ instructions: the document opening the user turn under its name, between "Contex
 ``direct`` is ``answers.py``'s reference. ``system_doc`` is the app's layout before 2026-11-30 (the document
 in a tagged block in the system message, the bare question as the user turn); the ``short_instructions``
 and ``app_*`` ones keep the document in the system message but change the instructions or the framing; the
-``doc_user`` ones put it in the user turn before the question with other framings.
+``doc_user`` ones put it in the user turn before the question with other framings; ``app_brief``,
+``app_brief_context`` and ``app_direct_instructions`` are the app's layout with shorter instructions, and
+``named_context`` names the document on its "Context" line instead of in a heading.
 The tuning articles (the first of the dev set) are the default, so that choosing a layout never looks at
 ``answers.py``'s held-out ones. Prints a Markdown table of answer-contains-gold and token F1.
 """
@@ -48,15 +50,26 @@ def _in_system(instructions: str, paragraph: str, name: str) -> str:
     return f"{instructions}\n\nThe user's documents:\n\n{_tagged(paragraph, name)}"
 
 
-def _app(paragraph: str, question: str, name: str) -> tuple[str, str]:
-    system, user = frame(APP, _doc(paragraph, name)).messages([{"role": "user", "content": question}])
+def _app(paragraph: str, question: str, name: str, instructions: str = APP) -> tuple[str, str]:
+    system, user = frame(instructions, _doc(paragraph, name)).messages([{"role": "user", "content": question}])
     return system["content"], user["content"]
+
+
+# Candidate instructions for the app's layout (``app_*`` rows)
+BRIEF = "Answer the question from the documents, briefly. If they do not contain the answer, say so."
+BRIEF_CONTEXT = ("You answer questions about the user's documents. Answer from the context, briefly; "
+                 "if it does not contain the answer, say so.")
 
 
 # name -> (system message, user message) for (paragraph, question, document name)
 LAYOUTS = {
     "app": _app,
     "direct": lambda p, q, n: (DIRECT_SYSTEM, f"Context: {p}\n\nQuestion: {q}"),
+    "app_brief": lambda p, q, n: _app(p, q, n, BRIEF),
+    "app_brief_context": lambda p, q, n: _app(p, q, n, BRIEF_CONTEXT),
+    "app_direct_instructions": lambda p, q, n: _app(p, q, n, DIRECT_SYSTEM),
+    "named_context": lambda p, q, n: (APP, f"Context ({n}): {p}\n\nQuestion: {q}"),
+    "doc_user_brief_context": lambda p, q, n: (BRIEF_CONTEXT, f"Context: {p}\n\nQuestion: {q}"),
     "system_doc": lambda p, q, n: (_in_system(APP, p, n), q),
     "short_instructions": lambda p, q, n: (_in_system(DIRECT_SYSTEM, p, n), q),
     "short_instructions_context": lambda p, q, n: (f"{DIRECT_SYSTEM}\n\nContext: {p}", q),
