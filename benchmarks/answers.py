@@ -12,6 +12,8 @@ Cache button does). Every question is asked in a fresh session these ways, side 
   in the user turn, prefilled on every question;
 * ``oracle``: only the gold paragraph, uploaded as its own document and cached (CAG);
 * ``none``: no document;
+* ``plain``: the oracle's own prompt (the app's layout, the paragraph named as uploaded) evaluated whole
+  through llama-cpp-python, no cache: what the oracle would answer if caching changed nothing;
 * ``direct``: the same loaded model prompted straight through llama-cpp-python with the paragraph and
   the question (no app), the reference the oracle must match.
 
@@ -41,11 +43,13 @@ sys.path.insert(0, str(ROOT))
 
 from squad import OWNER, SQUAD, percentile  # noqa: E402
 
+from backend.chat import frame  # noqa: E402
 from backend.config import Settings  # noqa: E402
+from backend.documents import DocText  # noqa: E402
 from backend.inference import Sampling, bundled_path  # noqa: E402
 from backend.services import Services, build_services  # noqa: E402
 DIRECT_SYSTEM = "Answer the question from the context, briefly."
-MODES = ("article", "turn", "oracle", "none", "direct")
+MODES = ("article", "turn", "oracle", "none", "plain", "direct")
 
 
 def normalize(text: str) -> str:
@@ -119,11 +123,22 @@ def ask(svc: Services, question: str, doc_ids: list[str], sampling: Sampling) ->
     raise RuntimeError("no done event")
 
 
-def ask_direct(svc: Services, paragraph: str, question: str, max_tokens: int) -> tuple[str, float]:
-    """The loaded model prompted directly (llama-cpp-python's chat completion), greedy: answer, TTFT.
-    It evaluates the whole prompt every time (``Engine.plain_llama`` empties the context around it)."""
-    messages = [{"role": "system", "content": DIRECT_SYSTEM},
-                {"role": "user", "content": f"Context: {paragraph}\n\nQuestion: {question}"}]
+def direct_messages(paragraph: str, question: str) -> list[dict[str, str]]:
+    """The reference prompt: a short instruction, then the paragraph and the question in the user turn."""
+    return [{"role": "system", "content": DIRECT_SYSTEM},
+            {"role": "user", "content": f"Context: {paragraph}\n\nQuestion: {question}"}]
+
+
+def oracle_messages(svc: Services, paragraph: str, name: str, question: str) -> list[dict[str, str]]:
+    """The prompt the app builds for the oracle: its instructions and the paragraph as document ``name``."""
+    return frame(svc.settings.system_prompt, [DocText("p", name, paragraph)]).messages(
+        [{"role": "user", "content": question}])
+
+
+def ask_plain(svc: Services, messages: list[dict[str, str]], max_tokens: int) -> tuple[str, float]:
+    """The loaded model prompted with ``messages`` through llama-cpp-python's chat completion, greedy:
+    answer, TTFT in seconds. It evaluates the whole prompt every time (``Engine.plain_llama`` empties
+    the context around it)."""
     with svc.engine.plain_llama() as llm:
         start, first, pieces = time.perf_counter(), None, []
         for chunk in llm.create_chat_completion(messages, temperature=0.0, max_tokens=max_tokens, stream=True):
@@ -158,6 +173,9 @@ def run(args) -> None:
     folder = data_dir / "docs"
     folder.mkdir()
     article_ids, paragraph_ids = {}, {}
+    paragraph_names = {}  # paragraph -> the name its oracle document is uploaded under
+    for item in items:
+        paragraph_names.setdefault(item.paragraph, f"paragraph-{len(paragraph_names)}.txt")
     for title, text in articles:
         path = folder / f"{title}.txt"
         path.write_text(text, encoding="utf-8")
@@ -167,7 +185,7 @@ def run(args) -> None:
     primed = [svc.primer.cache_documents(OWNER, [doc_id]) for doc_id, _ in article_ids.values()] if needs_article else []
     for item in items:
         if "oracle" in args.modes and item.paragraph not in paragraph_ids:
-            path = folder / f"paragraph-{len(paragraph_ids)}.txt"
+            path = folder / paragraph_names[item.paragraph]
             path.write_text(item.paragraph, encoding="utf-8")
             row, _ = svc.documents.upload(OWNER, path)
             svc.primer.cache_documents(OWNER, [row.doc_id])
@@ -198,9 +216,12 @@ def run(args) -> None:
                                   "prefill": metrics["prefill_tokens"], "tier": metrics["cache_tier"],
                                   "app_mode": metrics["mode"], "retrieved": metrics.get("retrieved_tokens", 0),
                                   "answer": answer}
-        if "direct" in args.modes:
-            answer, ttft = ask_direct(svc, item.paragraph, item.question, args.max_tokens)
-            item.results["direct"] = {**scores(answer, item.golds), "ttft": ttft, "answer": answer}
+        for mode in ("plain", "direct"):
+            if mode in args.modes:
+                messages = (oracle_messages(svc, item.paragraph, paragraph_names[item.paragraph], item.question)
+                            if mode == "plain" else direct_messages(item.paragraph, item.question))
+                answer, ttft = ask_plain(svc, messages, args.max_tokens)
+                item.results[mode] = {**scores(answer, item.golds), "ttft": ttft, "answer": answer}
         if i % 20 == 0:
             print(f"  {i}/{len(items)} questions, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     svc.close()
@@ -209,6 +230,7 @@ def run(args) -> None:
 
 LABELS = {"article": "whole article, as the app answers it", "turn": "whole article, chunks in the user turn (before)",
           "oracle": "gold paragraph cached (oracle, CAG)", "none": "no document",
+          "plain": "the oracle's prompt, llama-cpp-python directly",
           "direct": "gold paragraph, llama-cpp-python directly"}
 
 
@@ -246,7 +268,11 @@ def report(items: list[Item], args) -> None:
                   ", ".join(f"{k} {sum(v) / len(v):.3f} ({len(v)})" for k, v in by.items() if v) + ".")
     if "oracle" in summary:
         oracle = summary["oracle"]
-        for mode in ("article", "turn", "direct"):
+        if "plain" in summary:
+            same = sum(it.results["oracle"]["answer"].strip() == it.results["plain"]["answer"].strip() for it in items)
+            print(f"The oracle (cached, through the app) and its prompt evaluated whole give identical answers to "
+                  f"{same}/{n} questions.")
+        for mode in ("article", "turn", "plain", "direct"):
             if mode in summary and oracle["contains"]:
                 print(f"{LABELS[mode]} / oracle: contains-gold {summary[mode]['contains'] / oracle['contains']:.2f}x, "
                       f"median TTFT {summary[mode]['ttft'] / oracle['ttft']:.2f}x.")
