@@ -129,10 +129,9 @@ def direct_messages(paragraph: str, question: str) -> list[dict[str, str]]:
             {"role": "user", "content": f"Context: {paragraph}\n\nQuestion: {question}"}]
 
 
-def oracle_messages(svc: Services, paragraph: str, name: str, question: str) -> list[dict[str, str]]:
-    """The prompt the app builds for the oracle: its instructions and the paragraph as document ``name``."""
-    return frame(svc.settings.system_prompt, [DocText("p", name, paragraph)]).messages(
-        [{"role": "user", "content": question}])
+def oracle_messages(instructions: str, paragraph: str, name: str, question: str) -> list[dict[str, str]]:
+    """The prompt the app builds for the oracle: ``instructions`` and the paragraph as document ``name``."""
+    return frame(instructions, [DocText("p", name, paragraph)]).messages([{"role": "user", "content": question}])
 
 
 def ask_plain(svc: Services, messages: list[dict[str, str]], max_tokens: int) -> tuple[str, float]:
@@ -218,8 +217,9 @@ def run(args) -> None:
                                   "answer": answer}
         for mode in ("plain", "direct"):
             if mode in args.modes:
-                messages = (oracle_messages(svc, item.paragraph, paragraph_names[item.paragraph], item.question)
-                            if mode == "plain" else direct_messages(item.paragraph, item.question))
+                messages = (oracle_messages(settings.system_prompt, item.paragraph, paragraph_names[item.paragraph],
+                                            item.question) if mode == "plain"
+                            else direct_messages(item.paragraph, item.question))
                 answer, ttft = ask_plain(svc, messages, args.max_tokens)
                 item.results[mode] = {**scores(answer, item.golds), "ttft": ttft, "answer": answer}
         if i % 20 == 0:

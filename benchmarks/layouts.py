@@ -24,21 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from answers import DIRECT_SYSTEM, pick, scores
+from answers import DIRECT_SYSTEM, direct_messages, oracle_messages, pick, scores
 
-from backend.chat import frame
 from backend.config import Settings
-from backend.documents import DocText
 from backend.inference import bundled_path
 from backend.services import build_services
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = Settings().system_prompt
 SUFFIX = "\n\nAnswer the user's question from the documents above, briefly."
-
-
-def _doc(paragraph: str, name: str) -> list[DocText]:
-    return [DocText("p", name, paragraph)]
 
 
 def _tagged(paragraph: str, name: str) -> str:
@@ -50,9 +44,12 @@ def _in_system(instructions: str, paragraph: str, name: str) -> str:
     return f"{instructions}\n\nThe user's documents:\n\n{_tagged(paragraph, name)}"
 
 
+def _pair(messages: list[dict[str, str]]) -> tuple[str, str]:
+    return messages[0]["content"], messages[1]["content"]
+
+
 def _app(paragraph: str, question: str, name: str, instructions: str = APP) -> tuple[str, str]:
-    system, user = frame(instructions, _doc(paragraph, name)).messages([{"role": "user", "content": question}])
-    return system["content"], user["content"]
+    return _pair(oracle_messages(instructions, paragraph, name, question))
 
 
 # Candidate instructions for the app's layout (``app_*`` rows)
@@ -64,7 +61,7 @@ BRIEF_CONTEXT = ("You answer questions about the user's documents. Answer from t
 # name -> (system message, user message) for (paragraph, question, document name)
 LAYOUTS = {
     "app": _app,
-    "direct": lambda p, q, n: (DIRECT_SYSTEM, f"Context: {p}\n\nQuestion: {q}"),
+    "direct": lambda p, q, n: _pair(direct_messages(p, q)),
     "app_brief": lambda p, q, n: _app(p, q, n, BRIEF),
     "app_brief_context": lambda p, q, n: _app(p, q, n, BRIEF_CONTEXT),
     "app_direct_instructions": lambda p, q, n: _app(p, q, n, DIRECT_SYSTEM),
