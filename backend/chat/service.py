@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from backend.chat.memory import MemoryIndex
@@ -104,6 +104,7 @@ class ChatService:
         self.snapshots, self.prefetcher = snapshots, prefetcher
         self._turns: Counter[str] = Counter()  # session id -> its turns running or waiting for a sequence
         self._turns_lock = threading.Lock()
+        self.clock: Callable[[], float] = time.time  # the date line's time (``turn_datetime``), seconds since the epoch
 
     @property
     def queued_turns(self) -> int:
@@ -172,7 +173,7 @@ class ChatService:
             snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
         supported = self.remote is not None or self.engine.has_thinking_switch
         extra = compose(self.settings, self.memory, owner, session_id, message, web=web, remember=remember,
-                        switch=thinking if supported else None)
+                        switch=thinking if supported else None, now=self.clock())
         asked = extra.sent
         plan = self.planner.plan(owner, asked, doc_ids, history, sampling.max_tokens, mode,
                                  snapshot.splice if snapshot else None, session.system_prompt, query=message)

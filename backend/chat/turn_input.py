@@ -29,8 +29,15 @@ class TurnInput:
     memories: int = 0
 
 
+def dated(text: str, now: float) -> str:
+    """``text`` with the date and time ``now`` (seconds since the epoch, shown in local time) on a line
+    before it."""
+    return f"[{time.strftime('%A, %d %B %Y, %H:%M %Z', time.localtime(now))}]\n{text}"
+
+
 def compose(settings: Settings, memory: MemoryIndex | None, owner: str, session_id: str, message: str, *,
-            web: bool | None = None, remember: bool | None = None, switch: bool | None = None) -> TurnInput:
+            web: bool | None = None, remember: bool | None = None, switch: bool | None = None,
+            now: float | None = None) -> TurnInput:
     """Build the user content for ``message``.
 
     Args:
@@ -42,6 +49,7 @@ def compose(settings: Settings, memory: MemoryIndex | None, owner: str, session_
         web: search the web; None = when ``search_url`` is set and the question is time-sensitive.
         remember: recall from other sessions; None = ``remember_across_sessions``.
         switch: append Qwen3's ``/think`` (True) or ``/no_think`` (False); None = neither.
+        now: the time the date line shows, seconds since the epoch; None = the current time.
 
     Returns:
         The content and its parts. A failed web search is noted, never raised.
@@ -60,7 +68,7 @@ def compose(settings: Settings, memory: MemoryIndex | None, owner: str, session_
         recalled = memory.recall(owner, session_id, message, settings.memory_top_k)
         text = memory_user_text(text, recalled)
     if settings.turn_datetime:
-        text = f"[{time.strftime('%A, %d %B %Y, %H:%M %Z')}]\n{text}"
+        text = dated(text, time.time() if now is None else now)
     if switch is not None:
         text = f"{text} {'/think' if switch else '/no_think'}"
     return TurnInput(text, web_sources, web_note, len(recalled))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import TESTDATA, make_settings
 
+from backend.chat import dated
 from backend.inference import Sampling
 from backend.services import build_services
 
@@ -47,7 +48,8 @@ def facts_doc(tmp_path) -> Path:
 
 
 def settings_for(data_dir: Path, model: Path, **overrides):
-    return make_settings(data_dir, model, n_ctx=2048, max_tokens=48, turn_datetime=False, n_threads=None, **overrides)
+    return make_settings(data_dir, model, **{"n_ctx": 2048, "max_tokens": 48, "turn_datetime": False,
+                                             "n_threads": None, **overrides})
 
 
 def test_cached_document_answers_with_its_facts_and_none_without(tmp_path, smollm2, embedder, facts_doc):
@@ -62,6 +64,29 @@ def test_cached_document_answers_with_its_facts_and_none_without(tmp_path, smoll
             assert metrics["mode"] == "cag" and metrics["reused_tokens"] >= metrics["prefix_tokens"] > 0
             without, _, _ = ask(services, question, [])
             assert fact.lower() not in without.lower(), (question, without)
+    finally:
+        services.close()
+
+
+def test_with_the_date_line_on_answers_keep_their_facts_and_every_turn_reuses_the_whole_prefix(
+        tmp_path, smollm2, embedder, facts_doc):
+    """The app as it ships (``turn_datetime`` on): the date line goes in each question, never in the
+    cached prefix, so a question asked a day later still reuses all of it."""
+    services = build_services(settings_for(tmp_path / "data", smollm2, turn_datetime=True), embedder=embedder)
+    first_day = 1796119200.0  # 2026-12-01 10:00 UTC
+    try:
+        doc, _ = services.documents.upload("local", facts_doc)
+        services.primer.cache_documents("local", [doc.doc_id])
+        for day, (question, fact) in enumerate(QUESTIONS.items()):
+            now = first_day + day * 86_400
+            services.chat.clock = lambda now=now: now
+            sid = services.sessions.create("local")
+            done = [e for e in services.chat.stream_turn("local", sid, question, [doc.doc_id], GREEDY)
+                    if e.kind == "done"][0]
+            answer, metrics = done.text, done.data["metrics"]
+            assert fact.lower() in answer.lower(), (question, answer)
+            assert metrics["reused_tokens"] >= metrics["prefix_tokens"] > 0, metrics
+            assert services.sessions.get("local", sid).messages[0]["sent"] == dated(question, now)
     finally:
         services.close()
 
