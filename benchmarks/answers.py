@@ -1,6 +1,7 @@
 """Answer quality through the app's own backend on SQuAD v1.1 dev, with a real model, greedy.
 
     .venv/bin/python benchmarks/answers.py [--articles 5] [--per-article 40] [--offset 0] [--max-tokens 48] [--n-ctx 2048]
+        [--modes article,oracle,...] [--no-date] [--tuning] [--dump FILE]
 
 Held-out articles (the last ``--articles`` of the dev set, which no tuning here looked at) are each
 uploaded whole and cached (an article longer than ``n_ctx`` has each chunk's RAG prefix cached, as the
@@ -22,6 +23,10 @@ token F1, and answer-contains-gold (a gold answer's normalised text inside the n
 It also reports whether a retrieved chunk holds a gold answer (and its rank in the top-k), so a
 reader sees whether answers are lost in retrieval or in reading, and the disk bytes of chunk caches
 per document token. Prints a Markdown table.
+
+The app runs as it ships, with the date line in each question (``turn_datetime``), its time fixed at
+``NOW`` so that runs repeat (``ChatService.clock``); ``plain`` carries the same line. ``--no-date`` turns
+it off.
 """
 
 from __future__ import annotations
@@ -43,12 +48,13 @@ sys.path.insert(0, str(ROOT))
 
 from squad import OWNER, SQUAD, percentile  # noqa: E402
 
-from backend.chat import frame  # noqa: E402
+from backend.chat import dated, frame  # noqa: E402
 from backend.config import Settings  # noqa: E402
 from backend.documents import DocText  # noqa: E402
 from backend.inference import Sampling, bundled_path  # noqa: E402
 from backend.services import Services, build_services  # noqa: E402
 DIRECT_SYSTEM = "Answer the question from the context, briefly."
+NOW = 1796119200.0  # the date line's time (the app's ``turn_datetime``): 2026-12-01 10:00 UTC, fixed so runs repeat
 MODES = ("article", "turn", "oracle", "none", "plain", "direct")
 
 
@@ -161,12 +167,13 @@ def gold_rank(texts: list[str], golds: tuple[str, ...]) -> int | None:
 def run(args) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="kvc-answers-"))
     settings = Settings(data_dir=data_dir, models_dir=data_dir / "none", model_path=Path(args.model),
-                        auto_download=False, n_ctx=args.n_ctx, max_tokens=args.max_tokens, turn_datetime=False,
+                        auto_download=False, n_ctx=args.n_ctx, max_tokens=args.max_tokens, turn_datetime=not args.no_date,
                         temperature=0.0, kv_disk_budget_mb=16384, rag_prefix_chunks=args.prefix_chunks,
                         **({"system_prompt": args.system_prompt} if args.system_prompt else {}))
     svc = build_services(settings)
     if not svc.engine.loaded:
         raise SystemExit(svc.model_error)
+    svc.chat.clock = lambda: NOW
     sampling = Sampling(max_tokens=args.max_tokens, temperature=0.0)
     articles, items = pick(args.articles, args.per_article, args.tuning, args.offset)
     folder = data_dir / "docs"
@@ -217,8 +224,9 @@ def run(args) -> None:
                                   "answer": answer}
         for mode in ("plain", "direct"):
             if mode in args.modes:
+                asked = dated(item.question, NOW) if settings.turn_datetime else item.question
                 messages = (oracle_messages(settings.system_prompt, item.paragraph, paragraph_names[item.paragraph],
-                                            item.question) if mode == "plain"
+                                            asked) if mode == "plain"
                             else direct_messages(item.paragraph, item.question))
                 answer, ttft = ask_plain(svc, messages, args.max_tokens)
                 item.results[mode] = {**scores(answer, item.golds), "ttft": ttft, "answer": answer}
@@ -294,6 +302,8 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--system-prompt", help="instructions instead of the configured ones")
+    parser.add_argument("--no-date", action="store_true",
+                        help="turn_datetime off (the app puts the date and time before each question by default)")
     parser.add_argument("--prefix-chunks", type=int, default=Settings().rag_prefix_chunks,
                         help="rag_prefix_chunks for the article mode (default: the app's)")
     parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES),

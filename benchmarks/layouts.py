@@ -11,7 +11,9 @@ in a tagged block in the system message, the bare question as the user turn); th
 and ``app_*`` ones keep the document in the system message but change the instructions or the framing; the
 ``doc_user`` ones put it in the user turn before the question with other framings; ``app_brief``,
 ``app_brief_context`` and ``app_direct_instructions`` are the app's layout with shorter instructions, and
-``named_context`` names the document on its "Context" line instead of in a heading.
+``named_context`` names the document on its "Context" line instead of in a heading. ``app_date`` is the
+app as it ships, with the date line (``turn_datetime``, at ``answers.NOW``) between "Question:" and the
+question; ``app_date_after`` puts it after the question.
 The tuning articles (the first of the dev set) are the default, so that choosing a layout never looks at
 ``answers.py``'s held-out ones. Prints a Markdown table of answer-contains-gold and token F1.
 """
@@ -19,13 +21,15 @@ The tuning articles (the first of the dev set) are the default, so that choosing
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from answers import DIRECT_SYSTEM, direct_messages, oracle_messages, pick, scores
+from answers import DIRECT_SYSTEM, NOW, direct_messages, oracle_messages, pick, scores
 
+from backend.chat import dated
 from backend.config import Settings
 from backend.inference import bundled_path
 from backend.services import build_services
@@ -58,10 +62,18 @@ BRIEF_CONTEXT = ("You answer questions about the user's documents. Answer from t
                  "if it does not contain the answer, say so.")
 
 
+def _date_after(question: str) -> str:
+    """The question with the date line after it instead of before it."""
+    line = dated("", NOW).rstrip("\n")
+    return f"{question}\n{line}"
+
+
 # name -> (system message, user message) for (paragraph, question, document name)
 LAYOUTS = {
     "app": _app,
     "direct": lambda p, q, n: _pair(direct_messages(p, q)),
+    "app_date": lambda p, q, n: _app(p, dated(q, NOW), n),
+    "app_date_after": lambda p, q, n: _app(p, _date_after(q), n),
     "app_brief": lambda p, q, n: _app(p, q, n, BRIEF),
     "app_brief_context": lambda p, q, n: _app(p, q, n, BRIEF_CONTEXT),
     "app_direct_instructions": lambda p, q, n: _app(p, q, n, DIRECT_SYSTEM),
@@ -85,6 +97,7 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--layouts", type=lambda v: v.split(","), default=list(LAYOUTS))
     parser.add_argument("--held-out", action="store_true", help="the last articles instead of the tuning ones")
+    parser.add_argument("--dump", help="write every question's answers and scores to this JSON file")
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="kvc-layouts-"))
     svc = build_services(Settings(data_dir=data, models_dir=data / "none", model_path=bundled_path(ROOT / "models"),
@@ -94,21 +107,27 @@ def main() -> int:
     _, items = pick(args.articles, args.per_article, tuning=not args.held_out)
     names: dict[str, str] = {}
     totals = {k: {"contains": 0.0, "f1": 0.0} for k in args.layouts}
+    rows = []
     started = time.perf_counter()
     for i, item in enumerate(items, 1):
         name = names.setdefault(item.paragraph, f"paragraph-{len(names)}.txt")
+        rows.append({"question": item.question, "golds": item.golds})
         for layout in args.layouts:
             system, user = LAYOUTS[layout](item.paragraph, item.question, name)
             with svc.engine.plain_llama() as llm:
                 reply = llm.create_chat_completion([{"role": "system", "content": system},
                                                     {"role": "user", "content": user}],
                                                    temperature=0.0, max_tokens=args.max_tokens)
-            got = scores(reply["choices"][0]["message"]["content"], item.golds)
+            answer = reply["choices"][0]["message"]["content"]
+            got = scores(answer, item.golds)
+            rows[-1][layout] = {**got, "answer": answer}
             totals[layout]["contains"] += got["contains"]
             totals[layout]["f1"] += got["f1"]
         if i % 25 == 0:
             print(f"  {i}/{len(items)} questions, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     svc.close()
+    if args.dump:
+        Path(args.dump).write_text(json.dumps(rows, indent=1), encoding="utf-8")
     print(f"\n{len(items)} questions from the {'last' if args.held_out else 'first'} {args.articles} articles, "
           f"gold paragraph only, greedy, {args.max_tokens} tokens\n")
     print("| layout | contains gold | token F1 |\n|---|---:|---:|")
