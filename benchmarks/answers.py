@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from squad import OWNER, SQUAD, percentile  # noqa: E402
 
-from backend.chat import dated, frame  # noqa: E402
+from backend.chat import compose, frame  # noqa: E402
 from backend.config import Settings  # noqa: E402
 from backend.documents import DocText  # noqa: E402
 from backend.inference import Sampling, bundled_path  # noqa: E402
@@ -224,10 +224,9 @@ def run(args) -> None:
                                   "answer": answer}
         for mode in ("plain", "direct"):
             if mode in args.modes:
-                asked = dated(item.question, NOW) if settings.turn_datetime else item.question
                 messages = (oracle_messages(settings.system_prompt, item.paragraph, paragraph_names[item.paragraph],
-                                            asked) if mode == "plain"
-                            else direct_messages(item.paragraph, item.question))
+                                            compose(settings, None, OWNER, "", item.question, now=NOW).sent)
+                            if mode == "plain" else direct_messages(item.paragraph, item.question))
                 answer, ttft = ask_plain(svc, messages, args.max_tokens)
                 item.results[mode] = {**scores(answer, item.golds), "ttft": ttft, "answer": answer}
         if i % 20 == 0:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from answers import DIRECT_SYSTEM, NOW, direct_messages, oracle_messages, pick, scores
 
-from backend.chat import dated
+from backend.chat import date_line, dated
 from backend.config import Settings
 from backend.inference import bundled_path
 from backend.services import build_services
@@ -64,8 +64,7 @@ BRIEF_CONTEXT = ("You answer questions about the user's documents. Answer from t
 
 def _date_after(question: str) -> str:
     """The question with the date line after it instead of before it."""
-    line = dated("", NOW).rstrip("\n")
-    return f"{question}\n{line}"
+    return f"{question}\n{date_line(NOW)}"
 
 
 # name -> (system message, user message) for (paragraph, question, document name)

@@ -15,11 +15,12 @@ from backend.chat.prompts import Frame, Prompt, build_prompt, document_block, fr
 from backend.chat.service import ChatService, Turn, TurnEvent
 from backend.chat.sessions import Session, SessionError, SessionNotFound, SessionStore
 from backend.chat.thinking import ThinkSplitter, split_thinking
-from backend.chat.turn_input import dated
+from backend.chat.turn_input import compose, date_line, dated
 from backend.chat.web_search import WebSearchError, needs_web, search_web
 
 __all__ = ["FORMATS", "TIME_RANGES_S", "AnswerPoint", "ChatError", "ChatService", "Frame", "MemoryIndex", "Plan",
            "Planner", "Primer", "Prompt", "Session", "SessionError", "SessionNotFound", "SessionStore", "ThinkSplitter",
-           "Turn", "TurnEvent", "WebSearchError", "answer_points", "budget_line", "build_prompt", "dated", "document_block",
+           "Turn", "TurnEvent", "WebSearchError", "answer_points", "budget_line", "build_prompt", "compose", "date_line", "dated",
+           "document_block",
            "export_session", "frame", "metrics_line", "needs_web", "prefix_tokens", "search_web", "seconds", "since_for",
            "source_location", "split_thinking", "totals", "turn_metrics"]

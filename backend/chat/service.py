@@ -172,8 +172,8 @@ class ChatService:
                 raise NoModelLoaded()
             snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
         supported = self.remote is not None or self.engine.has_thinking_switch
-        extra = compose(self.settings, self.memory, owner, session_id, message, web=web, remember=remember,
-                        switch=thinking if supported else None, now=self.clock())
+        extra = compose(self.settings, self.memory, owner, session_id, message, now=self.clock(), web=web,
+                        remember=remember, switch=thinking if supported else None)
         asked = extra.sent
         plan = self.planner.plan(owner, asked, doc_ids, history, sampling.max_tokens, mode,
                                  snapshot.splice if snapshot else None, session.system_prompt, query=message)

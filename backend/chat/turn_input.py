@@ -29,15 +29,20 @@ class TurnInput:
     memories: int = 0
 
 
+def date_line(now: float) -> str:
+    """The date and time ``now`` (seconds since the epoch) in local time, bracketed:
+    ``[Tuesday, 01 December 2026, 10:00 UTC]``."""
+    return f"[{time.strftime('%A, %d %B %Y, %H:%M %Z', time.localtime(now))}]"
+
+
 def dated(text: str, now: float) -> str:
-    """``text`` with the date and time ``now`` (seconds since the epoch, shown in local time) on a line
-    before it."""
-    return f"[{time.strftime('%A, %d %B %Y, %H:%M %Z', time.localtime(now))}]\n{text}"
+    """``text`` with ``date_line(now)`` on a line before it, as ``compose`` sends a question."""
+    return f"{date_line(now)}\n{text}"
 
 
 def compose(settings: Settings, memory: MemoryIndex | None, owner: str, session_id: str, message: str, *,
-            web: bool | None = None, remember: bool | None = None, switch: bool | None = None,
-            now: float | None = None) -> TurnInput:
+            now: float, web: bool | None = None, remember: bool | None = None,
+            switch: bool | None = None) -> TurnInput:
     """Build the user content for ``message``.
 
     Args:
@@ -46,10 +51,10 @@ def compose(settings: Settings, memory: MemoryIndex | None, owner: str, session_
         memory: the long-term memory index (None: off).
         owner / session_id: whose memory, and the session it must not recall from.
         message: the question as typed.
+        now: the time the date line shows, seconds since the epoch.
         web: search the web; None = when ``search_url`` is set and the question is time-sensitive.
         remember: recall from other sessions; None = ``remember_across_sessions``.
         switch: append Qwen3's ``/think`` (True) or ``/no_think`` (False); None = neither.
-        now: the time the date line shows, seconds since the epoch; None = the current time.
 
     Returns:
         The content and its parts. A failed web search is noted, never raised.
@@ -68,7 +73,7 @@ def compose(settings: Settings, memory: MemoryIndex | None, owner: str, session_
         recalled = memory.recall(owner, session_id, message, settings.memory_top_k)
         text = memory_user_text(text, recalled)
     if settings.turn_datetime:
-        text = dated(text, time.time() if now is None else now)
+        text = dated(text, now)
     if switch is not None:
         text = f"{text} {'/think' if switch else '/no_think'}"
     return TurnInput(text, web_sources, web_note, len(recalled))

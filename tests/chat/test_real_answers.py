@@ -31,9 +31,10 @@ QUESTIONS = {  # question -> what a right answer contains
 GREEDY = Sampling(max_tokens=48, temperature=0.0)
 
 
-def ask(services, question: str, doc_ids: list[str], mode: str = "auto") -> tuple[str, dict, list]:
-    """One question in a fresh session: the answer, its metrics and its sources."""
-    sid = services.sessions.create("local")
+def ask(services, question: str, doc_ids: list[str], mode: str = "auto",
+        sid: str | None = None) -> tuple[str, dict, list]:
+    """One question in session ``sid`` (None: a fresh one): the answer, its metrics and its sources."""
+    sid = sid or services.sessions.create("local")
     for event in services.chat.stream_turn("local", sid, question, doc_ids, GREEDY, mode=mode):
         if event.kind == "done":
             return event.text, event.data["metrics"], event.data["sources"]
@@ -81,9 +82,7 @@ def test_with_the_date_line_on_answers_keep_their_facts_and_every_turn_reuses_th
             now = first_day + day * 86_400
             services.chat.clock = lambda now=now: now
             sid = services.sessions.create("local")
-            done = [e for e in services.chat.stream_turn("local", sid, question, [doc.doc_id], GREEDY)
-                    if e.kind == "done"][0]
-            answer, metrics = done.text, done.data["metrics"]
+            answer, metrics, _ = ask(services, question, [doc.doc_id], sid=sid)
             assert fact.lower() in answer.lower(), (question, answer)
             assert metrics["reused_tokens"] >= metrics["prefix_tokens"] > 0, metrics
             assert services.sessions.get("local", sid).messages[0]["sent"] == dated(question, now)
