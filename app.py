@@ -31,7 +31,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         The Blocks app; its ``services`` attribute holds the services, which the caller closes
         (``demo.services.close()``) after ``demo.close()``.
     """
-    from components import analytics, api, caches, chat, documents, logs, models, sessions
+    from components import analytics, api, caches, chat, documents, logs, models, sessions, sources
     from components.common import ANONYMOUS, is_admin, owner_of
 
     services = services or build_services(settings)
@@ -60,8 +60,10 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=360):
                 docs_panel = documents.render(services)
+                source_panel = sources.render()
             with gr.Column(scale=3, min_width=480):
                 chat_panel = chat.render(services, docs_panel)
+            sources.wire(services, source_panel, chat_panel)
         with gr.Accordion("Document manager", open=True):
             documents.render_manager(services, docs_panel)
         with gr.Accordion("KV caches", open=False):

@@ -85,11 +85,12 @@ class Users:
         if self._cache is None or self._cache[0] != stamp:
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
-                if not isinstance(data.get("users"), dict):
-                    raise ValueError("no users object")
             except ValueError as exc:
                 raise AuthError(f"The users file {self.path} is damaged ({exc}); fix it or add the users again."
                                 ) from exc
+            if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
+                raise AuthError(f"The users file {self.path} is damaged (no users object); fix it or add the "
+                                "users again.")
             self._cache = (stamp, data)
         return copy.deepcopy(self._cache[1])
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -110,7 +110,10 @@ class Settings(BaseSettings):
     ignore_eos: bool = Field(False, description="Never end an answer early: every answer runs to its max_tokens "
                              "(llama-server's --ignore-eos; for load tests and benchmarks).")
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="Fixed instructions at the start of the cached prefix.")
-    turn_datetime: bool = Field(True, description="Put the current date and time in each question (never in the cached prefix).")
+    turn_datetime: Literal["auto", "on", "off"] = Field(
+        "auto", description="Put the current date and time in the question (never in the cached prefix): auto = only "
+                            "when the question asks about time (today, now, current, this year, ago...); on = every "
+                            "question; off = never. true/false mean on/off.")
     history_budget_tokens: int = Field(1024, ge=0, description="Context reserved for earlier turns, tokens.")
 
     # Web search (optional per message)
@@ -127,6 +130,10 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1, description="Chunks per embedding batch.")
     chunk_tokens: int = Field(256, ge=16, description="Longest chunk in embedding-model tokens (capped at its max_seq_length); chunks follow paragraphs.")
     chunk_overlap_tokens: int = Field(40, ge=0, description="Tokens shared by neighbouring windows of a paragraph longer than a chunk.")
+    cag_max_tokens: int | None = Field(
+        None, ge=1, description="Longest document prefix Auto reads whole (CAG), tokens; longer ones are answered by "
+                                "retrieval. Default: by the model's size (backend/chat/modes.py; measure yours with "
+                                "benchmarks/modes.py).")
     retrieval_top_k: int = Field(5, ge=1, description="Chunks retrieved for a RAG turn (shown as its sources).")
     rag_prefix_chunks: int = Field(
         1, ge=0, le=8,
@@ -144,6 +151,15 @@ class Settings(BaseSettings):
         description="External Redis; default: an embedded redis-server under data_dir.",
     )
     session_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="Session lifetime after last use, seconds.")
+
+    @field_validator("turn_datetime", mode="before")
+    @classmethod
+    def _datetime_switch(cls, value):
+        """Accept the old boolean form of ``turn_datetime`` (true = on, false = off)."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        lowered = str(value).strip().lower()
+        return {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(lowered, lowered)
 
     @property
     def on_space(self) -> bool:

@@ -13,10 +13,24 @@ from backend.auth import Users
 from backend.chat import ChatService, MemoryIndex, Primer, SessionStore
 from backend.config import Settings
 from backend.documents import DocumentService, Embedder, PageOcr, Store
-from backend.inference import (Engine, EngineError, LoadParams, ModelInfo, NoModelLoaded, Preflight, RemoteEngine,
-                               RunLogs, Scheduler, bundled_path, list_models, model_identity, pick_model)
-from backend.quotas import Quotas, QuotaSettings
+from backend.grounding import Grounder, SourceViewer
+from backend.inference import (
+    Engine,
+    EngineError,
+    LoadParams,
+    ModelInfo,
+    NoModelLoaded,
+    Preflight,
+    RemoteEngine,
+    RunLogs,
+    Scheduler,
+    bundled_path,
+    list_models,
+    model_identity,
+    pick_model,
+)
 from backend.kvcache import CacheCatalog, KVCacheStore, Prefetcher, SessionSnapshots
+from backend.quotas import Quotas, QuotaSettings
 from backend.redis_server import EmbeddedRedis
 
 log = logging.getLogger(__name__)
@@ -35,6 +49,8 @@ class Services:
         chat: chat turns.
         primer: document priming (the Cache button, prime on upload) and prefetch.
         caches: the user's view of the KV-cache entries (list, delete, which documents are cached).
+        grounder: answers' sources and grounding verdicts.
+        viewer: opens a cited passage (the PDF page with the quote marked, the text around it).
         store / embedder: LanceDB and sentence-transformers.
         redis_server: the embedded server, or None with ``REDIS_URL``.
         run_logs: one log file per model run (llama.cpp's log and the app's).
@@ -51,6 +67,8 @@ class Services:
     chat: ChatService
     primer: Primer
     caches: CacheCatalog
+    grounder: Grounder
+    viewer: SourceViewer
     store: Store
     embedder: Embedder
     redis_client: redis.Redis
@@ -182,20 +200,25 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     kv_store = KVCacheStore(settings.path("kvcache"), int(settings.kv_disk_budget_mb * 1024 * 1024),
                             int(settings.kv_ram_budget_mb * 1024 * 1024))
     sessions = SessionStore(client, settings.session_ttl_s)
+    def drop_derived(doc_id: str) -> None:  # a document's text changed or it was deleted: drop what came of it
+        kv_store.delete_for_document(doc_id)
+        grounder.drop(doc_id)
+
     documents = DocumentService(settings.path("uploads"), store, embedder,
                                 max_upload_bytes=settings.max_upload_bytes, chunk_tokens=settings.chunk_tokens,
                                 overlap_tokens=settings.chunk_overlap_tokens, count_tokens=engine.count_tokens,
-                                drop_derived=kv_store.delete_for_document, ocr=PageOcr() if settings.ocr else None)
+                                drop_derived=drop_derived, ocr=PageOcr() if settings.ocr else None)
+    grounder = Grounder(documents)
     remote = (RemoteEngine(settings.remote_base_url, settings.remote_api_key, settings.remote_model,
                            settings.remote_n_ctx) if settings.remote_base_url else None)
     scheduler = Scheduler(engine, settings.prefill_chunk_tokens)
     snapshots, prefetcher = SessionSnapshots(kv_store.ram), Prefetcher(scheduler)
-    chat = ChatService(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, remote,
+    chat = ChatService(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, grounder, remote,
                        MemoryIndex(store, embedder))
-    primer = Primer(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, remote)
+    primer = Primer(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, chat.planner, remote)
     caches = CacheCatalog(kv_store, engine, store)
-    services = Services(settings, engine, kv_store, sessions, documents, chat, primer, caches, store, embedder, client,
-                        server, RunLogs(settings.path("logs") / "runs"), users=Users(settings.users_path),
+    services = Services(settings, engine, kv_store, sessions, documents, chat, primer, caches, grounder,
+                        SourceViewer(documents, documents.ocr), store, embedder, client, server, RunLogs(settings.path("logs") / "runs"), users=Users(settings.users_path),
                         quotas=Quotas(url, client, QuotaSettings(
                             settings.questions_per_minute, settings.uploads_per_day,
                             int(settings.quota_stored_mb * 2**20), settings.quota_documents,

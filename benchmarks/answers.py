@@ -1,7 +1,7 @@
 """Answer quality through the app's own backend on SQuAD v1.1 dev, with a real model, greedy.
 
     .venv/bin/python benchmarks/answers.py [--articles 5] [--per-article 40] [--offset 0] [--max-tokens 48] [--n-ctx 2048]
-        [--modes article,oracle,...] [--no-date] [--tuning] [--dump FILE]
+        [--modes article,oracle,...] [--date auto|on|off] [--tuning] [--dump FILE]
 
 Held-out articles (the last ``--articles`` of the dev set, which no tuning here looked at) are each
 uploaded whole and cached (an article longer than ``n_ctx`` has each chunk's RAG prefix cached, as the
@@ -24,8 +24,9 @@ It also reports whether a retrieved chunk holds a gold answer (and its rank in t
 reader sees whether answers are lost in retrieval or in reading, and the disk bytes of chunk caches
 per document token. Prints a Markdown table.
 
-The app runs as it ships, with the date line in each question (``turn_datetime``), its time fixed at
-``NOW`` so that runs repeat (``ChatService.clock``); ``plain`` carries the same line. ``--no-date`` turns
+The app runs as it ships: the date line only in questions about time (``turn_datetime`` ``auto``; ``--date on``
+puts it in every question, as the app did until 2026-12-01), its time fixed at ``NOW`` so that runs repeat
+(``ChatService.clock``); ``plain`` carries the same line. ``--date off`` turns
 it off.
 """
 
@@ -46,13 +47,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from squad import OWNER, SQUAD, percentile  # noqa: E402
+from squad import OWNER, SQUAD, percentile
 
-from backend.chat import compose, frame  # noqa: E402
-from backend.config import Settings  # noqa: E402
-from backend.documents import DocText  # noqa: E402
-from backend.inference import Sampling, bundled_path  # noqa: E402
-from backend.services import Services, build_services  # noqa: E402
+from backend.chat import compose, frame
+from backend.config import Settings
+from backend.documents import DocText
+from backend.inference import Sampling, bundled_path
+from backend.services import Services, build_services
+
 DIRECT_SYSTEM = "Answer the question from the context, briefly."
 NOW = 1796119200.0  # the date line's time (the app's ``turn_datetime``): 2026-12-01 10:00 UTC, fixed so runs repeat
 MODES = ("article", "turn", "oracle", "none", "plain", "direct")
@@ -167,7 +169,7 @@ def gold_rank(texts: list[str], golds: tuple[str, ...]) -> int | None:
 def run(args) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="kvc-answers-"))
     settings = Settings(data_dir=data_dir, models_dir=data_dir / "none", model_path=Path(args.model),
-                        auto_download=False, n_ctx=args.n_ctx, max_tokens=args.max_tokens, turn_datetime=not args.no_date,
+                        auto_download=False, n_ctx=args.n_ctx, max_tokens=args.max_tokens, turn_datetime=args.date,
                         temperature=0.0, kv_disk_budget_mb=16384, rag_prefix_chunks=args.prefix_chunks,
                         **({"system_prompt": args.system_prompt} if args.system_prompt else {}))
     svc = build_services(settings)
@@ -301,8 +303,9 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--system-prompt", help="instructions instead of the configured ones")
-    parser.add_argument("--no-date", action="store_true",
-                        help="turn_datetime off (the app puts the date and time before each question by default)")
+    parser.add_argument("--date", choices=("auto", "on", "off"), default=Settings().turn_datetime,
+                        help="turn_datetime: the date line in questions about time only (auto, the app's default), "
+                             "in every question, or in none")
     parser.add_argument("--prefix-chunks", type=int, default=Settings().rag_prefix_chunks,
                         help="rag_prefix_chunks for the article mode (default: the app's)")
     parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES),

@@ -36,13 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
-from make_synthetic import write_model  # noqa: E402
-from squad import percentile  # noqa: E402
+from make_synthetic import write_model
+from squad import percentile
 
-from backend.config import Settings  # noqa: E402
-from backend.documents import Embedder  # noqa: E402
-from backend.inference import Job, Sampling, StreamStats, fetch_bundled  # noqa: E402
-from backend.services import Services, build_services  # noqa: E402
+from backend.config import Settings
+from backend.documents import Embedder
+from backend.inference import Job, Sampling, StreamStats, fetch_bundled
+from backend.services import Services, build_services
 
 TESTDATA = ROOT.parent / "shared" / "testdata"
 QUESTION = "Write a long, detailed summary of this document for reader {}."  # each chat's own question

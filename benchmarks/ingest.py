@@ -30,7 +30,7 @@ from pathlib import Path
 import pypdf
 from squad import OWNER, ROOT, services
 
-from backend.documents import DocumentError, extract  # noqa: E402
+from backend.documents import DocumentError, extract
 
 PDFS = ROOT.parent / "shared" / "testdata" / "pdf"
 

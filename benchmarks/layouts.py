@@ -12,8 +12,9 @@ and ``app_*`` ones keep the document in the system message but change the instru
 ``doc_user`` ones put it in the user turn before the question with other framings; ``app_brief``,
 ``app_brief_context`` and ``app_direct_instructions`` are the app's layout with shorter instructions, and
 ``named_context`` names the document on its "Context" line instead of in a heading. ``app_date`` is the
-app as it ships, with the date line (``turn_datetime``, at ``answers.NOW``) between "Question:" and the
-question; ``app_date_after`` puts it after the question.
+app with the date line in every question (``turn_datetime`` on, at ``answers.NOW``; the default until
+2026-12-01, now ``auto``: only questions about time) between "Question:" and the question;
+``app_date_after`` puts it after the question.
 The tuning articles (the first of the dev set) are the default, so that choosing a layout never looks at
 ``answers.py``'s held-out ones. Prints a Markdown table of answer-contains-gold and token F1.
 """

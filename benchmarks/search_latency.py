@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from squad import OWNER, ingest, percentile, questions, services
 
-from backend.documents import DocumentRow, DocumentService, Store  # noqa: E402
+from backend.documents import DocumentRow, DocumentService, Store
 
 
 def build_corpus(folder: Path, chunks: list[dict], docs: list[dict], size: int, dim: int) -> Store:

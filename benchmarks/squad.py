@@ -18,8 +18,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.config import Settings  # noqa: E402
-from backend.services import Services, build_services  # noqa: E402
+from backend.config import Settings
+from backend.services import Services, build_services
 
 SQUAD = ROOT.parent / "shared" / "testdata" / "qa" / "squad-dev-v1.1.json"
 OWNER = "bench"

@@ -37,12 +37,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
-import llama_cpp  # noqa: E402
+import llama_cpp
 
-from backend.chat import build_prompt, frame  # noqa: E402
-from backend.documents import DocText  # noqa: E402
-from backend.inference import Engine, LoadParams, Sampling, StreamStats  # noqa: E402
-from backend.kvcache import KVCacheStore, ensure_prefix, entry_key, fingerprint  # noqa: E402
+from backend.chat import build_prompt, frame
+from backend.documents import DocText
+from backend.inference import Engine, LoadParams, Sampling, StreamStats
+from backend.kvcache import KVCacheStore, ensure_prefix, entry_key, fingerprint
 
 BOOK = ROOT.parent / "shared" / "testdata" / "longdoc" / "pride_and_prejudice_pg1342.txt"
 QUESTION = "Which characters meet at the first ball, and what happens between them there?"

@@ -166,20 +166,26 @@ def render(services: Services) -> None:
         """Ask a question about documents and get the model's answer with its sources and metrics.
 
         Streams {"text", "thinking", "done"}, with "queued" (place in line, 1 = next) while every sequence is
-        busy; the last value adds "metrics" (mode, TTFT, reused tokens, cache tier) and "sources" (the passages a retrieval answer read: name, page, text). "thinking" carries
-        the <think> text, which history leaves out. The turn is saved in the session's history.
+        busy. The last value adds "metrics" (mode and mode_reason, TTFT, reused tokens, cache tier, grounding,
+        attribution_s), "sources" (the passages that support the answer, best first: doc_id, name, page,
+        section, part, start and end as character offsets into that page's text, quote), "grounding"
+        ("supported", "partial" or "not_found"; null without documents), "grounding_note" (why not found),
+        "closest" (for a not_found answer, the passage closest to the question, or null) and "retrieved"
+        (the chunks a retrieval answer read). "thinking" carries the <think> text, which history leaves out.
+        The turn is saved in the session's history with all of these.
 
         Args:
             session_id: the chat session (from create_session or list_sessions).
             message: the question.
             doc_ids: the documents to answer from (ids from list_documents); empty for none.
-            mode: "auto" (whole documents when they fit, else retrieval), "cag" or "rag" to force one.
+            mode: "auto" (whole documents when they fit n_ctx and what the model reads well whole, else
+                retrieval; metrics.mode_reason says which and why), "cag" or "rag" to force one.
             thinking: true/false switches a thinking model (Qwen3) on or off; null keeps its default.
             web: true/false searches the web (SearXNG) or not; null searches when the question is time-sensitive.
             remember: recall the user's related questions from other sessions; null uses the app's setting.
 
         Returns:
-            text (the answer), done, metrics, sources, web_sources.
+            text (the answer), done, metrics, sources, grounding, grounding_note, closest, retrieved, web_sources.
         """
         owner = owner_of(request)
         text, thought = "", ""

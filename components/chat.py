@@ -25,6 +25,7 @@ def with_metrics(answer: str, metrics: dict | None) -> str:
 
 
 SNIPPET_CHARS = 90
+QUOTE_CHARS = 400  # a cited sentence is shown whole up to this many characters
 UPDATE_INTERVAL_S = 0.04  # at most ~25 screen updates a second while streaming; a fast model sends far more tokens
 REPAINT_CHARS_PER_S = 100_000  # characters of answer the browser is asked to re-render per second, at most
 
@@ -53,22 +54,58 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
-def source_messages(sources: list[dict]) -> list[dict]:
-    """A RAG answer's sources as collapsed Chatbot "thought" messages.
+def quote_of(source: dict) -> str:
+    """A source's quoted text (``quote``; answers saved before citations carried the chunk as ``text``)."""
+    return source.get("quote") or source.get("text", "")
 
-    Each title names the document, page (and section) with a snippet; opening it shows the
-    whole chunk the model read.
+
+def source_messages(sources: list[dict]) -> list[dict]:
+    """An answer's sources as small messages under it, ``[i] name, p. N · section: “quote”``; clicking one
+    opens the page in the source viewer (``components/sources.py``, through the Chatbot's select event).
 
     Args:
-        sources: ``asdict(Hit)`` dicts as stored with the answer.
+        sources: ``Source`` dicts as stored with the answer.
     """
-    out = []
-    for i, s in enumerate(sources, 1):
-        where = source_location(s, " · ")
-        out.append({"role": "assistant", "content": s["text"],
-                    "metadata": {"title": f"[{i}] {s['name']}, {where}: “{snippet(s['text'])}”",
-                                 "status": "done"}})
-    return out
+    return [{"role": "assistant", "content": citation_text(f"[{i}]", s), "metadata": {"id": f"source-{i}"}}
+            for i, s in enumerate(sources, 1)]
+
+
+def citation_text(label: str, source: dict) -> str:
+    """One citation as Markdown: its label, where it is, and the quote (whole up to ``QUOTE_CHARS``)."""
+    where = source_location(source, " · ")
+    return f"<sub>{label} **{source['name']}**, {where} ↗</sub><br>“{snippet(quote_of(source), QUOTE_CHARS)}”"
+
+
+GROUNDING_LINES = {
+    "supported": "✓ Supported by the documents: the sources below hold what it says (click one to open it).",
+    "partial": "◐ Partly supported: the sources below hold some of what it says; check the rest.",
+    "not_found": "⚠ Not found in the selected documents.",
+}
+
+
+def grounding_line(grounding: str | None, note: str = "") -> str:
+    """The verdict under an answer, one line ("" for an answer without documents)."""
+    if not grounding:
+        return ""
+    line = GROUNDING_LINES.get(grounding, "")
+    return f"{line} {note}".strip() if grounding == "not_found" else line
+
+
+def closest_messages(closest: dict | None) -> list[dict]:
+    """For an answer not found in the documents: the passage closest to the question, offered to open."""
+    if not closest:
+        return []
+    return [{"role": "assistant", "content": citation_text("Closest passage:", closest), "metadata": {"id": "closest"}}]
+
+
+def retrieved_messages(retrieved: list[dict]) -> list[dict]:
+    """The chunks a RAG answer read, as one collapsed message that opens to each chunk's text."""
+    if not retrieved:
+        return []
+    body = "\n\n".join(f"**{h['name']}, {source_location(h, ' · ')}**\n\n{h['text']}" for h in retrieved)
+    n = len(retrieved)
+    return [{"role": "assistant", "content": body,
+             "metadata": {"title": f"Read {n} retrieved chunk{'s' * (n != 1)}", "status": "done", "id": "retrieved"}}]
 
 
 def thinking_messages(thought: str, done: bool) -> list[dict]:
@@ -85,24 +122,58 @@ def web_messages(results: list[dict]) -> list[dict]:
              "metadata": {"title": f"[W{i}] {r['title']}", "status": "done"}} for i, r in enumerate(results, 1)]
 
 
-def answer_messages(text: str, metrics: dict | None, sources: list[dict] | None,
-                    web: list[dict] | None = None) -> list[dict]:
-    """One finished answer as Chatbot messages: the text with its metrics line (and a note when a web
-    search was asked for but not used), then its document and web sources."""
+def answer_messages(text: str, data: dict) -> list[dict]:
+    """One finished answer as Chatbot messages: the text with its grounding verdict and metrics line (and
+    a note when a web search was asked for but not used), then its sources (or the closest passage), the
+    chunks it read, and its web sources.
+
+    Args:
+        text: the answer.
+        data: the saved message's (or the ``done`` event's) fields: ``metrics``, ``sources``, ``grounding``,
+            ``grounding_note``, ``closest``, ``retrieved``, ``web_sources`` (each may be missing).
+    """
+    metrics = data.get("metrics")
     note = (metrics or {}).get("web_note")
-    body = with_metrics(text, metrics) + (f"\n\n<sub>⚠ {note}</sub>" if note else "")
-    return [{"role": "assistant", "content": body}, *source_messages(sources or []), *web_messages(web or [])]
+    verdict = grounding_line(data.get("grounding"), data.get("grounding_note", ""))
+    body = with_metrics(text + (f"\n\n{verdict}" if verdict else ""), metrics)
+    body += f"\n\n<sub>⚠ {note}</sub>" if note else ""
+    return [{"role": "assistant", "content": body}, *source_messages(data.get("sources") or []),
+            *closest_messages(data.get("closest")), *retrieved_messages(data.get("retrieved") or []),
+            *web_messages(data.get("web_sources") or [])]
 
 
 def to_chatbot(messages: list[dict]) -> list[dict]:
-    """Stored session messages -> Chatbot messages (metrics and sources under each answer)."""
+    """Stored session messages -> Chatbot messages (verdict, metrics and sources under each answer)."""
     out: list[dict] = []
     for m in messages:
         if m["role"] == "assistant":
-            out.extend(answer_messages(m["content"], m.get("metrics"), m.get("sources"), m.get("web_sources")))
+            out.extend(answer_messages(m["content"], m))
         else:
             out.append({"role": m["role"], "content": m["content"]})
     return out
+
+
+def cited_source(displayed: list[dict], index: int, stored: list[dict]) -> dict | None:
+    """The source (or closest passage) behind the Chatbot message at ``displayed[index]``, from the saved
+    answer it belongs to; None when that message is not a citation.
+
+    The Chatbot shows one user message per stored one, so the answer a citation belongs to is the stored
+    assistant message after the k-th user message, k counted on screen.
+    """
+    meta = (displayed[index].get("metadata") or {}) if 0 <= index < len(displayed) else {}
+    kind = str(meta.get("id") or "")
+    k = sum(1 for m in displayed[: index + 1] if m["role"] == "user")
+    users = [i for i, m in enumerate(stored) if m["role"] == "user"]
+    if not (kind.startswith("source-") or kind == "closest") or not 0 < k <= len(users):
+        return None
+    answer = next((m for m in stored[users[k - 1] + 1:] if m["role"] == "assistant"), None)
+    if answer is None:
+        return None
+    if kind == "closest":
+        return answer.get("closest")
+    n = int(kind.removeprefix("source-"))
+    sources = answer.get("sources") or []
+    return sources[n - 1] if 0 < n <= len(sources) and "start" in sources[n - 1] else None
 
 
 def stored_index(displayed: list[dict], index: int, stored: list[dict]) -> int:
@@ -141,8 +212,9 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
                          placeholder="Upload a document, tick it under **Use in chat**, and ask a question.")
     mode = gr.Radio([("Auto", "auto"), ("Whole documents (CAG)", "cag"), ("Retrieval (RAG)", "rag")], value="auto",
                     label="Mode", container=False,
-                    info="Auto reads whole documents from their KV cache when they fit n_ctx, else retrieves the "
-                         "top-k chunks.")
+                    info="Auto reads whole documents from their KV cache when they fit n_ctx and are short enough "
+                         "for the model to read well (Model panel: CAG limit), else retrieves the best chunk. Every "
+                         "answer says which and why.")
     with gr.Row(equal_height=True):
         thinking = gr.Dropdown([("Model default", "default"), ("Think", "on"), ("Don't think", "off")],
                                value="default", label="Thinking", info="Qwen3's /think and /no_think", scale=1)
@@ -190,8 +262,7 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
                     yield "", [*before, {"role": "assistant", "content": place_line(event.data["place"])}], session_id
                 elif event.kind == "done":
                     yield "", [*before, *thinking_messages(thought, done=True),
-                               *answer_messages(event.text, event.data["metrics"], event.data.get("sources"),
-                                                event.data.get("web_sources"))], session_id
+                               *answer_messages(event.text, event.data)], session_id
 
     def after_stop(session_id: str | None, request: gr.Request):
         """The stopped answer was saved, marked stopped, by the turn's worker; show it as saved."""

@@ -137,9 +137,9 @@ def render(services: Services) -> DocumentsPanel:
 
                 r = services.primer.cache_documents(owner, [doc_id], step)
                 if r["tier"] == "chunks":
-                    lines.append(f"✓ **{name}** is longer than the context window, so each of its {r['chunks']} "
-                                 f"chunks was cached for retrieval ({r['computed']} computed in {r['seconds']:.1f} s): "
-                                 f"{human_bytes(r['bytes'])}")
+                    why = r["reason"].removeprefix("auto: ").replace("so retrieval", "so Auto retrieves from it")
+                    lines.append(f"✓ **{name}**: {why}; each of its {r['chunks']} chunks was cached for that "
+                                 f"({r['computed']} computed in {r['seconds']:.1f} s): {human_bytes(r['bytes'])}")
                     continue
                 verb = "already cached" if r["tier"] == "disk" else f"cached in {r['seconds']:.2f} s"
                 lines.append(f"✓ **{name}** {verb}: {r['tokens']:,} tokens, {human_bytes(r['bytes'])}")

@@ -24,7 +24,8 @@ def status(services: Services, owner: str) -> dict:
         ``cached_documents`` (name, tokens, bytes per cached single document), ``message``,
         ``backend``, ``rss_bytes`` (process resident memory), ``uptime_s``, ``queued_turns`` (chat
         turns running or waiting), ``caches`` (entries, bytes and budget per tier), ``load_seconds``,
-        ``loaded_at``, and when loaded ``kv_bytes_per_token`` (bytes per token for each KV dtype).
+        ``loaded_at``, ``cag_limit`` (the longest document prefix auto reads whole, and where that figure
+        comes from), and when loaded ``kv_bytes_per_token`` (bytes per token for each KV dtype).
     """
     info = services.engine.status()
     process = psutil.Process()
@@ -35,7 +36,7 @@ def status(services: Services, owner: str) -> dict:
         info["remote"] = remote.status()
     info.update(backend=backend, rss_bytes=process.memory_info().rss,
                 uptime_s=round(time.time() - process.create_time(), 1), queued_turns=services.chat.queued_turns,
-                caches=services.kv_store.usage())
+                caches=services.kv_store.usage(), cag_limit=services.chat.planner.cag_limit.describe())
     if info["loaded"]:
         meta = services.engine.metadata
         info["kv_bytes_per_token"] = {t: kv_bytes_per_token(meta, t, t) for t in KV_TYPE_BYTES}
@@ -94,7 +95,9 @@ def status_markdown(info: dict) -> str:
                 f"\n- GPU offload in this llama.cpp build: {offload}\n- KV dtype: {info['type_k']}/{info['type_v']},"
                 f" `flash_attn`: {info['flash_attn']}\n- threads: `n_threads` {info['n_threads']} (decode), "
                 f"`n_threads_batch` {info['n_threads_batch']} (prefill) · `use_extra_bufts` {info['use_extra_bufts']}"
-                f" · preflight: {info['preflight']}\n- {kv_size_line(info)}\n- loaded in {info['load_seconds']:.2f} s"
+                f" · preflight: {info['preflight']}\n- {kv_size_line(info)}\n- CAG limit: Auto reads documents up to "
+                f"{info['cag_limit']} whole, longer ones by retrieval (`KVC_CAG_MAX_TOKENS`)"
+                f"\n- loaded in {info['load_seconds']:.2f} s"
                 f" at {time.strftime('%H:%M:%S', time.localtime(info['loaded_at']))}")
     cached = info["cached_documents"]
     lines = [f"- {', '.join(c['names'])}: {c['tokens']:,} tokens, {human_bytes(c['bytes'])}" for c in cached]

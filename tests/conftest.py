@@ -16,8 +16,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from backend.config import Settings  # noqa: E402
-from backend.documents import Embedder  # noqa: E402
+from backend.config import Settings
+from backend.documents import Embedder
 
 
 @pytest.fixture(scope="session")
@@ -53,14 +53,23 @@ def embedder() -> Embedder:
     return Embedder("all-MiniLM-L6-v2")
 
 
+SYNTHETIC = ("tiny.gguf", "crashing.gguf")  # the random-weight models the fixtures write
+
+
 def make_settings(data_dir: Path, model: Path | None, **overrides) -> Settings:
     """Settings for a test app: greedy decoding, short answers, a context that fits the test PDFs.
 
     One decode thread: the tiny synthetic model spends microseconds per token, so a second thread only
     adds synchronisation and takes the other core from the web server (``benchmarks/threads.py``);
-    the real-model tests pass ``n_threads=None`` to run the app's default, every core."""
-    values = dict(data_dir=data_dir, models_dir=data_dir / "no-models", model_path=model, n_ctx=16384,
-                  max_tokens=16, temperature=0.0, auto_download=False, n_threads=1)
+    the real-model tests pass ``n_threads=None`` to run the app's default, every core.
+
+    A synthetic model's random weights read nothing well, so auto's CAG limit (measured on real models,
+    ``backend/chat/modes.py``) means nothing for it: with one, auto reads whole documents whenever they
+    fit ``n_ctx``, and the tests of caching whole documents run on it. Real models keep the app's rule."""
+    values = {"data_dir": data_dir, "models_dir": data_dir / "no-models", "model_path": model, "n_ctx": 16384,
+                  "max_tokens": 16, "temperature": 0.0, "auto_download": False, "n_threads": 1}
+    if model is not None and Path(model).name in SYNTHETIC:
+        values["cag_max_tokens"] = 1 << 20
     values.update(overrides)
     return Settings(**values)
 

@@ -50,6 +50,7 @@ EXPECTED_BAD = {
 }
 
 
+@pytest.mark.slow
 def test_bad_uploads_fail_clearly_and_lose_nothing(app_with_state, tmp_path):
     app, doc, sid = app_with_state
     before_docs = app.client.predict(api_name="/list_documents")
@@ -77,6 +78,7 @@ ENCRYPTED = {"sf_libreoffice-writer-password.pdf": "openpassword", "pypdf_encryp
              "pypdf_r2-empty-password.pdf": ""}
 
 
+@pytest.mark.slow
 def test_encrypted_pdfs_upload_with_their_passwords(app_with_state):
     app, _, _ = app_with_state
     for name, password in ENCRYPTED.items():
@@ -88,6 +90,7 @@ def test_encrypted_pdfs_upload_with_their_passwords(app_with_state):
     assert "misfits" in hits[0]["text"].replace("ﬁ", "fi")  # AES-256 text is searchable once opened
 
 
+@pytest.mark.slow
 def test_identical_reupload_is_not_stored_twice(app_with_state, tmp_path):
     app, doc, _ = app_with_state
     copy = tmp_path / "renamed copy.pdf"
@@ -97,6 +100,7 @@ def test_identical_reupload_is_not_stored_twice(app_with_state, tmp_path):
     assert len(app.client.predict(api_name="/list_documents")) == 1
 
 
+@pytest.mark.slow
 def test_chat_errors_are_plain_sentences(app_with_state):
     app, doc, sid = app_with_state
     for args, expected in [((sid, "   ", [doc["doc_id"]]), "empty"),

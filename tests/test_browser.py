@@ -15,7 +15,7 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-quic"]
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 180.0) -> None:
@@ -115,14 +115,13 @@ def test_rag_sources_open_and_table_preview_in_the_browser(tmp_path, tiny_model,
         box.fill("How are loops compiled into trace trees?")
         box.press("Enter")
         page.get_by_text("reused").last.wait_for(timeout=180_000)
-        sources = page.get_by_text("[1] pdfjs_tracemonkey.pdf, p. ")
-        sources.first.wait_for(timeout=60_000)
-        assert page.get_by_text("rag · ").last.inner_text().count("1 chunk") == 1  # the best chunk was the prefix
-        assert page.get_by_text("[2] pdfjs_tracemonkey.pdf, p. ").count() == 0  # the source is the chunk it read
-        title = sources.first.inner_text()
-        sources.first.click()  # opening a source shows the whole chunk, longer than its snippet
-        opened = page.locator(".message.bot, [data-testid='bot']").filter(has_text=title[:40]).first
-        wait_until(lambda: len(opened.inner_text()) > len(title) + 40, "the whole chunk to show under the title")
+        read = page.get_by_text("Read 1 retrieved chunk", exact=True)  # the best chunk was the prefix
+        read.first.wait_for(timeout=60_000)
+        assert page.get_by_text("rag · ").last.inner_text().count("1 chunk") == 1
+        read.first.click()  # opening it shows the chunk the answer read, under its document and page
+        opened = page.locator(".message.bot, [data-testid='bot']").filter(has_text="Read 1 retrieved chunk").first
+        wait_until(lambda: "pdfjs_tracemonkey.pdf, p. " in opened.inner_text()
+                   and len(opened.inner_text()) > 200, "the chunk's text to show")
         page.screenshot(path=str(tmp_path / "rag.png"), full_page=True)
     finally:
         stop(app)
@@ -308,9 +307,10 @@ def test_html_and_script_in_a_document_name_text_sources_and_question_run_nothin
         page.get_by_role("radio", name="Retrieval (RAG)").check()
         box.fill("Which paragraph is about lighthouses?")
         box.press("Enter")
-        source = page.get_by_text(re.compile(r"\[1\] img src=x onerror")).first
-        source.wait_for(timeout=180_000)
-        source.click()  # open the chunk
+        read = page.get_by_text("Read 1 retrieved chunk", exact=True).first  # the chunk, under the document's name
+        read.wait_for(timeout=180_000)
+        read.click()  # open the chunk
+        page.get_by_text(re.compile(r"img src=x onerror=window.__xss=1.md, p\. 1")).first.wait_for(timeout=30_000)
         page.wait_for_timeout(1000)
         assert page.evaluate("() => window.__xss") is None and not dialogs
         live = page.evaluate("""() => ({
@@ -349,5 +349,41 @@ def test_sign_in_shows_a_user_only_their_panels_and_sign_out_ends_it(tmp_path, t
         sign_in("root", "root-secret-333")
         page.get_by_text("Logs", exact=True).wait_for(timeout=30_000)
         assert page.get_by_text("Model", exact=True).is_visible()
+    finally:
+        stop(app)
+
+
+def test_a_citation_opens_its_page_image_with_the_quote_marked(tmp_path, smollm2, embedder, browser):
+    import io
+
+    import numpy as np
+    from chat.test_citations import PAGES
+    from pdfgen import write_pdf
+    from PIL import Image
+
+    pdf = write_pdf(tmp_path / "vellmora.pdf", PAGES)
+    app = launch(make_settings(tmp_path / "data", smollm2, n_ctx=4096, max_tokens=48, n_threads=None), embedder)
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1100})
+        page.goto(app.url)
+        box = page.get_by_placeholder("Ask about your documents…")
+        box.wait_for(timeout=60_000)
+        page.locator("input[type=file]").first.set_input_files(str(pdf))
+        page.get_by_text("vellmora.pdf: 3 pages, ").wait_for(timeout=120_000)
+        box.fill("Who is the keeper of the lighthouse?")
+        box.press("Enter")
+        page.get_by_text("✓ Supported by the documents").wait_for(timeout=180_000)
+        citation = page.get_by_text("[1] vellmora.pdf, p. 3")
+        citation.first.click()
+        page.locator("#source-viewer").wait_for(state="visible", timeout=60_000)
+        assert page.locator("#source-quote").inner_text() == "The keeper of the lighthouse is named Tobias Brennick."
+        assert "vellmora.pdf · p. 3" in page.locator("#source-viewer").inner_text()
+        image = page.locator("#source-page img")
+        image.wait_for(state="visible", timeout=60_000)
+        wait_until(lambda: image.evaluate("img => img.complete && img.naturalWidth > 0"), "the page image to load")
+        shot = np.asarray(Image.open(io.BytesIO(image.screenshot())).convert("RGB")).astype(int)
+        marked = ((shot[..., 0] > 240) & (shot[..., 1] > 200) & (shot[..., 2] < 200)).sum()
+        assert marked > 200, "the quote is marked in yellow on the rendered page"
+        page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
     finally:
         stop(app)

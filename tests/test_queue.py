@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from conftest import TESTDATA, launch, make_settings, stop
 from gradio_client import Client, handle_file
 from gradio_client.utils import Status
 
 
+@pytest.mark.slow
 def test_four_clients_share_two_sequences_wait_their_turn_and_lose_nothing(tmp_path, tiny_model, embedder):
     app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=600, n_seq_max=2), embedder)  # ~1 s each
     try:
@@ -36,6 +38,7 @@ def test_four_clients_share_two_sequences_wait_their_turn_and_lose_nothing(tmp_p
         stop(app)
 
 
+@pytest.mark.slow
 def test_a_cancelled_chat_frees_the_engine(tmp_path, tiny_model, embedder):
     # the tiny model streams thousands of tokens a second: a long budget, and cancel as soon as it streams
     app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=16000, n_ctx=16384), embedder)

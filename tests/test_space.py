@@ -78,6 +78,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.parametrize("storage_attached", [True, False], ids=["with-storage", "no-storage"])
+@pytest.mark.slow
 def test_a_space_start_keeps_data_on_persistent_storage_or_says_it_is_lost(tmp_path, tiny_model, storage_attached):
     storage = tmp_path / "data-mount"
     if storage_attached:
@@ -122,6 +123,7 @@ def hf_session_cookie(username: str) -> str:
     return "session=" + TimestampSigner(secret).sign(data).decode()
 
 
+@pytest.mark.slow
 def test_a_space_with_hf_oauth_starts_and_keeps_each_hugging_face_users_data_apart(tmp_path, tiny_model):
     storage = tmp_path / "data-mount"
     storage.mkdir()

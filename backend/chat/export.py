@@ -30,20 +30,27 @@ def to_markdown(session: Session) -> str:
             out += [f"<sub>{metrics_line(m['metrics'])}</sub>", ""]
             if budget_line(m["metrics"]):
                 out += [f"<sub>{budget_line(m['metrics'])}</sub>", ""]
+        if m.get("grounding"):
+            note = f" {m['grounding_note']}" if m.get("grounding_note") else ""
+            out += [f"_Grounding: {m['grounding'].replace('_', ' ')}.{note}_", ""]
         for i, src in enumerate(m.get("sources") or [], 1):
-            out.append(f"{i}. **{src['name']}**, {source_location(src)}: {' '.join(src['text'].split())[:300]}")
+            quote = src.get("quote") or src.get("text", "")  # answers saved before citations carried the chunk
+            out.append(f"{i}. **{src['name']}**, {source_location(src)}: “{' '.join(quote.split())[:300]}”")
+        if m.get("closest"):
+            c = m["closest"]
+            out += [f"- Closest passage: **{c['name']}**, {source_location(c)}: “{' '.join(c['quote'].split())[:300]}”"]
         for i, web in enumerate(m.get("web_sources") or [], 1):
             out.append(f"- [W{i}] [{web['title']}]({web['url']})")
-        if m.get("sources") or m.get("web_sources"):
+        if m.get("sources") or m.get("web_sources") or m.get("closest"):
             out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
 def source_location(source: dict, sep: str = ", ") -> str:
-    """Where a cited chunk sits: ``p. 3 (OCR), Section``.
+    """Where a cited passage or chunk sits: ``p. 3 (OCR), Section``.
 
     Args:
-        source: an ``asdict(Hit)`` dict as stored with an answer (``ocr`` missing in older ones).
+        source: a ``Source`` or ``Hit`` dict as stored with an answer (``ocr`` missing in older ones).
         sep: between the page and the section.
     """
     page = f"p. {source['page']}" + (" (OCR)" if source.get("ocr") else "")

@@ -3,6 +3,8 @@
 | metric | meaning |
 |---|---|
 | ``mode`` | ``cag``, ``rag`` or ``chat`` (no documents) |
+| ``mode_reason`` | why that mode, one sentence (auto's rule: ``backend/chat/modes.py``) |
+| ``grounding`` / ``attribution_s`` | the answer's verdict (``supported``, ``partial``, ``not_found``; None without documents) / seconds its sources took to find, after the last token |
 | ``cache_tier`` | ``live``, ``ram``, ``disk`` or ``miss``: where the prefix came from |
 | ``restore_s`` | seconds to restore the saved state |
 | ``retrieval_s`` | seconds the hybrid search of a RAG turn took (0 otherwise) |
@@ -50,6 +52,7 @@ def turn_metrics(plan: Plan, max_tokens: int, n_ctx: int, prefix: PrefixResult, 
     decode_s = (stats.finished_at - stats.first_token_at) if stats.first_token_at and stats.finished_at else 0.0
     return {
         "mode": plan.mode,
+        "mode_reason": plan.reason,
         "prompt_tokens": stats.prompt_tokens,
         "reused_tokens": reused,
         "prefill_tokens": stats.prompt_tokens - reused,

@@ -12,14 +12,23 @@ import logging
 import time
 from collections.abc import Callable
 
-from backend.chat.planner import ChatError
+from backend.chat.planner import ChatError, Planner
 from backend.chat.prompts import Frame, chunk_frame, frame, prefix_tokens
 from backend.chat.sessions import SessionStore
 from backend.config import Settings
 from backend.documents import DocumentService
 from backend.inference import Engine, Job, NoModelLoaded, RemoteEngine
-from backend.kvcache import (KVCacheStore, Prefetcher, PrefetchJob, PrefixMiss, SessionSnapshots, fingerprint,
-                             restore_prefix, saved_prefix, to_prime)
+from backend.kvcache import (
+    KVCacheStore,
+    Prefetcher,
+    PrefetchJob,
+    PrefixMiss,
+    SessionSnapshots,
+    fingerprint,
+    restore_prefix,
+    saved_prefix,
+    to_prime,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +41,24 @@ class Primer:
         engine / kv_store / sessions / documents: the long-lived services.
         snapshots: session snapshots, preferred by a prefetch when they hold the prefix.
         prefetcher: runs one preemptible prefetch at a time.
+        planner: the chat's planner, whose ``auto`` choice says what to cache (the documents whole, or
+            their chunks).
         remote: an OpenAI-compatible server that answers instead of ``engine`` (None: local).
     """
 
     def __init__(self, settings: Settings, engine: Engine, kv_store: KVCacheStore, sessions: SessionStore,
-                 documents: DocumentService, snapshots: SessionSnapshots, prefetcher: Prefetcher,
+                 documents: DocumentService, snapshots: SessionSnapshots, prefetcher: Prefetcher, planner: Planner,
                  remote: RemoteEngine | None = None):
         self.settings, self.engine, self.kv_store, self.sessions = settings, engine, kv_store, sessions
+        self.planner = planner
         self.documents, self.snapshots, self.prefetcher, self.remote = documents, snapshots, prefetcher, remote
         self.scheduler = prefetcher.scheduler
 
     def cache_documents(self, owner: str, doc_ids: list[str],
                         progress: Callable[[int, int], None] | None = None) -> dict:
-        """Prefill the instructions plus these documents and save the KV state; a single document
-        too long for the context window has each of its chunks cached instead (``cache_chunks``).
+        """Prefill the instructions plus these documents and save the KV state. Documents that ``auto``
+        answers by retrieval (too long for the context window, or for what the model reads well whole,
+        ``Planner.auto_mode``) have each of their chunks cached instead (``cache_chunks``).
 
         Args:
             owner: the user.
@@ -53,15 +66,15 @@ class Primer:
             progress: called with ``(chunks done, chunks)`` while chunks are cached.
 
         Returns:
-            ``{"doc_id", "doc_ids", "tokens", "bytes", "seconds", "tier"}`` (tokens of the prefix,
-            bytes of the saved state, seconds of wall time). With a remote server the prefix is sent
-            with ``max_tokens=1`` so the server caches it (tier ``remote``, no bytes here). For
-            chunks, tier ``chunks`` and ``cache_chunks``'s extra fields.
+            ``{"doc_id", "doc_ids", "tokens", "bytes", "seconds", "tier", "reason"}`` (tokens of the prefix,
+            bytes of the saved state, seconds of wall time, auto's reason). With a remote server the prefix
+            is sent with ``max_tokens=1`` so the server caches it (tier ``remote``, no bytes here). For
+            chunks, tier ``chunks`` and ``cache_chunks``'s extra fields, summed over the documents.
 
         Raises:
             NoModelLoaded: no model.
-            ChatError: the documents do not fit the context window (and are not one document
-                whose chunks can be cached instead).
+            ChatError: the documents do not fit the context window and chunk caching is off
+                (``rag_prefix_chunks=0``).
             DocumentError: unknown id.
         """
         if self.remote is not None:
@@ -74,8 +87,9 @@ class Primer:
             raise NoModelLoaded()
         tokens, docs = self._doc_prefix(owner, doc_ids)
         room = self._prefix_room()
-        if len(tokens) > room and len(doc_ids) == 1 and self.settings.rag_prefix_chunks > 0:
-            return self.cache_chunks(owner, doc_ids[0], progress)
+        chosen, reason = self.planner.auto_mode(len(tokens) if len(tokens) <= room else None)
+        if chosen == "rag" and self.settings.rag_prefix_chunks > 0:
+            return self._cache_each(owner, doc_ids, reason, progress)
         if len(tokens) > room:
             names = ", ".join(d.name for d in docs)
             raise ChatError(f"'{names}' is {len(tokens)} tokens, more than the {room} that fit in the context "
@@ -84,7 +98,18 @@ class Primer:
         result = self._prime(owner, tokens, list(doc_ids))
         return {"doc_id": doc_ids[0] if len(doc_ids) == 1 else None, "doc_ids": list(doc_ids),
                 "tokens": len(tokens), "bytes": result.state_bytes,
-                "seconds": round(time.perf_counter() - start, 4), "tier": result.tier}
+                "seconds": round(time.perf_counter() - start, 4), "tier": result.tier, "reason": reason}
+
+    def _cache_each(self, owner: str, doc_ids: list[str], reason: str,
+                    progress: Callable[[int, int], None] | None) -> dict:
+        """``cache_chunks`` for each document, with the results summed (``chunks`` and ``computed`` too)."""
+        total: dict = {"doc_id": doc_ids[0] if len(doc_ids) == 1 else None, "doc_ids": list(doc_ids),
+                       "tier": "chunks", "reason": reason}
+        for doc_id in doc_ids:
+            done = self.cache_chunks(owner, doc_id, progress)
+            for key in ("tokens", "bytes", "seconds", "chunks", "computed"):
+                total[key] = round(total.get(key, 0) + done[key], 4)
+        return total
 
     def cache_chunks(self, owner: str, doc_id: str, progress: Callable[[int, int], None] | None = None) -> dict:
         """Save the KV state of each chunk's RAG prefix (the instructions and that chunk, as a RAG
@@ -188,7 +213,8 @@ class Primer:
 
         The target is the session's snapshot when it starts with the selected documents' prefix,
         else that prefix (restored from RAM or disk, or prefilled and saved, preemptibly). In
-        ``rag`` mode, or when the documents do not fit, the prefix is the instructions alone.
+        ``rag`` mode, when the documents do not fit, or when ``auto`` would retrieve, the prefix is
+        the instructions alone.
 
         Args:
             owner: the user.
@@ -209,7 +235,8 @@ class Primer:
         ids = list(doc_ids) if mode != "rag" else []
         instructions = self.sessions.get(owner, session_id).system_prompt if session_id else ""
         tokens, _ = self._doc_prefix(owner, ids, instructions)
-        if len(tokens) > self._prefix_room():
+        fits = len(tokens) <= self._prefix_room()
+        if ids and (not fits or (mode == "auto" and self.planner.auto_mode(len(tokens))[0] == "rag")):
             ids = []
             tokens, _ = self._doc_prefix(owner, ids, instructions)
         snap = self.snapshots.get(owner, session_id, fingerprint(self.engine)) if session_id else None

@@ -22,10 +22,19 @@ from backend.chat.sessions import SessionStore
 from backend.chat.thinking import ThinkSplitter
 from backend.chat.turn_input import TurnInput, compose
 from backend.config import Settings
-from backend.documents import DocumentService
+from backend.documents import DocumentError, DocumentService
+from backend.grounding import Attribution, Grounder
 from backend.inference import Engine, Job, NoModelLoaded, RemoteEngine, Sampling, StreamStats
-from backend.kvcache import (KVCacheStore, Prefetcher, PrefixMiss, PrefixResult, SessionSnapshots, Snapshot, fingerprint,
-                             restore_prefix)
+from backend.kvcache import (
+    KVCacheStore,
+    Prefetcher,
+    PrefixMiss,
+    PrefixResult,
+    SessionSnapshots,
+    Snapshot,
+    fingerprint,
+    restore_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +89,22 @@ class TurnJob(Job):
         return (self.started_at or self.submitted_at) - self.submitted_at
 
 
+def grounding_fields(turn: Turn, attribution: Attribution | None) -> dict:
+    """What an answer carries about its sources, in the ``sources`` and ``done`` events and the saved message.
+
+    Returns:
+        ``{"sources", "grounding", "grounding_note", "closest", "retrieved"}``: the cited passages (``Source``
+        dicts: doc_id, name, page, section, part, start, end, quote, score, ocr), the verdict (``supported``,
+        ``partial``, ``not_found``; None when no document was selected), why an answer is ``not_found``
+        (one sentence, else ""), the passage closest to the question when nothing supports the answer (or
+        None), and the chunks a RAG turn read (``Hit`` dicts).
+    """
+    data = attribution.to_dict() if attribution else {}
+    return {"sources": data.get("sources", []), "grounding": data.get("grounding"),
+            "grounding_note": data.get("note", ""), "closest": data.get("closest"),
+            "retrieved": [asdict(h) for h in turn.plan.retrieved]}
+
+
 class ChatService:
     """Runs chat turns.
 
@@ -89,14 +114,15 @@ class ChatService:
         snapshots: each session's context after its last answer (restored, then retaken, per turn).
         prefetcher: the prefetch a turn preempts when it comes from another session (``Primer``); its
             batch scheduler runs the turns.
+        grounder: finds the passages that support each answer, and its verdict.
         remote: an OpenAI-compatible server that answers instead of ``engine`` (None: local).
         memory: long-term memory; every question is indexed in it (None: off).
     """
 
     def __init__(self, settings: Settings, engine: Engine, kv_store: KVCacheStore, sessions: SessionStore,
                  documents: DocumentService, snapshots: SessionSnapshots, prefetcher: Prefetcher,
-                 remote: RemoteEngine | None = None, memory: MemoryIndex | None = None):
-        self.settings, self.memory = settings, memory
+                 grounder: Grounder, remote: RemoteEngine | None = None, memory: MemoryIndex | None = None):
+        self.settings, self.memory, self.grounder = settings, memory, grounder
         self.scheduler = prefetcher.scheduler
         self.engine, self.kv_store, self.sessions = engine, kv_store, sessions
         self.documents, self.remote = documents, remote
@@ -192,7 +218,8 @@ class ChatService:
         Yields:
             ``queued`` (``data["place"]``: its place in line while every sequence is busy, 1 = next),
             ``thinking`` (text inside ``<think>…</think>``) and ``token`` (answer text) events,
-            then ``sources``, ``metrics`` and ``done`` (its text is the answer without thinking).
+            then ``sources`` (the answer's sources and grounding verdict, found after its last token),
+            ``metrics`` and ``done`` (its text is the answer without thinking).
 
         Raises:
             EngineError: llama.cpp failed (e.g. the model was unloaded meanwhile).
@@ -213,15 +240,13 @@ class ChatService:
                 elif kind == "error":
                     raise payload
                 else:
-                    answer, metrics = payload
+                    answer, metrics, grounded = payload
                     break
         finally:
             stop.set()
-        sources = [asdict(h) for h in turn.plan.sources]
-        yield TurnEvent("sources", data={"sources": sources})
+        yield TurnEvent("sources", data=grounded)
         yield TurnEvent("metrics", data=metrics)
-        yield TurnEvent("done", answer, data={"metrics": metrics, "sources": sources,
-                                              "web_sources": turn.extra.web_sources})
+        yield TurnEvent("done", answer, data={"metrics": metrics, **grounded, "web_sources": turn.extra.web_sources})
 
     def _generate(self, turn: Turn, events: queue.Queue, stop: threading.Event) -> None:
         """Worker of ``run_turn``: submits the turn (locally to the batch scheduler, which snapshots the
@@ -243,7 +268,7 @@ class ChatService:
             prefix = (got.result or PrefixResult("miss", len(got.tokens))) if isinstance(got, PrefixMiss) else got
             self._finish(turn, prefix or PrefixResult("miss", 0), stats, start, answer, events, stop.is_set(),
                          engine.n_ctx, job.queue_s, job.first_place)
-        except Exception as exc:  # handed to the reader, which raises it in the request's thread
+        except Exception as exc:  # noqa: BLE001 (handed to the reader, which raises it in the request's thread)
             log.warning("chat turn failed: %s", exc)
             events.put(("error", exc))
         finally:
@@ -298,13 +323,26 @@ class ChatService:
 
     def _finish(self, turn: Turn, prefix: PrefixResult, stats: StreamStats, start: float, answer: str,
                 events: queue.Queue, stopped: bool, n_ctx: int, queue_s: float = 0.0, queue_place: int = 0) -> None:
-        """Record the metrics, persist the answer and hand both to the reader."""
+        """Find the answer's sources, record the metrics, persist the answer and hand it to the reader."""
         metrics = turn_metrics(turn.plan, turn.sampling.max_tokens, n_ctx, prefix, stats, start, stopped=stopped,
                                queue_s=queue_s, queue_place=queue_place)
+        attribution = self._attribute(turn, answer)
         metrics.update(web_results=len(turn.extra.web_sources), web_note=turn.extra.web_note,
-                       memories=turn.extra.memories)
-        self._persist(turn, answer, metrics)
-        events.put(("end", (answer, metrics)))
+                       memories=turn.extra.memories, grounding=attribution.grounding if attribution else None,
+                       attribution_s=round(attribution.seconds, 4) if attribution else 0.0)
+        grounded = grounding_fields(turn, attribution)
+        self._persist(turn, answer, metrics, grounded)
+        events.put(("end", (answer, metrics, grounded)))
+
+    def _attribute(self, turn: Turn, answer: str) -> Attribution | None:
+        """The answer's sources among the selected documents (None: no documents, or one vanished meanwhile)."""
+        if not turn.plan.doc_ids:
+            return None
+        try:
+            return self.grounder.attribute(turn.owner, turn.plan.doc_ids, turn.message, answer)
+        except DocumentError as exc:
+            log.info("no sources for an answer: %s", exc)
+            return None
 
     def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
                     sampling: Sampling | None = None, mode: str = "auto",
@@ -314,10 +352,11 @@ class ChatService:
         yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling, mode, thinking,
                                                    web, remember))
 
-    def _persist(self, turn: Turn, answer: str, metrics: dict) -> None:
-        """Append the user message (as shown, and as sent) and the (possibly partial) answer to the session."""
-        assistant = {"role": "assistant", "content": answer, "metrics": metrics,
-                     "sources": [asdict(h) for h in turn.plan.sources], "web_sources": turn.extra.web_sources}
+    def _persist(self, turn: Turn, answer: str, metrics: dict, grounded: dict) -> None:
+        """Append the user message (as shown, and as sent) and the (possibly partial) answer, with its sources
+        and verdict, to the session."""
+        assistant = {"role": "assistant", "content": answer, "metrics": metrics, **grounded,
+                     "web_sources": turn.extra.web_sources}
         if metrics["stop_reason"] == "stopped":
             assistant["stopped"] = True
         user = {"role": "user", "content": turn.message}

@@ -4,6 +4,7 @@ time, and the thinking switch. None of it enters the cached prefix, so the prefi
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -29,6 +30,23 @@ class TurnInput:
     memories: int = 0
 
 
+# Questions whose answer depends on the present date or time: what ``turn_datetime="auto"`` dates.
+_ABOUT_TIME = re.compile(
+    r"\b(?:today|today's|tonight|now|nowadays|currently|current|presently|at present|yesterday|tomorrow|"
+    r"(?:this|next|last|coming|past) (?:week|weekend|month|year|quarter)|ago|so far|to date|as of|"
+    r"(?:what|which) (?:day|date|time|year|month)(?: is it| it is)?|how (?:old|long ago|many (?:days|weeks|months|years) "
+    r"(?:ago|since|until|left|from now))|since when|still|anymore|latest|upcoming|"
+    r"(?:19|20)\d\d|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]* \d{1,2}\b|\d{1,2}(?:st|nd|rd|th)? "
+    r"(?:of )?(?:january|february|march|april|june|july|august|september|october|november|december))\b",
+    re.IGNORECASE)
+
+
+def asks_about_time(question: str) -> bool:
+    """True when a question depends on the present date or time ("today", "now", "current", "this year",
+    "how long ago", a date): only those get the date line with ``turn_datetime="auto"``."""
+    return bool(_ABOUT_TIME.search(question))
+
+
 def date_line(now: float) -> str:
     """The date and time ``now`` (seconds since the epoch) in local time, bracketed:
     ``[Tuesday, 01 December 2026, 10:00 UTC]``."""
@@ -47,7 +65,7 @@ def compose(settings: Settings, memory: MemoryIndex | None, owner: str, session_
 
     Args:
         settings: ``search_url`` and its limits, ``remember_across_sessions``, ``memory_top_k``,
-            ``turn_datetime``.
+            ``turn_datetime`` (``auto``: the date line only when ``asks_about_time(message)``).
         memory: the long-term memory index (None: off).
         owner / session_id: whose memory, and the session it must not recall from.
         message: the question as typed.
@@ -72,7 +90,7 @@ def compose(settings: Settings, memory: MemoryIndex | None, owner: str, session_
     if memory is not None and (settings.remember_across_sessions if remember is None else remember):
         recalled = memory.recall(owner, session_id, message, settings.memory_top_k)
         text = memory_user_text(text, recalled)
-    if settings.turn_datetime:
+    if settings.turn_datetime == "on" or (settings.turn_datetime == "auto" and asks_about_time(message)):
         text = dated(text, now)
     if switch is not None:
         text = f"{text} {'/think' if switch else '/no_think'}"

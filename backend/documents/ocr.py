@@ -141,3 +141,21 @@ class PageOcr:
                 pdf.close()
         log.info("OCR read %d pages (%d characters)", len(out), sum(len(t) for t in out.values()))
         return out
+
+    def read_image(self, image) -> list[tuple[tuple[float, float, float, float], str]]:
+        """OCR one image and return each text box with where it is (the source viewer marks quotes with it).
+
+        Args:
+            image: a PIL image (any mode).
+
+        Returns:
+            ``[((left, top, right, bottom), text), ...]`` in pixels of ``image``, in RapidOCR's order.
+        """
+        with self._lock:
+            result = self._load()(np.asarray(image.convert("RGB")))
+        texts = list(result.txts or [])
+        if not texts:
+            return []
+        boxes = np.asarray(result.boxes)
+        return [((float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 0].max()), float(b[:, 1].max())), t)
+                for b, t in zip(boxes, texts)]

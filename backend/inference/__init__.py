@@ -10,12 +10,29 @@ from backend.inference.bundled import SMOLLM2, BundledModel, bundled_path, fetch
 from backend.inference.engine import Engine
 from backend.inference.loader import LoadParams, ModelLoadError, default_threads
 from backend.inference.preflight import Preflight, PreflightResult
-from backend.inference.registry import (HOW_TO_GET_A_MODEL, RECOMMENDED_MODELS, ModelDownloadError, ModelInfo, describe,
-                                        download, expectation, list_models, model_identity, pick_model)
+from backend.inference.registry import (
+                                        HOW_TO_GET_A_MODEL,
+                                        RECOMMENDED_MODELS,
+                                        ModelDownloadError,
+                                        ModelInfo,
+                                        describe,
+                                        download,
+                                        expectation,
+                                        list_models,
+                                        model_identity,
+                                        pick_model,
+)
 from backend.inference.remote import RemoteEngine, RemotePrompt
 from backend.inference.run_logs import LEVELS, RunLogs
-from backend.inference.types import (EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats, common_prefix_len,
-                                    open_first_user)
+from backend.inference.types import (
+                                        EngineError,
+                                        Interrupted,
+                                        NoModelLoaded,
+                                        Sampling,
+                                        StreamStats,
+                                        common_prefix_len,
+                                        open_first_user,
+)
 
 __all__ = ["HOW_TO_GET_A_MODEL", "LEVELS", "RECOMMENDED_MODELS", "SMOLLM2", "BundledModel", "Engine", "EngineError",
            "Interrupted", "Job", "LoadParams", "ModelChanged", "ModelDownloadError", "ModelInfo", "ModelLoadError",

@@ -190,7 +190,7 @@ class Scheduler:
                 r = self._running[seq]
                 try:
                     token = r.run.evaluated(len(tokens), outputs.get(seq))
-                except Exception as exc:  # a milestone (saving a prefix) failed: this job only
+                except Exception as exc:  # noqa: BLE001 (a milestone, saving a prefix, failed: this job only)
                     self._fail(seq, exc)
                     continue
                 piece = r.text.feed(token) if token is not None else ""
@@ -267,7 +267,7 @@ class Scheduler:
             engine.claim(seq, job.owner)
             milestones = job.prepare(seq) if job.prepare else {}
             run = SeqRun(engine, seq, job.tokens, job.sampling, job.stats, milestones)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (whatever prepare raised goes to this job's reader, not the loop)
             job.events.put(("error", exc))
             return
         self._running[seq] = _Running(job, run, TokenText(engine))
@@ -283,7 +283,7 @@ class Scheduler:
         try:
             if r.job.finish:
                 r.job.finish(seq)
-        except Exception as exc:  # the answer stands; only what finish keeps is lost
+        except Exception as exc:  # noqa: BLE001 (the answer stands; only what finish keeps is lost)
             log.warning("finishing a job on sequence %d failed: %s", seq, exc)
         r.job.events.put(("end", None))
 

@@ -238,6 +238,11 @@ class Engine(Sequences):
         return "enable_thinking" in (self._require().metadata.get("tokenizer.chat_template") or "")
 
     @property
+    def n_params(self) -> int:
+        """Parameter count of the loaded model (``llama_model_n_params``)."""
+        return int(llama_cpp.llama_model_n_params(self._require().model))
+
+    @property
     def metadata(self) -> dict:
         """The loaded GGUF's metadata key/values (strings, as llama.cpp reports them)."""
         return dict(self._require().metadata)
@@ -288,5 +293,5 @@ class Engine(Sequences):
                         n_layers=n_layers, offloaded_layers=offloaded, n_threads=self.params.n_threads,
                         n_threads_batch=self.params.n_threads_batch, use_extra_bufts=self.params.use_extra_bufts,
                         preflight=self._preflight_note(),
-                        parameters=int(llama_cpp.llama_model_n_params(self.llm.model)))
+                        parameters=self.n_params)
         return info

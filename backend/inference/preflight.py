@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import llama_cpp
 
@@ -93,7 +94,7 @@ class Preflight:
         self.timeout_s = timeout_s
 
     # One memo and one lock for the process: a result holds for any Preflight with the same key.
-    _memo: dict[str, PreflightResult] = {}
+    _memo: ClassVar[dict[str, PreflightResult]] = {}
     _lock = threading.Lock()
 
     def _key(self, path: Path, params: LoadParams) -> str:

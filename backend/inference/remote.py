@@ -71,7 +71,7 @@ class RemoteEngine:
         self.http.close()
 
     # tokens ------------------------------------------------------------------------------
-    @functools.lru_cache(maxsize=256)  # one client per app; the same documents are counted every turn
+    @functools.lru_cache(maxsize=256)  # noqa: B019 (one client per app, alive as long as it; documents recount every turn)
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` by the server's tokenizer, or ``len(bytes) // 3 + 1`` when it has none."""
         dialects = [self._tokenize_dialect] if self._tokenize_dialect else ["extras", "llama-server", "vllm", "none"]

@@ -34,7 +34,7 @@ class SeqSampler:
 
     def __init__(self, sampling: Sampling, n_vocab: int = 0, eog_tokens: list[int] | tuple[int, ...] = ()):
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        add = lambda s: llama_cpp.llama_sampler_chain_add(chain, s)  # noqa: E731
+        add = lambda s: llama_cpp.llama_sampler_chain_add(chain, s)
         if sampling.ignore_eos and eog_tokens:
             bias = (llama_cpp.llama_logit_bias * len(eog_tokens))(
                 *(llama_cpp.llama_logit_bias(t, float("-inf")) for t in eog_tokens))

@@ -9,13 +9,31 @@ from __future__ import annotations
 import codecs
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from backend.inference.sampling import SeqSampler
 from backend.inference.types import EngineError, Sampling, StreamStats, common_prefix_len
 
-if TYPE_CHECKING:
-    from backend.inference.engine import Engine
+
+class SequenceHost(Protocol):
+    """What a sequence needs of the engine that holds it (``Engine`` is one); declared here so that this
+    module, which ``engine.py`` builds on, imports nothing above it."""
+
+    llm: Any  # the loaded llama_cpp.Llama
+    ctx: Any  # its llama_context pointer
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    def context_tokens(self, seq: int) -> list[int]: ...
+
+    def truncate(self, seq: int, keep: int) -> int: ...
+
+    def eog_tokens(self) -> tuple[int, ...]: ...
+
+    def is_eog(self, token: int) -> bool: ...
+
+    def token_bytes(self, token: int) -> bytes: ...
 
 
 class SeqRun:
@@ -38,7 +56,7 @@ class SeqRun:
         EngineError: the prompt does not fit the sequence's context window (``n_ctx``).
     """
 
-    def __init__(self, engine: Engine, seq: int, tokens: list[int], sampling: Sampling | None, stats: StreamStats,
+    def __init__(self, engine: SequenceHost, seq: int, tokens: list[int], sampling: Sampling | None, stats: StreamStats,
                  milestones: dict[int, Callable[[], None]] | None = None):
         n_ctx = engine.n_ctx
         if len(tokens) + (1 if sampling else 0) > n_ctx:
@@ -136,7 +154,7 @@ class TokenText:
         engine: the loaded engine (its vocab-only twin detokenizes without the lock).
     """
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: SequenceHost):
         self.engine = engine
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 

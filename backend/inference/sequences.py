@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections.abc import Callable, Iterator
+from typing import Self
 
 import llama_cpp
 
@@ -47,7 +48,7 @@ class EngineLock:
         """Give the lock back."""
         self._lock.release()
 
-    def __enter__(self) -> EngineLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

@@ -4,11 +4,17 @@ prefetch, and the per-user catalog. Imports ``inference`` and ``documents`` (nam
 """
 
 from backend.kvcache.catalog import CacheCatalog, CacheInfo, CacheNotFound
-from backend.kvcache.fingerprint import (KV_TYPE_BYTES, entry_key, fingerprint, kv_bytes_per_token,
-                                         tokens_sha256)
+from backend.kvcache.fingerprint import KV_TYPE_BYTES, entry_key, fingerprint, kv_bytes_per_token, tokens_sha256
 from backend.kvcache.prefetch import Prefetcher, PrefetchJob
-from backend.kvcache.prefix import (PrefixMiss, PrefixResult, ensure_prefix, prime, restore_prefix, saved_prefix,
-                                    to_prime)
+from backend.kvcache.prefix import (
+                                         PrefixMiss,
+                                         PrefixResult,
+                                         ensure_prefix,
+                                         prime,
+                                         restore_prefix,
+                                         saved_prefix,
+                                         to_prime,
+)
 from backend.kvcache.ram_tier import RamTier
 from backend.kvcache.snapshots import SessionSnapshots, Snapshot, Splice
 from backend.kvcache.store import CacheEntry, KVCacheStore

@@ -102,7 +102,7 @@ class Prefetcher:
             got = found[0] if found else None
             job.result = got.result if isinstance(got, PrefixMiss) else got
             job.outcome = "busy" if kind == "busy" else "done" if job.result is not None else "preempted"
-        except Exception as exc:  # a failed prefetch costs nothing; the question does the work
+        except Exception as exc:  # noqa: BLE001 (a failed prefetch costs nothing; the question does the work)
             log.warning("prefetch failed: %s", exc)
             job.outcome = "failed"
         finally:

@@ -234,9 +234,9 @@ def _restore_shorter_set(engine: Engine, store: KVCacheStore, fp: dict, tokens: 
     best = None
     for e in store.entries():
         n = len(e.doc_ids)
-        if e.fingerprint == fp and e.owner == owner and 0 < n < len(doc_ids) and e.parts == parts[:n]:
-            if best is None or n > len(best.doc_ids):
-                best = e
+        if (e.fingerprint == fp and e.owner == owner and 0 < n < len(doc_ids) and e.parts == parts[:n]
+                and (best is None or n > len(best.doc_ids))):
+            best = e
     if best is None:
         return 0
     shorter = store.tokens(best.key)

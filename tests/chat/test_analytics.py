@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from conftest import TESTDATA, make_settings
 
 from backend.chat.analytics import answer_points, since_for, totals
 from backend.services import build_services
 
 
+@pytest.mark.slow
 def test_points_follow_the_saved_answers_and_filter_by_chat_time_and_owner(tmp_path, tiny_model, embedder):
     services = build_services(make_settings(tmp_path / "data", tiny_model), embedder=embedder)
     try:

@@ -40,7 +40,7 @@ class ThreadPerCall:
                 box["value"] = next(gen)
             except StopIteration as stop:
                 box["stop"] = stop
-            except Exception as exc:  # surfaces in the test as a failure
+            except Exception as exc:  # noqa: BLE001 (surfaces in the test as a failure)
                 box["error"] = exc
             done.set()
             self.release.wait(60)
@@ -59,6 +59,7 @@ class ThreadPerCall:
             thread.join(5)
 
 
+@pytest.mark.slow
 def test_turn_resumed_on_different_threads_releases_the_lock(services):
     doc, _ = services.documents.upload("local", TESTDATA / "pdf" / "pypdf_crazyones.pdf")
     sid = services.sessions.create("local")
@@ -75,6 +76,7 @@ def test_turn_resumed_on_different_threads_releases_the_lock(services):
     services.engine.unload()  # used to hang here when the lock was held across yields
 
 
+@pytest.mark.slow
 def test_closing_a_turn_early_keeps_the_partial_answer_and_frees_the_engine(services):
     sid = services.sessions.create("local")
     gen = services.chat.stream_turn("local", sid, "Tell me a long story.", [])
@@ -97,6 +99,7 @@ def test_closing_a_turn_early_keeps_the_partial_answer_and_frees_the_engine(serv
     assert events[-1].kind == "done" and events[-1].data["metrics"]["history_messages"] == 2
 
 
+@pytest.mark.slow
 def test_a_model_restart_ends_the_answers_in_flight_with_a_clear_sentence(tmp_path, tiny_model, embedder):
     svc = build_services(make_settings(tmp_path / "data", tiny_model, max_tokens=16000, n_seq_max=2),
                          embedder=embedder)

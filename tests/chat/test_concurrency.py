@@ -13,18 +13,20 @@ from conftest import make_settings
 from backend.inference import Sampling
 from backend.services import build_services
 
+pytestmark = pytest.mark.slow  # several real-model answers at once
+
 DOCS = {  # file name -> (document, question, what only this document's answer contains)
-    "vellmora.md": ("# Harbor Lighthouse of Vellmora\n\nThe Harbor Lighthouse of Vellmora was built in 1887 by "
-                    "the engineer Odile Marchetti. The lighthouse is 47 meters tall and its lamp is green.\n",
+    "vellmora.md": (("# Harbor Lighthouse of Vellmora\n\nThe Harbor Lighthouse of Vellmora was built in 1887 by "
+                    "the engineer Odile Marchetti. The lighthouse is 47 meters tall and its lamp is green.\n"),
                     "Who built the Harbor Lighthouse of Vellmora?", "Odile Marchetti"),
-    "mill.md": ("# Kestrel Mill\n\nThe Kestrel Mill was built in 1902 by the miller Ferdinand Albescu. "
-                "Its water wheel is painted red and turns on the river Dunmore.\n",
+    "mill.md": (("# Kestrel Mill\n\nThe Kestrel Mill was built in 1902 by the miller Ferdinand Albescu. "
+                "Its water wheel is painted red and turns on the river Dunmore.\n"),
                 "Who built the Kestrel Mill?", "Ferdinand Albescu"),
-    "observatory.md": ("# Tallis Ridge Observatory\n\nThe Tallis Ridge Observatory was founded in 1931 by the "
-                       "astronomer Margit Sorensby. Its main telescope has a mirror 2 meters wide.\n",
+    "observatory.md": (("# Tallis Ridge Observatory\n\nThe Tallis Ridge Observatory was founded in 1931 by the "
+                       "astronomer Margit Sorensby. Its main telescope has a mirror 2 meters wide.\n"),
                        "Who founded the Tallis Ridge Observatory?", "Margit Sorensby"),
-    "bridge.md": ("# Orvane Bridge\n\nThe Orvane Bridge was designed in 1874 by the architect Cassius Delahunt. "
-                  "It has nine stone arches and crosses the river Sell.\n",
+    "bridge.md": (("# Orvane Bridge\n\nThe Orvane Bridge was designed in 1874 by the architect Cassius Delahunt. "
+                  "It has nine stone arches and crosses the river Sell.\n"),
                   "Who designed the Orvane Bridge?", "Cassius Delahunt"),
 }
 GREEDY = Sampling(max_tokens=40, temperature=0.0)

@@ -3,7 +3,10 @@ turn when asked, and forgotten with their session."""
 
 from __future__ import annotations
 
+import pytest
 
+
+@pytest.mark.slow
 def test_questions_are_recalled_across_sessions_and_forgotten_with_their_session(running_app):
     client = running_app.client
     pets, other = client.predict(api_name="/create_session"), client.predict(api_name="/create_session")

@@ -13,6 +13,8 @@ from conftest import make_settings
 from backend.inference import Sampling
 from backend.services import build_services
 
+pytestmark = pytest.mark.slow  # a real model's answers
+
 TOWNS = ["Vellmora", "Ostrand", "Kelvaro", "Prynwick", "Dulmarsh", "Ashcombe", "Tarnholt", "Quillan",
          "Brackmere", "Sorrowby", "Elmstead", "Varrow", "Corvinth", "Halsworth", "Mirebury", "Fenwold"]
 ENGINEERS = ["Odile Marchetti", "Henrik Solvang", "Amara Okonkwo", "Tomasz Wrobel", "Ines Carvalho",
@@ -42,11 +44,11 @@ def settings_for(data_dir: Path, model: Path):
 
 
 def ask(services, question: str, doc_ids: list[str]) -> tuple[str, dict, list]:
-    """One question in a fresh session: the answer, its metrics and its sources."""
+    """One question in a fresh session: the answer, its metrics and the chunks it read."""
     sid = services.sessions.create("local")
     for event in services.chat.stream_turn("local", sid, question, doc_ids, GREEDY):
         if event.kind == "done":
-            return event.text, event.data["metrics"], event.data["sources"]
+            return event.text, event.data["metrics"], event.data["retrieved"]
     raise AssertionError("the turn ended without a done event")
 
 

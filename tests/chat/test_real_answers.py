@@ -13,6 +13,8 @@ from backend.chat import dated
 from backend.inference import Sampling
 from backend.services import build_services
 
+pytestmark = pytest.mark.slow  # a real model's answers
+
 FACTS = """# Harbor Lighthouse of Vellmora
 
 The Harbor Lighthouse of Vellmora was built in 1887 by the engineer Odile Marchetti.
@@ -125,7 +127,7 @@ def test_rag_answer_over_a_document_longer_than_the_context_names_the_fact_and_c
             answer, metrics, sources = ask(services, question, [doc.doc_id])
             assert metrics["mode"] == "rag" and metrics["prefix_chunks"] == 1
             assert fact.lower() in answer.lower(), (question, answer)
-            assert any(fact in s["text"] for s in sources), [s["text"][:80] for s in sources]
+            assert fact in sources[0]["quote"], sources  # the first citation holds the fact
     finally:
         services.close()
 

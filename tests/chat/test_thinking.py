@@ -26,7 +26,7 @@ def stream(text: str, cuts: tuple[int, ...]) -> tuple[str, str]:
     decoder = codecs.getincrementaldecoder("utf-8")()
     bounds = [0, *cuts, len(data)]
     parts = []
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         parts += splitter.feed(decoder.decode(data[a:b]))
     parts += splitter.feed(decoder.decode(b"", final=True)) + splitter.close()
     thinking = "".join(t for kind, t in parts if kind == "thinking")

@@ -77,6 +77,7 @@ def test_router_picks_time_sensitive_questions():
     assert not needs_web("Summarize section 3 of the paper.")
 
 
+@pytest.mark.slow
 def test_a_chat_turn_with_web_results_and_with_a_failing_search(tmp_path, tiny_model, embedder, searx):
     base, _ = searx
     app = launch(make_settings(tmp_path / "data", tiny_model, search_url=f"{base}/search", search_timeout_s=1.0),

@@ -71,6 +71,7 @@ def test_chunks_follow_paragraphs_and_only_long_ones_are_windowed(embedder):
     assert [c.index for c in chunks] == list(range(len(chunks)))
 
 
+@pytest.mark.slow
 def test_service_caps_chunk_size_to_the_model(services, tmp_path):
     row = upload(services, tmp_path, "md_txt/pandoc_MANUAL.md")
     tok = services.embedder.tokenizer
@@ -79,6 +80,7 @@ def test_service_caps_chunk_size_to_the_model(services, tmp_path):
     assert max(len(tok(t)["input_ids"]) for t in texts) <= services.embedder.max_seq_length
 
 
+@pytest.mark.slow
 def test_markdown_sections_reach_search_hits(services, tmp_path):
     row = upload(services, tmp_path, "md_txt/pandoc_MANUAL.md")
     hits = services.documents.search(OWNER, "How do I specify the input and output formats?", [row.doc_id], 5)
@@ -86,6 +88,7 @@ def test_markdown_sections_reach_search_hits(services, tmp_path):
     assert any(h.section.startswith("Description > Specifying formats") for h in hits), [h.section for h in hits]
 
 
+@pytest.mark.slow
 def test_search_with_a_document_filter_never_returns_another_documents_chunk(services, tmp_path):
     crazy = upload(services, tmp_path, "pdf/pypdf_crazyones.pdf")
     latex = upload(services, tmp_path, "pdf/sf_pdflatex-4-pages.pdf")
@@ -130,6 +133,7 @@ def test_fulltext_index_is_updated_incrementally(services, tmp_path):
     assert hits and hits[0].doc_id == latex.doc_id
 
 
+@pytest.mark.slow
 def test_reindex_keeps_the_id_and_rebuilds_chunks(services, tmp_path):
     row = upload(services, tmp_path, "pdf/sf_pdflatex-4-pages.pdf")
     before = services.store.document_chunks(OWNER, row.doc_id)
@@ -142,6 +146,7 @@ def test_reindex_keeps_the_id_and_rebuilds_chunks(services, tmp_path):
     assert services.documents.text(OWNER, row.doc_id).text.startswith("[page 1]")
 
 
+@pytest.mark.slow
 def test_delete_removes_file_rows_and_caches(services, tmp_path):
     row = upload(services, tmp_path, "pdf/pypdf_crazyones.pdf")
     keep = upload(services, tmp_path, "md_txt/pandoc_tables.md")
@@ -155,6 +160,7 @@ def test_delete_removes_file_rows_and_caches(services, tmp_path):
     assert services.documents.search(OWNER, "crazy ones", [], 5)[0].doc_id == keep.doc_id
 
 
+@pytest.mark.slow
 def test_uploads_from_many_threads_at_once_all_index(services, tmp_path):
     # the shared fast tokenizer once mixed up padding between threads (found by benchmarks/load.py)
     import threading
@@ -171,7 +177,7 @@ def test_uploads_from_many_threads_at_once_all_index(services, tmp_path):
         start.wait()
         try:
             services.documents.upload(f"user{path.stem[-1]}", path)
-        except Exception as exc:  # collected: the assertion below names it
+        except Exception as exc:  # noqa: BLE001 (collected: the assertion below names it)
             errors.append(repr(exc))
 
     threads = [threading.Thread(target=upload, args=(p,)) for p in paths]

@@ -14,6 +14,8 @@ from backend.documents import DocumentError, PageOcr, extract, needs_ocr
 from backend.services import build_services
 from benchmarks.ocr import cer, scan_pdf, truth_of
 
+pytestmark = pytest.mark.slow  # OCR of whole pages
+
 CRAZY = TESTDATA / "pdf" / "pypdf_crazyones.pdf"
 
 

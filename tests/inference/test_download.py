@@ -4,6 +4,7 @@ resolve/tree protocol (huggingface_hub is pointed at it with ``endpoint``)."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import threading
@@ -112,7 +113,7 @@ def test_download_resumes_an_interrupted_transfer_and_reports_progress(tmp_path,
     ranges = [r for method, p, r in hub.requests if method == "GET" and "/resolve/" in p]
     assert ranges == ["", f"bytes={step}-", f"bytes={2 * step}-"], "each retry asks only for the missing bytes"
     assert seen[-1] == (len(payload), len(payload))
-    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:])), "progress never goes backwards"
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(seen)), "progress never goes backwards"
 
 
 def test_download_refuses_a_file_larger_than_the_free_disk(tmp_path, model_bytes):

@@ -11,6 +11,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
 
+@pytest.mark.slow
 def test_model_runs_write_llama_cpp_logs_filtered_by_level(running_app):
     client, root = running_app.client, logging.getLogger()
     old_level = root.level

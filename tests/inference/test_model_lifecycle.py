@@ -12,6 +12,7 @@ def ask(client, sid: str, question: str, doc_ids: list[str]) -> dict:
     return client.predict(sid, question, doc_ids, api_name="/chat")["metrics"]
 
 
+@pytest.mark.slow
 def test_restart_keeps_or_resets_caches(running_app):
     client = running_app.client
     doc = client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "", True,
@@ -32,6 +33,7 @@ def test_restart_keeps_or_resets_caches(running_app):
     assert m["cache_tier"] == "miss" and m["reused_tokens"] == 0 and m["prefill_tokens"] == m["prompt_tokens"]
 
 
+@pytest.mark.slow
 def test_failed_load_keeps_the_old_model_serving(running_app, tmp_path, tiny_model):
     client = running_app.client
     sid = client.predict(api_name="/create_session")
@@ -55,6 +57,7 @@ def test_failed_load_keeps_the_old_model_serving(running_app, tmp_path, tiny_mod
         assert ask(client, sid, "Still there?", [])["completion_tokens"] > 0
 
 
+@pytest.mark.slow
 def test_unload_then_load_with_settings(running_app, tiny_model):
     client = running_app.client
     sid = client.predict(api_name="/create_session")

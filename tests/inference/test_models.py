@@ -51,6 +51,7 @@ def test_download_offline_fails_fast_with_one_sentence(tmp_path, monkeypatch, en
     assert not list((tmp_path / "models").glob("*.gguf"))
 
 
+@pytest.mark.slow
 def test_app_starts_without_a_model_and_documents_still_work(tmp_path, embedder):
     app = launch(make_settings(tmp_path / "data", None), embedder)
     try:
@@ -72,6 +73,7 @@ def test_app_starts_without_a_model_and_documents_still_work(tmp_path, embedder)
         stop(app)
 
 
+@pytest.mark.slow
 def test_broken_model_file_leaves_app_running(tmp_path, embedder):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 64)
@@ -94,6 +96,7 @@ def test_unsupported_kv_settings_are_named_in_the_error(tiny_model):
     assert not engine.loaded
 
 
+@pytest.mark.slow
 def test_model_listing_reads_metadata_and_names_bad_files(tmp_path, tiny_model):
     from make_synthetic import write_model
 

@@ -4,6 +4,7 @@ sentence, recorded in the run log, and the app keeps serving with the model it h
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from conftest import launch, make_settings, stop
@@ -12,6 +13,7 @@ from gradio_client.exceptions import AppError
 from backend.inference import LoadParams, Preflight
 
 
+@pytest.mark.slow
 def test_a_model_that_crashes_llama_cpp_is_refused_and_the_app_keeps_serving(tmp_path, tiny_model, crashing_model,
                                                                               embedder):
     app = launch(make_settings(tmp_path / "data", tiny_model, extra_model_dirs=[crashing_model.parent]), embedder)
@@ -60,4 +62,4 @@ def test_smollm2_q4_1_passes_with_or_without_extra_buffer_types(tmp_path, smollm
     if result.use_extra_bufts:
         assert result.message == ""
     else:
-        assert "use_extra_bufts off" in result.message and "amx_int8" in open("/proc/cpuinfo").read()
+        assert "use_extra_bufts off" in result.message and "amx_int8" in Path("/proc/cpuinfo").read_text()

@@ -25,10 +25,10 @@ def free_port() -> int:
 def openai_server(tiny_model, tmp_path):
     """``python -m llama_cpp.server`` on a free loopback port; yields its /v1 URL."""
     port = free_port()
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_model), "--model_alias",
-                             "tiny", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    with (tmp_path / "server.log").open("w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_model),
+                                 "--model_alias", "tiny", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192"],
+                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -43,9 +43,9 @@ def openai_server(tiny_model, tmp_path):
     yield url, proc
     proc.terminate()
     proc.wait(10)
-    log.close()
 
 
+@pytest.mark.slow
 def test_chat_streams_through_a_remote_openai_server(tmp_path, embedder, openai_server):
     url, proc = openai_server
     app = launch(make_settings(tmp_path / "data", None, remote_base_url=url, remote_model="tiny",

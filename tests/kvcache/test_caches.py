@@ -8,6 +8,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
 
+@pytest.mark.slow
 def test_list_and_delete_caches(running_app):
     client = running_app.client
     doc = client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "", api_name="/upload_document")
@@ -36,6 +37,7 @@ def test_list_and_delete_caches(running_app):
     assert [c["doc_ids"] for c in client.predict(api_name="/list_caches")] == [[doc["doc_id"]]]
 
 
+@pytest.mark.slow
 def test_upload_can_prime_the_cache_at_once(running_app):
     client = running_app.client
     doc = client.predict(handle_file(str(TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf")), "", True,
@@ -47,6 +49,7 @@ def test_upload_can_prime_the_cache_at_once(running_app):
     assert plain["cached"] is False, "priming on upload is off unless asked for (prime_on_upload)"
 
 
+@pytest.mark.slow
 def test_prefetch_endpoint_then_chat_evaluates_only_the_question(running_app):
     client = running_app.client
     doc = client.predict(handle_file(str(TESTDATA / "pdf" / "pypdf_crazyones.pdf")), "", True,

@@ -30,6 +30,7 @@ def in_context(metrics: dict) -> int:
 
 
 @pytest.mark.parametrize("n_seq_max", [1, 2])
+@pytest.mark.slow
 def test_two_sessions_alternating_reuse_their_whole_previous_context(tmp_path, tiny_model, embedder, n_seq_max):
     """With one sequence the sessions take turns in it and restore their snapshots; with two each
     keeps its own sequence, live."""
@@ -81,6 +82,7 @@ def test_snapshot_restore_gives_the_cold_greedy_output(services):
     assert cold_stats.reused_tokens == 0 and warm == cold and warm
 
 
+@pytest.mark.slow
 def test_without_ram_the_session_falls_back_to_the_document_prefix(tmp_path, tiny_model, embedder):
     svc = build_services(make_settings(tmp_path / "data", tiny_model, max_tokens=24, kv_ram_budget_mb=0),
                          embedder=embedder)
@@ -105,6 +107,7 @@ def long_doc(services, tmp_path):
     return services.documents.upload("local", path)[0]
 
 
+@pytest.mark.slow
 def test_prefetch_restores_a_cached_prefix_so_the_question_is_all_that_is_evaluated(services):
     pdf, _ = services.documents.upload("local", TESTDATA / "pdf" / "pypdf_crazyones.pdf")
     services.primer.cache_documents("local", [pdf.doc_id])
@@ -117,6 +120,7 @@ def test_prefetch_restores_a_cached_prefix_so_the_question_is_all_that_is_evalua
     assert m["prefill_tokens"] == m["question_tokens"]
 
 
+@pytest.mark.slow
 def test_a_question_mid_prefetch_for_the_same_session_waits_for_it(services, long_doc):
     sid = services.sessions.create("local")
     job = services.primer.prefetch("local", sid, [long_doc.doc_id])
@@ -127,6 +131,7 @@ def test_a_question_mid_prefetch_for_the_same_session_waits_for_it(services, lon
     assert services.caches.cached("local").get((long_doc.doc_id,)) is not None, "the prefetch saved the prefix"
 
 
+@pytest.mark.slow
 def test_a_question_for_another_session_preempts_the_prefetch(services, long_doc):
     mine, other = services.sessions.create("local"), services.sessions.create("local")
     job = services.primer.prefetch("local", mine, [long_doc.doc_id])
@@ -140,6 +145,7 @@ def test_a_question_for_another_session_preempts_the_prefetch(services, long_doc
     assert services.caches.cached("local").get((long_doc.doc_id,)) is not None
 
 
+@pytest.mark.slow
 def test_priming_in_a_sequence_that_holds_a_chat_saves_the_prefix_alone(services):
     pdf, _ = services.documents.upload("local", TESTDATA / "pdf" / "pypdf_crazyones.pdf")
     ask(services, services.sessions.create("local"), "Who are the crazy ones?", [pdf.doc_id])
