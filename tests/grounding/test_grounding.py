@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from chat.test_real_answers import FACTS
 from conftest import TESTDATA, make_settings
 from pdfgen import write_pdf
 
@@ -14,15 +15,6 @@ from backend.grounding import PassageIndex, SourceViewer, attribute, is_abstenti
 from backend.grounding.viewer import context
 from backend.services import build_services
 from benchmarks.ocr import scan_pdf
-
-FACTS = """# Harbor Lighthouse of Vellmora
-
-The Harbor Lighthouse of Vellmora was built in 1887 by the engineer Odile Marchetti.
-The lighthouse is 47 meters tall and its lamp is green.
-The keeper of the lighthouse is named Tobias Brennick.
-The lighthouse stands on Kestrel Point, an island in the Bay of Orlin.
-Every year on the first of May, the town holds the Lantern Festival at the lighthouse.
-"""
 
 
 def index_of(data: bytes, name: str) -> PassageIndex:
