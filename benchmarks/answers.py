@@ -47,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from squad import OWNER, SQUAD, percentile
+from squad import OWNER, SQUAD, ask, percentile
 
 from backend.chat import compose, frame
 from backend.config import Settings
@@ -116,19 +116,6 @@ def pick(n_articles: int, per_article: int, tuning: bool = False,
             golds = tuple(dict.fromkeys(a["text"] for a in qa["answers"]))
             items.append(Item(qa["question"], golds, context, title))
     return articles, items
-
-
-def ask(svc: Services, question: str, doc_ids: list[str], sampling: Sampling) -> tuple[str, dict, list]:
-    """One question in a fresh session through ChatService: answer, metrics, sources."""
-    sid = svc.sessions.create(OWNER)
-    try:
-        for event in svc.chat.stream_turn(OWNER, sid, question, doc_ids, sampling):
-            if event.kind == "done":
-                return event.text, event.data["metrics"], event.data["sources"]
-    finally:
-        svc.sessions.delete(OWNER, sid)
-        svc.chat.forget_session(OWNER, sid)
-    raise RuntimeError("no done event")
 
 
 def direct_messages(paragraph: str, question: str) -> list[dict[str, str]]:
@@ -218,7 +205,8 @@ def run(args) -> None:
             if mode not in args.modes:
                 continue
             svc.settings.rag_prefix_chunks = 0 if mode == "turn" else args.prefix_chunks
-            answer, metrics, _ = ask(svc, item.question, ids, sampling)
+            done = ask(svc, item.question, ids, sampling)
+            answer, metrics = done["answer"], done["metrics"]
             item.results[mode] = {**scores(answer, item.golds), "ttft": metrics["ttft_s"],
                                   "prompt": metrics["prompt_tokens"], "reused": metrics["reused_tokens"],
                                   "prefill": metrics["prefill_tokens"], "tier": metrics["cache_tier"],

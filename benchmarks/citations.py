@@ -49,13 +49,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from answers import normalize
-from squad import OWNER, SQUAD, percentile
+from squad import OWNER, SQUAD, ask, percentile
 
 from backend.config import Settings
 from backend.documents import Page
 from backend.grounding import PassageIndex, attribute, passages_of
 from backend.inference import Sampling, bundled_path
-from backend.services import Services, build_services
+from backend.services import build_services
 
 MODES = ("auto", "cag", "rag", "oracle")
 _ENTITY = re.compile(r"(?<=\s)([A-Z][^\W\d_]+(?: (?:of |the )?[A-Z][^\W\d_]+)*)\b")
@@ -126,19 +126,6 @@ def build_items(n_articles: int, per_article: int, unanswerable: int, tuning: bo
     return docs, items
 
 
-def ask(svc: Services, question: str, doc_ids: list[str], mode: str, sampling: Sampling) -> dict:
-    """One question in a fresh session: the ``done`` event's text and data."""
-    sid = svc.sessions.create(OWNER)
-    try:
-        for event in svc.chat.stream_turn(OWNER, sid, question, doc_ids, sampling, mode=mode):
-            if event.kind == "done":
-                return {"answer": event.text, **event.data}
-    finally:
-        svc.sessions.delete(OWNER, sid)
-        svc.chat.forget_session(OWNER, sid)
-    raise RuntimeError("no done event")
-
-
 def run(args) -> dict:
     data_dir = Path(tempfile.mkdtemp(prefix="kvc-citations-"))
     settings = Settings(data_dir=data_dir, models_dir=data_dir / "none", model_path=Path(args.model),
@@ -180,9 +167,9 @@ def run(args) -> dict:
             if mode == "oracle":
                 if item.kind != "answerable":
                     continue
-                item.results[mode] = ask(svc, item.question, [paragraph_ids[item.paragraph]], "cag", sampling)
+                item.results[mode] = ask(svc, item.question, [paragraph_ids[item.paragraph]], sampling, "cag")
             else:
-                item.results[mode] = ask(svc, item.question, [doc_ids[item.title]], mode, sampling)
+                item.results[mode] = ask(svc, item.question, [doc_ids[item.title]], sampling, mode)
         if n % 20 == 0:
             print(f"  {n}/{len(items)} questions, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     svc.close()

@@ -25,8 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from answers import scores
-from citations import ask
-from squad import OWNER, SQUAD
+from squad import OWNER, SQUAD, ask
 
 from backend.config import Settings
 from backend.inference import Sampling, bundled_path
@@ -89,7 +88,7 @@ def main() -> int:
                     tokens.append(row.tokens)
                 golds = tuple(dict.fromkeys(a["text"] for a in qa["answers"]))
                 for mode in ("cag", "rag"):
-                    answer = ask(svc, qa["question"], [ids[i]], mode, sampling)["answer"]
+                    answer = ask(svc, qa["question"], [ids[i]], sampling, mode)["answer"]
                     results[mode].append(scores(answer, golds)["contains"])
         n = len(results["cag"])
         row = {"length": length, "doc_tokens": sorted(tokens)[len(tokens) // 2], "n": n,

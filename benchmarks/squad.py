@@ -53,6 +53,24 @@ def questions() -> list[Question]:
             for art in data for p in art["paragraphs"] for qa in p["qas"]]
 
 
+def ask(svc: Services, question: str, doc_ids: list[str], sampling, mode: str = "auto") -> dict:
+    """One question in a fresh session through ``ChatService`` (deleted afterwards): the ``done`` event's
+    text as ``answer`` and its data (metrics, sources, grounding, retrieved...).
+
+    Raises:
+        RuntimeError: the turn ended without a ``done`` event.
+    """
+    sid = svc.sessions.create(OWNER)
+    try:
+        for event in svc.chat.stream_turn(OWNER, sid, question, doc_ids, sampling, mode=mode):
+            if event.kind == "done":
+                return {"answer": event.text, **event.data}
+    finally:
+        svc.sessions.delete(OWNER, sid)
+        svc.chat.forget_session(OWNER, sid)
+    raise RuntimeError("no done event")
+
+
 def services(data_dir: Path | None = None, embedder=None) -> Services:
     """The app's services (no LLM) on a fresh data dir, optionally sharing a loaded embedder."""
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="kvc-bench-"))
