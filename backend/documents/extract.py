@@ -22,7 +22,7 @@ from mdit_py_plugins.front_matter import front_matter_plugin
 from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
 
 from backend.documents.docx_text import docx_blocks
-from backend.documents.ocr import needs_ocr
+from backend.documents.ocr import MAX_UNREADABLE, needs_ocr, unreadable_share
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def extract(data: bytes, filename: str, password: str | None = None,
             ``what`` is ``"Extracting page"``, then ``"OCR page"`` for the pages being OCR'd.
         ocr: reads text from page pixels, called as ``ocr(data, page_numbers, password, progress)``
             (``PageOcr.read_pages``) for the PDF pages whose text layer is missing or unreadable
-            (``needs_ocr``); None leaves such pages as they are.
+            (``needs_ocr``); None leaves missing text layers empty and empties unreadable ones.
 
     Returns:
         The document's pages; OCR'd pages have ``ocr=True``.
@@ -158,6 +158,8 @@ def extract(data: bytes, filename: str, password: str | None = None,
         pages = _pdf_pages(data, filename, password, progress)
         if ocr is not None:
             pages = _ocr_pages(pages, data, filename, password, progress, ocr)
+        else:  # junk (glyph names, private-use glyphs) is never indexed as if it were text
+            pages = [Page(p.number, "", p.section) if unreadable_share(p.text) > MAX_UNREADABLE else p for p in pages]
     elif actual == "docx":
         pages = _docx_pages(data, filename)
     elif expected == "md":
@@ -170,7 +172,8 @@ def extract(data: bytes, filename: str, password: str | None = None,
                                 "if it is a scan, scan it again at a higher resolution and re-upload.")
         if actual == "pdf":
             raise DocumentError(
-                f"'{filename}' has no text layer; it is probably a scanned image, so turn on OCR "
+                f"'{filename}' has no readable text layer; it is probably a scanned image or uses fonts "
+                "without a text map, so turn on OCR "
                 "(KVC_OCR=true) or run OCR on it yourself and upload the result."
             )
         raise DocumentError(f"'{filename}' contains no text to read.")
@@ -194,7 +197,7 @@ def _pdf_pages(data: bytes, filename: str, password: str | None,
         pages = []
         total = len(reader.pages)
         for i, page in enumerate(reader.pages):
-            pages.append(Page(i + 1, _normalize(page.extract_text() or "")))
+            pages.append(Page(i + 1, normalize_text(page.extract_text() or "")))
             if progress:
                 progress(i + 1, total, "Extracting page")
     except DocumentError:
@@ -225,7 +228,7 @@ def _ocr_pages(pages: list[Page], data: bytes, filename: str, password: str | No
         log.warning("OCR failed on %s: %s", filename, exc)
         raise DocumentError(f"'{filename}' has pages without a text layer and OCR could not read them; "
                             "export it again as a PDF and re-upload.") from exc
-    return [Page(p.number, _normalize(texts[p.number]), p.section, ocr=True) if texts.get(p.number, "").strip() else p
+    return [Page(p.number, normalize_text(texts[p.number]), p.section, ocr=True) if texts.get(p.number, "").strip() else p
             for p in pages]
 
 
@@ -251,7 +254,7 @@ def _sections(lines: list[tuple[int | None, str, str]]) -> list[Page]:
     current: list[str] = []
 
     def flush() -> None:
-        text = _normalize("\n".join(current)).strip("\n")
+        text = normalize_text("\n".join(current)).strip("\n")
         if text.strip():
             pages.append(Page(1, text, SECTION_SEP.join(t for _, t in path)))
         current.clear()
@@ -302,9 +305,16 @@ def _decode_text(data: bytes, filename: str) -> str:
     tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
     rank = {enc: i for i, enc in enumerate(PREFERRED_ENCODINGS)}
     best = min(tied, key=lambda m: rank.get(m.encoding, len(rank)))  # min() keeps the first on ties
-    return _normalize(str(best))
+    return normalize_text(str(best))
 
 
-def _normalize(text: str) -> str:
-    """Normalize line endings and drop NULs and a leading BOM."""
+def normalize_text(text: str) -> str:
+    """Normalize line endings and drop NULs and a leading BOM, as every extracted page's text is.
+
+    Args:
+        text: text as a reader returned it.
+
+    Returns:
+        The text with ``\\n`` line endings, no NUL characters and no leading U+FEFF.
+    """
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "").lstrip("\ufeff")

@@ -14,6 +14,7 @@ so paragraph-aligned chunking works on scans too.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -24,10 +25,36 @@ log = logging.getLogger(__name__)
 
 RENDER_SCALE = 2.0  # pypdfium2 renders at 72 dpi x scale: 144 dpi, where CER stopped improving (benchmarks/ocr.py)
 MIN_TEXT_CHARS = 16  # fewer non-space characters than this in a text layer: treat the page as having none
-MAX_UNREADABLE = 0.3  # share of private-use, control or replacement characters that marks a text layer as garbage
+MAX_UNREADABLE = 0.3  # share of unreadable characters that marks a text layer as garbage (benchmarks/unreadable.py)
+# What pypdf (and pdfminer) put out for a font with neither a Unicode map nor standard glyph names: the
+# glyph names themselves ("/g18/g152/g3", "/G43", "/uni0041", "/one.oldstyle/six.oldstyle") or CID
+# numbers ("(cid:45)"). A name with a digit, a run of two or more names, or a CID; never the middle of
+# a path or URL ("http://x.org/a/b2", "I/O"), whose slash follows a letter, digit, colon, dot or slash.
+GLYPH_NAMES = re.compile(r"(?<![\w:/.])(?:(?:/[A-Za-z][\w.+-]*){2,}|/[A-Za-z]{0,5}\d[\w.]*)|\(cid:\d+\)")
 PARAGRAPH_GAP = 0.9  # a vertical gap over this many line heights ends a paragraph
 
 OcrProgress = Callable[[int, int], None]
+
+
+def unreadable_share(text: str) -> float:
+    """The share of a text layer's non-space characters that are not readable text.
+
+    Unreadable are private-use glyphs, control characters, unassigned code points and U+FFFD, and
+    the characters of glyph names and CID numbers (``GLYPH_NAMES``) that a font without a Unicode map
+    extracts as.
+
+    Args:
+        text: a page's extracted text layer.
+
+    Returns:
+        A share in [0, 1]; 0.0 for a text with no non-space characters.
+    """
+    chars = [c for c in text if not c.isspace()]
+    if not chars:
+        return 0.0
+    bad = sum(1 for c in chars if c == "\ufffd" or unicodedata.category(c) in ("Co", "Cc", "Cn", "Cs"))
+    names = sum(len(m.group()) for m in GLYPH_NAMES.finditer(text))  # names hold no spaces
+    return min(1.0, (bad + names) / len(chars))
 
 
 def needs_ocr(text: str) -> bool:
@@ -38,14 +65,13 @@ def needs_ocr(text: str) -> bool:
 
     Returns:
         True when it has fewer than ``MIN_TEXT_CHARS`` non-space characters, or when more than
-        ``MAX_UNREADABLE`` of them are private-use glyphs, control characters or U+FFFD (a font
-        without a Unicode map, which extracts as garbage).
+        ``MAX_UNREADABLE`` of them are unreadable (``unreadable_share``): private-use glyphs,
+        control characters, U+FFFD, glyph names or CID numbers, which a font without a Unicode map
+        extracts as. The threshold is measured by ``benchmarks/unreadable.py`` (docs/benchmarks.md).
     """
-    chars = [c for c in text if not c.isspace()]
-    if len(chars) < MIN_TEXT_CHARS:
+    if sum(1 for c in text if not c.isspace()) < MIN_TEXT_CHARS:
         return True
-    bad = sum(1 for c in chars if c == "\ufffd" or unicodedata.category(c) in ("Co", "Cc", "Cn", "Cs"))
-    return bad / len(chars) > MAX_UNREADABLE
+    return unreadable_share(text) > MAX_UNREADABLE
 
 
 def layout_lines(boxes: np.ndarray, texts: Sequence[str]) -> str:

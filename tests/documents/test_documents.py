@@ -71,9 +71,19 @@ def test_chunks_follow_paragraphs_and_only_long_ones_are_windowed(embedder):
     assert [c.index for c in chunks] == list(range(len(chunks)))
 
 
+@pytest.fixture(scope="module")
+def manual(tmp_path_factory, tiny_model, embedder):
+    """Services with pandoc's 300 KB manual uploaded once for the tests that only read it (embedding it
+    takes most of a minute here)."""
+    tmp_path = tmp_path_factory.mktemp("manual")
+    svc = build_services(make_settings(tmp_path / "data", tiny_model), embedder=embedder)
+    yield svc, upload(svc, tmp_path, "md_txt/pandoc_MANUAL.md")
+    svc.close()
+
+
 @pytest.mark.slow
-def test_service_caps_chunk_size_to_the_model(services, tmp_path):
-    row = upload(services, tmp_path, "md_txt/pandoc_MANUAL.md")
+def test_service_caps_chunk_size_to_the_model(manual):
+    services, row = manual
     tok = services.embedder.tokenizer
     texts = services.store.document_chunks(OWNER, row.doc_id)
     assert len(texts) == row.n_chunks > 100
@@ -81,8 +91,8 @@ def test_service_caps_chunk_size_to_the_model(services, tmp_path):
 
 
 @pytest.mark.slow
-def test_markdown_sections_reach_search_hits(services, tmp_path):
-    row = upload(services, tmp_path, "md_txt/pandoc_MANUAL.md")
+def test_markdown_sections_reach_search_hits(manual):
+    services, row = manual
     hits = services.documents.search(OWNER, "How do I specify the input and output formats?", [row.doc_id], 5)
     assert hits and all(h.doc_id == row.doc_id and h.name == "pandoc_MANUAL.md" for h in hits)
     assert any(h.section.startswith("Description > Specifying formats") for h in hits), [h.section for h in hits]
