@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -178,6 +179,20 @@ def open_refusal(settings: Settings, users: Users) -> str | None:
             f"`python -m backend.auth add-user NAME` (users file {settings.users_path}) or pass --allow-anonymous.")
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (what ``kill``, systemd and container runtimes send) stop the app as Ctrl-C does:
+    Gradio's server closes, then ``main`` closes the services (answers in flight end and are saved, the
+    embedded Redis saves and stops). Python's default for SIGTERM ends the process at once instead,
+    leaving the embedded ``redis-server`` running."""
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the shutdown short
+        log.info("SIGTERM: shutting down")
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the app (blocks until interrupted)."""
     settings = Settings(**parse_args(argv))
@@ -187,15 +202,21 @@ def main(argv: list[str] | None = None) -> int:
         print(refusal, file=sys.stderr)
         return 2
     setup_logging(settings)
-    ensure_default_model(settings)
-    demo = build_app(settings)
-    try:
+    stop_on_sigterm()
+    demo = None
+    try:  # Ctrl-C or SIGTERM: Gradio's launch closes the server and returns
+        ensure_default_model(settings)
+        demo = build_app(settings)
         demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
                     max_file_size=int(settings.max_upload_bytes * 4), theme=gr.themes.Soft(),
                     footer_links=["api"], mcp_server=settings.mcp_server, auth=auth_for(users),
                     auth_message="Sign in to KVCache Chatbot.")
+    except KeyboardInterrupt:
+        log.info("interrupted while starting")
     finally:
-        demo.services.close()
+        if demo is not None:
+            demo.services.close()
+            log.info("stopped cleanly")
     return 0
 
 

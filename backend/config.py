@@ -151,6 +151,8 @@ class Settings(BaseSettings):
         description="External Redis; default: an embedded redis-server under data_dir.",
     )
     session_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="Session lifetime after last use, seconds.")
+    shutdown_grace_s: float = Field(10.0, ge=0, description="On SIGTERM or Ctrl-C, how long answers in flight may "
+                                                            "go on before they are stopped and saved as partial, seconds.")
 
     @field_validator("turn_datetime", mode="before")
     @classmethod

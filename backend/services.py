@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from backend.auth import Users
 from backend.chat import ChatService, MemoryIndex, Primer, SessionStore
@@ -161,7 +163,10 @@ class Services:
         return cleared
 
     def close(self) -> None:
-        """Stop the batch scheduler, free the model, close Redis connections and stop the embedded server."""
+        """Shut down cleanly: answers in flight finish (for up to ``shutdown_grace_s``, then they are
+        stopped and saved as partial), the batch scheduler stops, the model is freed, and the embedded
+        Redis saves and stops."""
+        self.chat.drain(self.settings.shutdown_grace_s)
         self.chat.scheduler.close()
         self.engine.unload()
         if self.chat.remote is not None:
@@ -172,6 +177,13 @@ class Services:
         finally:
             if self.redis_server is not None:
                 self.redis_server.stop()
+
+
+def redis_retry() -> Retry:
+    """How Redis commands ride out an outage: 6 retries with exponential backoff from 0.1 s, capped at
+    1 s (about 3.5 s in all), which covers the embedded server being started again by its watcher
+    (``EmbeddedRedis``); a longer outage ends the command with the store's one-sentence error."""
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), 6)
 
 
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
@@ -193,7 +205,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     if not url:
         server = EmbeddedRedis(settings.path("redis"))
         url = server.start()
-    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
+    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, retry=redis_retry(),
+                                  retry_on_error=[redis.ConnectionError, redis.TimeoutError])
     embedder = embedder or Embedder(settings.embedding_model, settings.embed_batch_size)
     store = Store(settings.path("lancedb"), embedder.dim)
     engine = Engine(Preflight(settings.path("preflight"), settings.preflight_timeout_s))

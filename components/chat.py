@@ -246,23 +246,31 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
                 turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), chosen, mode=mode,
                                                   thinking=switch, web=use_web, remember=bool(recall))
             before = [*history, {"role": "user", "content": text}]
-            thought, answer, shown_at = "", "", 0.0
             yield "", [*before, {"role": "assistant", "content": ""}], session_id
-            for event in services.chat.run_turn(turn):
-                if event.kind in ("token", "thinking"):
-                    if event.kind == "token":
-                        answer += event.text
-                    else:
-                        thought += event.text
-                    if time.monotonic() - shown_at >= repaint_interval(len(answer) + len(thought)):
-                        shown_at = time.monotonic()
-                        yield "", [*before, *thinking_messages(thought, done=bool(answer)),
-                                   {"role": "assistant", "content": answer}], session_id
-                elif event.kind == "queued":
-                    yield "", [*before, {"role": "assistant", "content": place_line(event.data["place"])}], session_id
-                elif event.kind == "done":
-                    yield "", [*before, *thinking_messages(thought, done=True),
-                               *answer_messages(event.text, event.data)], session_id
+            try:
+                yield from stream_answer(services.chat.run_turn(turn), before, session_id)
+            except USER_ERRORS:  # e.g. Redis went away: the question goes back in the box, to send again
+                yield text, history, session_id
+                raise
+
+    def stream_answer(events, before: list, session_id: str):
+        """The chat box's updates as a turn's events arrive: "" for the message box, the history, the session."""
+        thought, answer, shown_at = "", "", 0.0
+        for event in events:
+            if event.kind in ("token", "thinking"):
+                if event.kind == "token":
+                    answer += event.text
+                else:
+                    thought += event.text
+                if time.monotonic() - shown_at >= repaint_interval(len(answer) + len(thought)):
+                    shown_at = time.monotonic()
+                    yield "", [*before, *thinking_messages(thought, done=bool(answer)),
+                               {"role": "assistant", "content": answer}], session_id
+            elif event.kind == "queued":
+                yield "", [*before, {"role": "assistant", "content": place_line(event.data["place"])}], session_id
+            elif event.kind == "done":
+                yield "", [*before, *thinking_messages(thought, done=True),
+                           *answer_messages(event.text, event.data)], session_id
 
     def after_stop(session_id: str | None, request: gr.Request):
         """The stopped answer was saved, marked stopped, by the turn's worker; show it as saved."""

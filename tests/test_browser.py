@@ -167,6 +167,36 @@ def test_two_sessions_switch_and_stop_in_the_browser(tmp_path, tiny_model, embed
         stop(app)
 
 
+def test_a_redis_outage_mid_answer_says_so_and_puts_the_question_back_in_the_box(tmp_path, tiny_model, embedder,
+                                                                                  browser):
+    from backend.redis_server import EmbeddedRedis
+
+    external = EmbeddedRedis(tmp_path / "external-redis")  # REDIS_URL: a server the app does not restart
+    external.start()
+    app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=3000, redis_url=external.url), embedder)
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(app.url)
+        box = page.get_by_placeholder("Ask about your documents…")
+        box.wait_for(timeout=60_000)
+        question = "Will this question survive the outage?"
+        box.fill(question)
+        box.press("Enter")
+        page.locator("button.stop-button").wait_for(state="visible", timeout=30_000)  # the answer is running
+        wait_until(lambda: box.input_value() == "", "the box to clear as the answer starts")
+        external.stop()  # Redis goes away before the answer can be saved
+        page.get_by_text("The session store (Redis) is not reachable").first.wait_for(timeout=60_000)
+        wait_until(lambda: box.input_value() == question, "the question to come back to the box", 30)
+        external.start()  # back: sending it again works, and it is saved
+        box.press("Enter")
+        wait_until(lambda: len(app.services.sessions.list("local")) == 1
+                   and len(app.services.sessions.get("local", app.services.sessions.list("local")[0].session_id)
+                           .messages) == 2, "the resent question to be answered and saved", 60)
+    finally:
+        stop(app)
+        external.stop()
+
+
 def test_two_tabs_stream_at_the_same_time(tmp_path, tiny_model, embedder, browser):
     # ignore_eos: the random-weight model sometimes ends an answer by itself before its Stop is clicked
     app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=16000, n_seq_max=2, ignore_eos=True),

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import gradio
 import httpx
 import pytest
 import yaml
+from apprun import free_port, start_app, stop
 from conftest import ROOT, TESTDATA
 from gradio_client import Client, handle_file
 
@@ -33,12 +31,6 @@ def test_the_readme_is_a_valid_gradio_space_card():
     assert "." in requirements, "the Space installs this project, so pyproject's dependencies apply"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 OAUTH = {"OAUTH_CLIENT_ID": "test-client", "OAUTH_CLIENT_SECRET": "test-secret", "OAUTH_SCOPES": "openid profile",
          "OPENID_PROVIDER_URL": "https://huggingface.co"}  # what a Space with hf_oauth: true sets
 
@@ -46,35 +38,9 @@ OAUTH = {"OAUTH_CLIENT_ID": "test-client", "OAUTH_CLIENT_SECRET": "test-secret",
 def start_like_a_space(cwd: Path, storage: Path, model: Path, **extra: str) -> tuple[subprocess.Popen, str]:
     """``python app.py`` with the variables a Space sets; returns the process and its URL once it serves."""
     port = free_port()
-    env = {**os.environ, "SPACE_ID": "kvc-team/kvcache-chatbot", "SYSTEM": "spaces", "GRADIO_SERVER_NAME": "0.0.0.0",
-           "GRADIO_SERVER_PORT": str(port), "KVC_SPACE_STORAGE_DIR": str(storage), "KVC_MODEL_PATH": str(model),
-           "KVC_AUTO_DOWNLOAD": "false", "KVC_N_THREADS": "1", "HF_HUB_OFFLINE": "1", **extra}
-    for name in ("KVC_DATA_DIR", "KVC_MODELS_DIR", "HF_HOME"):
-        env.pop(name, None)
-    log = open(cwd / "app.log", "w")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=cwd, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the app exited ({proc.returncode}):\n{(cwd / 'app.log').read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise AssertionError("the app did not start listening within 180 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    env = {"SPACE_ID": "kvc-team/kvcache-chatbot", "SYSTEM": "spaces", "GRADIO_SERVER_NAME": "0.0.0.0",
+           "KVC_SPACE_STORAGE_DIR": str(storage), "KVC_MODEL_PATH": str(model), **extra}
+    return start_app(cwd, env, port, unset=("KVC_DATA_DIR", "KVC_MODELS_DIR", "HF_HOME"))  # a Space sets none
 
 
 @pytest.mark.parametrize("storage_attached", [True, False], ids=["with-storage", "no-storage"])

@@ -129,7 +129,9 @@ class ChatService:
         self.planner = Planner(settings, documents, engine, remote)
         self.snapshots, self.prefetcher = snapshots, prefetcher
         self._turns: Counter[str] = Counter()  # session id -> its turns running or waiting for a sequence
+        self._stops: set[threading.Event] = set()  # the stop flags of those turns (``drain`` sets them)
         self._turns_lock = threading.Lock()
+        self._closing = False  # ``drain`` began: new turns are refused
         self.clock: Callable[[], float] = time.time  # the date line's time (``turn_datetime``), seconds since the epoch
 
     @property
@@ -141,11 +143,38 @@ class ChatService:
         """True while a turn of this session is running or waiting (its answer is not saved yet)."""
         return self._turns[session_id] > 0
 
-    def _count_turn(self, session_id: str, delta: int) -> None:
+    def _count_turn(self, session_id: str, stop: threading.Event, delta: int) -> None:
         with self._turns_lock:
             self._turns[session_id] += delta
             if self._turns[session_id] <= 0:
                 del self._turns[session_id]
+            (self._stops.add if delta > 0 else self._stops.discard)(stop)
+
+    def drain(self, grace_s: float, settle_s: float = 10.0) -> int:
+        """Shut turns down for a clean stop: refuse new ones, let running answers finish for up to
+        ``grace_s`` seconds, then stop the rest, which are saved as stopped (partial) answers.
+
+        Args:
+            grace_s: how long running answers may go on, seconds.
+            settle_s: how long stopped answers get to be saved, seconds.
+
+        Returns:
+            How many answers were stopped.
+        """
+        self._closing = True
+        deadline = time.monotonic() + grace_s
+        while self.queued_turns and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._turns_lock:
+            stops = list(self._stops)
+        for stop in stops:
+            stop.set()
+        deadline = time.monotonic() + settle_s
+        while self.queued_turns and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if stops:
+            log.info("shutting down: %d answers stopped and saved as partial", len(stops))
+        return len(stops)
 
     def default_sampling(self) -> Sampling:
         """Sampling settings from the configuration."""
@@ -179,7 +208,7 @@ class ChatService:
             The planned turn, to pass to ``run_turn``.
 
         Raises:
-            ChatError: empty message or prompt too long.
+            ChatError: empty message, prompt too long, or the app is shutting down.
             SessionNotFound / SessionError: bad session id or Redis unreachable.
             NoModelLoaded: no model.
             DocumentError: an unknown document id.
@@ -187,6 +216,8 @@ class ChatService:
         message = message.strip()
         if not message:
             raise ChatError("The message is empty; type a question first.")
+        if self._closing:
+            raise ChatError("The app is shutting down; send the question again when it is back.")
         sampling = sampling or self.default_sampling()
         if self.settings.ignore_eos:
             sampling = replace(sampling, ignore_eos=True)
@@ -252,7 +283,7 @@ class ChatService:
         """Worker of ``run_turn``: submits the turn (locally to the batch scheduler, which snapshots the
         session's sequence after the answer), relays its text, and persists the answer."""
         plan, stats, engine = turn.plan, StreamStats(), self.engine
-        self._count_turn(turn.session_id, +1)
+        self._count_turn(turn.session_id, stop, +1)
         try:
             if self.remote is not None:  # the server queues and caches on its own
                 start = time.perf_counter()
@@ -272,7 +303,7 @@ class ChatService:
             log.warning("chat turn failed: %s", exc)
             events.put(("error", exc))
         finally:
-            self._count_turn(turn.session_id, -1)
+            self._count_turn(turn.session_id, stop, -1)
 
     def _job(self, turn: Turn, stats: StreamStats, stop: threading.Event) -> TurnJob:
         """The scheduler job of a local turn: its sequence gets the session's snapshot or the cached
