@@ -14,7 +14,7 @@ from redis.retry import Retry
 from backend.auth import Users
 from backend.chat import ChatService, MemoryIndex, Primer, SessionStore
 from backend.config import Settings
-from backend.documents import DocumentService, Embedder, PageOcr, Store
+from backend.documents import DocumentService, Embedder, PageOcr, Recovery, Store
 from backend.grounding import Grounder, SourceViewer
 from backend.inference import (
     Engine,
@@ -59,6 +59,7 @@ class Services:
         model_error: why the start-up model did not load, if it didn't.
         users: the local accounts (sign-in is on when there are any).
         quotas: per-user rate limits and quotas (Redis).
+        recovery: what the start-up check of the documents found and repaired after a crash.
     """
 
     settings: Settings
@@ -79,6 +80,7 @@ class Services:
     model_error: str | None = None
     users: Users | None = None
     quotas: Quotas | None = None
+    recovery: Recovery | None = None
 
     def model_dirs(self) -> list[Path]:
         """The folders a model may be loaded from: ``models_dir``, the bundled model's, ``extra_model_dirs``."""
@@ -222,6 +224,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
                                 overlap_tokens=settings.chunk_overlap_tokens, count_tokens=engine.count_tokens,
                                 drop_derived=drop_derived, ocr=PageOcr() if settings.ocr else None)
     grounder = Grounder(documents)
+    recovery = documents.recover()  # before anything reads the index: sweep what a crash left half-written
     remote = (RemoteEngine(settings.remote_base_url, settings.remote_api_key, settings.remote_model,
                            settings.remote_n_ctx) if settings.remote_base_url else None)
     scheduler = Scheduler(engine, settings.prefill_chunk_tokens)
@@ -235,7 +238,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
                         quotas=Quotas(url, client, QuotaSettings(
                             settings.questions_per_minute, settings.uploads_per_day,
                             int(settings.quota_stored_mb * 2**20), settings.quota_documents,
-                            settings.max_concurrent_turns)))
+                            settings.max_concurrent_turns)), recovery=recovery)
     model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename, bundled_path(settings.models_dir))
     if model is not None and remote is None:  # with a remote server the local model is not needed
         try:

@@ -9,9 +9,10 @@ from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.embeddings import Embedder
 from backend.documents.extract import DocumentError, Extracted, Page, PasswordRequired, extract
 from backend.documents.ocr import PageOcr, needs_ocr, unreadable_share
+from backend.documents.recovery import Recovery
 from backend.documents.service import DocText, DocumentService
 from backend.documents.store import DocumentRow, Hit, Store, sql_quote
 
 __all__ = ["DocText", "DocumentError", "DocumentRow", "DocumentService", "Embedder", "Extracted", "Hit", "Page",
-           "PageOcr", "PasswordRequired", "Store", "chunk_pages", "embedding_text", "extract", "needs_ocr", "sql_quote",
+           "PageOcr", "PasswordRequired", "Recovery", "Store", "chunk_pages", "embedding_text", "extract", "needs_ocr", "sql_quote",
            "title_of", "unreadable_share"]

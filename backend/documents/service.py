@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 import unicodedata
@@ -21,6 +22,7 @@ from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.embeddings import Embedder
 from backend.documents.extract import DocumentError, Extracted, Page, PasswordRequired, extract
 from backend.documents.ocr import PageOcr
+from backend.documents.recovery import Recovery, recover
 from backend.documents.store import DocumentRow, Hit, Store
 
 log = logging.getLogger(__name__)
@@ -200,7 +202,9 @@ class DocumentService:
             progress=lambda done, total: progress(0.25 + 0.65 * done / total, f"Embedding chunk {done}/{total}"),
         )
         folder = self.uploads / doc_id
-        (folder / "pages.json").write_text(json.dumps([asdict(p) for p in extracted.pages]), encoding="utf-8")
+        temp = folder / "pages.json.tmp"  # written whole, then renamed: a crash never leaves half a file
+        temp.write_text(json.dumps([asdict(p) for p in extracted.pages]), encoding="utf-8")
+        os.replace(temp, folder / "pages.json")
         text = self._prompt_text(extracted.pages, extracted.kind)
         tokens = self.count_tokens(text)
         if tokens is None:
@@ -311,3 +315,12 @@ class DocumentService:
         self.store.delete_document(owner, doc_id)
         self.drop_derived(doc_id)
         shutil.rmtree(self.uploads / doc_id, ignore_errors=True)
+
+    def recover(self) -> Recovery:
+        """The start-up check: sweep what a crash left half-written and re-index documents whose chunks
+        are incomplete (``backend.documents.recovery``).
+
+        Returns:
+            What was found and repaired.
+        """
+        return recover(self)

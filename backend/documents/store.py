@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,16 +156,23 @@ class Store:
         self._write(row, chunks, replace=True)
 
     def _write(self, row: DocumentRow, chunks: list[dict], *, replace: bool) -> None:
-        """Write a document row and its chunks (first deleting the old ones when ``replace``)."""
+        """Write a document's chunks, then its row (first deleting the old chunks when ``replace``).
+
+        The row is the commit: each LanceDB write is atomic, and the row goes last, so a crash in
+        between leaves chunks without a row (swept at start) or, when re-indexing, the old row with
+        too few chunks (re-indexed at start; ``backend.documents.recovery``), never a lost document.
+        """
         with self._write_lock:
             if replace:
-                cond = f"owner = {sql_quote(row.owner)} AND doc_id = {sql_quote(row.doc_id)}"
-                self.chunks.delete(cond)
-                self.documents.delete(cond)
+                self.chunks.delete(f"owner = {sql_quote(row.owner)} AND doc_id = {sql_quote(row.doc_id)}")
             if chunks:
                 self.chunks.add(chunks)
                 self._index_text()
-            self.documents.add([row])
+            if replace:
+                self.documents.merge_insert("doc_id").when_matched_update_all().when_not_matched_insert_all(
+                ).execute([row.model_dump()])
+            else:
+                self.documents.add([row])
 
     def list_documents(self, owner: str) -> list[DocumentRow]:
         """All documents of ``owner``, oldest first."""
@@ -185,11 +193,29 @@ class Store:
         return DocumentRow(**{k: rows[0][k] for k in DocumentRow.model_fields}) if rows else None
 
     def delete_document(self, owner: str, doc_id: str) -> None:
-        """Delete a document's row and chunks."""
+        """Delete a document's row, then its chunks (a crash in between leaves chunks that the start-up
+        check sweeps, never a listed document without chunks)."""
         cond = f"owner = {sql_quote(owner)} AND doc_id = {sql_quote(doc_id)}"
         with self._write_lock:
-            self.chunks.delete(cond)
             self.documents.delete(cond)
+            self.chunks.delete(cond)
+
+    def all_documents(self) -> list[DocumentRow]:
+        """Every owner's documents (for the start-up check)."""
+        return [DocumentRow(**{k: r[k] for k in DocumentRow.model_fields})
+                for r in self.documents.search().limit(None).to_list()]
+
+    def chunk_counts(self) -> dict[str, int]:
+        """How many chunk rows each ``doc_id`` has, over every owner."""
+        ids = self.chunks.search().select(["doc_id"]).limit(None).to_arrow().column("doc_id").to_pylist()
+        return dict(Counter(ids))
+
+    def delete_chunks(self, doc_ids: set[str]) -> None:
+        """Delete every chunk of these documents (chunks whose document row is gone)."""
+        if doc_ids:
+            with self._write_lock:
+                self.chunks.delete(f"doc_id IN ({', '.join(sql_quote(d) for d in sorted(doc_ids))})")
+                self._index_text()
 
     def document_chunks(self, owner: str, doc_id: str) -> list[str]:
         """The texts of a document's chunks in order."""

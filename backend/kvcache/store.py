@@ -152,6 +152,24 @@ class KVCacheStore:
         self.budget_bytes = budget_bytes
         self.ram = RamTier(ram_budget_bytes)
         self._lock = threading.Lock()
+        self.swept = self.sweep()
+
+    def sweep(self) -> int:
+        """Delete what a write cut short left behind: temp files, and a payload or sidecar without its
+        other half (a payload is renamed into place before its sidecar). Run at start, before any write.
+
+        Returns:
+            How many files were deleted.
+        """
+        doomed = list(self.folder.glob("*.tmp"))
+        payloads, sidecars = {p.stem for p in self.folder.glob("*.kv")}, {p.stem for p in self.folder.glob("*.json")}
+        doomed += [self.folder / f"{key}.kv" for key in payloads - sidecars]
+        doomed += [self.folder / f"{key}.json" for key in sidecars - payloads]
+        for path in doomed:
+            path.unlink(missing_ok=True)
+        if doomed:
+            log.warning("KV cache folder: deleted %d files a crash left half-written", len(doomed))
+        return len(doomed)
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.folder / f"{key}.kv", self.folder / f"{key}.json"
