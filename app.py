@@ -17,6 +17,7 @@ import gradio as gr
 from backend.auth import Users
 from backend.config import Settings
 from backend.inference import SMOLLM2, ModelDownloadError, bundled_path, download, fetch_bundled, pick_model
+from backend.layout import LayoutError
 from backend.services import Services, build_services
 
 log = logging.getLogger("kvcache_chatbot")
@@ -213,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
                     auth_message="Sign in to KVCache Chatbot.")
     except KeyboardInterrupt:
         log.info("interrupted while starting")
+    except LayoutError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     finally:
         if demo is not None:
             demo.services.close()

@@ -32,6 +32,7 @@ from backend.inference import (
     pick_model,
 )
 from backend.kvcache import CacheCatalog, KVCacheStore, Prefetcher, SessionSnapshots
+from backend.layout import open_layout
 from backend.quotas import Quotas, QuotaSettings
 from backend.redis_server import EmbeddedRedis
 
@@ -200,8 +201,10 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
         reason in ``model_error``; everything else still works.
 
     Raises:
+        LayoutError: the data dir was written by a newer app (nothing in it is changed).
         RuntimeError: the embedded Redis did not start.
     """
+    open_layout(settings.data_dir)  # migrate an older data dir forward, or refuse a newer one, before opening it
     server = None
     url = settings.redis_url
     if not url:

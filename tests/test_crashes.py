@@ -50,7 +50,7 @@ def check(data: Path, tiny_model: Path, embedder, acknowledged: dict[str, str]):
         rows = {row.doc_id: row for row in services.documents.list(OWNER)}
         assert set(acknowledged) <= set(rows), "an acknowledged upload is missing"
         for doc_id, phrase in acknowledged.items():
-            assert Path(rows[doc_id].path).is_file()
+            assert services.documents.file_of(rows[doc_id]).is_file()
             assert phrase in services.documents.text(OWNER, doc_id).text
             assert services.documents.search(OWNER, phrase, [doc_id], 1)[0].doc_id == doc_id
         counts = services.store.chunk_counts()

@@ -159,7 +159,7 @@ class DocumentService:
         """
         row = self.get(owner, doc_id)
         try:
-            data = Path(row.path).read_bytes()
+            data = self.file_of(row).read_bytes()
         except OSError as exc:
             raise DocumentError(f"The file of '{row.name}' is missing; delete it and upload it again.") from exc
         old_pages, lost = None, None
@@ -268,6 +268,11 @@ class DocumentService:
             DocumentError: unknown id or its stored text is gone.
         """
         return self._pages(self.get(owner, doc_id))
+
+    def file_of(self, row: DocumentRow) -> Path:
+        """Where a document's uploaded file is: ``uploads/<doc_id>/<name>`` under this data dir (the row's
+        ``path`` was recorded where the data dir was then, and a data dir may have moved since)."""
+        return self.uploads / row.doc_id / row.name
 
     def _pages(self, row: DocumentRow) -> list[Page]:
         """The stored pages of a known document (``pages.json``)."""

@@ -14,7 +14,6 @@ import difflib
 import re
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
 
 import pypdfium2 as pdfium
 from PIL import Image, ImageDraw
@@ -223,7 +222,7 @@ class SourceViewer:
         if row.kind != "pdf":
             return SourceView(title, None, False, before, quote, after)
         try:
-            image, marked = mark_pdf_page(Path(row.path).read_bytes(), source["page"], quote,
+            image, marked = mark_pdf_page(self.documents.file_of(row).read_bytes(), source["page"], quote,
                                           ocr=self.ocr if pages[part].ocr else None)
         except (PdfiumError, OSError) as exc:  # encrypted or damaged (pdfium), or the file is gone
             note = "The page could not be rendered (" + re.sub(r"\s+", " ", str(exc))[:80] + "); its text is shown."
