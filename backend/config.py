@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     # KV cache and sessions
     kv_disk_budget_mb: float = Field(4096.0, gt=0, description="Disk space for KV cache files, MiB; LRU eviction past it.")
     prime_on_upload: bool = Field(False, description="Cache each uploaded document at once when a model is loaded (a document longer than n_ctx: each chunk's RAG prefix).")
+    disk_reserve_mb: float = Field(256.0, ge=0, description="Free space kept on the data dir's disk: uploads and KV "
+                                                            "caching stop there, so chats can still be saved, MiB.")
     kv_ram_budget_mb: float = Field(2048.0, ge=0, description="Memory for recently used KV states, MiB (0 = off); LRU eviction past it.")
     redis_url: str | None = Field(
         None,

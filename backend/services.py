@@ -14,6 +14,7 @@ from redis.retry import Retry
 from backend.auth import Users
 from backend.chat import ChatService, MemoryIndex, Primer, SessionStore
 from backend.config import Settings
+from backend.disk import low_space_warning
 from backend.documents import DocumentService, Embedder, PageOcr, Recovery, Store
 from backend.grounding import Grounder, SourceViewer
 from backend.inference import (
@@ -165,6 +166,10 @@ class Services:
         log.info("restarted %s (reset=%s, %d cache entries cleared)", path.name, reset, cleared)
         return cleared
 
+    def disk_warning(self) -> str | None:
+        """A sentence when the data dir's disk is nearly full (below twice ``disk_reserve_mb`` free), else None."""
+        return low_space_warning(self.settings.data_dir, int(self.settings.disk_reserve_mb * 2**20))
+
     def close(self) -> None:
         """Shut down cleanly: answers in flight finish (for up to ``shutdown_grace_s``, then they are
         stopped and saved as partial), the batch scheduler stops, the model is freed, and the embedded
@@ -215,8 +220,9 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     embedder = embedder or Embedder(settings.embedding_model, settings.embed_batch_size)
     store = Store(settings.path("lancedb"), embedder.dim)
     engine = Engine(Preflight(settings.path("preflight"), settings.preflight_timeout_s))
+    reserve = int(settings.disk_reserve_mb * 2**20)
     kv_store = KVCacheStore(settings.path("kvcache"), int(settings.kv_disk_budget_mb * 1024 * 1024),
-                            int(settings.kv_ram_budget_mb * 1024 * 1024))
+                            int(settings.kv_ram_budget_mb * 1024 * 1024), reserve)
     sessions = SessionStore(client, settings.session_ttl_s)
     def drop_derived(doc_id: str) -> None:  # a document's text changed or it was deleted: drop what came of it
         kv_store.delete_for_document(doc_id)
@@ -225,7 +231,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     documents = DocumentService(settings.path("uploads"), store, embedder,
                                 max_upload_bytes=settings.max_upload_bytes, chunk_tokens=settings.chunk_tokens,
                                 overlap_tokens=settings.chunk_overlap_tokens, count_tokens=engine.count_tokens,
-                                drop_derived=drop_derived, ocr=PageOcr() if settings.ocr else None)
+                                drop_derived=drop_derived, ocr=PageOcr() if settings.ocr else None,
+                                disk_reserve_bytes=reserve)
     grounder = Grounder(documents)
     recovery = documents.recover()  # before anything reads the index: sweep what a crash left half-written
     remote = (RemoteEngine(settings.remote_base_url, settings.remote_api_key, settings.remote_model,

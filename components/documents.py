@@ -120,6 +120,10 @@ def render(services: Services) -> DocumentsPanel:
                 lines[-1] += (", not cached (no model loaded, or too long: questions will use retrieval)"
                               if not primed else f", cached as {primed['chunks']} RAG chunks"
                               if primed["tier"] == "chunks" else f", cached ({primed['tokens']:,} tokens)")
+        low = services.disk_warning()
+        if low:
+            gr.Warning(low)
+            lines.append(f"⚠ {low}")
         return "\n\n".join(lines), *refresh(services, owner, list(selected or []) + new_ids), None
 
     def cache_selected(selected: list[str], request: gr.Request, progress=gr.Progress()):

@@ -25,7 +25,8 @@ def status(services: Services, owner: str) -> dict:
         ``backend``, ``rss_bytes`` (process resident memory), ``uptime_s``, ``queued_turns`` (chat
         turns running or waiting), ``caches`` (entries, bytes and budget per tier), ``load_seconds``,
         ``loaded_at``, ``cag_limit`` (the longest document prefix auto reads whole, and where that figure
-        comes from), and when loaded ``kv_bytes_per_token`` (bytes per token for each KV dtype).
+        comes from), ``disk_warning`` (a sentence when the data dir's disk is nearly full, else null), and
+        when loaded ``kv_bytes_per_token`` (bytes per token for each KV dtype).
     """
     info = services.engine.status()
     process = psutil.Process()
@@ -36,7 +37,8 @@ def status(services: Services, owner: str) -> dict:
         info["remote"] = remote.status()
     info.update(backend=backend, rss_bytes=process.memory_info().rss,
                 uptime_s=round(time.time() - process.create_time(), 1), queued_turns=services.chat.queued_turns,
-                caches=services.kv_store.usage(), cag_limit=services.chat.planner.cag_limit.describe())
+                caches=services.kv_store.usage(), cag_limit=services.chat.planner.cag_limit.describe(),
+                disk_warning=services.disk_warning())
     if info["loaded"]:
         meta = services.engine.metadata
         info["kv_bytes_per_token"] = {t: kv_bytes_per_token(meta, t, t) for t in KV_TYPE_BYTES}
@@ -99,6 +101,8 @@ def status_markdown(info: dict) -> str:
                 f"{info['cag_limit']} whole, longer ones by retrieval (`KVC_CAG_MAX_TOKENS`)"
                 f"\n- loaded in {info['load_seconds']:.2f} s"
                 f" at {time.strftime('%H:%M:%S', time.localtime(info['loaded_at']))}")
+    if info.get("disk_warning"):
+        head = f"⚠️ **{info['disk_warning']}**\n\n{head}"
     cached = info["cached_documents"]
     lines = [f"- {', '.join(c['names'])}: {c['tokens']:,} tokens, {human_bytes(c['bytes'])}" for c in cached]
     return f"{head}\n{process}\n\n**Cached documents**\n\n" + ("\n".join(lines) if lines else "none yet")

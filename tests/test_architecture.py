@@ -3,7 +3,8 @@
 * ``backend`` never imports gradio;
 * packages import only downwards: ``chat`` -> ``kvcache`` -> ``inference``, ``chat`` -> ``grounding``, and
   ``chat``, ``kvcache`` and ``grounding`` may read ``documents``, which imports no other package;
-* ``config``, ``redis_server``, ``auth``, ``quotas`` and ``layout`` import no package; nothing in ``backend`` imports ``services``;
+* ``config``, ``redis_server``, ``auth``, ``quotas``, ``layout`` and ``disk`` import no package (``documents``
+  and ``kvcache`` may read ``disk``); nothing in ``backend`` imports ``services``;
 * the UI (``components/``, ``app.py``) imports a package's public names, not its inner modules;
 * no module imports itself through a circle of imports (``TYPE_CHECKING`` and function-level ones count).
 """
@@ -20,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BACKEND = ROOT / "backend"
 PACKAGES = ("documents", "inference", "kvcache", "grounding", "chat")
 ALLOWED = {  # package -> the backend parts it may import (besides itself and config)
-    "documents": set(),
+    "documents": {"disk"},
     "inference": set(),
-    "kvcache": {"inference", "documents"},
+    "kvcache": {"inference", "documents", "disk"},
     "grounding": {"documents"},
     "chat": {"kvcache", "inference", "documents", "grounding"},
     "config": set(),
@@ -30,7 +31,8 @@ ALLOWED = {  # package -> the backend parts it may import (besides itself and co
     "auth": set(),
     "quotas": set(),
     "layout": set(),
-    "services": {*PACKAGES, "redis_server", "auth", "quotas", "layout"},
+    "disk": set(),
+    "services": {*PACKAGES, "redis_server", "auth", "quotas", "layout", "disk"},
 }
 
 
@@ -57,8 +59,8 @@ def backend_files() -> list[Path]:
 
 def test_the_layout_has_few_top_level_entries_each_documented():
     entries = sorted(p.name for p in BACKEND.iterdir() if p.name != "__pycache__")
-    assert entries == ["__init__.py", "auth.py", "chat", "config.py", "documents", "grounding", "inference", "kvcache",
-                       "layout.py", "quotas.py", "redis_server.py", "services.py"]
+    assert entries == ["__init__.py", "auth.py", "chat", "config.py", "disk.py", "documents", "grounding", "inference",
+                       "kvcache", "layout.py", "quotas.py", "redis_server.py", "services.py"]
     for package in PACKAGES:
         doc = ast.get_docstring(ast.parse((BACKEND / package / "__init__.py").read_text()))
         assert doc and len(doc) > 80, f"backend/{package}/__init__.py needs a docstring saying what it owns"

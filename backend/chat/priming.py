@@ -155,7 +155,8 @@ class Primer:
             The ``PrefixResult``: ``disk`` when a file existed, else ``miss``.
 
         Raises:
-            EngineError: llama.cpp failed, or the model changed meanwhile.
+            EngineError: llama.cpp failed, or the model changed meanwhile; ``CacheWriteError`` (one of
+                them) when the disk is too full to keep the cache.
         """
         engine = self.engine
         with engine.lock:
@@ -166,7 +167,7 @@ class Primer:
 
         def prepare(seq: int) -> dict:
             found.append(to_prime(engine, self.kv_store, tokens, doc_ids, owner, chunks, seq))
-            return found[0].milestones()
+            return found[0].milestones(required=True)  # caching is the point: a full disk says so
 
         for _ in self.scheduler.submit(Job(owner, tokens, None, prepare)).stream():
             pass

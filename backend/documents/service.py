@@ -6,6 +6,7 @@ Files live under ``data_dir/uploads/<doc_id>/``: the original upload and ``pages
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PureWindowsPath
 
+from backend.disk import free_bytes, full_sentence, is_disk_full
 from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.embeddings import Embedder
 from backend.documents.extract import DocumentError, Extracted, Page, PasswordRequired, extract
@@ -85,11 +87,13 @@ class DocumentService:
         max_upload_bytes: size limit, bytes.
         chunk_tokens / overlap_tokens: chunking window, embedding-model tokens.
         ocr: reads PDF pages that have no usable text layer; None turns OCR off.
+        disk_reserve_bytes: free space an upload must leave on the disk (``backend.disk``), bytes.
     """
 
     def __init__(self, uploads: Path, store: Store, embedder: Embedder, *, max_upload_bytes: int, chunk_tokens: int,
                  overlap_tokens: int, count_tokens: Callable[[str], int | None] = _no_llm,
-                 drop_derived: Callable[[str], object] = _nothing_derived, ocr: PageOcr | None = None):
+                 drop_derived: Callable[[str], object] = _nothing_derived, ocr: PageOcr | None = None,
+                 disk_reserve_bytes: int = 0):
         self.uploads = Path(uploads)
         self.store, self.embedder = store, embedder
         self.count_tokens, self.drop_derived = count_tokens, drop_derived
@@ -97,6 +101,7 @@ class DocumentService:
         self.chunk_tokens = chunk_tokens
         self.overlap_tokens = overlap_tokens
         self.ocr = ocr
+        self.disk_reserve_bytes = disk_reserve_bytes
 
     def upload(self, owner: str, path: Path, filename: str | None = None, password: str | None = None,
                progress: Progress = _noop) -> tuple[DocumentRow, bool]:
@@ -113,7 +118,8 @@ class DocumentService:
             ``(row, created)``; ``created`` is False when a byte-identical file was already there.
 
         Raises:
-            DocumentError: any unreadable input (size, type, encryption, no text...).
+            DocumentError: any unreadable input (size, type, encryption, no text...), or a disk too full
+                to keep it (``disk_reserve_bytes``); nothing of it is left behind.
         """
         path = Path(path)
         name = clean_name(filename or path.name)
@@ -127,14 +133,21 @@ class DocumentService:
         if existing is not None:
             return existing, False
         extracted = self._extract(data, name, password, progress)
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        if free_bytes(self.uploads) < 2 * size + self.disk_reserve_bytes:  # the file and its text, at least
+            raise DocumentError(full_sentence(f"'{name}'", self.uploads.parent))
         doc_id = uuid.uuid4().hex
         folder = self.uploads / doc_id
         folder.mkdir(parents=True, exist_ok=True)
         try:
             (folder / name).write_bytes(data)
             row = self._index(owner, doc_id, name, extracted, sha, size, time.time(), progress, replace=False)
-        except BaseException:
+        except BaseException as exc:  # nothing of a failed upload stays: its chunks (if written) and files go
+            with contextlib.suppress(Exception):  # a failure here is swept at the next start (recovery)
+                self.store.delete_chunks({doc_id})
             shutil.rmtree(folder, ignore_errors=True)
+            if is_disk_full(exc):
+                raise DocumentError(full_sentence(f"'{name}'", self.uploads.parent)) from exc
             raise
         log.info("ingested document %s: %d pages, %d chunks", doc_id, row.pages, row.n_chunks)
         return row, True

@@ -17,9 +17,10 @@ from backend.kvcache.prefix import (
 )
 from backend.kvcache.ram_tier import RamTier
 from backend.kvcache.snapshots import SessionSnapshots, Snapshot, Splice
-from backend.kvcache.store import CacheEntry, KVCacheStore
+from backend.kvcache.store import CacheEntry, CacheWriteError, KVCacheStore
 
-__all__ = ["KV_TYPE_BYTES", "CacheCatalog", "CacheEntry", "CacheInfo", "CacheNotFound", "KVCacheStore", "PrefetchJob",
+__all__ = ["KV_TYPE_BYTES", "CacheCatalog", "CacheEntry", "CacheInfo", "CacheNotFound", "CacheWriteError", "KVCacheStore",
+           "PrefetchJob",
            "Prefetcher", "PrefixMiss", "PrefixResult", "RamTier", "SessionSnapshots", "Snapshot", "Splice", "ensure_prefix",
            "entry_key", "fingerprint", "kv_bytes_per_token", "prime", "restore_prefix", "saved_prefix", "to_prime",
            "tokens_sha256"]

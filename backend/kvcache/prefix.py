@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from backend.inference import Engine, common_prefix_len
 from backend.kvcache.fingerprint import entry_key, fingerprint
-from backend.kvcache.store import KVCacheStore, prefix_parts
+from backend.kvcache.store import CacheWriteError, KVCacheStore, prefix_parts
 
 log = logging.getLogger(__name__)
 
@@ -73,23 +73,36 @@ class PrefixMiss:
         self.started = time.perf_counter()
         self.result: PrefixResult | None = None
 
-    def milestones(self) -> dict:
+    def milestones(self, required: bool = False) -> dict:
         """``SeqRun`` milestones that save this prefix once the sequence holds it (saved at once
-        when it already does). Caller holds ``engine.lock``."""
+        when it already does); ``required`` as for ``save``. Caller holds ``engine.lock``."""
         if self.held >= len(self.tokens):
-            self.save()
+            self.save(required)
             return {}
-        return {len(self.tokens): self.save}
+        return {len(self.tokens): lambda: self.save(required)}
 
-    def save(self) -> PrefixResult:
+    def save(self, required: bool = True) -> PrefixResult:
         """Store the sequence's state, which now holds exactly ``tokens`` (caller holds ``engine.lock``).
+
+        Args:
+            required: raise when the disk is too full to keep it (priming); False keeps the state in
+                the RAM tier only and goes on (a chat turn answers whether or not its prefix is saved).
 
         Returns:
             The ``miss`` result: prefill seconds since this miss was found, tokens evaluated.
+
+        Raises:
+            CacheWriteError: ``required`` and the disk is too full (``KVCacheStore.save``).
         """
         prefill_s = time.perf_counter() - self.started
         state = self.engine.get_state(self.seq)
-        self.store.save(self.key, self.fp, self.tokens, state, self.doc_ids, self.owner, self.chunks)
+        try:
+            self.store.save(self.key, self.fp, self.tokens, state, self.doc_ids, self.owner, self.chunks)
+        except CacheWriteError as exc:
+            if required:
+                raise
+            log.warning("prefix kept in RAM only: %s", exc)
+            self.store.ram.put(self.key, state)
         self.result = PrefixResult("miss", len(self.tokens), restore_s=self.restore_s, prefill_s=prefill_s,
                                    state_bytes=len(state), chained_tokens=self.chained_tokens,
                                    prefilled_tokens=len(self.tokens) - self.held)

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import xxhash
 
+from backend.disk import free_bytes, full_sentence, is_disk_full
+from backend.inference import EngineError
 from backend.kvcache.fingerprint import tokens_sha256
 from backend.kvcache.ram_tier import RamTier
 
@@ -135,6 +137,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+class CacheWriteError(EngineError):
+    """A KV cache could not be saved; ``str(err)`` is one sentence for the user."""
+
+
 class KVCacheStore:
     """Saved KV states: a RAM tier over a disk tier, each with an LRU size budget.
 
@@ -144,12 +150,14 @@ class KVCacheStore:
         folder: ``data_dir/kvcache``.
         budget_bytes: disk budget, payload bytes; least recently used entries go first.
         ram_budget_bytes: RAM budget, payload bytes; 0 keeps nothing in RAM.
+        disk_reserve_bytes: free space a save must leave on the disk (``backend.disk``), bytes.
     """
 
-    def __init__(self, folder: Path, budget_bytes: int, ram_budget_bytes: int = 0):
+    def __init__(self, folder: Path, budget_bytes: int, ram_budget_bytes: int = 0, disk_reserve_bytes: int = 0):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.budget_bytes = budget_bytes
+        self.disk_reserve_bytes = disk_reserve_bytes
         self.ram = RamTier(ram_budget_bytes)
         self._lock = threading.Lock()
         self.swept = self.sweep()
@@ -189,6 +197,10 @@ class KVCacheStore:
 
         Returns:
             The new entry.
+
+        Raises:
+            CacheWriteError: the disk is too full (it would leave less than ``disk_reserve_bytes``, or a
+                write failed for lack of space); nothing of the entry is left on disk.
         """
         now = time.time()
         meta = {
@@ -199,9 +211,17 @@ class KVCacheStore:
             "doc_ids": list(doc_ids), "chunks": list(chunks), "owner": owner, "created_at": now,
         }
         payload, sidecar = self._paths(key)
+        if free_bytes(self.folder) < len(state) + self.disk_reserve_bytes:
+            raise CacheWriteError(full_sentence(f"the KV cache ({len(state) / 2**20:.0f} MiB)", self.folder.parent))
         with self._lock:
-            _atomic_write(payload, state)
-            _atomic_write(sidecar, json.dumps(meta).encode())
+            try:
+                _atomic_write(payload, state)
+                _atomic_write(sidecar, json.dumps(meta).encode())
+            except OSError as exc:  # the payload without its sidecar is never read; drop it too
+                payload.unlink(missing_ok=True)
+                if is_disk_full(exc):
+                    raise CacheWriteError(full_sentence("the KV cache", self.folder.parent)) from exc
+                raise
         self.ram.put(key, state)
         self.evict()
         return self._entry(meta, now)

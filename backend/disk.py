@@ -1,0 +1,56 @@
+"""Free space on the data dir's disk: the reserve that keeps chat history writable, and full-disk errors.
+
+Uploads and KV-cache writes stop at ``disk_reserve_mb`` of free space, so that a filling disk still
+leaves room for what costs little and matters most: chat turns (Redis's append-only file) and the
+document index's small updates. A write that hits a full disk anyway (another program filled it)
+is undone and reported in one sentence.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+FULL_TEXTS = ("No space left on device", "Disk quota exceeded")  # how LanceDB's Rust errors carry ENOSPC
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an exception (or one it was raised from) says the disk or a quota is full."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+            return True
+        if any(text in str(exc) for text in FULL_TEXTS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free to this process on the filesystem that holds ``path`` (which must exist)."""
+    return shutil.disk_usage(path).free
+
+
+def full_sentence(what: str, path: Path) -> str:
+    """The one sentence for a write refused or failed for lack of space.
+
+    Args:
+        what: what was not saved, e.g. "'report.pdf'".
+        path: a folder on the full disk (the data dir's).
+    """
+    return (f"The disk that holds the data dir ({path}) is too full, so {what} was not saved; free some space "
+            "(or delete documents or KV caches) and try again.")
+
+
+def low_space_warning(path: Path, reserve_bytes: int) -> str | None:
+    """A warning when free space is below twice the reserve (uploads and caching stop at the reserve).
+
+    Returns:
+        One sentence, or None while there is room.
+    """
+    free = free_bytes(path)
+    if free >= 2 * reserve_bytes:
+        return None
+    return (f"Disk almost full: {free / 2**20:.0f} MiB free on the data dir's disk; uploads and KV caching stop at "
+            f"{reserve_bytes / 2**20:.0f} MiB (KVC_DISK_RESERVE_MB), chats go on.")
