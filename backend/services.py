@@ -218,7 +218,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, retry=redis_retry(),
                                   retry_on_error=[redis.ConnectionError, redis.TimeoutError])
     embedder = embedder or Embedder(settings.embedding_model, settings.embed_batch_size)
-    store = Store(settings.path("lancedb"), embedder.dim)
+    store = Store(settings.path("lancedb"), embedder.dim, embedder.name)
     engine = Engine(Preflight(settings.path("preflight"), settings.preflight_timeout_s))
     reserve = int(settings.disk_reserve_mb * 2**20)
     kv_store = KVCacheStore(settings.path("kvcache"), int(settings.kv_disk_budget_mb * 1024 * 1024),

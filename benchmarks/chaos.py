@@ -192,7 +192,7 @@ def final_check(data: Path, model: Path) -> tuple[int, int, int]:
     return bad_entries, orphans, wrong
 
 
-SWEEPS = re.compile(r"start-up check of the documents: Recovery\(orphan_chunks=(\d+), reindexed=(\d+), "
+SWEEPS = re.compile(r"start-up check of the documents: Recovery\(orphan_chunks=(\d+), reembedded=\d+, reindexed=(\d+), "
                     r"orphan_folders=(\d+), temp_files=(\d+)|KV cache folder: deleted (\d+) files")
 
 

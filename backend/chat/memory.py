@@ -45,15 +45,25 @@ class MemoryIndex:
 
     Args:
         store: the LanceDB store (its database holds the table).
-        embedder: the embedding model.
+        embedder: the embedding model; a table another model wrote is embedded again with it.
         max_distance: recalled messages must be at most this cosine distance from the question
             (0 = identical, 2 = opposite); farther ones are not relevant enough to repeat.
     """
 
     def __init__(self, store: Store, embedder: Embedder, max_distance: float = 0.8):
         self.embedder, self.max_distance = embedder, max_distance
-        self.table = store.db.create_table("memory", schema=memory_model(embedder.dim), exist_ok=True)
         self._lock = threading.Lock()
+        rows = []
+        if "memory" in store.db.table_names():
+            old = store.db.open_table("memory")
+            if store.model_changed or old.schema.field("vector").type.list_size != embedder.dim:
+                rows = old.search().select(["owner", "session_id", "text", "created_at"]).limit(None).to_list()
+                store.db.drop_table("memory")  # another model's vectors: the texts are embedded again below
+        self.table = store.db.create_table("memory", schema=memory_model(embedder.dim), exist_ok=True)
+        if rows:
+            vectors = embedder.encode([r["text"] for r in rows])
+            self.table.add([{k: r[k] for k in ("owner", "session_id", "text", "created_at")} | {"vector": v}
+                            for r, v in zip(rows, vectors)])
 
     def add(self, owner: str, session_id: str, text: str) -> None:
         """Index one user message."""

@@ -9,6 +9,8 @@ first, so the row is the commit. What a crash can leave behind:
 * an upload folder with no row (an upload that was never acknowledged): deleted, with its file;
 * temp files of an atomic write (``*.tmp``) in an upload folder: deleted.
 
+It also embeds every document again when the embedding model has changed (``Store.stale``).
+
 Acknowledged documents are never deleted here: a row whose file is gone is kept and logged.
 """
 
@@ -29,6 +31,7 @@ class Recovery:
 
     Attributes:
         orphan_chunks: chunk rows deleted because their document had no row.
+        reembedded: documents embedded again because the embedding model changed (not a repair).
         reindexed: documents whose chunks were missing or partial, indexed again from their file.
         orphan_folders: upload folders without a document row, deleted.
         temp_files: leftover ``*.tmp`` files deleted.
@@ -36,6 +39,7 @@ class Recovery:
     """
 
     orphan_chunks: int = 0
+    reembedded: int = 0
     reindexed: int = 0
     orphan_folders: int = 0
     temp_files: int = 0
@@ -59,6 +63,8 @@ def recover(documents) -> Recovery:
     """
     store, uploads = documents.store, documents.uploads
     found = Recovery()
+    if store.stale is not None:  # the embedding model changed: the index is rebuilt before anything reads it
+        found.reembedded = documents.reembed_all()
     rows = {row.doc_id: row for row in store.all_documents()}
     counts = store.chunk_counts()
     orphans = set(counts) - set(rows)

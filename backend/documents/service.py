@@ -201,9 +201,31 @@ class DocumentService:
                        progress=lambda done, total, what: progress(0.2 * done / total, f"{what} {done}/{total}"),
                        ocr=self.ocr.read_pages if self.ocr else None)
 
+    def reembed_all(self, progress: Progress = _noop) -> int:
+        """Embed every document again with this embedding model, after a switch of model: each is
+        re-chunked from its stored pages (no extraction or OCR again) into the store's new chunks table,
+        and the old index is dropped when all are in (``Store.finish_reembedding``). A crash part-way
+        starts it over at the next start, with the old index still there.
+
+        Args:
+            progress: ``progress(fraction, description)``, per document.
+
+        Returns:
+            How many documents were embedded again.
+        """
+        rows = self.store.all_documents()
+        for i, row in enumerate(rows):
+            progress(i / max(1, len(rows)), f"Embedding document {i + 1}/{len(rows)} again: {row.name}")
+            log.info("re-embedding %s (%d/%d)", row.name, i + 1, len(rows))
+            self._index(row.owner, row.doc_id, row.name, Extracted(row.kind, self._pages(row)), row.sha256,
+                        row.size_bytes, row.uploaded_at, _noop, replace=True, tokens=row.tokens)
+        self.store.finish_reembedding()
+        return len(rows)
+
     def _index(self, owner: str, doc_id: str, name: str, extracted: Extracted, sha: str, size: int,
-               uploaded_at: float, progress: Progress, *, replace: bool) -> DocumentRow:
-        """Chunk, embed and store extracted text; write ``pages.json``; return the row."""
+               uploaded_at: float, progress: Progress, *, replace: bool, tokens: int | None = None) -> DocumentRow:
+        """Chunk, embed and store extracted text; write ``pages.json``; return the row (``tokens``: the
+        document's length to record, when known; else counted now)."""
         progress(0.2, f"Chunking {extracted.page_count} page{'s' * (extracted.page_count != 1)}")
         with self.embedder.lock:  # the tokenizer is not safe to share between threads (see Embedder)
             chunks = chunk_pages(extracted.pages, doc_id, self.embedder.tokenizer, self.chunk_tokens,
@@ -219,7 +241,7 @@ class DocumentService:
         temp.write_text(json.dumps([asdict(p) for p in extracted.pages]), encoding="utf-8")
         os.replace(temp, folder / "pages.json")
         text = self._prompt_text(extracted.pages, extracted.kind)
-        tokens = self.count_tokens(text)
+        tokens = tokens if tokens is not None else self.count_tokens(text)
         if tokens is None:
             tokens = sum(c.n_tokens for c in chunks)
         row = DocumentRow(doc_id=doc_id, owner=owner, name=name, kind=extracted.kind, sha256=sha,

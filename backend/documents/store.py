@@ -13,8 +13,11 @@ updated incrementally with ``optimize()`` after each write.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,8 @@ import numpy as np
 from lancedb.pydantic import LanceModel, Vector
 
 log = logging.getLogger(__name__)
+
+EMBEDDER_FILE = "embedder.json"  # in the LanceDB folder: which model, dimension and chunks table the index is
 
 # Hybrid fusion: the vector score's weight (BM25 gets the rest) and how many candidates each method
 # contributes before fusing. Chosen on SQuAD dev (every fifth question, 2,114): weight 0.2-0.4 and
@@ -108,16 +113,74 @@ class Store:
     """The LanceDB database under ``data_dir/lancedb``.
 
     Args:
-        uri: database folder (or any LanceDB URI).
+        uri: database folder.
         dim: embedding dimension of the chunks' ``vector`` column.
+        model: the embedding model's name; an index built with another model (or dimension) is kept as
+            ``stale`` and a new chunks table opened, to be filled by ``DocumentService.reembed_all``.
     """
 
-    def __init__(self, uri: str | Path, dim: int):
+    def __init__(self, uri: str | Path, dim: int, model: str = ""):
         self.db = lancedb.connect(str(uri))
-        self.dim = dim
+        self.uri, self.dim, self.model = Path(uri), dim, model
         self._write_lock = threading.Lock()
         self.documents = self._open("documents", DocumentRow)
-        self.chunks = self._open("chunks", chunk_model(dim))
+        self.stale = None  # the chunks table of another embedding model, kept until every document is re-embedded
+        self.model_changed = False  # the index was built with another embedding model (other tables follow suit)
+        recorded = self._recorded()
+        table = recorded.get("table", "chunks")
+        old_dim = self._dim_of(table)
+        if old_dim in (None, dim) and recorded.get("model", model) == model:
+            self._drop_unfinished(table)
+            self.chunks = self._open(table, chunk_model(dim))
+            if not recorded:
+                self._record(table)
+        else:  # another embedder wrote the index: a new table, filled by ``DocumentService.reembed_all``
+            self.stale, self.model_changed = self.db.open_table(table), True
+            log.warning("the index was built with %s (%s dimensions); documents will be embedded again with %s (%d)",
+                        recorded.get("model", "another model"), old_dim, model or "this model", dim)
+            self.chunks = self._fresh(f"chunks_{dim}_{int(time.time())}")
+        self._migrate_columns()
+
+    def _recorded(self) -> dict:
+        """``embedder.json``: the embedding model, dimension and chunks table the index was built with ({} if none)."""
+        try:
+            return json.loads((self.uri / EMBEDDER_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def _record(self, table: str) -> None:
+        """Write ``embedder.json`` for this model and table (whole, then renamed)."""
+        temp = self.uri / (EMBEDDER_FILE + ".tmp")
+        temp.write_text(json.dumps({"model": self.model, "dim": self.dim, "table": table}), encoding="utf-8")
+        os.replace(temp, self.uri / EMBEDDER_FILE)
+
+    def _dim_of(self, table: str) -> int | None:
+        """The vector width of an existing chunks table, or None when there is no such table."""
+        if table not in self.db.table_names():
+            return None
+        return self.db.open_table(table).schema.field("vector").type.list_size
+
+    def _drop_unfinished(self, live: str) -> None:
+        """Drop the chunks tables of re-embeddings that never finished (every ``chunks_*`` but ``live``)."""
+        for old in self.db.table_names():
+            if old.startswith("chunks_") and old != live:
+                log.info("dropping %s, left by a re-embedding that did not finish", old)
+                self.db.drop_table(old)
+
+    def _fresh(self, name: str):
+        """A new, empty chunks table (after dropping unfinished ones)."""
+        self._drop_unfinished(self._recorded().get("table", "chunks"))
+        return self.db.create_table(name, schema=chunk_model(self.dim))
+
+    def finish_reembedding(self) -> None:
+        """Every document is in the new chunks table: record it as the index and drop the old one."""
+        if self.stale is not None:
+            self._record(self.chunks.name)
+            self.db.drop_table(self.stale.name)
+            self.stale = None
+
+    def _migrate_columns(self) -> None:
+        """Add the columns that tables written by older versions lack."""
         if "section" not in self.chunks.schema.names:  # tables written before chunks had sections
             self.chunks.add_columns({"section": "''"})
         if "ocr" not in self.chunks.schema.names:  # tables written before OCR
