@@ -48,14 +48,19 @@ class EmbeddedRedis:
         folder: where the append-only file, dump and log live.
         start_timeout_s: how long to wait for the server to answer PING, seconds.
         check_interval_s: how often the watcher looks at the server, seconds.
+        appendfsync: when the append-only file is flushed to the disk (Redis's ``appendfsync``):
+            ``everysec`` (a power loss can lose the last second of writes; a crash of the app or of
+            Redis loses none), ``always`` (none, at an fsync per write) or ``no`` (the OS decides).
     """
 
-    def __init__(self, folder: Path, start_timeout_s: float = 10.0, check_interval_s: float = 0.5):
+    def __init__(self, folder: Path, start_timeout_s: float = 10.0, check_interval_s: float = 0.5,
+                 appendfsync: str = "everysec"):
         self.folder = Path(folder).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.socket = self._socket_path()
         self.start_timeout_s = start_timeout_s
         self.check_interval_s = check_interval_s
+        self.appendfsync = appendfsync
         self.process: subprocess.Popen | None = None
         self.reused = False  # serving through a server found running (an earlier run that was killed)
         self.restarts = 0  # how many times the watcher started the server again (tries, counted as they begin)
@@ -112,7 +117,7 @@ class EmbeddedRedis:
         """
         self.socket.unlink(missing_ok=True)
         cmd = [str(redis_binary()), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-               "--dir", str(self.folder), "--appendonly", "yes", "--save", "60 1",
+               "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "60 1",
                "--logfile", str(self.folder / "redis.log"), "--daemonize", "no"]
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.reused = False

@@ -213,7 +213,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     server = None
     url = settings.redis_url
     if not url:
-        server = EmbeddedRedis(settings.path("redis"))
+        server = EmbeddedRedis(settings.path("redis"), appendfsync=settings.redis_appendfsync)
         url = server.start()
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, retry=redis_retry(),
                                   retry_on_error=[redis.ConnectionError, redis.TimeoutError])
