@@ -33,15 +33,19 @@ def projected(tmp_path_factory) -> Embedder:
     return Embedder(str(folder))
 
 
+def uploaded(settings, embedder: Embedder, *files: str) -> list:
+    """Upload test documents with this embedder in a data dir, then close it; returns their rows."""
+    services = build_services(settings, embedder=embedder)
+    try:
+        return [services.documents.upload(OWNER, TESTDATA / name)[0] for name in files]
+    finally:
+        services.close()
+
+
 def test_a_new_embedding_model_embeds_every_document_again(tmp_path, tiny_model, embedder, projected):
     data = tmp_path / "data"
     settings = make_settings(data, tiny_model)
-    services = build_services(settings, embedder=embedder)
-    try:
-        crazy, _ = services.documents.upload(OWNER, TESTDATA / "pdf" / "pypdf_crazyones.pdf")
-        tables, _ = services.documents.upload(OWNER, TESTDATA / "md_txt" / "pandoc_tables.md")
-    finally:
-        services.close()
+    crazy, tables = uploaded(settings, embedder, "pdf/pypdf_crazyones.pdf", "md_txt/pandoc_tables.md")
     assert projected.dim == 256 != embedder.dim
 
     services = build_services(settings, embedder=projected)  # a different model, a different width
@@ -70,11 +74,7 @@ def test_a_new_embedding_model_embeds_every_document_again(tmp_path, tiny_model,
 def test_a_crash_while_embedding_again_keeps_the_old_index(tmp_path, tiny_model, embedder, projected):
     data = tmp_path / "data"
     settings = make_settings(data, tiny_model)
-    services = build_services(settings, embedder=embedder)
-    try:
-        crazy, _ = services.documents.upload(OWNER, TESTDATA / "pdf" / "pypdf_crazyones.pdf")
-    finally:
-        services.close()
+    [crazy] = uploaded(settings, embedder, "pdf/pypdf_crazyones.pdf")
     from backend.documents import Store
 
     half = Store(data / "lancedb", projected.dim, projected.name)  # a re-embedding that starts, then dies
