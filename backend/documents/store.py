@@ -115,8 +115,9 @@ class Store:
     Args:
         uri: database folder.
         dim: embedding dimension of the chunks' ``vector`` column.
-        model: the embedding model's name; an index built with another model (or dimension) is kept as
-            ``stale`` and a new chunks table opened, to be filled by ``DocumentService.reembed_all``.
+        model: the embedding model's name ("" to open the index whatever model built it, e.g. to read it);
+            an index built with another model (or dimension) is kept as ``stale`` and a new chunks table
+            opened, to be filled by ``DocumentService.reembed_all``.
     """
 
     def __init__(self, uri: str | Path, dim: int, model: str = ""):
@@ -129,10 +130,10 @@ class Store:
         recorded = self._recorded()
         table = recorded.get("table", "chunks")
         old_dim = self._dim_of(table)
-        if old_dim in (None, dim) and recorded.get("model", model) == model:
+        if old_dim in (None, dim) and (not model or recorded.get("model") in (None, "", model)):
             self._drop_unfinished(table)
             self.chunks = self._open(table, chunk_model(dim))
-            if not recorded:
+            if model and recorded.get("model") != model:
                 self._record(table)
         else:  # another embedder wrote the index: a new table, filled by ``DocumentService.reembed_all``
             self.stale, self.model_changed = self.db.open_table(table), True
