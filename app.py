@@ -180,18 +180,21 @@ def open_refusal(settings: Settings, users: Users) -> str | None:
             f"`python -m backend.auth add-user NAME` (users file {settings.users_path}) or pass --allow-anonymous.")
 
 
-def stop_on_sigterm() -> None:
-    """Make SIGTERM (what ``kill``, systemd and container runtimes send) stop the app as Ctrl-C does:
-    Gradio's server closes, then ``main`` closes the services (answers in flight end and are saved, the
-    embedded Redis saves and stops). Python's default for SIGTERM ends the process at once instead,
-    leaving the embedded ``redis-server`` running."""
+def stop_on_signals() -> None:
+    """Make SIGTERM (what ``kill``, systemd and container runtimes send) and SIGINT (Ctrl-C) stop the app
+    cleanly: Gradio's server closes, then ``main`` closes the services (answers in flight end and are
+    saved, the embedded Redis saves and stops). Python's default for SIGTERM ends the process at once,
+    leaving the embedded ``redis-server`` running; and a process started with SIGINT ignored (a
+    background job of a script, a worker of some test runners) would otherwise keep ignoring Ctrl-C."""
 
     def interrupt(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the shutdown short
-        log.info("SIGTERM: shutting down")
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        log.info("%s: shutting down", signal.Signals(signum).name)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print(refusal, file=sys.stderr)
         return 2
     setup_logging(settings)
-    stop_on_sigterm()
+    stop_on_signals()
     demo = None
     try:  # Ctrl-C or SIGTERM: Gradio's launch closes the server and returns
         ensure_default_model(settings)
