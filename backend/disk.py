@@ -9,7 +9,9 @@ is undone and reported in one sentence.
 from __future__ import annotations
 
 import errno
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -54,3 +56,18 @@ def low_space_warning(path: Path, reserve_bytes: int) -> str | None:
         return None
     return (f"Disk almost full: {free / 2**20:.0f} MiB free on the data dir's disk; uploads and KV caching stop at "
             f"{reserve_bytes / 2**20:.0f} MiB (KVC_DISK_RESERVE_MB), chats go on.")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file (``*.tmp``) in the same folder, fsync it, and rename it over ``path``:
+    a crash leaves the old file or the new one, never half of one (the temp file is swept at start)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
+
+from backend.disk import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,7 @@ def read_version(data_dir: Path) -> int | None:
 
 def write_version(data_dir: Path, version: int) -> None:
     """Record the layout version (written whole, then renamed)."""
-    path = Path(data_dir) / LAYOUT_FILE
-    temp = path.with_suffix(".json.tmp")
-    temp.write_text(json.dumps({"version": version, "written_by": "kvcache-chatbot"}), encoding="utf-8")
-    os.replace(temp, path)
+    write_atomically(Path(data_dir) / LAYOUT_FILE, json.dumps({"version": version, "written_by": "kvcache-chatbot"}).encode())
 
 
 def _from_0(data_dir: Path) -> None:

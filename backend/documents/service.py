@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 import unicodedata
@@ -19,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PureWindowsPath
 
-from backend.disk import free_bytes, full_sentence, is_disk_full
+from backend.disk import free_bytes, full_sentence, is_disk_full, write_atomically
 from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.embeddings import Embedder
 from backend.documents.extract import DocumentError, Extracted, Page, PasswordRequired, extract
@@ -237,9 +236,7 @@ class DocumentService:
             progress=lambda done, total: progress(0.25 + 0.65 * done / total, f"Embedding chunk {done}/{total}"),
         )
         folder = self.uploads / doc_id
-        temp = folder / "pages.json.tmp"  # written whole, then renamed: a crash never leaves half a file
-        temp.write_text(json.dumps([asdict(p) for p in extracted.pages]), encoding="utf-8")
-        os.replace(temp, folder / "pages.json")
+        write_atomically(folder / "pages.json", json.dumps([asdict(p) for p in extracted.pages]).encode())
         text = self._prompt_text(extracted.pages, extracted.kind)
         tokens = tokens if tokens is not None else self.count_tokens(text)
         if tokens is None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -25,6 +24,8 @@ from pathlib import Path
 import lancedb
 import numpy as np
 from lancedb.pydantic import LanceModel, Vector
+
+from backend.disk import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +152,8 @@ class Store:
 
     def _record(self, table: str) -> None:
         """Write ``embedder.json`` for this model and table (whole, then renamed)."""
-        temp = self.uri / (EMBEDDER_FILE + ".tmp")
-        temp.write_text(json.dumps({"model": self.model, "dim": self.dim, "table": table}), encoding="utf-8")
-        os.replace(temp, self.uri / EMBEDDER_FILE)
+        write_atomically(self.uri / EMBEDDER_FILE,
+                         json.dumps({"model": self.model, "dim": self.dim, "table": table}).encode())
 
     def _dim_of(self, table: str) -> int | None:
         """The vector width of an existing chunks table, or None when there is no such table."""

@@ -24,7 +24,6 @@ import json
 import logging
 import mmap
 import os
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import xxhash
 
-from backend.disk import free_bytes, full_sentence, is_disk_full
+from backend.disk import free_bytes, full_sentence, is_disk_full, write_atomically
 from backend.inference import EngineError
 from backend.kvcache.fingerprint import tokens_sha256
 from backend.kvcache.ram_tier import RamTier
@@ -123,20 +122,6 @@ def _map_file(path: Path, size: int) -> ctypes.Array:
     return (ctypes.c_uint8 * size).from_buffer(mapped)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file in the same folder, fsync it, and rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class CacheWriteError(EngineError):
     """A KV cache could not be saved; ``str(err)`` is one sentence for the user."""
 
@@ -215,8 +200,8 @@ class KVCacheStore:
             raise CacheWriteError(full_sentence(f"the KV cache ({len(state) / 2**20:.0f} MiB)", self.folder.parent))
         with self._lock:
             try:
-                _atomic_write(payload, state)
-                _atomic_write(sidecar, json.dumps(meta).encode())
+                write_atomically(payload, state)
+                write_atomically(sidecar, json.dumps(meta).encode())
             except OSError as exc:  # the payload without its sidecar is never read; drop it too
                 payload.unlink(missing_ok=True)
                 if is_disk_full(exc):
