@@ -84,8 +84,8 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(None, ge=1, description="CPU threads for decode; default: every core.")
     n_threads_batch: int | None = Field(None, ge=1, description="CPU threads for prefill; default: every core.")
     flash_attn: bool = Field(False, description="Use flash attention (changes KV layout, so part of the cache fingerprint).")
-    type_k: Literal["f16", "q8_0"] = Field("f16", description="KV cache dtype for K.")
-    type_v: Literal["f16", "q8_0"] = Field("f16", description="KV cache dtype for V (q8_0 needs flash_attn).")
+    type_k: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache dtype for K (q8_0 halves the KV bytes, q4_0 about quarters them).")
+    type_v: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache dtype for V (q8_0 and q4_0 need flash_attn).")
     use_mmap: bool = Field(True, description="Memory-map the model file (llama.cpp's use_mmap).")
     use_mlock: bool = Field(False, description="Lock the model's pages in RAM (llama.cpp's use_mlock).")
     use_extra_bufts: bool = Field(True, description="llama.cpp's extra CPU buffer types for weights (AMX, repacking); "

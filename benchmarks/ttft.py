@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-threads", type=int, default=None)
     parser.add_argument("--plot", type=Path, help="write a PNG chart of the results here")
-    parser.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16", help="type_k and type_v")
+    parser.add_argument("--kv-type", choices=["f16", "q8_0", "q4_0"], default="f16", help="type_k and type_v")
     parser.add_argument("--flash-attn", action="store_true", help="flash_attn (llama.cpp needs it for a q8_0 V cache)")
     args = parser.parse_args(argv)
     model = args.model

@@ -54,10 +54,11 @@ def status(services: Services, owner: str) -> dict:
 def kv_size_line(info: dict) -> str:
     """What the KV dtype costs per token and for a full context, and what the other dtype would."""
     per = info["kv_bytes_per_token"]
-    now, other = info["type_k"], "q8_0" if info["type_k"] == "f16" else "f16"
-    full, alt = human_bytes(per[now] * info["n_ctx"]), human_bytes(per[other])
+    now = info["type_k"]
+    full = human_bytes(per[now] * info["n_ctx"])
+    others = ", ".join(f"{t}: {human_bytes(b)}/token" for t, b in per.items() if t != now)
     return (f"KV state: {human_bytes(per[now])}/token, {full} for a full context, "
-            f"{info.get('n_seq_max', 1)} sequences allocated ({other}: {alt}/token)")
+            f"{info.get('n_seq_max', 1)} sequences allocated ({others})")
 
 
 def model_choices(services: Services) -> list[tuple[str, str]]:
@@ -129,7 +130,7 @@ def render(services: Services) -> ModelsPanel:
         n_gpu_layers = gr.Number(s.n_gpu_layers, label="n_gpu_layers", precision=0, minimum=-1, scale=1,
                                  info="-1 = all; ignored by CPU builds")
         kv_type = gr.Dropdown(list(KV_TYPE_BYTES), value=s.type_k, label="KV dtype (type_k/type_v)", scale=1,
-                              info="q8_0 halves the cache size; llama.cpp needs flash_attn for a q8_0 V cache.")
+                              info="q8_0 halves the cache size, q4_0 quarters it; llama.cpp needs flash_attn for a quantized V cache.")
         flash = gr.Checkbox(s.flash_attn, label="flash_attn", scale=1)
         extra_bufts = gr.Checkbox(s.use_extra_bufts, label="use_extra_bufts", scale=1,
                                   info="AMX / repacked weights; turned off by itself if the model crashes with it")

@@ -26,7 +26,7 @@ from backend.inference.registry import ModelInfo, describe
 
 log = logging.getLogger(__name__)
 
-GGML_TYPES = {"f16": 1, "q8_0": 8}  # ggml_type enum values (ggml.h)
+GGML_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}  # ggml_type enum values (ggml.h)
 
 
 class ModelLoadError(RuntimeError):
@@ -104,8 +104,9 @@ def _default_params(model: dict, context: dict):
 
 
 # Bytes per element of the KV cache types: f16 is 2 bytes; q8_0 stores blocks of 32 int8 values
-# plus one f16 scale, 34 bytes per 32 values (ggml-common.h, block_q8_0).
-KV_TYPE_BYTES = {"f16": 2.0, "q8_0": 34 / 32}
+# plus one f16 scale, 34 bytes per 32 values (ggml-common.h, block_q8_0); q4_0 blocks of 32 4-bit
+# values plus one f16 scale, 18 bytes per 32 values (block_q4_0).
+KV_TYPE_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
 
 def kv_bytes_per_token(metadata: dict, type_k: str, type_v: str) -> float:
