@@ -143,7 +143,7 @@ def render(services: Services) -> None:
     def list_caches(request: gr.Request) -> list[dict]:
         """The KV-cache entries: key, documents, doc_ids, tokens, bytes, tier, usable (fits the
         loaded model), created_at, last_used_at (Unix seconds), chunks (chunk indexes of a RAG chunk
-        prefix, empty for documents), owner. An admin gets every user's entries."""
+        prefix, empty for documents), owner, pinned (eviction keeps it). An admin gets every user's entries."""
         return [asdict(c) for c in services.caches.list(owner_of(request), every_owner(services, request))]
 
     def delete_cache(key: str, request: gr.Request) -> dict:
@@ -155,6 +155,18 @@ def render(services: Services) -> None:
         with user_errors():
             info = services.caches.delete(owner_of(request), key, every_owner(services, request))
         return {"key": info.key, "deleted": True, "bytes": info.bytes}
+
+    def pin_cache(key: str, pinned: bool = True, request: gr.Request = None) -> dict:
+        """Pin (or unpin) the documents of a KV-cache entry: while pinned, eviction never deletes an entry
+        holding them. Returns the entry as list_caches lists it, and the budget in words.
+
+        Args:
+            key: the entry's key (from list_caches).
+            pinned: false unpins.
+        """
+        with user_errors():
+            info = services.caches.pin(owner_of(request), key, bool(pinned), every_owner(services, request))
+        return {**asdict(info), "budget": services.caches.budget()}
 
     def create_session(request: gr.Request) -> str:
         """Create an empty chat session; returns its session_id."""
@@ -357,6 +369,7 @@ def render(services: Services) -> None:
     gr.api(delete_document, api_name="delete_document")
     gr.api(cache_document, api_name="cache_document", **llm)
     gr.api(list_caches, api_name="list_caches")
+    gr.api(pin_cache, api_name="pin_cache")
     gr.api(delete_cache, api_name="delete_cache")
     gr.api(create_session, api_name="create_session")
     gr.api(chat, api_name="chat", **llm)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from backend.documents import Store
 from backend.inference import Engine
+from backend.inference.loader import kv_bytes_per_token
 from backend.kvcache.fingerprint import fingerprint
 from backend.kvcache.store import CacheEntry, KVCacheStore
 
@@ -32,6 +33,7 @@ class CacheInfo:
         created_at / last_used_at: Unix seconds.
         chunks: for a RAG chunk prefix, its chunk indexes.
         owner: the user who made it.
+        pinned: it holds a pinned document, so eviction never deletes it (``KVCacheStore.pin``).
     """
 
     key: str
@@ -45,6 +47,7 @@ class CacheInfo:
     last_used_at: float
     chunks: list[int] = field(default_factory=list)
     owner: str = ""
+    pinned: bool = False
 
     @property
     def kind(self) -> str:
@@ -72,7 +75,7 @@ class CacheCatalog:
         labels = [names.get(d, d) + ("" if c is None else f" · chunk {c + 1}") for d, c in e.parts]
         return CacheInfo(e.key, labels, list(e.doc_ids), e.n_tokens, e.state_bytes,
                          "ram" if e.key in self.kv_store.ram else "disk", fp is not None and e.fingerprint == fp,
-                         e.created_at, e.last_used_at, list(e.chunks), e.owner)
+                         e.created_at, e.last_used_at, list(e.chunks), e.owner, self.kv_store.is_pinned(e))
 
     def list(self, owner: str, every_owner: bool = False) -> list[CacheInfo]:
         """The owner's entries (an admin's view: everyone's), most recently used first.
@@ -114,3 +117,47 @@ class CacheCatalog:
         info = self._info(entry, self._fingerprint(), self.store.names(entry.owner, set(entry.doc_ids)))
         self.kv_store.delete(key)
         return info
+
+    def pin(self, owner: str, key: str, pinned: bool = True, every_owner: bool = False) -> CacheInfo:
+        """Pin (or unpin) the documents of one of the owner's entries, so that eviction keeps every entry
+        holding them (``KVCacheStore.pin``); the pin outlives the entry and a restart.
+
+        Args:
+            owner: the user.
+            key: the entry's key (``list``).
+            pinned: False unpins.
+            every_owner: an admin may pin anyone's entry.
+
+        Returns:
+            The entry as listed afterwards.
+
+        Raises:
+            CacheNotFound: no such entry for this owner.
+        """
+        entry = self.kv_store.entry(key)
+        if entry is None or (entry.owner != owner and not every_owner):
+            raise CacheNotFound(f"Cache entry {key} does not exist; refresh the cache list.")
+        for doc_id in dict.fromkeys(entry.doc_ids):
+            self.kv_store.pin(doc_id, pinned)
+        return self._info(entry, self._fingerprint(), self.store.names(entry.owner, set(entry.doc_ids)))
+
+    def budget(self) -> str:
+        """The disk budget in words: bytes used of it, bytes pinned, and, with a model loaded, about how many
+        tokens of its KV state the budget holds ("... holds about 186,000 tokens of this model's KV state"),
+        from the GGUF's shapes and the loaded ``type_k``/``type_v`` (``kv_bytes_per_token``)."""
+        entries = self.kv_store.entries()
+        used = sum(e.state_bytes for e in entries)
+        pinned = sum(e.state_bytes for e in entries if self.kv_store.is_pinned(e))
+        line = f"{_size(used)} of {_size(self.kv_store.budget_bytes)} used, {_size(pinned)} pinned"
+        if self.engine.loaded:
+            per_token = kv_bytes_per_token(self.engine.metadata, self.engine.params.type_k, self.engine.params.type_v)
+            line += (f"; the budget holds about {self.kv_store.budget_bytes / per_token:,.0f} tokens of this "
+                     f"model's KV state ({self.engine.params.type_k})")
+        return line + "."
+
+
+def _size(n: float) -> str:
+    """Bytes in words: MiB below 1 GiB (one decimal below 10 MiB), else GiB with two decimals."""
+    if n >= 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n < 10 * 2**20 else f"{n / 2**20:.0f} MiB"

@@ -45,6 +45,7 @@ FORMAT_VERSION = 3  # 2: XXH3-128 (was SHA-256), last use is the payload's mtime
 # (python-xxhash releases the GIL): on 2 cores a 900 MB state verifies in 15 ms instead of 26 ms.
 # The slice size is fixed, so files do not depend on the machine that wrote them.
 CHECKSUM_CHUNK_BYTES = 32 << 20
+PINS_FILE = "documents.pins"  # JSON list of pinned document ids (not *.json: that glob is the sidecars)
 
 
 @functools.cache
@@ -146,6 +147,8 @@ class KVCacheStore:
         self.ram = RamTier(ram_budget_bytes)
         self._lock = threading.Lock()
         self.swept = self.sweep()
+        self._pins_path = self.folder / PINS_FILE
+        self._pins = self._read_pins()
 
     def sweep(self) -> int:
         """Delete what a write cut short left behind: temp files, and a payload or sidecar without its
@@ -311,7 +314,8 @@ class KVCacheStore:
                 path.unlink(missing_ok=True)
 
     def delete_for_document(self, doc_id: str) -> int:
-        """Delete every entry whose prefix includes ``doc_id``; returns how many."""
+        """Delete every entry whose prefix includes ``doc_id`` (a pin stays: a re-indexed document's new
+        entries are pinned too); returns how many."""
         doomed = [e.key for e in self.entries() if doc_id in e.doc_ids]
         for key in doomed:
             self.delete(key)
@@ -334,10 +338,48 @@ class KVCacheStore:
                 "ram": {"entries": len(self.ram.keys()), "bytes": self.ram.used_bytes,
                         "budget_bytes": self.ram.budget_bytes}}
 
+    # pins ----------------------------------------------------------------------------------
+    def _read_pins(self) -> set[str]:
+        """The pinned document ids saved in ``PINS_FILE`` (none when it is missing or unreadable)."""
+        try:
+            return set(json.loads(self._pins_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return set()
+
+    @property
+    def pinned(self) -> frozenset[str]:
+        """Document ids whose entries eviction never deletes."""
+        return frozenset(self._pins)
+
+    def pin(self, doc_id: str, pinned: bool = True) -> None:
+        """Pin (or unpin) a document: while pinned, no entry whose prefix holds it is evicted, whatever
+        the budget; pinned entries still count toward it, so other entries go first. Saved atomically in
+        ``PINS_FILE``, so pins survive a restart.
+
+        Args:
+            doc_id: the document.
+            pinned: False unpins it.
+
+        Raises:
+            OSError: the pins file could not be written (the pin is not changed then).
+        """
+        with self._lock:
+            changed = (self._pins | {doc_id}) if pinned else (self._pins - {doc_id})
+            write_atomically(self._pins_path, json.dumps(sorted(changed)).encode())
+            self._pins = changed
+        if not pinned:
+            self.evict()
+
+    def is_pinned(self, entry: CacheEntry) -> bool:
+        """True when the entry's prefix holds a pinned document."""
+        return not self._pins.isdisjoint(entry.doc_ids)
+
     def evict(self) -> list[str]:
-        """Delete least recently used entries until the payloads fit the budget; returns their keys."""
+        """Delete least recently used entries until the payloads fit the budget, never one that holds a
+        pinned document (``pin``); returns the deleted keys."""
         entries = self.entries()
         total = sum(e.state_bytes for e in entries)
+        entries = [e for e in entries if not self.is_pinned(e)]
         evicted = []
         while entries and total > self.budget_bytes:
             victim = entries.pop()

@@ -22,6 +22,12 @@ def test_list_and_delete_caches(running_app):
     kv_dir = running_app.services.settings.data_dir / "kvcache"
     assert (kv_dir / f"{entry['key']}.kv").exists()
 
+    pinned = client.predict(entry["key"], True, api_name="/pin_cache")
+    assert pinned["pinned"] is True and " 0.0 MiB pinned" not in pinned["budget"]
+    assert "tokens of this model's KV state" in pinned["budget"]
+    assert client.predict(api_name="/list_caches")[0]["pinned"] is True
+    assert client.predict(entry["key"], False, api_name="/pin_cache")["pinned"] is False
+
     gone = client.predict(entry["key"], api_name="/delete_cache")
     assert gone == {"key": entry["key"], "deleted": True, "bytes": entry["bytes"]}
     assert client.predict(api_name="/list_caches") == [] and not list(kv_dir.glob(f"{entry['key']}.*"))

@@ -247,3 +247,27 @@ def test_plain_llama_beside_the_engine_evaluates_its_whole_prompt(tiny_model, do
     assert engine.context_tokens() == other
     assert plain() == first
     assert engine.context_tokens() == []
+
+
+def test_a_pinned_document_survives_eviction_pressure_and_a_restart(tmp_path, tiny_model, doc_text):
+    engine = load(tiny_model)
+    store = KVCacheStore(tmp_path / "kv", budget_bytes=1 << 30)
+    prompts = [build_prompt(engine, frame(f"Instructions {i}.", [doc_text]), [], "Q?",
+                            history_budget_tokens=0, max_tokens=8) for i in range(4)]
+
+    def save(i: int) -> int:
+        with engine.lock:
+            return ensure_prefix(engine, store, prompts[i].prefix_tokens, [f"d{i}"], "local").state_bytes
+
+    size = save(0)  # the oldest entry: LRU's first victim
+    store.pin("d0")
+    store = KVCacheStore(tmp_path / "kv", budget_bytes=2 * size)  # a restart keeps the pin
+    assert store.pinned == {"d0"}
+    for i in (1, 2, 3):  # each save evicts past the budget
+        save(i)
+    assert {e.doc_ids for e in store.entries()} == {("d0",), ("d3",)}  # d1 and d2 went instead of d0
+    store.pin("d0", False)  # unpinned: back under LRU, and the budget is met at once
+    assert [e.doc_ids for e in store.entries()] == [("d3",), ("d0",)]
+    save(1)
+    assert ("d0",) not in {e.doc_ids for e in store.entries()}
+    assert not list((tmp_path / "kv").glob("*.tmp")) and store.sweep() == 0  # the pins file is no sidecar
