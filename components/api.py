@@ -21,6 +21,7 @@ from backend.documents import DocumentRow
 from backend.services import Services
 from components.common import check_upload, every_owner, owner_of, question_slot, require_admin, user_errors
 from components.models import status
+from components.uploads import upload_many
 
 
 def document_dict(row: DocumentRow, cached: dict) -> dict:
@@ -71,6 +72,32 @@ def render(services: Services) -> None:
 
     upload_trigger.click(upload_document, [upload_in, password_in, cache_in, name_in], [upload_out],
                          api_name="upload_document")
+    many_in = gr.File(visible=False, label="files", file_count="multiple")
+
+    def upload_documents(files: list[str], password: str, cache: bool, request: gr.Request = None) -> dict:
+        """Upload many PDF, DOCX, TXT or Markdown files at once, or zip archives of them; a file that fails
+        is named with the reason and the others still upload.
+
+        Args:
+            files: the files (zip archives are opened into their documents).
+            password: the password of encrypted PDFs; "" when none.
+            cache: prime each new document's KV cache right away when a model is loaded.
+
+        Returns:
+            summary (one line), documents (each as upload_document returns it), failed (one sentence per file
+            or archive member not uploaded).
+        """
+        if not files:
+            raise gr.Error("No files were sent; attach PDF, DOCX, TXT or Markdown files, or a zip of them.")
+        owner = owner_of(request)
+        result = upload_many(services, request, [(Path(f), Path(f).name) for f in files], password or None, cache)
+        cached = services.caches.cached(owner)
+        rows = {r.doc_id: r for r in services.documents.list(owner)}
+        docs = [{**document_dict(rows[d["doc_id"]], cached), "created": d["created"]}
+                for d in result.done if d.get("doc_id") in rows]
+        return {"summary": result.summary(), "documents": docs, "failed": result.failed}
+
+    upload_trigger.click(upload_documents, [many_in, password_in, cache_in], [upload_out], api_name="upload_documents")
 
     def list_documents(request: gr.Request) -> list[dict]:
         """List the documents with their page, token and chunk counts and cache state."""

@@ -1,4 +1,4 @@
-"""Documents panel: upload, the document table, select for chat, cache, re-index, delete, preview."""
+"""Documents panel: upload (many files or a zip at once), the document table, select for chat, cache, re-index, delete, preview."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from pathlib import Path
 import gradio as gr
 
 from backend.services import Services
-from components.common import USER_ERRORS, check_upload, human_bytes, owner_of, user_errors
+from components.common import human_bytes, owner_of, user_errors
+from components.uploads import upload_many
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["Name", "Type", "Pages", "Tokens", "Chunks", "Size", "Uploaded", "Cached"]
 PREVIEW_CHARS = 20_000
-FILE_TYPES = [".pdf", ".docx", ".txt", ".md", ".markdown"]
+FILE_TYPES = [".pdf", ".docx", ".txt", ".md", ".markdown", ".zip"]
 
 
 @dataclass
@@ -71,7 +72,8 @@ def preview_markdown(services: Services, owner: str, doc_id: str) -> str:
 def render(services: Services) -> DocumentsPanel:
     """Build the documents panel and wire its events."""
     gr.Markdown("### Documents")
-    files = gr.File(label="Upload PDF, DOCX, TXT or Markdown", file_count="multiple", file_types=FILE_TYPES,
+    files = gr.File(label="Upload PDF, DOCX, TXT or Markdown files, or a .zip of them", file_count="multiple",
+                    file_types=FILE_TYPES,
                     height=110)
     with gr.Row():
         password = gr.Textbox(label="PDF password (only for encrypted PDFs)", type="password", max_lines=1, scale=3)
@@ -91,40 +93,32 @@ def render(services: Services) -> DocumentsPanel:
     def upload_files(paths: list[str] | None, pdf_password: str, cache: bool, selected: list[str],
                      request: gr.Request, progress=gr.Progress()):
         owner = owner_of(request)
-        lines, new_ids = [], []
-        for i, path in enumerate(paths or []):
-            name = Path(path).name
-
-            def step(fraction: float, desc: str, i=i, name=name) -> None:
-                progress((i + fraction) / len(paths), desc=f"{name}: {desc}")
-
-            try:
-                check_upload(services, request, Path(path))
-                row, created = services.documents.upload(owner, Path(path), name, pdf_password or None, step)
-            except USER_ERRORS as exc:
-                gr.Warning(str(exc))
-                lines.append(f"✗ {exc}")
+        result = upload_many(services, request, [(Path(p), Path(p).name) for p in paths or []],
+                             pdf_password or None, cache, lambda f, desc: progress(f, desc=desc))
+        lines = [f"**{result.summary()}**"] if len(result.done) + len(result.skipped) > 1 else []
+        for d in result.done:
+            if "error" in d:
+                lines.append(f"✗ {d['error']}")
                 continue
-            new_ids.append(row.doc_id)
-            ocr = f" ({row.ocr_pages} read by OCR)" if row.ocr_pages else ""
-            lines.append(f"✓ **{row.name}**: {row.pages} page{'s' * (row.pages != 1)}{ocr}, {row.n_chunks} chunks"
-                         if created else f"= **{row.name}** was already uploaded")
+            ocr = f" ({d['ocr_pages']} read by OCR)" if d["ocr_pages"] else ""
+            line = (f"✓ **{d['name']}**: {d['pages']} page{'s' * (d['pages'] != 1)}{ocr}, {d['chunks']} chunks"
+                    if d["created"] else f"= **{d['name']}** was already uploaded")
             if cache:
-                progress((i + 0.99) / len(paths), desc=f"{name}: reading it into the KV cache")
-
-                def chunk_step(done: int, total: int, i=i, name=name) -> None:
-                    progress((i + 0.99) / len(paths), desc=f"{name}: caching chunk {done} of {total}")
-
-                with user_errors():
-                    primed = services.primer.cache_if_possible(owner, row.doc_id, chunk_step)
-                lines[-1] += (", not cached (no model loaded, or too long: questions will use retrieval)"
-                              if not primed else f", cached as {primed['chunks']} RAG chunks"
-                              if primed["tier"] == "chunks" else f", cached ({primed['tokens']:,} tokens)")
+                primed = d["cached"]
+                line += (f", not cached: {d['cache_error']}" if "cache_error" in d else
+                         ", not cached (no model loaded, or too long: questions will use retrieval)" if not primed
+                         else f", cached as {primed['chunks']} RAG chunks" if primed["tier"] == "chunks"
+                         else f", cached ({primed['tokens']:,} tokens)")
+            lines.append(line)
+        lines += [f"✗ {s}" for s in result.skipped]
+        if result.failed:
+            gr.Warning(result.failed[0] if len(result.failed) == 1 else
+                       f"{len(result.failed)} files were not uploaded; the list under the upload box says why.")
         low = services.disk_warning()
         if low:
             gr.Warning(low)
             lines.append(f"⚠ {low}")
-        return "\n\n".join(lines), *refresh(services, owner, list(selected or []) + new_ids), None
+        return "\n\n".join(lines), *refresh(services, owner, list(selected or []) + result.new_ids), None
 
     def cache_selected(selected: list[str], request: gr.Request, progress=gr.Progress()):
         owner = owner_of(request)

@@ -110,3 +110,28 @@ def test_chat_errors_are_plain_sentences(app_with_state):
             app.client.predict(*args, api_name="/chat")
     with pytest.raises(AppError, match="does not exist"):
         app.client.predict("no-such-doc", api_name="/cache_document")
+
+
+@pytest.mark.slow
+def test_a_bulk_upload_with_broken_files_uploads_the_rest_and_names_the_broken_ones(app_with_state, tmp_path):
+    import zipfile
+
+    app, doc, _ = app_with_state
+    archive = tmp_path / "folder.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(TESTDATA / "md_txt" / "pandoc_tables.md", "notes/tables.md")
+        z.write(TESTDATA / "bad" / "derived_zero_bytes.pdf", "notes/empty.pdf")
+        z.writestr("notes/slides.pptx", b"PK\x03\x04 not a document")
+    files = [handle_file(str(p)) for p in (TESTDATA / "md_txt" / "chardet_utf-8-sig__ude_4.txt",
+                                           TESTDATA / "bad" / "derived_html_renamed.pdf", archive)]
+    result = app.client.predict(files, "", False, api_name="/upload_documents")
+    assert sorted(d["name"] for d in result["documents"]) == ["chardet_utf-8-sig__ude_4.txt", "tables.md"]
+    assert all(d["created"] and d["chunks"] >= 1 for d in result["documents"])
+    failed = result["failed"]
+    assert len(failed) == 3, failed
+    assert any("derived_html_renamed.pdf" in f for f in failed) and any("empty.pdf" in f for f in failed)
+    assert any("slides.pptx" in f and "not a PDF, DOCX, TXT or Markdown" in f for f in failed)
+    assert all("\n" not in f and "Traceback" not in f for f in failed)
+    assert result["summary"].startswith("2 uploaded, 3 not uploaded")
+    listed = {d["name"] for d in app.client.predict(api_name="/list_documents")}
+    assert listed == {doc["name"], "chardet_utf-8-sig__ude_4.txt", "tables.md"}

@@ -1,10 +1,12 @@
 """Documents: extraction (PDF, DOCX, text; OCR for scanned PDF pages), token-aware chunking, sentence-transformers embeddings,
-the LanceDB tables with hybrid search, and the service that uploads, lists, re-indexes and deletes.
+the LanceDB tables with hybrid search (and an ANN index for large libraries), zip uploads opened into
+their documents, and the service that uploads, lists, re-indexes and deletes.
 
 Imports no other backend package: what it needs of the model (token counts, dropping KV caches)
 is handed to ``DocumentService`` as callables by the composition root (``backend.services``).
 """
 
+from backend.documents.bundle import Bundle, expand
 from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.embeddings import Embedder
 from backend.documents.extract import DocumentError, Extracted, Page, PasswordRequired, extract
@@ -13,6 +15,6 @@ from backend.documents.recovery import Recovery
 from backend.documents.service import DocText, DocumentService
 from backend.documents.store import DocumentRow, Hit, Store, sql_quote
 
-__all__ = ["DocText", "DocumentError", "DocumentRow", "DocumentService", "Embedder", "Extracted", "Hit", "Page",
-           "PageOcr", "PasswordRequired", "Recovery", "Store", "chunk_pages", "embedding_text", "extract", "needs_ocr", "sql_quote",
+__all__ = ["Bundle", "DocText", "DocumentError", "DocumentRow", "DocumentService", "Embedder", "Extracted", "Hit", "Page",
+           "PageOcr", "PasswordRequired", "Recovery", "Store", "chunk_pages", "embedding_text", "expand", "extract", "needs_ocr", "sql_quote",
            "title_of", "unreadable_share"]
