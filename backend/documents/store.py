@@ -1,14 +1,10 @@
-"""LanceDB storage: a ``documents`` table and a ``chunks`` table, with hybrid search.
+"""LanceDB storage: a ``documents`` table and a ``chunks`` table, and their search.
 
-Search runs LanceDB's own full-text (BM25) index and vector search over the same
-prefiltered rows, each to ``FUSION_DEPTH`` candidates, and fuses them by score: both lists min-max
-normalised, then ``0.3 * vector + 0.7 * BM25``, a chunk missing from one list getting 0 there (the
-formula of LanceDB's ``LinearCombinationReranker`` with ``normalize="score"``, computed here because
-LanceDB normalises a one-row list to 0; see ``Store._fused``). Reciprocal-rank fusion (k=60) was below
-BM25 alone at hit@1 on SQuAD (0.779 against 0.821); the weight was chosen on every fifth SQuAD dev
-question (``benchmarks/retrieval.py``; README "Retrieval quality"). Every query filters by ``owner``
-and the selected documents before ranking (``prefilter=True``), never after. The full-text index is built once and
-updated incrementally with ``optimize()`` after each write.
+Search (``backend.documents.search``) runs LanceDB's own full-text (BM25) index and vector search over the
+same prefiltered rows at once and fuses them by score; past ``ANN_MIN_ROWS`` chunks the vector search goes
+through an ANN index. Every query filters by ``owner`` and the selected documents before ranking
+(``prefilter=True``), never after. The full-text index is built once and updated incrementally with
+``optimize()`` after each write, which also folds new rows into the vector index.
 """
 
 from __future__ import annotations
@@ -26,17 +22,11 @@ import numpy as np
 from lancedb.pydantic import LanceModel, Vector
 
 from backend.disk import write_atomically
+from backend.documents.search import SEARCH_METHODS, VectorIndex, fused, ranked
 
 log = logging.getLogger(__name__)
 
 EMBEDDER_FILE = "embedder.json"  # in the LanceDB folder: which model, dimension and chunks table the index is
-
-# Hybrid fusion: the vector score's weight (BM25 gets the rest) and how many candidates each method
-# contributes before fusing. Chosen on SQuAD dev (every fifth question, 2,114): weight 0.2-0.4 and
-# depth 30 all beat both single methods at hit@1/3/5/10; 0.5 and reciprocal-rank fusion did not at k=1.
-HYBRID_VECTOR_WEIGHT = 0.3
-FUSION_DEPTH = 30
-
 
 class DocumentRow(LanceModel):
     """One uploaded document (no text; the file lives under ``uploads/``).
@@ -76,9 +66,6 @@ def chunk_model(dim: int) -> type[LanceModel]:
         ocr: bool = False
 
     return ChunkRow
-
-
-SEARCH_METHODS = ("hybrid", "vector", "fts")
 
 
 @dataclass(frozen=True)
@@ -125,6 +112,9 @@ class Store:
         self.db = lancedb.connect(str(uri))
         self.uri, self.dim, self.model = Path(uri), dim, model
         self._write_lock = threading.Lock()
+        self._catalog_lock = threading.Lock()
+        self._catalogs: dict[str, dict[str, tuple[str, int]]] = {}
+        self.vector_index = VectorIndex()
         self.documents = self._open("documents", DocumentRow)
         self.stale = None  # the chunks table of another embedding model, kept until every document is re-embedded
         self.model_changed = False  # the index was built with another embedding model (other tables follow suit)
@@ -232,11 +222,13 @@ class Store:
             if chunks:
                 self.chunks.add(chunks)
                 self._index_text()
+                self.vector_index.maybe_build(self.chunks)
             if replace:
                 self.documents.merge_insert("doc_id").when_matched_update_all().when_not_matched_insert_all(
                 ).execute([row.model_dump()])
             else:
                 self.documents.add([row])
+            self._changed()
 
     def list_documents(self, owner: str) -> list[DocumentRow]:
         """All documents of ``owner``, oldest first."""
@@ -262,6 +254,7 @@ class Store:
         cond = f"owner = {sql_quote(owner)} AND doc_id = {sql_quote(doc_id)}"
         with self._write_lock:
             self.documents.delete(cond)
+            self._changed()
             self.chunks.delete(cond)
 
     def all_documents(self) -> list[DocumentRow]:
@@ -325,51 +318,43 @@ class Store:
         if doc_ids is not None:
             where += f" AND doc_id IN {_in(doc_ids)}"
         vector = query_vector.astype(np.float32)
+        ann = self.vector_index.use_for(self.chunks, self._rows_in(owner, doc_ids))
         if method == "hybrid":
-            rows = self._fused(query, vector, where, k)
+            rows = fused(self.chunks, query, vector, where, k, ann)
         else:
-            rows = self._ranked(method, query, vector, where, k)
+            rows = ranked(self.chunks, method, query, vector, where, k, ann)
         names = self.names(owner, {r["doc_id"] for r in rows})
         return [Hit(r["doc_id"], names.get(r["doc_id"], r["doc_id"]), r["page"], r["idx"], r["_relevance"],
                     r["text"], r.get("section") or "", bool(r.get("ocr"))) for r in rows]
 
-    def _ranked(self, method: str, query: str, vector: np.ndarray, where: str, k: int) -> list[dict]:
-        """One method's top-k rows, best first, each with ``_relevance``: cosine similarity
-        (``vector``) or BM25 (``fts``)."""
-        if method == "vector":
-            q, score = self.chunks.search(vector, query_type="vector").distance_type("cosine"), "_distance"
-        else:
-            q, score = self.chunks.search(query, query_type="fts"), "_score"
-        rows = q.where(where, prefilter=True).select(["doc_id", "idx", "page", "section", "text", "ocr", score]).limit(k).to_list()
-        for r in rows:
-            r["_relevance"] = 1.0 - float(r[score]) if method == "vector" else float(r[score])
-        return rows
-
-    def _fused(self, query: str, vector: np.ndarray, where: str, k: int) -> list[dict]:
-        """Hybrid top-k: each method's ``FUSION_DEPTH`` best rows, their scores min-max normalised
-        per method, then ``HYBRID_VECTOR_WEIGHT * vector + (1 - HYBRID_VECTOR_WEIGHT) * BM25`` (a row
-        missing from one method gets 0 there). A method with one row, or with all scores equal,
-        gives them 1: LanceDB's own hybrid normalisation gives them 0, so a document where BM25 finds
-        a single matching chunk lost exactly that chunk."""
-        fused: dict[tuple[str, int], float] = {}
-        rows: dict[tuple[str, int], dict] = {}
-        for method, weight in (("vector", HYBRID_VECTOR_WEIGHT), ("fts", 1.0 - HYBRID_VECTOR_WEIGHT)):
-            ranked = self._ranked(method, query, vector, where, max(k, FUSION_DEPTH))
-            if not ranked:
-                continue
-            lo, hi = min(r["_relevance"] for r in ranked), max(r["_relevance"] for r in ranked)
-            for r in ranked:
-                key = (r["doc_id"], r["idx"])
-                fused[key] = fused.get(key, 0.0) + weight * ((r["_relevance"] - lo) / (hi - lo) if hi > lo else 1.0)
-                rows.setdefault(key, r)
-        best = sorted(fused, key=lambda key: fused[key], reverse=True)[:k]
-        return [{**rows[key], "_relevance": fused[key]} for key in best]
+    def _rows_in(self, owner: str, doc_ids: list[str] | None) -> int:
+        """Chunks a search of these documents (None: all of ``owner``'s) filters down to, from ``catalog``
+        (0 while the table has no ANN index: no need to count then)."""
+        if not self.vector_index.ready(self.chunks):
+            return 0
+        catalog = self.catalog(owner)
+        return sum(catalog[d][1] for d in (catalog if doc_ids is None else doc_ids) if d in catalog)
 
     def names(self, owner: str, doc_ids: set[str]) -> dict[str, str]:
-        """``{doc_id: name}`` for those of ``doc_ids`` that ``owner`` has (one query)."""
-        if not doc_ids:
-            return {}
-        rows = (self.documents.search()
-                .where(f"owner = {sql_quote(owner)} AND doc_id IN {_in(doc_ids)}")
-                .select(["doc_id", "name"]).limit(None).to_list())
-        return {r["doc_id"]: r["name"] for r in rows}
+        """``{doc_id: name}`` for those of ``doc_ids`` that ``owner`` has (from ``catalog``)."""
+        catalog = self.catalog(owner) if doc_ids else {}
+        return {d: catalog[d][0] for d in doc_ids if d in catalog}
+
+    def catalog(self, owner: str) -> dict[str, tuple[str, int]]:
+        """``{doc_id: (name, n_chunks)}`` of ``owner``'s documents: read once, then kept until the next write
+        (every search looks names and chunk counts up here; reading the documents table each time cost 20 ms
+        at 2,000 documents)."""
+        with self._catalog_lock:
+            found = self._catalogs.get(owner)
+        if found is None:
+            rows = (self.documents.search().where(f"owner = {sql_quote(owner)}").select(["doc_id", "name", "n_chunks"])
+                    .limit(None).to_arrow().to_pylist())
+            found = {r["doc_id"]: (r["name"], r["n_chunks"]) for r in rows}
+            with self._catalog_lock:
+                self._catalogs[owner] = found
+        return found
+
+    def _changed(self) -> None:
+        """Forget the cached catalogues (after any write to the documents table)."""
+        with self._catalog_lock:
+            self._catalogs.clear()
