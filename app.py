@@ -86,12 +86,13 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
             return (*listing, chat_panel.load_history(session_id, request), models_panel.refresh(request),
                     *refresh_caches(request))
 
-        def after_answer(request: gr.Request):  # a turn may have saved a cache: show it in the panels
-            table, _, ids = documents.refresh(services, owner_of(request))
+        def after_answer(query: str, request: gr.Request):  # a turn may have saved a cache: show it in the panels
+            table, _, ids = documents.refresh(services, owner_of(request), query=query)
             return table, ids, models_panel.refresh(request), *refresh_caches(request)
 
-        chat_panel.answered.then(after_answer, None, [docs_panel.table, docs_panel.row_ids, models_panel.info_box,
-                                                      cache_table, cache_pick], api_visibility="private")
+        chat_panel.answered.then(after_answer, [docs_panel.query], [docs_panel.table, docs_panel.row_ids,
+                                                                    models_panel.info_box, cache_table, cache_pick],
+                                 api_visibility="private")
         demo.load(on_load, [chat_panel.session],
                   [docs_panel.table, docs_panel.selector, docs_panel.row_ids, chat_panel.chatbot,
                    models_panel.info_box, cache_table, cache_pick],

@@ -15,8 +15,11 @@ from components.uploads import upload_many
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["Name", "Type", "Pages", "Tokens", "Chunks", "Size", "Uploaded", "Cached"]
+COLUMNS = ["Name", "Type", "Pages", "Tokens", "Chunks", "Size", "Uploaded", "Cached", "ID"]
+ID_CHARS = 8  # of the doc_id shown in the ID column: what a clicked row is found by, however the table is sorted
 PREVIEW_CHARS = 20_000
+LISTED_UPLOADS = 10  # an upload of more documents lists only its failures one by one
+AUTO_SELECT_MAX = 5  # an upload of at most this many documents selects them for chat at once
 FILE_TYPES = [".pdf", ".docx", ".txt", ".md", ".markdown", ".zip"]
 
 
@@ -28,6 +31,12 @@ class DocumentsPanel:
     selector: gr.CheckboxGroup
     status: gr.Markdown
     row_ids: gr.State
+    query: gr.Textbox
+
+
+def plural(n: int, word: str) -> str:
+    """``1 page``, ``3 pages``."""
+    return f"{n:,} {word}{'s' * (n != 1)}"
 
 
 def table_rows(services: Services, docs: list) -> list[list]:
@@ -40,17 +49,28 @@ def table_rows(services: Services, docs: list) -> list[list]:
         uploaded = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.uploaded_at))
         pages = f"{d.pages} ({d.ocr_pages} OCR)" if d.ocr_pages else d.pages
         rows.append([d.name, d.kind.upper(), pages, f"{d.tokens:,}", d.n_chunks, human_bytes(d.size_bytes),
-                     uploaded, state])
+                     uploaded, state, d.doc_id[:ID_CHARS]])
     return rows
 
 
-def refresh(services: Services, owner: str, selected: list[str] | None = None):
-    """New values for the table, the selector (keeping still-existing selections) and the row ids."""
+def matching(docs: list, query: str | None) -> list:
+    """The documents whose name holds every word of ``query`` (case-insensitive; all of them for none)."""
+    words = (query or "").lower().split()
+    return [d for d in docs if all(w in d.name.lower() for w in words)]
+
+
+def refresh(services: Services, owner: str, selected: list[str] | None = None, query: str | None = None):
+    """New values for the table, the selector and the row ids: the documents matching ``query`` (the filter
+    box), and in the selector the still-existing selections too, so filtering never deselects one."""
     docs = services.documents.list(owner)
-    ids = [d.doc_id for d in docs]
+    ids = {d.doc_id for d in docs}
     keep = [s for s in (selected or []) if s in ids]
-    return (gr.Dataframe(value=table_rows(services, docs), headers=COLUMNS),
-            gr.CheckboxGroup(choices=[(d.name, d.doc_id) for d in docs], value=keep), ids)
+    shown = matching(docs, query)
+    listed = shown + [d for d in docs if d.doc_id in set(keep) - {x.doc_id for x in shown}]
+    label = f"Use in chat ({len(shown):,} of {len(docs):,} shown)" if query and query.strip() else "Use in chat"
+    return (gr.Dataframe(value=table_rows(services, shown), headers=COLUMNS),
+            gr.CheckboxGroup(choices=[(d.name, d.doc_id) for d in listed], value=keep, label=label),
+            [d.doc_id for d in shown])
 
 
 def preview_markdown(services: Services, owner: str, doc_id: str) -> str:
@@ -80,28 +100,36 @@ def render(services: Services) -> DocumentsPanel:
         prime = gr.Checkbox(services.settings.prime_on_upload, label="Cache on upload", scale=1,
                             info="Read each new document into the KV cache at once.")
     status = gr.Markdown()
-    selector = gr.CheckboxGroup(label="Use in chat", choices=[], info="Selected documents are read by the model.")
+    query = gr.Textbox(placeholder="Filter documents by name", show_label=False, max_lines=1, container=False)
+    selector = gr.CheckboxGroup(label="Use in chat", choices=[], info="Selected documents are read by the model.",
+                                show_select_all=True)
     with gr.Row():
         cache_btn = gr.Button("Cache", variant="primary", size="sm")
         reindex_btn = gr.Button("Re-index", size="sm")
         delete_btn = gr.Button("Delete", variant="stop", size="sm")
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=360, render=False,
                          label="Click a row to preview the text the app extracted",
-                         column_widths=["30%", "7%", "7%", "9%", "8%", "9%", "13%", "17%"])
+                         column_widths=["28%", "6%", "7%", "9%", "7%", "8%", "12%", "15%", "8%"])
     row_ids = gr.State([])
 
-    def upload_files(paths: list[str] | None, pdf_password: str, cache: bool, selected: list[str],
+    def upload_files(paths: list[str] | None, pdf_password: str, cache: bool, selected: list[str], q: str,
                      request: gr.Request, progress=gr.Progress()):
         owner = owner_of(request)
         result = upload_many(services, request, [(Path(p), Path(p).name) for p in paths or []],
                              pdf_password or None, cache, lambda f, desc: progress(f, desc=desc))
         lines = [f"**{result.summary()}**"] if len(result.done) + len(result.skipped) > 1 else []
+        uploaded = [d for d in result.done if "error" not in d]
+        if len(uploaded) > LISTED_UPLOADS:  # a library: the failures one by one, the rest in the table
+            names = ", ".join(d["name"] for d in uploaded[:5])
+            lines.append(f"✓ {names} and {len(uploaded) - 5:,} more (all in the table)")
         for d in result.done:
             if "error" in d:
                 lines.append(f"✗ {d['error']}")
                 continue
+            if len(uploaded) > LISTED_UPLOADS:
+                continue
             ocr = f" ({d['ocr_pages']} read by OCR)" if d["ocr_pages"] else ""
-            line = (f"✓ **{d['name']}**: {d['pages']} page{'s' * (d['pages'] != 1)}{ocr}, {d['chunks']} chunks"
+            line = (f"✓ **{d['name']}**: {plural(d['pages'], 'page')}{ocr}, {plural(d['chunks'], 'chunk')}"
                     if d["created"] else f"= **{d['name']}** was already uploaded")
             if cache:
                 primed = d["cached"]
@@ -118,9 +146,10 @@ def render(services: Services) -> DocumentsPanel:
         if low:
             gr.Warning(low)
             lines.append(f"⚠ {low}")
-        return "\n\n".join(lines), *refresh(services, owner, list(selected or []) + result.new_ids), None
+        chosen = result.new_ids if len(result.new_ids) <= AUTO_SELECT_MAX else []  # a library: let the user choose
+        return "\n\n".join(lines), *refresh(services, owner, list(selected or []) + chosen, q), None
 
-    def cache_selected(selected: list[str], request: gr.Request, progress=gr.Progress()):
+    def cache_selected(selected: list[str], q: str, request: gr.Request, progress=gr.Progress()):
         owner = owner_of(request)
         if not selected:
             raise gr.Error("Select a document under 'Use in chat' first, then press Cache.")
@@ -141,9 +170,9 @@ def render(services: Services) -> DocumentsPanel:
                     continue
                 verb = "already cached" if r["tier"] == "disk" else f"cached in {r['seconds']:.2f} s"
                 lines.append(f"✓ **{name}** {verb}: {r['tokens']:,} tokens, {human_bytes(r['bytes'])}")
-        return "\n\n".join(lines), refresh(services, owner, selected)[0]
+        return "\n\n".join(lines), refresh(services, owner, selected, q)[0]
 
-    def reindex_selected(selected: list[str], request: gr.Request, progress=gr.Progress()):
+    def reindex_selected(selected: list[str], q: str, request: gr.Request, progress=gr.Progress()):
         owner = owner_of(request)
         if not selected:
             raise gr.Error("Select the documents to re-index under 'Use in chat' first.")
@@ -155,9 +184,9 @@ def render(services: Services) -> DocumentsPanel:
 
                 row = services.documents.reindex(owner, doc_id, step)
                 lines.append(f"✓ **{row.name}** re-indexed: {row.n_chunks} chunks")
-        return "\n\n".join(lines), *refresh(services, owner, selected)
+        return "\n\n".join(lines), *refresh(services, owner, selected, q)
 
-    def delete_selected(selected: list[str], request: gr.Request):
+    def delete_selected(selected: list[str], q: str, request: gr.Request):
         owner = owner_of(request)
         if not selected:
             raise gr.Error("Select the documents to delete under 'Use in chat' first.")
@@ -166,15 +195,21 @@ def render(services: Services) -> DocumentsPanel:
             for doc_id in selected:
                 names.append(services.documents.get(owner, doc_id).name)
                 services.documents.delete(owner, doc_id)
-        return f"Deleted {', '.join(names)}.", *refresh(services, owner, [])
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10:,} more" if len(names) > 10 else "")
+        return f"Deleted {shown}.", *refresh(services, owner, [], q)
+
+    def filter_list(q: str, selected: list[str], request: gr.Request):
+        return refresh(services, owner_of(request), selected, q)
 
     listing = [table, selector, row_ids]
-    files.upload(upload_files, [files, password, prime, selector], [status, *listing, files], api_visibility="private")
-    cache_btn.click(cache_selected, [selector], [status, table], concurrency_id="chat", concurrency_limit=None,
+    query.change(filter_list, [query, selector], listing, queue=False, api_visibility="private")
+    files.upload(upload_files, [files, password, prime, selector, query], [status, *listing, files],
+                 api_visibility="private")
+    cache_btn.click(cache_selected, [selector, query], [status, table], concurrency_id="chat", concurrency_limit=None,
                     api_visibility="private")
-    reindex_btn.click(reindex_selected, [selector], [status, *listing], api_visibility="private")
-    delete_btn.click(delete_selected, [selector], [status, *listing], api_visibility="private")
-    return DocumentsPanel(table=table, selector=selector, status=status, row_ids=row_ids)
+    reindex_btn.click(reindex_selected, [selector, query], [status, *listing], api_visibility="private")
+    delete_btn.click(delete_selected, [selector, query], [status, *listing], api_visibility="private")
+    return DocumentsPanel(table=table, selector=selector, status=status, row_ids=row_ids, query=query)
 
 
 def render_manager(services: Services, panel: DocumentsPanel) -> None:
@@ -185,10 +220,11 @@ def render_manager(services: Services, panel: DocumentsPanel) -> None:
                               max_height=480)
 
     def show_preview(ids: list[str], evt: gr.SelectData, request: gr.Request):
-        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        if not ids or row is None or row >= len(ids):
+        value = evt.row_value or []  # the clicked row's cells: found by its ID cell, however the table is sorted
+        found = [d for d in ids if value and d.startswith(str(value[-1]))]
+        if not found:
             return gr.Markdown(), gr.Accordion()
         with user_errors():
-            return preview_markdown(services, owner_of(request), ids[row]), gr.Accordion(open=True)
+            return preview_markdown(services, owner_of(request), found[0]), gr.Accordion(open=True)
 
     panel.table.select(show_preview, [panel.row_ids], [preview, preview_box], api_visibility="private")

@@ -113,3 +113,31 @@ def running_app(tmp_path, tiny_model, embedder) -> Iterator[RunningApp]:
     app = launch(make_settings(tmp_path / "data", tiny_model), embedder)
     yield app
     stop(app)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian Chromium under Playwright, one per test module (``browsing.CHROMIUM``); skipped where it is not
+    installed, a failure in CI."""
+    from browsing import CHROMIUM, FLAGS
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; .ci/run installs the Debian chromium package")
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(autouse=True)
+def close_pages(request):
+    """Close each test's pages after it: pages left open keep polling and rendering, which starved the
+    browser on a loaded machine."""
+    yield
+    if "browser" in request.fixturenames:
+        for context in request.getfixturevalue("browser").contexts:
+            context.close()
