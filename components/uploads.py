@@ -45,8 +45,8 @@ class UploadResult:
         again = sum(1 for d in self.done if "doc_id" in d and not d["created"])
         parts = [f"{new} uploaded"] + ([f"{again} already there"] if again else [])
         parts += [f"{len(self.failed)} not uploaded"] if self.failed else []
-        return ", ".join(parts) + f" ({sum(d.get('pages', 0) for d in self.done):,} pages, " \
-                                  f"{sum(d.get('chunks', 0) for d in self.done):,} chunks)"
+        pages, chunks = sum(d.get("pages", 0) for d in self.done), sum(d.get("chunks", 0) for d in self.done)
+        return ", ".join(parts) + f" ({pages:,} page{'s' * (pages != 1)}, {chunks:,} chunk{'s' * (chunks != 1)})"
 
 
 def upload_many(services: Services, request: gr.Request | None, paths: list[tuple[Path, str]], password: str | None,
