@@ -11,8 +11,8 @@ about as long as the slower of the two.
 
 ANN: below ``ANN_MIN_ROWS`` chunks the vector search is an exact flat scan. Past it, ``VectorIndex`` builds
 LanceDB's ``IVF_HNSW_SQ`` index on the vector column (and scalar indexes on the filter columns) once, in the
-background, and ``optimize()`` after each write folds new rows into them (rows not yet in it are still scanned exactly: LanceDB searches them too). A
-query uses the index only when its filter leaves at least ``ANN_MIN_ROWS`` chunks: an IVF index searched
+background, and ``optimize()`` every 20 writes (``Store._index_text``) folds new rows into them (rows not yet
+in them are scanned exactly: LanceDB searches them too). A query uses the index only when its filter leaves at least ``ANN_MIN_ROWS`` chunks: an IVF index searched
 with a selective prefilter (five documents of a large library) probes partitions that hold few of their
 chunks and can return fewer than k, while a flat scan of a few thousand rows is fast and exact. With the
 index, ``ANN_NPROBES`` partitions are probed and ``ANN_REFINE_FACTOR`` times k candidates are re-ranked on
@@ -93,37 +93,6 @@ def fused(table, query: str, vector: np.ndarray, where: str, k: int, ann: bool =
             rows.setdefault(key, r)
     best = sorted(fused_scores, key=lambda key: fused_scores[key], reverse=True)[:k]
     return [{**rows[key], "_relevance": fused_scores[key]} for key in best]
-
-
-def mmr(relevance: list[float], vectors: np.ndarray, lam: float, k: int) -> list[int]:
-    """Maximal marginal relevance (Carbonell & Goldstein, 1998): pick, one at a time, the candidate that
-    maximises ``lam * relevance - (1 - lam) * (its highest cosine to those already picked)``.
-
-    Args:
-        relevance: n scores, higher is better (min-max normalised here, so the two terms share a scale).
-        vectors: float32, shape (n, dim), L2-normalised.
-        lam: 1.0 keeps the relevance order; lower values trade relevance for diversity.
-        k: picks wanted.
-
-    Returns:
-        Up to ``k`` candidate positions, in pick order.
-    """
-    n = len(relevance)
-    if n == 0:
-        return []
-    rel = np.asarray(relevance, dtype=np.float32)
-    span = float(rel.max() - rel.min())
-    rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
-    sims = vectors @ vectors.T
-    picked: list[int] = []
-    closest = np.full(n, -np.inf, dtype=np.float32)  # each candidate's highest cosine to the picks
-    for _ in range(min(k, n)):
-        score = lam * rel - (1 - lam) * np.where(np.isinf(closest), 0.0, closest)
-        score[picked] = -np.inf
-        best = int(np.argmax(score))
-        picked.append(best)
-        closest = np.maximum(closest, sims[best])
-    return picked
 
 
 class VectorIndex:

@@ -3,8 +3,8 @@
 Search (``backend.documents.search``) runs LanceDB's own full-text (BM25) index and vector search over the
 same prefiltered rows at once and fuses them by score; past ``ANN_MIN_ROWS`` chunks the vector search goes
 through an ANN index. Every query filters by ``owner`` and the selected documents before ranking
-(``prefilter=True``), never after. The full-text index is built once and updated incrementally with
-``optimize()`` after each write, which also folds new rows into the vector index.
+(``prefilter=True``), never after. The full-text index is built once; ``optimize()`` every 20 writes folds
+new rows into it and the vector index (unindexed rows are searched exactly meanwhile).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from backend.documents.search import SEARCH_METHODS, VectorIndex, fused, ranked
 
 log = logging.getLogger(__name__)
 
+OPTIMIZE_EVERY_WRITES = 20  # chunk-table writes between two optimize() calls (see Store._index_text)
 EMBEDDER_FILE = "embedder.json"  # in the LanceDB folder: which model, dimension and chunks table the index is
 
 class DocumentRow(LanceModel):
@@ -114,6 +115,7 @@ class Store:
         self._write_lock = threading.Lock()
         self._catalog_lock = threading.Lock()
         self._catalogs: dict[str, dict[str, tuple[str, int]]] = {}
+        self._unoptimized: dict[str, int] = {}  # table name -> writes since its last optimize()
         self.vector_index = VectorIndex()
         self.documents = self._open("documents", DocumentRow)
         self.stale = None  # the chunks table of another embedding model, kept until every document is re-embedded
@@ -184,11 +186,26 @@ class Store:
         return self.db.create_table(name, schema=schema, exist_ok=True)
 
     def _index_text(self) -> None:
-        """Build the BM25 index on first use, then fold new rows into it incrementally."""
-        if any(ix.columns == ["text"] for ix in self.chunks.list_indices()):
-            self.chunks.optimize()
-        else:
+        """Build the BM25 index on first use; afterwards, every ``OPTIMIZE_EVERY_WRITES`` writes, compact the
+        table and fold the new rows into its indexes (``optimize()``). Rows written since are found all the
+        same: LanceDB searches a table's unindexed rows exactly, full-text and vector alike. Optimising after
+        every write rewrote the growing table each time (compaction), so an upload took 0.1 s at 100 documents
+        and 0.7 s at 1,000 (``benchmarks/library.py``); LanceDB's own advice is to optimise after about 20
+        modifications (``LanceTable.optimize``'s docstring)."""
+        if not any(ix.columns == ["text"] for ix in self.chunks.list_indices()):
             self.chunks.create_fts_index("text", use_tantivy=False)
+            return
+        self._optimize_sometimes(self.chunks)
+
+    def _optimize_sometimes(self, table) -> None:
+        """``optimize()`` ``table`` on every ``OPTIMIZE_EVERY_WRITES``-th write to it: each write adds a file
+        (a fragment), and a table of 1,000 one-row fragments took 330 ms to list (the documents table, which
+        was never optimised) against a few ms compacted."""
+        count = self._unoptimized.get(table.name, 0) + 1
+        if count >= OPTIMIZE_EVERY_WRITES:
+            table.optimize()
+            count = 0
+        self._unoptimized[table.name] = count
 
     # documents ---------------------------------------------------------------------------
     def add_document(self, row: DocumentRow, chunks: list[dict]) -> None:
@@ -229,6 +246,7 @@ class Store:
             else:
                 self.documents.add([row])
             self._changed()
+            self._optimize_sometimes(self.documents)
 
     def list_documents(self, owner: str) -> list[DocumentRow]:
         """All documents of ``owner``, oldest first."""
@@ -256,6 +274,8 @@ class Store:
             self.documents.delete(cond)
             self._changed()
             self.chunks.delete(cond)
+            self._optimize_sometimes(self.documents)
+            self._optimize_sometimes(self.chunks)
 
     def all_documents(self) -> list[DocumentRow]:
         """Every owner's documents (for the start-up check)."""

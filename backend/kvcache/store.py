@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import xxhash
@@ -147,6 +147,7 @@ class KVCacheStore:
         self.ram = RamTier(ram_budget_bytes)
         self._lock = threading.Lock()
         self.swept = self.sweep()
+        self._described: dict[str, tuple[tuple[int, int], CacheEntry]] = {}  # key -> (sidecar stamp, entry)
         self._pins_path = self.folder / PINS_FILE
         self._pins = self._read_pins()
 
@@ -287,11 +288,21 @@ class KVCacheStore:
                           tuple(meta.get("chunks") or ()))
 
     def entry(self, key: str) -> CacheEntry | None:
-        """The entry with this key as its sidecar describes it (not verified), or None."""
+        """The entry with this key as its sidecar describes it (not verified), or None. A sidecar is parsed
+        once and remembered while its file is unchanged (its mtime and size), so listing 1,000 entries costs
+        two ``stat`` calls each instead of 1,000 JSON reads (each carries its prefix's token ids)."""
         payload, sidecar = self._paths(key)
         try:
-            return self._entry(json.loads(sidecar.read_bytes()), payload.stat().st_mtime)
+            side = sidecar.stat()
+            used = payload.stat().st_mtime
+            stamp = (side.st_mtime_ns, side.st_size)
+            known = self._described.get(key)
+            if known is None or known[0] != stamp:
+                known = (stamp, self._entry(json.loads(sidecar.read_bytes()), 0.0))
+                self._described[key] = known
+            return replace(known[1], last_used_at=used)
         except (OSError, ValueError, KeyError):
+            self._described.pop(key, None)
             return None
 
     def tokens(self, key: str) -> list[int] | None:
@@ -309,6 +320,7 @@ class KVCacheStore:
     def delete(self, key: str) -> None:
         """Remove an entry's files (missing files are fine)."""
         self.ram.delete(key)
+        self._described.pop(key, None)
         with self._lock:
             for path in self._paths(key):
                 path.unlink(missing_ok=True)
@@ -376,7 +388,11 @@ class KVCacheStore:
 
     def evict(self) -> list[str]:
         """Delete least recently used entries until the payloads fit the budget, never one that holds a
-        pinned document (``pin``); returns the deleted keys."""
+        pinned document (``pin``); returns the deleted keys. The payload files' sizes are summed first (a
+        payload is exactly its state), so a save under the budget reads no sidecar."""
+        with os.scandir(self.folder) as found:
+            if sum(e.stat().st_size for e in found if e.name.endswith(".kv")) <= self.budget_bytes:
+                return []
         entries = self.entries()
         total = sum(e.state_bytes for e in entries)
         entries = [e for e in entries if not self.is_pinned(e)]

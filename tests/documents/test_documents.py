@@ -133,14 +133,22 @@ def test_query_embeddings_come_from_an_lru_cache(embedder):
     assert abs(float((first * embedder.encode(["what is a trace tree?"])[0]).sum()) - 1.0) < 1e-5
 
 
-def test_fulltext_index_is_updated_incrementally(services, tmp_path):
-    upload(services, tmp_path, "pdf/pypdf_crazyones.pdf")
-    latex = upload(services, tmp_path, "pdf/sf_pdflatex-4-pages.pdf")
+def test_fulltext_index_is_updated_incrementally(services, tmp_path, monkeypatch):
+    import backend.documents.store as store_module
+
+    monkeypatch.setattr(store_module, "OPTIMIZE_EVERY_WRITES", 2)  # 20 in the app
+    upload(services, tmp_path, "pdf/pypdf_crazyones.pdf")  # builds the index
     (index,) = [ix for ix in services.store.chunks.list_indices() if ix.columns == ["text"]]
+    latex = upload(services, tmp_path, "pdf/sf_pdflatex-4-pages.pdf")
     stats = services.store.chunks.index_stats(index.name)
-    assert stats.num_unindexed_rows == 0 and stats.num_indexed_rows == services.store.count_chunks()
+    assert stats.num_unindexed_rows == latex.n_chunks  # not folded in yet: one write since the index
     hits = services.documents.search(OWNER, "Huardest gefburn", [], 1, "fts")  # only in the second file
-    assert hits and hits[0].doc_id == latex.doc_id
+    assert hits and hits[0].doc_id == latex.doc_id  # found all the same: unindexed rows are searched exactly
+    upload(services, tmp_path, "md_txt/pandoc_tables.md")  # the second write since: optimize() folds them in
+    (after,) = [ix for ix in services.store.chunks.list_indices() if ix.columns == ["text"]]
+    stats = services.store.chunks.index_stats(after.name)
+    assert stats.num_unindexed_rows == 0 and stats.num_indexed_rows == services.store.count_chunks()
+    assert services.documents.search(OWNER, "Huardest gefburn", [], 1, "fts")[0].doc_id == latex.doc_id
 
 
 @pytest.mark.slow
