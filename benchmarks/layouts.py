@@ -14,7 +14,9 @@ and ``app_*`` ones keep the document in the system message but change the instru
 ``named_context`` names the document on its "Context" line instead of in a heading. ``app_date`` is the
 app with the date line in every question (``turn_datetime`` on, at ``answers.NOW``; the default until
 2026-12-01, now ``auto``: only questions about time) between "Question:" and the question;
-``app_date_after`` puts it after the question.
+``app_date_after`` puts it after the question. ``app_chunk``, ``app_title`` and ``app_excerpt`` are the app's
+layout with the paragraph under the heading a RAG chunk of its article gets (``Warsaw.txt (page 1)``), under the
+bare article title, and under "Excerpt from Warsaw": how much the heading alone moves the answers.
 The tuning articles (the first of the dev set) are the default, so that choosing a layout never looks at
 ``answers.py``'s held-out ones. Prints a Markdown table of answer-contains-gold and token F1.
 """
@@ -72,6 +74,9 @@ def _date_after(question: str) -> str:
 LAYOUTS = {
     "app": _app,
     "direct": lambda p, q, n: _pair(direct_messages(p, q)),
+    "app_chunk": lambda p, q, n, t="": _app(p, q, f"{t}.txt (page 1)"),
+    "app_title": lambda p, q, n, t="": _app(p, q, t),
+    "app_excerpt": lambda p, q, n, t="": _app(p, q, f"Excerpt from {t}"),
     "app_date": lambda p, q, n: _app(p, dated(q, NOW), n),
     "app_date_after": lambda p, q, n: _app(p, _date_after(q), n),
     "app_brief": lambda p, q, n: _app(p, q, n, BRIEF),
@@ -88,6 +93,7 @@ LAYOUTS = {
     "doc_user_tags": lambda p, q, n: (APP, f"Context:\n\n{_tagged(p, n)}\n\nQuestion: {q}"),
     "doc_user_no_cues": lambda p, q, n: (APP, f"The user's documents:\n\n{_tagged(p, n)}\n\n{q}"),
 }
+TITLED = ("app_chunk", "app_title", "app_excerpt")  # named after the article, as a chunk of it is
 
 
 def main() -> int:
@@ -113,7 +119,9 @@ def main() -> int:
         name = names.setdefault(item.paragraph, f"paragraph-{len(names)}.txt")
         rows.append({"question": item.question, "golds": item.golds})
         for layout in args.layouts:
-            system, user = LAYOUTS[layout](item.paragraph, item.question, name)
+            fn = LAYOUTS[layout]
+            system, user = (fn(item.paragraph, item.question, name, item.title) if layout in TITLED
+                            else fn(item.paragraph, item.question, name))
             with svc.engine.plain_llama() as llm:
                 reply = llm.create_chat_completion([{"role": "system", "content": system},
                                                     {"role": "user", "content": user}],
