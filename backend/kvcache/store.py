@@ -35,6 +35,7 @@ import xxhash
 from backend.disk import free_bytes, full_sentence, is_disk_full, write_atomically
 from backend.inference import EngineError
 from backend.kvcache.fingerprint import tokens_sha256
+from backend.kvcache.pins import PINS_FILE, Pins
 from backend.kvcache.ram_tier import RamTier
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ FORMAT_VERSION = 3  # 2: XXH3-128 (was SHA-256), last use is the payload's mtime
 # (python-xxhash releases the GIL): on 2 cores a 900 MB state verifies in 15 ms instead of 26 ms.
 # The slice size is fixed, so files do not depend on the machine that wrote them.
 CHECKSUM_CHUNK_BYTES = 32 << 20
-PINS_FILE = "documents.pins"  # JSON list of pinned document ids (not *.json: that glob is the sidecars)
 
 
 @functools.cache
@@ -148,8 +148,7 @@ class KVCacheStore:
         self._lock = threading.Lock()
         self.swept = self.sweep()
         self._described: dict[str, tuple[tuple[int, int], CacheEntry]] = {}  # key -> (sidecar stamp, entry)
-        self._pins_path = self.folder / PINS_FILE
-        self._pins = self._read_pins()
+        self.pins = Pins(self.folder / PINS_FILE)
 
     def sweep(self) -> int:
         """Delete what a write cut short left behind: temp files, and a payload or sidecar without its
@@ -351,40 +350,25 @@ class KVCacheStore:
                         "budget_bytes": self.ram.budget_bytes}}
 
     # pins ----------------------------------------------------------------------------------
-    def _read_pins(self) -> set[str]:
-        """The pinned document ids saved in ``PINS_FILE`` (none when it is missing or unreadable)."""
-        try:
-            return set(json.loads(self._pins_path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError):
-            return set()
-
     @property
     def pinned(self) -> frozenset[str]:
-        """Document ids whose entries eviction never deletes."""
-        return frozenset(self._pins)
+        """Document ids whose entries eviction never deletes (``backend.kvcache.pins``)."""
+        return self.pins.ids
 
     def pin(self, doc_id: str, pinned: bool = True) -> None:
         """Pin (or unpin) a document: while pinned, no entry whose prefix holds it is evicted, whatever
-        the budget; pinned entries still count toward it, so other entries go first. Saved atomically in
-        ``PINS_FILE``, so pins survive a restart.
-
-        Args:
-            doc_id: the document.
-            pinned: False unpins it.
+        the budget; pinned entries still count toward it, so other entries go first. Pins survive a restart.
 
         Raises:
             OSError: the pins file could not be written (the pin is not changed then).
         """
-        with self._lock:
-            changed = (self._pins | {doc_id}) if pinned else (self._pins - {doc_id})
-            write_atomically(self._pins_path, json.dumps(sorted(changed)).encode())
-            self._pins = changed
+        self.pins.set(doc_id, pinned)
         if not pinned:
             self.evict()
 
     def is_pinned(self, entry: CacheEntry) -> bool:
         """True when the entry's prefix holds a pinned document."""
-        return not self._pins.isdisjoint(entry.doc_ids)
+        return self.pins.holds(entry.doc_ids)
 
     def evict(self) -> list[str]:
         """Delete least recently used entries until the payloads fit the budget, never one that holds a
