@@ -20,7 +20,7 @@ def rows(services: Services, owner: str, everyone: bool = False) -> tuple[list[l
         names = " + ".join(c.documents) or "(instructions only)"
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.last_used_at))
         table.append([names, c.kind, f"{c.tokens:,}", human_bytes(c.bytes), c.tier, "yes" if c.usable else "no",
-                      "📌" if c.pinned else "", used, c.key[:12], c.owner])
+                      "yes" if c.pinned else "", used, c.key[:12], c.owner])
         choices.append((f"{names} · {c.tokens:,} tok · {human_bytes(c.bytes)}{' · pinned' if c.pinned else ''}", c.key))
     return table, choices
 
