@@ -66,7 +66,10 @@ class Settings(BaseSettings):
     share: bool = Field(False, description="Create a public Gradio share link.")
     max_upload_mb: float = Field(50.0, gt=0, description="Largest accepted upload, MiB.")
     mcp_server: bool = Field(False, description="Serve the API's public endpoints as MCP tools (streamable HTTP at /gradio_api/mcp/).")
-    ocr: bool = Field(True, description="Read PDF pages without a usable text layer (scans) with OCR (RapidOCR, offline).")
+    ocr: bool = Field(True, description="Read PDF pages without a usable text layer (scans), and uploaded images, "
+                                        "with OCR (RapidOCR, offline).")
+    max_image_pixels: int = Field(40_000_000, gt=0, description="Most pixels (width x height) of an uploaded image; "
+                                                               "larger ones, and decompression bombs, are refused.")
 
     # Model
     model_path: Path | None = Field(None, description="GGUF file to load; default: first in models_dir.")

@@ -232,7 +232,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
                                 max_upload_bytes=settings.max_upload_bytes, chunk_tokens=settings.chunk_tokens,
                                 overlap_tokens=settings.chunk_overlap_tokens, count_tokens=engine.count_tokens,
                                 drop_derived=drop_derived, ocr=PageOcr() if settings.ocr else None,
-                                disk_reserve_bytes=reserve)
+                                disk_reserve_bytes=reserve, max_image_pixels=settings.max_image_pixels)
     grounder = Grounder(documents)
     recovery = documents.recover()  # before anything reads the index: sweep what a crash left half-written
     remote = (RemoteEngine(settings.remote_base_url, settings.remote_api_key, settings.remote_model,

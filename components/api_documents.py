@@ -40,7 +40,7 @@ def render(services: Services) -> None:
     upload_trigger = gr.Button(visible=False)
 
     def upload_document(file: str, password: str, cache: bool, name: str = "", request: gr.Request = None) -> dict:
-        """Upload one PDF, DOCX, TXT or Markdown file; scanned PDF pages are read with OCR.
+        """Upload one PDF, DOCX, TXT, Markdown or image file; scanned PDF pages and images are read with OCR.
 
         Args:
             file: the file (a URL, or a data: URL with base64 contents, from an MCP client).
@@ -52,7 +52,7 @@ def render(services: Services) -> None:
             doc_id, name, kind, pages, ocr_pages, chars, tokens, chunks, size_bytes, cache state, created.
         """
         if not file:
-            raise gr.Error("No file was sent; attach a PDF, DOCX, TXT or Markdown file.")
+            raise gr.Error("No file was sent; attach a PDF, DOCX, TXT, Markdown or image file.")
         owner = owner_of(request)
         with user_errors():
             check_upload(services, request, Path(file))
@@ -66,7 +66,7 @@ def render(services: Services) -> None:
     many_in = gr.File(visible=False, label="files", file_count="multiple")
 
     def upload_documents(files: list[str], password: str, cache: bool, request: gr.Request = None) -> dict:
-        """Upload many PDF, DOCX, TXT or Markdown files at once, or zip archives of them; a file that fails
+        """Upload many PDF, DOCX, TXT, Markdown or image files at once, or zip archives of them; a file that fails
         is named with the reason and the others still upload.
 
         Args:
@@ -79,7 +79,7 @@ def render(services: Services) -> None:
             or archive member not uploaded).
         """
         if not files:
-            raise gr.Error("No files were sent; attach PDF, DOCX, TXT or Markdown files, or a zip of them.")
+            raise gr.Error("No files were sent; attach PDF, DOCX, TXT, Markdown or image files, or a zip of them.")
         owner = owner_of(request)
         result = upload_many(services, request, [(Path(f), Path(f).name) for f in files], password or None, cache)
         cached = services.caches.cached(owner)

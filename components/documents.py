@@ -20,7 +20,7 @@ ID_CHARS = 8  # of the doc_id shown in the ID column: what a clicked row is foun
 PREVIEW_CHARS = 20_000
 LISTED_UPLOADS = 10  # an upload of more documents lists only its failures one by one
 AUTO_SELECT_MAX = 5  # an upload of at most this many documents selects them for chat at once
-FILE_TYPES = [".pdf", ".docx", ".txt", ".md", ".markdown", ".zip"]
+FILE_TYPES = [".pdf", ".docx", ".txt", ".md", ".markdown", ".png", ".jpg", ".jpeg", ".webp", ".gif", ".zip"]
 
 
 @dataclass
@@ -92,7 +92,7 @@ def preview_markdown(services: Services, owner: str, doc_id: str) -> str:
 def render(services: Services) -> DocumentsPanel:
     """Build the documents panel and wire its events."""
     gr.Markdown("### Documents")
-    files = gr.File(label="Upload PDF, DOCX, TXT or Markdown files, or a .zip of them", file_count="multiple",
+    files = gr.File(label="Upload PDF, DOCX, TXT or Markdown files, images with text (PNG, JPEG, WebP, GIF), or a .zip of them", file_count="multiple",
                     file_types=FILE_TYPES,
                     height=110)
     with gr.Row():

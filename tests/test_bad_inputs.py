@@ -130,7 +130,7 @@ def test_a_bulk_upload_with_broken_files_uploads_the_rest_and_names_the_broken_o
     failed = result["failed"]
     assert len(failed) == 3, failed
     assert any("derived_html_renamed.pdf" in f for f in failed) and any("empty.pdf" in f for f in failed)
-    assert any("slides.pptx" in f and "not a PDF, DOCX, TXT or Markdown" in f for f in failed)
+    assert any("slides.pptx" in f and "not a PDF, DOCX, TXT, Markdown or image" in f for f in failed)
     assert all("\n" not in f and "Traceback" not in f for f in failed)
     assert result["summary"].startswith("2 uploaded, 3 not uploaded")
     listed = {d["name"] for d in app.client.predict(api_name="/list_documents")}

@@ -1,4 +1,4 @@
-"""Documents: extraction (PDF, DOCX, text; OCR for scanned PDF pages), token-aware chunking, sentence-transformers embeddings,
+"""Documents: extraction (PDF, DOCX, text; OCR for scanned PDF pages and images), token-aware chunking, sentence-transformers embeddings,
 the LanceDB tables with hybrid search (and an ANN index for large libraries), zip uploads opened into
 their documents, and the service that uploads, lists, re-indexes and deletes.
 
@@ -10,11 +10,12 @@ from backend.documents.bundle import Bundle, expand
 from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.embeddings import Embedder
 from backend.documents.extract import DocumentError, Extracted, Page, PasswordRequired, extract
+from backend.documents.images import IMAGE_EXTENSIONS, ImageError, open_image
 from backend.documents.ocr import PageOcr, needs_ocr, unreadable_share
 from backend.documents.recovery import Recovery
 from backend.documents.service import DocText, DocumentService
 from backend.documents.store import DocumentRow, Hit, Store, sql_quote
 
-__all__ = ["Bundle", "DocText", "DocumentError", "DocumentRow", "DocumentService", "Embedder", "Extracted", "Hit", "Page",
-           "PageOcr", "PasswordRequired", "Recovery", "Store", "chunk_pages", "embedding_text", "expand", "extract", "needs_ocr", "sql_quote",
-           "title_of", "unreadable_share"]
+__all__ = ["IMAGE_EXTENSIONS", "Bundle", "DocText", "DocumentError", "DocumentRow", "DocumentService", "Embedder",
+           "Extracted", "Hit", "ImageError", "Page", "PageOcr", "PasswordRequired", "Recovery", "Store", "chunk_pages",
+           "embedding_text", "expand", "extract", "needs_ocr", "open_image", "sql_quote", "title_of", "unreadable_share"]

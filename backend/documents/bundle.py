@@ -14,7 +14,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-SUPPORTED = (".pdf", ".docx", ".txt", ".md", ".markdown")
+from backend.documents.extract import EXTENSIONS
+
+SUPPORTED = tuple(EXTENSIONS)  # what an upload takes: documents and images
 READ_SLICE = 1 << 20  # bytes read from a member at a time
 MAX_MEMBERS = 5_000  # members looked at per archive
 
@@ -75,7 +77,7 @@ def _members(archive: zipfile.ZipFile, name: str, folder: Path, max_bytes: int, 
         if member.parts[0] == "__MACOSX" or member.name.startswith("."):
             continue
         if member.suffix.lower() not in SUPPORTED:
-            bundle.skipped.append(f"{label} was skipped: it is not a PDF, DOCX, TXT or Markdown file.")
+            bundle.skipped.append(f"{label} was skipped: it is not a PDF, DOCX, TXT, Markdown or image file.")
             continue
         if info.flag_bits & 0x1:
             bundle.skipped.append(f"{label} was skipped: it is encrypted in the archive; unzip it and upload it.")

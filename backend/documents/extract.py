@@ -1,4 +1,4 @@
-"""Text extraction: PDF (pypdf), DOCX (python-docx) and TXT/Markdown (charset-normalizer).
+"""Text extraction: PDF (pypdf), DOCX (python-docx), TXT/Markdown (charset-normalizer) and images (OCR).
 
 ``extract(data, filename)`` sniffs the real type from the bytes, checks it agrees with the
 extension, and returns the text as pages (1-based page numbers) split further by section
@@ -22,11 +22,12 @@ from mdit_py_plugins.front_matter import front_matter_plugin
 from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
 
 from backend.documents.docx_text import docx_blocks
+from backend.documents.images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, ImageError, ImageText, open_image
 from backend.documents.ocr import MAX_UNREADABLE, needs_ocr, unreadable_share
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = {".pdf": "pdf", ".docx": "docx", ".txt": "txt", ".md": "md", ".markdown": "md"}
+EXTENSIONS = {".pdf": "pdf", ".docx": "docx", ".txt": "txt", ".md": "md", ".markdown": "md"} | dict.fromkeys(IMAGE_EXTENSIONS, "image")
 KIND_NAMES = {"pdf": "a PDF", "docx": "a Word (DOCX) file", "txt": "plain text", "md": "plain text",
               "html": "an HTML page", "zip": "a ZIP archive", "binary": "binary data"}
 
@@ -68,7 +69,7 @@ class Extracted:
     """The text of one document.
 
     Attributes:
-        kind: ``pdf``, ``docx``, ``txt`` or ``md``.
+        kind: ``pdf``, ``docx``, ``txt``, ``md`` or ``image``.
         pages: pages in reading order; at least one has non-blank text.
     """
 
@@ -119,7 +120,8 @@ Ocr = Callable[..., dict[int, str]]  # PageOcr.read_pages: (data, page_numbers, 
 
 
 def extract(data: bytes, filename: str, password: str | None = None,
-            progress: Callable[[int, int, str], None] | None = None, ocr: Ocr | None = None) -> Extracted:
+            progress: Callable[[int, int, str], None] | None = None, ocr: Ocr | None = None,
+            image_text: ImageText | None = None, max_image_pixels: int = MAX_IMAGE_PIXELS) -> Extracted:
     """Extract the text of an uploaded file.
 
     Args:
@@ -131,23 +133,29 @@ def extract(data: bytes, filename: str, password: str | None = None,
         ocr: reads text from page pixels, called as ``ocr(data, page_numbers, password, progress)``
             (``PageOcr.read_pages``) for the PDF pages whose text layer is missing or unreadable
             (``needs_ocr``); None leaves missing text layers empty and empties unreadable ones.
+        image_text: reads the text of an image (``PageOcr.read_text``); None refuses images.
+        max_image_pixels: the most pixels an uploaded image may have (width x height).
 
     Returns:
-        The document's pages; OCR'd pages have ``ocr=True``.
+        The document's pages; OCR'd pages (and an image's one page) have ``ocr=True``.
 
     Raises:
         DocumentError: unsupported extension, empty file, type mismatch, unreadable or
-            truncated file, no text (a scanned PDF with OCR off, or one where OCR found none).
+            truncated file, no text (a scanned PDF with OCR off, or one where OCR found none),
+            an image with OCR off, too many pixels, or no text found in it.
         PasswordRequired: an encrypted PDF without the right password.
     """
     ext = PurePath(filename).suffix.lower()
     expected = EXTENSIONS.get(ext)
     if expected is None:
         raise DocumentError(
-            f"'{filename}' has an unsupported type ({ext or 'no extension'}); upload a PDF, DOCX, TXT or Markdown file."
+            f"'{filename}' has an unsupported type ({ext or 'no extension'}); upload a PDF, DOCX, TXT, Markdown "
+            "or image (PNG, JPEG, WebP, GIF) file."
         )
     if not data:
         raise DocumentError(f"'{filename}' is empty (0 bytes); choose a file that has content.")
+    if expected == "image":
+        return Extracted(kind="image", pages=_image_pages(data, filename, image_text, max_image_pixels))
     actual = sniff(data)
     if actual != expected and not (expected in ("txt", "md") and actual == "txt"):
         raise DocumentError(
@@ -178,6 +186,22 @@ def extract(data: bytes, filename: str, password: str | None = None,
             )
         raise DocumentError(f"'{filename}' contains no text to read.")
     return Extracted(kind=expected, pages=pages)
+
+
+def _image_pages(data: bytes, filename: str, image_text: ImageText | None, max_pixels: int) -> list[Page]:
+    """The text of an image as one OCR'd page; see ``extract`` for errors."""
+    try:
+        image = open_image(data, filename, max_pixels)
+    except ImageError as exc:
+        raise DocumentError(str(exc)) from exc
+    if image_text is None:
+        raise DocumentError(f"'{filename}' is an image, and images are read by OCR, which is off; "
+                            "turn it on (KVC_OCR=true) or upload the text instead.")
+    text = normalize_text(image_text(image))
+    if not text.strip():
+        raise DocumentError(f"OCR found no text in '{filename}'; an image can be a document only when it holds "
+                            "text (a screenshot, a photo of a page), so upload a sharper picture or the text itself.")
+    return [Page(1, text, ocr=True)]
 
 
 def _pdf_pages(data: bytes, filename: str, password: str | None,

@@ -168,6 +168,21 @@ class PageOcr:
         log.info("OCR read %d pages (%d characters)", len(out), sum(len(t) for t in out.values()))
         return out
 
+    def read_text(self, image) -> str:
+        """OCR one image into text in reading order (an uploaded screenshot or photo of a page).
+
+        Args:
+            image: a PIL image (any mode).
+
+        Returns:
+            The text, lines in reading order with blank lines between paragraphs (``layout_lines``);
+            ``""`` when nothing was recognised.
+        """
+        with self._lock:
+            result = self._load()(np.asarray(image.convert("RGB")))
+        texts = list(result.txts or [])
+        return layout_lines(np.asarray(result.boxes), texts) if texts else ""
+
     def read_image(self, image) -> list[tuple[tuple[float, float, float, float], str]]:
         """OCR one image and return each text box with where it is (the source viewer marks quotes with it).
 

@@ -22,6 +22,7 @@ from backend.disk import free_bytes, full_sentence, is_disk_full, write_atomical
 from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.embeddings import Embedder
 from backend.documents.extract import DocumentError, Extracted, Page, PasswordRequired, extract
+from backend.documents.images import MAX_IMAGE_PIXELS
 from backend.documents.ocr import PageOcr
 from backend.documents.recovery import Recovery, recover
 from backend.documents.store import DocumentRow, Hit, Store
@@ -85,14 +86,15 @@ class DocumentService:
             state derived from its text elsewhere (KV caches) goes with it.
         max_upload_bytes: size limit, bytes.
         chunk_tokens / overlap_tokens: chunking window, embedding-model tokens.
-        ocr: reads PDF pages that have no usable text layer; None turns OCR off.
+        ocr: reads PDF pages that have no usable text layer, and uploaded images; None turns OCR off.
         disk_reserve_bytes: free space an upload must leave on the disk (``backend.disk``), bytes.
+        max_image_pixels: the most pixels (width x height) of an uploaded image.
     """
 
     def __init__(self, uploads: Path, store: Store, embedder: Embedder, *, max_upload_bytes: int, chunk_tokens: int,
                  overlap_tokens: int, count_tokens: Callable[[str], int | None] = _no_llm,
                  drop_derived: Callable[[str], object] = _nothing_derived, ocr: PageOcr | None = None,
-                 disk_reserve_bytes: int = 0):
+                 disk_reserve_bytes: int = 0, max_image_pixels: int = MAX_IMAGE_PIXELS):
         self.uploads = Path(uploads)
         self.store, self.embedder = store, embedder
         self.count_tokens, self.drop_derived = count_tokens, drop_derived
@@ -101,6 +103,7 @@ class DocumentService:
         self.overlap_tokens = overlap_tokens
         self.ocr = ocr
         self.disk_reserve_bytes = disk_reserve_bytes
+        self.max_image_pixels = max_image_pixels
 
     def upload(self, owner: str, path: Path, filename: str | None = None, password: str | None = None,
                progress: Progress = _noop) -> tuple[DocumentRow, bool]:
@@ -198,7 +201,8 @@ class DocumentService:
         progress(0.0, "Extracting text")
         return extract(data, name, password,
                        progress=lambda done, total, what: progress(0.2 * done / total, f"{what} {done}/{total}"),
-                       ocr=self.ocr.read_pages if self.ocr else None)
+                       ocr=self.ocr.read_pages if self.ocr else None,
+                       image_text=self.ocr.read_text if self.ocr else None, max_image_pixels=self.max_image_pixels)
 
     def reembed_all(self, progress: Progress = _noop) -> int:
         """Embed every document again with this embedding model, after a switch of model: each is

@@ -1,5 +1,7 @@
 """The source viewer: a cited passage shown where it is.
 
+An uploaded image is shown with the quote marked over the OCR boxes that hold it.
+
 A PDF page is rendered with pypdfium2 and the quote is marked on it: found in pdfium's own text layer
 (whose characters carry boxes, ``PdfTextPage.count_rects``/``get_rect``) by a whitespace- and
 case-insensitive match, else by its longest run in common; on a page read by OCR the quote is located
@@ -19,7 +21,7 @@ import pypdfium2 as pdfium
 from PIL import Image, ImageDraw
 from pypdfium2 import PdfiumError
 
-from backend.documents import DocumentError, DocumentService, PageOcr
+from backend.documents import DocumentError, DocumentService, ImageError, PageOcr, open_image
 
 RENDER_SCALE = 1.5  # 108 dpi: a letter page is 918 x 1188 pixels
 CONTEXT_CHARS = 400  # characters of context shown before and after a quote, at most
@@ -34,7 +36,8 @@ class SourceView:
 
     Attributes:
         title: ``name · p. 3 · Section``.
-        image: the PDF page with the quote marked (None for other kinds, or when it cannot be rendered).
+        image: the PDF page or uploaded image with the quote marked (None for other kinds, or when it cannot
+            be rendered).
         marked: the quote was found on the image and marked.
         before / quote / after: the text around the quote, the quote itself, and what follows (from the
             stored page text, cut at paragraph breaks or ``CONTEXT_CHARS``).
@@ -141,6 +144,21 @@ def mark_pdf_page(data: bytes, number: int, quote: str, scale: float = RENDER_SC
     return (_overlay(image, boxes), True) if boxes else (image, False)
 
 
+def mark_image(image: Image.Image, quote: str, ocr: PageOcr | None) -> tuple[Image.Image, bool]:
+    """An uploaded image with ``quote`` marked where OCR reads it.
+
+    Args:
+        image: the image as uploaded (``open_image``), RGB.
+        quote: the text to mark.
+        ocr: reads the image's text boxes; None shows the image unmarked.
+
+    Returns:
+        ``(image, marked)``: the image, with the quote's boxes marked when it was found.
+    """
+    boxes = _ocr_boxes(ocr, image, quote) if ocr is not None else []
+    return (_overlay(image, boxes), True) if boxes else (image, False)
+
+
 def _ocr_boxes(ocr: PageOcr, image: Image.Image, quote: str) -> list[tuple[float, float, float, float]]:
     """Where ``quote`` lies among the OCR'd text boxes of ``image``: the boxes are joined in reading order,
     the quote is located in that text (``locate``), and each box it touches is marked over the share of
@@ -180,7 +198,7 @@ def context(text: str, start: int, end: int, limit: int = CONTEXT_CHARS) -> tupl
 
 
 class SourceViewer:
-    """Opens citations: the page image with the quote marked (PDFs) and the text around it (every kind).
+    """Opens citations: the page image with the quote marked (PDFs, images) and the text around it (every kind).
 
     Args:
         documents: the documents (rows, stored pages, original files).
@@ -219,13 +237,17 @@ class SourceViewer:
         before, quote, after = context(text, start, end)
         where = f"p. {source['page']}" + (" (OCR)" if pages[part].ocr else "")
         title = " · ".join(x for x in (row.name, where, source.get("section", "")) if x)
-        if row.kind != "pdf":
+        if row.kind not in ("pdf", "image"):
             return SourceView(title, None, False, before, quote, after)
         try:
-            image, marked = mark_pdf_page(self.documents.file_of(row).read_bytes(), source["page"], quote,
-                                          ocr=self.ocr if pages[part].ocr else None)
-        except (PdfiumError, OSError) as exc:  # encrypted or damaged (pdfium), or the file is gone
-            note = "The page could not be rendered (" + re.sub(r"\s+", " ", str(exc))[:80] + "); its text is shown."
+            data = self.documents.file_of(row).read_bytes()
+            if row.kind == "image":
+                image, marked = mark_image(open_image(data, row.name), quote, self.ocr)
+            else:
+                image, marked = mark_pdf_page(data, source["page"], quote, ocr=self.ocr if pages[part].ocr else None)
+        except (PdfiumError, OSError, ImageError) as exc:  # encrypted or damaged, or the file is gone
+            note = f"The {'image' if row.kind == 'image' else 'page'} could not be rendered (" + \
+                re.sub(r"\s+", " ", str(exc))[:80] + "); its text is shown."
             return SourceView(title, None, False, before, quote, after, note)
-        note = "" if marked else "The quote could not be placed on the page image; it is marked in the text below."
+        note = "" if marked else "The quote could not be placed on the image; it is marked in the text below."
         return SourceView(title, image, marked, before, quote, after, note)

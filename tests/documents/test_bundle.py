@@ -38,7 +38,7 @@ def test_an_archive_opens_into_its_documents_and_names_what_it_skips(tmp_path):
     assert bundle.files[0][0].read_bytes() == MD.read_bytes() and bundle.files[3][0] == PDF
     assert all(work in p.parents for p, _ in bundle.files[:3])  # nothing written outside the work folder
     assert not (tmp_path / "escape").exists()
-    assert bundle.skipped == ["library.zip › tool.exe was skipped: it is not a PDF, DOCX, TXT or Markdown file."]
+    assert bundle.skipped == ["library.zip › tool.exe was skipped: it is not a PDF, DOCX, TXT, Markdown or image file."]
 
 
 def test_a_member_past_the_limit_is_stopped_while_it_is_read(tmp_path):
