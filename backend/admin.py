@@ -97,8 +97,11 @@ def backup(data_dir: Path, dest: Path, with_caches: bool = False) -> dict:
     tables = {}
     if (data_dir / "lancedb").is_dir():
         db = lancedb.connect(str(data_dir / "lancedb"))
-        tables = {name: db.open_table(name).version for name in db.table_names()}  # before the copy starts
-        shutil.copytree(data_dir / "lancedb", dest / "lancedb")
+        names = db.list_tables().tables  # a local connection lists every table in one page
+        tables = {name: db.open_table(name).version for name in names}  # before the copy starts
+        # a write in progress has ".tmp*" files that may be gone before they are copied; the versions above
+        # never point at them
+        shutil.copytree(data_dir / "lancedb", dest / "lancedb", ignore=shutil.ignore_patterns(".tmp*", "*.tmp"))
     for name in ("uploads", *(["kvcache"] if with_caches else [])):
         if (data_dir / name).is_dir():
             shutil.copytree(data_dir / name, dest / name, ignore=shutil.ignore_patterns("*.tmp"))

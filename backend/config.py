@@ -156,8 +156,9 @@ class Settings(BaseSettings):
         description="External Redis; default: an embedded redis-server under data_dir.",
     )
     redis_appendfsync: Literal["everysec", "always", "no"] = Field(
-        "everysec", description="When the embedded Redis flushes its append-only file: everysec (a power loss can "
-                                "lose the last second of chat turns), always (none, slower writes) or no.")
+        "always", description="When the embedded Redis flushes its append-only file: always (an fsync before each "
+                              "write is acknowledged: nothing is lost), everysec (a Redis crash while the disk is "
+                              "busy, or a power loss, can lose the last seconds of chat turns) or no.")
     session_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="Session lifetime after last use, seconds.")
     shutdown_grace_s: float = Field(10.0, ge=0, description="On SIGTERM or Ctrl-C, how long answers in flight may "
                                                             "go on before they are stopped and saved as partial, seconds.")

@@ -49,12 +49,15 @@ class EmbeddedRedis:
         start_timeout_s: how long to wait for the server to answer PING, seconds.
         check_interval_s: how often the watcher looks at the server, seconds.
         appendfsync: when the append-only file is flushed to the disk (Redis's ``appendfsync``):
-            ``everysec`` (a power loss can lose the last second of writes; a crash of the app or of
-            Redis loses none), ``always`` (none, at an fsync per write) or ``no`` (the OS decides).
+            ``always`` (each write is on disk before it is acknowledged; the app's writes are a few per
+            chat turn), ``everysec`` (while a background fsync is slow, Redis postpones writing the file
+            for up to 2 s but still answers clients, so a killed Redis on a busy disk loses acknowledged
+            writes: ``flushAppendOnlyFile`` in Redis's aof.c; a power loss loses the last second) or
+            ``no`` (the OS decides).
     """
 
     def __init__(self, folder: Path, start_timeout_s: float = 10.0, check_interval_s: float = 0.5,
-                 appendfsync: str = "everysec"):
+                 appendfsync: str = "always"):
         self.folder = Path(folder).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.socket = self._socket_path()

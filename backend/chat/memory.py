@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from lancedb.pydantic import LanceModel, Vector
 
-from backend.documents import Embedder, Store, sql_quote
+from backend.documents import Embedder, Store, sql_quote, table_names
 
 
 def memory_model(dim: int) -> type[LanceModel]:
@@ -54,7 +54,7 @@ class MemoryIndex:
         self.embedder, self.max_distance = embedder, max_distance
         self._lock = threading.Lock()
         rows = []
-        if "memory" in store.db.table_names():
+        if "memory" in table_names(store.db):
             old = store.db.open_table("memory")
             if store.model_changed or old.schema.field("vector").type.list_size != embedder.dim:
                 rows = old.search().select(["owner", "session_id", "text", "created_at"]).limit(None).to_list()

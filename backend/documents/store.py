@@ -29,6 +29,24 @@ log = logging.getLogger(__name__)
 OPTIMIZE_EVERY_WRITES = 20  # chunk-table writes between two optimize() calls (see Store._index_text)
 EMBEDDER_FILE = "embedder.json"  # in the LanceDB folder: which model, dimension and chunks table the index is
 
+
+def table_names(db) -> list[str]:
+    """Every table of a LanceDB connection, page by page (``list_tables``; ``table_names()`` is deprecated).
+
+    Args:
+        db: a ``lancedb`` connection.
+
+    Returns:
+        The table names.
+    """
+    names, token = [], None
+    while True:
+        page = db.list_tables(page_token=token)
+        names += list(page.tables)
+        token = page.page_token
+        if not token:
+            return names
+
 class DocumentRow(LanceModel):
     """One uploaded document (no text; the file lives under ``uploads/``).
 
@@ -149,13 +167,13 @@ class Store:
 
     def _dim_of(self, table: str) -> int | None:
         """The vector width of an existing chunks table, or None when there is no such table."""
-        if table not in self.db.table_names():
+        if table not in table_names(self.db):
             return None
         return self.db.open_table(table).schema.field("vector").type.list_size
 
     def _drop_unfinished(self, live: str) -> None:
         """Drop the chunks tables of re-embeddings that never finished (every ``chunks_*`` but ``live``)."""
-        for old in self.db.table_names():
+        for old in table_names(self.db):
             if old.startswith("chunks_") and old != live:
                 log.info("dropping %s, left by a re-embedding that did not finish", old)
                 self.db.drop_table(old)

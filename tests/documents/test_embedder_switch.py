@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import TESTDATA, make_settings
 
-from backend.documents import Embedder
+from backend.documents import Embedder, table_names
 from backend.documents.embeddings import resolve_model
 from backend.services import build_services
 
@@ -58,7 +58,7 @@ def test_a_new_embedding_model_embeds_every_document_again(tmp_path, tiny_model,
         hits = services.documents.search(OWNER, "the misfits, the rebels, the troublemakers", None, 1)
         assert hits[0].doc_id == crazy.doc_id
         assert services.store.chunk_counts() == {d.doc_id: d.n_chunks for d in services.documents.list(OWNER)}
-        names = services.store.db.table_names()
+        names = table_names(services.store.db)
         assert "chunks" not in names and [t for t in names if t.startswith("chunks")] == [services.store.chunks.name]
     finally:
         services.close()
@@ -84,6 +84,6 @@ def test_a_crash_while_embedding_again_keeps_the_old_index(tmp_path, tiny_model,
     try:
         assert services.recovery.reembedded == 0
         assert services.documents.search(OWNER, "the crazy ones", None, 1)[0].doc_id == crazy.doc_id
-        assert [t for t in services.store.db.table_names() if t.startswith("chunks_")] == []  # the half table went
+        assert [t for t in table_names(services.store.db) if t.startswith("chunks_")] == []  # the half table went
     finally:
         services.close()
