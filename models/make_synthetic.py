@@ -107,12 +107,13 @@ def training_corpus() -> list[str]:
     return texts
 
 
-def build_vocab(preset: Preset) -> tuple[list[str], list[int], list[str]]:
+def build_vocab(preset: Preset, extra_tokens: tuple[str, ...] = ()) -> tuple[list[str], list[int], list[str]]:
     """Train a byte-level BPE and lay out the full vocabulary.
 
     Args:
         preset: the model shapes; ``n_merges_vocab`` bounds the trained part and
             ``n_vocab`` is the final size, reached with unreachable ``[padN]`` tokens.
+        extra_tokens: more user-defined tokens after ``USER_DEFINED_TOKENS`` (a vision model's image markers).
 
     Returns:
         ``(tokens, token_types, merges)``: token strings in GPT-2 byte-to-unicode form,
@@ -123,7 +124,8 @@ def build_vocab(preset: Preset) -> tuple[list[str], list[int], list[str]]:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    n_special = len(SPECIAL_TOKENS) + len(USER_DEFINED_TOKENS)
+    user_defined = USER_DEFINED_TOKENS + list(extra_tokens)
+    n_special = len(SPECIAL_TOKENS) + len(user_defined)
     trainer = trainers.BpeTrainer(
         vocab_size=preset.n_merges_vocab - n_special,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
@@ -137,8 +139,8 @@ def build_vocab(preset: Preset) -> tuple[list[str], list[int], list[str]]:
               for pair in json.loads(tokenizer.to_str())["model"]["merges"]]
     tokens += SPECIAL_TOKENS
     types += [gguf.TokenType.CONTROL] * len(SPECIAL_TOKENS)
-    tokens += USER_DEFINED_TOKENS
-    types += [gguf.TokenType.USER_DEFINED] * len(USER_DEFINED_TOKENS)
+    tokens += user_defined
+    types += [gguf.TokenType.USER_DEFINED] * len(user_defined)
     pad = preset.n_vocab - len(tokens)
     if pad < 0:
         raise ValueError(f"trained vocabulary {len(tokens)} exceeds n_vocab {preset.n_vocab}")
@@ -179,15 +181,17 @@ def _add_crashing_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
     w.add_eos_token_id(4)
 
 
-def write_model(out: Path, preset_name: str, seed: int = 0, crashing_vocab: bool = False) -> Path:
+def write_model(out: Path, preset_name: str | Preset, seed: int = 0, crashing_vocab: bool = False,
+                extra_tokens: tuple[str, ...] | list[str] = ()) -> Path:
     """Write one synthetic GGUF.
 
     Args:
         out: destination path; parent folders are created.
-        preset_name: a key of ``PRESETS`` (``tiny`` or ``bench``).
+        preset_name: a key of ``PRESETS`` (``tiny`` or ``bench``), or a ``Preset``.
         seed: seed for the random weights.
         crashing_vocab: write a vocabulary that makes llama.cpp abort while tokenizing (see
             ``_add_crashing_vocab``) instead of the byte-level BPE one.
+        extra_tokens: more user-defined tokens (``make_vision``'s image markers).
 
     Returns:
         ``out``.
@@ -195,13 +199,13 @@ def write_model(out: Path, preset_name: str, seed: int = 0, crashing_vocab: bool
     Raises:
         KeyError: unknown preset.
     """
-    p = PRESETS[preset_name]
+    p = PRESETS[preset_name] if isinstance(preset_name, str) else preset_name
     rng = np.random.default_rng(seed)
-    tokens, types, merges = build_vocab(p)
+    tokens, types, merges = build_vocab(p, tuple(extra_tokens))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     w = gguf.GGUFWriter(str(tmp), arch=p.arch)
-    w.add_name(f"synthetic-{preset_name}")
+    w.add_name(f"synthetic-{preset_name}" if isinstance(preset_name, str) else "synthetic-vision")
     w.add_context_length(p.n_ctx_train)
     w.add_embedding_length(p.n_embd)
     w.add_block_count(p.n_layer)

@@ -1,8 +1,9 @@
 """Inference: the one in-process llama.cpp engine (load, tokenize, sequences and their KV state,
 batched decode, streaming), the batch scheduler that decodes several answers together, model
 loading checks, the GGUF registry and downloads, the remote OpenAI-compatible engine, and the
-per-run log files, the preflight that runs a new model file in a child process first, and the
-bundled offline model. Imports no other backend package.
+per-run log files, the preflight that runs a new model file in a child process first, the
+bundled offline model, and vision projectors that put images into a prompt (libmtmd). Imports no other
+backend package.
 """
 
 from backend.inference.batching import Job, ModelChanged, Scheduler

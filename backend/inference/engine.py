@@ -24,6 +24,7 @@ from backend.inference.loader import LoadParams, ModelLoadError, OpenedModel, op
 from backend.inference.preflight import Preflight, PreflightResult
 from backend.inference.sequences import EngineLock, Sequences
 from backend.inference.types import EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats
+from backend.inference.vision import Projector
 
 __all__ = ["Engine", "EngineError", "Interrupted", "LoadParams", "NoModelLoaded", "Sampling", "StreamStats"]
 
@@ -44,6 +45,7 @@ class Engine(Sequences):
             tokenized under one generation must not run on another.
         preflight: runs each new file in a child process before it is loaded (None: no preflight).
         last_preflight: the loaded model's preflight result (None without one).
+        projector: the vision projector attached to the loaded model (``attach_projector``), or None.
 
     Args:
         preflight: see the attribute.
@@ -65,6 +67,7 @@ class Engine(Sequences):
         self._vocab: llama_cpp.Llama | None = None  # vocab-only twin: tokenizes without the lock
         self._batch: llama_cpp.llama_batch | None = None  # n_batch tokens, reused by every decode
         self._seq_tokens: list[list[int]] = []  # per sequence: the token ids its KV cells hold
+        self.projector: Projector | None = None
 
     # lifecycle ---------------------------------------------------------------------------
     @property
@@ -135,9 +138,37 @@ class Engine(Sequences):
         self.seq_owners = [None] * opened.params.n_seq_max
         self._batch = llama_cpp.llama_batch_init(opened.params.n_batch, 0, 1)
 
-    def unload(self) -> None:
-        """Free the model and its context (no-op when none is loaded)."""
+    def attach_projector(self, path: Path) -> Projector:
+        """Attach a vision projector (``mmproj`` GGUF) to the loaded model, in place of any other.
+
+        Args:
+            path: the projector file made for this model.
+
+        Returns:
+            The projector (also ``self.projector``); it goes with the model at the next load or unload.
+
+        Raises:
+            NoModelLoaded: no model is loaded.
+            EngineError: libmtmd refused the file.
+        """
         with self.lock:
+            llm = self._require()
+            self.detach_projector()
+            self.projector = Projector(llm, path, self.params.n_threads or 1, use_gpu=self.params.n_gpu_layers != 0)
+            log.info("attached vision projector %s", Path(path).name)
+            return self.projector
+
+    def detach_projector(self) -> None:
+        """Free the vision projector, if one is attached."""
+        with self.lock:
+            if self.projector is not None:
+                self.projector.close()
+                self.projector = None
+
+    def unload(self) -> None:
+        """Free the model, its context and its vision projector (no-op when none is loaded)."""
+        with self.lock:
+            self.detach_projector()
             if self._batch is not None:
                 llama_cpp.llama_batch_free(self._batch)
             for model in (self.llm, self._vocab):

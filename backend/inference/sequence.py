@@ -35,6 +35,18 @@ class SequenceHost(Protocol):
 
     def token_bytes(self, token: int) -> bytes: ...
 
+    def hold(self, seq: int, tokens: list[int]) -> None: ...
+
+
+class MediaSpan(Protocol):
+    """An image's stretch of a prompt (``backend.inference.vision.ImageSpan``): placeholders in the token
+    list from ``start``, evaluated in one go by ``evaluate(seq, n_past, n_batch) -> seconds``."""
+
+    start: int
+    n_tokens: int
+
+    def evaluate(self, seq: int, n_past: int, n_batch: int) -> float: ...
+
 
 class SeqRun:
     """A prompt to get into sequence ``seq``, then (with ``sampling``) an answer to generate there.
@@ -51,13 +63,15 @@ class SeqRun:
             ``completion_tokens``, ``stop_reason``).
         milestones: ``{n_tokens: callback}``: the callback runs right after the sequence comes to
             hold exactly ``n_tokens`` tokens (a chunk never crosses one), e.g. to save a prefix.
+        media: ``{start: MediaSpan}``: images in ``tokens``; each is evaluated alone where it starts
+            (a text chunk never crosses one), unless the sequence already holds it.
 
     Raises:
         EngineError: the prompt does not fit the sequence's context window (``n_ctx``).
     """
 
     def __init__(self, engine: SequenceHost, seq: int, tokens: list[int], sampling: Sampling | None, stats: StreamStats,
-                 milestones: dict[int, Callable[[], None]] | None = None):
+                 milestones: dict[int, Callable[[], None]] | None = None, media: dict[int, MediaSpan] | None = None):
         n_ctx = engine.n_ctx
         if len(tokens) + (1 if sampling else 0) > n_ctx:
             raise EngineError(f"The prompt is {len(tokens)} tokens, more than the context window of "
@@ -65,8 +79,14 @@ class SeqRun:
         keep = common_prefix_len(engine.context_tokens(seq), tokens)
         if sampling is not None:
             keep = min(keep, len(tokens) - 1)
+        media = media or {}
+        for span in media.values():  # an image is held whole or evaluated again whole
+            if span.start < keep < span.start + span.n_tokens:
+                keep = span.start
         keep = engine.truncate(seq, keep)
-        self.engine, self.stats = engine, stats
+        self.media = {start: span for start, span in media.items() if start >= keep}
+        self.n_batch = getattr(engine, "n_batch", 512)
+        self.engine, self.stats, self.seq = engine, stats, seq
         self.pending = list(tokens[keep:])
         self.position = keep  # tokens the sequence holds
         self.milestones = {n: f for n, f in (milestones or {}).items() if n > keep}
@@ -78,6 +98,7 @@ class SeqRun:
         self.last: int | None = None  # the sampled token still to be evaluated
         self.done = not self.pending and sampling is None
         stats.prompt_tokens, stats.reused_tokens = len(tokens), keep
+        stats.image_tokens = sum(span.n_tokens for span in media.values())
 
     @property
     def prefilling(self) -> bool:
@@ -93,9 +114,27 @@ class SeqRun:
         """
         if not self.pending:
             return [self.last] if self.last is not None else []
-        upto = min([limit] + [n - self.position for n in self.milestones if n > self.position])
+        while self.position in self.media:  # an image starts here: it is evaluated on its own, now
+            self._evaluate_media(self.media.pop(self.position))
+            if not self.pending:
+                return []
+        bounds = [n for n in self.milestones if n > self.position] + [n for n in self.media if n > self.position]
+        upto = min([limit] + [n - self.position for n in bounds])
         chunk, self.pending = self.pending[:upto], self.pending[upto:]
         return chunk
+
+    def _evaluate_media(self, span: MediaSpan) -> None:
+        """Evaluate one image into the sequence (at ``position``), record its placeholders, run a milestone
+        it reaches; the caller holds the engine lock."""
+        self.stats.image_encode_s += span.evaluate(self.seq, self.position, self.n_batch)
+        placeholders, self.pending = self.pending[:span.n_tokens], self.pending[span.n_tokens:]
+        self.engine.hold(self.seq, placeholders)
+        self.position += span.n_tokens
+        callback = self.milestones.pop(self.position, None)
+        if callback is not None:
+            callback()
+        if not self.pending and self.sampler is None:
+            self.done = True
 
     @property
     def wants_logits(self) -> bool:

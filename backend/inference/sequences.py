@@ -119,6 +119,12 @@ class Sequences:
         del self._seq_tokens[seq][keep:]
         return len(self._seq_tokens[seq])
 
+    def hold(self, seq: int, tokens: list[int]) -> None:
+        """Record that sequence ``seq`` now also holds ``tokens``, evaluated outside ``decode`` (an image's
+        embeddings, decoded by libmtmd; ``tokens`` are its placeholders)."""
+        self._require()
+        self._seq_tokens[seq].extend(tokens)
+
     def clear_context(self, seq: int | None = None) -> None:
         """Drop every KV entry of sequence ``seq`` (None: of every sequence)."""
         self._require()
@@ -161,7 +167,7 @@ class Sequences:
         return outputs
 
     def prefill(self, tokens: list[int], should_stop: Callable[[], bool] | None = None,
-                chunk_tokens: int | None = None, seq: int = 0) -> int:
+                chunk_tokens: int | None = None, seq: int = 0, media: dict | None = None) -> int:
         """Make sequence ``seq`` hold exactly ``tokens``, reusing any matching prefix already there.
 
         Args:
@@ -169,6 +175,7 @@ class Sequences:
             should_stop: checked between chunks; when it returns True the prefill stops.
             chunk_tokens: tokens evaluated between checks (default and most: ``n_batch``).
             seq: the sequence.
+            media: images among ``tokens`` (``SeqRun``'s ``media``).
 
         Returns:
             Number of tokens actually evaluated.
@@ -177,15 +184,16 @@ class Sequences:
             Interrupted: ``should_stop`` returned True before the end; the sequence then holds a
                 shorter prefix of ``tokens``.
         """
-        run = SeqRun(self, seq, tokens, None, StreamStats())
+        run = SeqRun(self, seq, tokens, None, StreamStats(), media=media)
         keep, step = run.position, min(chunk_tokens or self.n_batch, self.n_batch)
         try:
             while run.prefilling:
                 if should_stop is not None and should_stop():
                     raise Interrupted(f"prefill stopped after {run.position - keep} of {len(tokens) - keep} tokens")
                 chunk = run.take(step)
-                self.decode([(seq, chunk, False)])
-                run.evaluated(len(chunk), None)
+                if chunk:
+                    self.decode([(seq, chunk, False)])
+                    run.evaluated(len(chunk), None)
         finally:
             run.close()
         return len(tokens) - keep
@@ -226,7 +234,8 @@ class Sequences:
         self._seq_tokens[seq] = list(tokens)
 
     # generation --------------------------------------------------------------------------
-    def stream(self, tokens: list[int], sampling: Sampling, stats: StreamStats, seq: int = 0) -> Iterator[str]:
+    def stream(self, tokens: list[int], sampling: Sampling, stats: StreamStats, seq: int = 0,
+               media: dict | None = None) -> Iterator[str]:
         """Generate from a prompt in sequence ``seq`` alone (the serial path; ``Scheduler`` batches
         several), reusing the longest prefix the sequence already holds.
 
@@ -237,6 +246,7 @@ class Sequences:
             sampling: sampling settings.
             stats: filled in as generation proceeds (see ``StreamStats``).
             seq: the sequence.
+            media: images among ``tokens`` (``SeqRun``'s ``media``).
 
         Yields:
             Text pieces; multi-byte UTF-8 characters split across tokens are joined first.
@@ -244,10 +254,12 @@ class Sequences:
         Raises:
             EngineError: the prompt does not fit ``n_ctx``, or llama.cpp failed.
         """
-        run, text = SeqRun(self, seq, tokens, sampling, stats), TokenText(self)
+        run, text = SeqRun(self, seq, tokens, sampling, stats, media=media), TokenText(self)
         try:
             while not run.done:
                 chunk = run.take(self.n_batch)
+                if not chunk:  # an image was evaluated; its text follows
+                    continue
                 outputs = self.decode([(seq, chunk, run.wants_logits)])
                 token = run.evaluated(len(chunk), outputs.get(seq))
                 piece = text.feed(token) if token is not None else ""

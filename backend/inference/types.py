@@ -51,6 +51,8 @@ class StreamStats:
         stop_reason: ``eos``, ``length`` or ``""`` while running.
         server_cached_tokens: prompt tokens a remote server reported as taken from its prefix
             cache (None for the local engine, or when the server does not say).
+        image_tokens: prompt tokens that stand for images (their KV cells), reused or not.
+        image_encode_s: seconds spent encoding and decoding images this time (0 when all were reused).
     """
 
     prompt_tokens: int = 0
@@ -60,6 +62,8 @@ class StreamStats:
     finished_at: float | None = None
     stop_reason: str = ""
     server_cached_tokens: int | None = None
+    image_tokens: int = 0
+    image_encode_s: float = 0.0
 
 
 def common_prefix_len(a, b) -> int:
