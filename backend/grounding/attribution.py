@@ -45,6 +45,7 @@ import difflib
 import functools
 import math
 import re
+import threading
 import time
 import unicodedata
 from collections import Counter
@@ -82,7 +83,8 @@ STOPWORDS = frozenset([
     "weren", "also", "whose",
 ])
 _WORD = re.compile(r"\w+")
-_STEMMER = snowballstemmer.stemmer("english")
+_STEMMERS = threading.local()  # a Snowball stemmer keeps its word in its own state: one per thread (two answers
+# attributed at once in one shared stemmer raised IndexError inside it)
 _BROKEN = re.compile(r"(\w)-[ \t]*\r?\n[ \t]*(\w)")  # a word hyphenated across a line break ("wav-\ning")
 _NAME = re.compile(r"(?<=[\s\"“(])([A-Z][^\W_]*)")  # a capitalised word that does not open the question
 NAME_MATCH = 0.8  # difflib ratio at which a document word counts as the question's name, misspelt
@@ -109,8 +111,12 @@ def spelled(text: str) -> list[str]:
 
 @functools.lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
-    """The Snowball (Porter 2) English stem of a lower-case word: ``centuries`` and ``century`` -> ``centuri``."""
-    return _STEMMER.stemWord(word)
+    """The Snowball (Porter 2) English stem of a lower-case word: ``centuries`` and ``century`` -> ``centuri``.
+    Thread-safe: each thread stems with its own stemmer (``lru_cache`` itself is thread-safe)."""
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = snowballstemmer.stemmer("english")
+    return stemmer.stemWord(word)
 
 
 def words(text: str) -> list[str]:

@@ -133,3 +133,34 @@ def test_the_viewer_opens_pdf_markdown_and_ocr_sources(tmp_path, embedder):
                 assert view.image is None and "Kestrel" not in view.quote
     finally:
         services.close()
+
+
+def test_stemming_is_safe_from_many_threads_at_once():
+    """Two answers are attributed at once in two turn workers; one shared Snowball stemmer raised IndexError."""
+    import random
+    import string
+    import sys
+    import threading
+
+    from backend.grounding.attribution import _stem
+
+    errors, interval = [], sys.getswitchinterval()
+
+    def stem_many(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(30_000):
+                _stem("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 14))))
+        except Exception as exc:  # noqa: BLE001 (collected and asserted below)
+            errors.append(exc)
+
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=stem_many, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
