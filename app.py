@@ -37,6 +37,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
     from components.common import ANONYMOUS, is_admin, owner_of
 
     services = services or build_services(settings)
+    gr.set_static_paths(paths=[settings.path("images")])  # chat questions' images, shown in their history
     with gr.Blocks(title="KVCache Chatbot", fill_width=True) as demo:
         gr.Markdown("## KVCache Chatbot\nChat with your documents. **Cache** a document once; later questions "
                     "reuse its KV cache and start answering at once, even after a restart.")

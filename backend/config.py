@@ -70,6 +70,8 @@ class Settings(BaseSettings):
                                         "with OCR (RapidOCR, offline).")
     max_image_pixels: int = Field(40_000_000, gt=0, description="Most pixels (width x height) of an uploaded image; "
                                                                "larger ones, and decompression bombs, are refused.")
+    max_images_per_message: int = Field(4, ge=1, description="Most images one chat message may carry.")
+    max_image_mb: float = Field(20.0, gt=0, description="Largest image a chat message may carry, MiB.")
 
     # Model
     model_path: Path | None = Field(None, description="GGUF file to load; default: first in models_dir.")

@@ -28,6 +28,7 @@ from backend.inference import (
     RunLogs,
     Scheduler,
     bundled_path,
+    find_projector,
     list_models,
     model_identity,
     pick_model,
@@ -130,8 +131,20 @@ class Services:
         """
         path = self.allowed_model(path)
         self.run_logs.start(path.name)
-        self.engine.load(path, dataclasses.replace(self.load_params(), **overrides))
+        self.engine.load(path, dataclasses.replace(self.load_params(), **overrides))  # preflight outside the lock
+        self.attach_projector()
         self.model_error = None
+
+    def attach_projector(self) -> None:
+        """Attach the loaded model's vision projector when its folder holds one that fits
+        (``find_projector``); a projector libmtmd refuses is logged and the model answers text only."""
+        projector = find_projector(self.engine.model_path)
+        if projector is None:
+            return
+        try:
+            self.engine.attach_projector(projector)
+        except EngineError as exc:
+            log.warning("vision projector %s not attached: %s", projector.name, exc)
 
     def list_models(self) -> list[ModelInfo]:
         """The GGUF files in ``models_dir`` and ``extra_model_dirs``, described from their headers."""
@@ -163,6 +176,7 @@ class Services:
                 self.chat.snapshots.clear()
             self.run_logs.start(path.name)
             self.engine.load(path, params)
+            self.attach_projector()
         log.info("restarted %s (reset=%s, %d cache entries cleared)", path.name, reset, cleared)
         return cleared
 

@@ -35,7 +35,8 @@ def render(services: Services) -> None:
             return services.sessions.create(owner_of(request))
 
     def chat(session_id: str, message: str, doc_ids: list[str], mode: str = "auto", thinking: bool | None = None,
-             web: bool | None = None, remember: bool | None = None, request: gr.Request = None) -> Iterator[dict]:
+             web: bool | None = None, remember: bool | None = None, images: list[str] | None = None,
+             request: gr.Request = None) -> Iterator[dict]:
         """Ask a question about documents and get the model's answer with its sources and metrics.
 
         Streams {"text", "thinking", "done"}, with "queued" (place in line, 1 = next) while every sequence is
@@ -56,16 +57,21 @@ def render(services: Services) -> None:
             thinking: true/false switches a thinking model (Qwen3) on or off; null keeps its default.
             web: true/false searches the web (SearXNG) or not; null searches when the question is time-sensitive.
             remember: recall the user's related questions from other sessions; null uses the app's setting.
+            images: images to ask about, as data URLs ("data:image/png;base64,..."; PNG, JPEG, WebP, GIF),
+                at most KVC_MAX_IMAGES_PER_MESSAGE. They need a vision model (a GGUF with its mmproj file);
+                metrics.image_tokens and metrics.image_encode_s say what they cost (0 s when reused).
 
         Returns:
             text (the answer), done, metrics, sources, grounding, grounding_note, closest, retrieved, web_sources.
         """
         owner = owner_of(request)
+        if any(not str(i).startswith("data:") for i in images or []):
+            raise gr.Error("Send images as data URLs (data:image/png;base64,...); file paths are not read.")
         text, thought = "", ""
         with user_errors(), question_slot(services, request):
             for event in services.chat.stream_turn(owner, session_id, message, list(doc_ids or []),
                                                    mode=mode or "auto", thinking=thinking, web=web,
-                                                   remember=remember):
+                                                   remember=remember, images=list(images or [])):
                 if event.kind == "token":
                     text += event.text
                 elif event.kind == "thinking":

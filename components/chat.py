@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
@@ -142,12 +143,25 @@ def answer_messages(text: str, data: dict) -> list[dict]:
             *web_messages(data.get("web_sources") or [])]
 
 
-def to_chatbot(messages: list[dict]) -> list[dict]:
-    """Stored session messages -> Chatbot messages (verdict, metrics and sources under each answer)."""
+def user_message(text: str, images: list[str]) -> dict:
+    """A question as the Chatbot shows it: its images (file paths) above its text, in one message."""
+    return {"role": "user", "content": [*({"path": str(p)} for p in images), text] if images else text}
+
+
+def to_chatbot(messages: list[dict], images: Path | None = None) -> list[dict]:
+    """Stored session messages -> Chatbot messages (images with their question; verdict, metrics and sources
+    under each answer).
+
+    Args:
+        messages: the session's stored messages.
+        images: ``data_dir/images``, where a question's images are kept (None: shown without them).
+    """
     out: list[dict] = []
     for m in messages:
         if m["role"] == "assistant":
             out.extend(answer_messages(m["content"], m))
+        elif m.get("images") and images is not None:
+            out.append(user_message(m["content"], [images / name for name in m["images"] if (images / name).is_file()]))
         else:
             out.append({"role": m["role"], "content": m["content"]})
     return out
@@ -222,16 +236,19 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
                           info="Auto: time-sensitive questions, when search_url is set", scale=1)
         remember = gr.Checkbox(services.settings.remember_across_sessions, label="Remember across sessions",
                                info="Recall related questions from your other chats", scale=1)
-    message = gr.Textbox(placeholder="Ask about your documents…", show_label=False, lines=1, max_lines=8,
-                         submit_btn=True, stop_btn=True)
+    message = gr.MultimodalTextbox(placeholder="Ask about your documents…",
+                                   show_label=False, lines=1, max_lines=8, submit_btn=True, stop_btn=True,
+                                   file_types=["image"], file_count="multiple", sources=["upload"])
     knobs = sampling.render(services)
     thinking.change(sampling.recommended, thinking, knobs[:4], api_visibility="private")
 
-    def respond(text: str, history: list, session_id: str | None, doc_ids: list[str], mode: str, think: str,
-                web_choice: str, recall: bool, temperature: float, top_p: float, top_k: int, min_p: float,
-                repeat_penalty: float, max_tokens: int, seed: int, request: gr.Request):
+    def respond(value: dict | str | None, history: list, session_id: str | None, doc_ids: list[str], mode: str,
+                think: str, web_choice: str, recall: bool, temperature: float, top_p: float, top_k: int,
+                min_p: float, repeat_penalty: float, max_tokens: int, seed: int, request: gr.Request):
         chosen = sampling.to_sampling((temperature, top_p, top_k, min_p, repeat_penalty, max_tokens, seed))
         owner = owner_of(request)
+        text, images = (value, []) if isinstance(value, str) else ((value or {}).get("text", ""),
+                                                                    list((value or {}).get("files") or []))
         if not (text or "").strip():
             raise gr.Error("The message is empty; type a question first.")
         switch, use_web = ({"on": True, "off": False}.get(choice) for choice in (think, web_choice))
@@ -239,18 +256,19 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
             session_id = session_id or services.sessions.create(owner)
             try:  # validates and plans; every user error is raised here, before any output
                 turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), chosen, mode=mode,
-                                                  thinking=switch, web=use_web, remember=bool(recall))
+                                                  thinking=switch, web=use_web, remember=bool(recall), images=images)
             except SessionNotFound:
                 gr.Info("That chat had expired, so a new one was started.")
                 session_id, history = services.sessions.create(owner), []
                 turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), chosen, mode=mode,
-                                                  thinking=switch, web=use_web, remember=bool(recall))
-            before = [*history, {"role": "user", "content": text}]
+                                                  thinking=switch, web=use_web, remember=bool(recall), images=images)
+            kept = [services.settings.path("images") / name for name in turn.image_files]
+            before = [*history, user_message(text, kept)]
             yield "", [*before, {"role": "assistant", "content": ""}], session_id
             try:
                 yield from stream_answer(services.chat.run_turn(turn), before, session_id)
             except USER_ERRORS:  # e.g. Redis went away: the question goes back in the box, to send again
-                yield text, history, session_id
+                yield value, history, session_id
                 raise
 
     def stream_answer(events, before: list, session_id: str):
@@ -283,7 +301,8 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
         if not session_id:
             return []
         try:
-            return to_chatbot(services.sessions.get(owner_of(request), session_id).messages)
+            return to_chatbot(services.sessions.get(owner_of(request), session_id).messages,
+                              services.settings.path("images"))
         except SessionNotFound:
             return []
 

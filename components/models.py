@@ -62,12 +62,15 @@ def kv_size_line(info: dict) -> str:
 
 
 def model_choices(services: Services) -> list[tuple[str, str]]:
-    """(label, path) for every listed GGUF: name, architecture, parameters, quantization, context, size."""
+    """(label, path) for every listed GGUF: name, architecture, parameters, quantization, context, vision
+    projector (when one goes with it), size."""
     out = []
     for m in services.list_models():
         size = f"{m.parameters / 1e9:.2f}B" if m.parameters >= 1e9 else f"{m.parameters / 1e6:.1f}M"
         facts = (f"{m.architecture} · {size} params · {m.quantization} · "
                  f"ctx {m.context_length:,}") if not m.error else f"unusable: {m.error}"
+        if m.projector is not None and not m.error:
+            facts += f" · vision ({m.projector.name})"
         out.append((f"{m.path.name} — {facts} · {human_bytes(m.size_bytes)}", str(m.path)))
     loaded = services.engine.model_path
     if loaded is not None and str(loaded) not in {path for _, path in out}:
@@ -90,6 +93,8 @@ def status_markdown(info: dict) -> str:
     elif not info["loaded"]:
         head = f"**{info['message']}**\n\n- GPU offload in this llama.cpp build: {offload}"
     else:
+        sees = (f"\n- vision: yes, projector `{info['projector']}` (attach images in the chat box)"
+                if info.get("projector") else "\n- vision: no (text only; a GGUF with its mmproj file beside it sees images)")
         head = (f"**{info['model']}**: {expectation(info['parameters'])}\n\n"
                 f"- `n_ctx`: {info['n_ctx']:,} tokens per sequence · `n_seq_max` {info['n_seq_max']} (answers "
                 f"decoded together) · `n_batch` {info['n_batch']}"
@@ -100,7 +105,7 @@ def status_markdown(info: dict) -> str:
                 f"`n_threads_batch` {info['n_threads_batch']} (prefill) · `use_extra_bufts` {info['use_extra_bufts']}"
                 f" · preflight: {info['preflight']}\n- {kv_size_line(info)}\n- CAG limit: Auto reads documents up to "
                 f"{info['cag_limit']} whole, longer ones by retrieval (`KVC_CAG_MAX_TOKENS`)"
-                f"\n- loaded in {info['load_seconds']:.2f} s"
+                f"{sees}\n- loaded in {info['load_seconds']:.2f} s"
                 f" at {time.strftime('%H:%M:%S', time.localtime(info['loaded_at']))}")
     if info.get("disk_warning"):
         head = f"⚠️ **{info['disk_warning']}**\n\n{head}"
@@ -181,8 +186,13 @@ def render(services: Services) -> ModelsPanel:
         def report(done: int, total: int) -> None:
             progress(done / total, desc=f"Downloading {name}: {human_bytes(done)} of {human_bytes(total)}")
 
+        projector = next((r.projector for r in RECOMMENDED_MODELS
+                          if (r.repo_id, r.filename) == (repo_id.strip(), name.strip()) and r.projector), "")
         with user_errors():
             path = download(repo_id.strip(), name.strip(), s.models_dir, progress=report)
+            if projector:  # a vision model's projector goes beside it; loading pairs them
+                name = projector
+                download(repo_id.strip(), projector, s.models_dir, progress=report)
             progress(1, desc="Loading")
             services.load_model(path)
         return current(request), gr.Dropdown(choices=model_choices(services), value=str(path))

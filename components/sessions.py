@@ -55,7 +55,7 @@ def render(services: Services, chat: ChatPanel) -> tuple[Callable, list]:
         except SessionNotFound:
             gr.Warning("That chat has expired and its history is gone; start a new one.")
             return None, [], refresh(None, request), ""
-        return session_id, to_chatbot(messages), gr.skip(), session.system_prompt
+        return session_id, to_chatbot(messages, services.settings.path("images")), gr.skip(), session.system_prompt
 
     def save_system(session_id: str | None, text: str, request: gr.Request):
         if not session_id:

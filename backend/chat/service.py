@@ -13,14 +13,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
+from backend.chat.images import ImageTurn, image_turn, keep_images, load_images, text_only_refusal, with_markers
 from backend.chat.memory import MemoryIndex
 from backend.chat.metrics import turn_metrics
-from backend.chat.planner import ChatError, Plan, Planner
+from backend.chat.planner import ChatError, Planner
 from backend.chat.sessions import SessionStore
 from backend.chat.thinking import ThinkSplitter
-from backend.chat.turn_input import TurnInput, compose
+from backend.chat.turn_input import compose
+from backend.chat.turns import Turn, TurnEvent, TurnJob, grounding_fields
 from backend.config import Settings
 from backend.documents import DocumentError, DocumentService
 from backend.grounding import Attribution, Grounder
@@ -31,78 +33,11 @@ from backend.kvcache import (
     PrefixMiss,
     PrefixResult,
     SessionSnapshots,
-    Snapshot,
     fingerprint,
     restore_prefix,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TurnEvent:
-    """One streamed event of a turn.
-
-    Attributes:
-        kind: ``token`` (``text`` is the new piece of the answer), ``thinking`` (a new piece of
-            the model's ``<think>`` text), ``queued`` (``data["place"]``: place in line, 1 = next),
-            ``sources`` (``data["sources"]``),
-            ``metrics`` (``data`` is the metrics dict) or ``done`` (``text`` is the whole answer).
-    """
-
-    kind: str
-    text: str = ""
-    data: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Turn:
-    """A validated, planned turn waiting to run."""
-
-    owner: str
-    session_id: str
-    message: str
-    plan: Plan
-    sampling: Sampling
-    snapshot: Snapshot | None = None
-    generation: int = 0  # Engine.generation the prompt was tokenized under
-    extra: TurnInput | None = None  # the user content as sent (web, memory, date, switch); history reuses it
-
-
-@dataclass(eq=False)
-class TurnJob(Job):
-    """A chat turn's scheduler job, with what the turn's metrics need from it.
-
-    Attributes:
-        prefix: how its sequence got the cached prefix (``PrefixMiss`` when it had to be evaluated).
-        started_at: ``time.perf_counter()`` when it got its sequence (None: never did).
-        submitted_at: when it was handed to the scheduler.
-    """
-
-    prefix: PrefixResult | PrefixMiss | None = None
-    started_at: float | None = None
-    submitted_at: float = field(default_factory=time.perf_counter)
-
-    @property
-    def queue_s(self) -> float:
-        """Seconds it waited for a sequence."""
-        return (self.started_at or self.submitted_at) - self.submitted_at
-
-
-def grounding_fields(turn: Turn, attribution: Attribution | None) -> dict:
-    """What an answer carries about its sources, in the ``sources`` and ``done`` events and the saved message.
-
-    Returns:
-        ``{"sources", "grounding", "grounding_note", "closest", "retrieved"}``: the cited passages (``Source``
-        dicts: doc_id, name, page, section, part, start, end, quote, score, ocr), the verdict (``supported``,
-        ``partial``, ``not_found``; None when no document was selected), why an answer is ``not_found``
-        (one sentence, else ""), the passage closest to the question when nothing supports the answer (or
-        None), and the chunks a RAG turn read (``Hit`` dicts).
-    """
-    data = attribution.to_dict() if attribution else {}
-    return {"sources": data.get("sources", []), "grounding": data.get("grounding"),
-            "grounding_note": data.get("note", ""), "closest": data.get("closest"),
-            "retrieved": [asdict(h) for h in turn.plan.retrieved]}
 
 
 class ChatService:
@@ -185,7 +120,7 @@ class ChatService:
     # turns -------------------------------------------------------------------------------
     def prepare_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
                      sampling: Sampling | None = None, mode: str = "auto", thinking: bool | None = None,
-                     web: bool | None = None, remember: bool | None = None) -> Turn:
+                     web: bool | None = None, remember: bool | None = None, images: list | None = None) -> Turn:
         """Validate a message and plan its prompt; every user error is raised here, before any output.
 
         Args:
@@ -203,12 +138,14 @@ class ChatService:
                 impossible search is noted in ``web_note``, never raised.
             remember: recall the user's related questions from other sessions into this turn;
                 None = ``remember_across_sessions``.
+            images: file paths or data URLs of images attached to the message (``load_images``).
 
         Returns:
             The planned turn, to pass to ``run_turn``.
 
         Raises:
-            ChatError: empty message, prompt too long, or the app is shutting down.
+            ChatError: empty message, prompt too long, the app is shutting down, or an image that cannot be
+                read or seen (a text-only model: the sentence quotes the text OCR reads in it).
             SessionNotFound / SessionError: bad session id or Redis unreachable.
             NoModelLoaded: no model.
             DocumentError: an unknown document id.
@@ -221,20 +158,26 @@ class ChatService:
         sampling = sampling or self.default_sampling()
         if self.settings.ignore_eos:
             sampling = replace(sampling, ignore_eos=True)
+        pictures = load_images(images or [], self.settings)
+        if pictures and (self.remote is not None or self.engine.projector is None):
+            raise ChatError(text_only_refusal(pictures, self.documents.ocr))
         session = self.sessions.get(owner, session_id)
         history = [{"role": m["role"], "content": m.get("sent") or m["content"]} for m in session.messages]
         snapshot = None
         if self.remote is None:
             if not self.engine.loaded:
                 raise NoModelLoaded()
-            snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
+            if not pictures:  # an image turn's tokens are laid out again (``image_turn``): no splice
+                snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
         supported = self.remote is not None or self.engine.has_thinking_switch
         extra = compose(self.settings, self.memory, owner, session_id, message, now=self.clock(), web=web,
                         remember=remember, switch=thinking if supported else None)
         asked = extra.sent
-        plan = self.planner.plan(owner, asked, doc_ids, history, sampling.max_tokens, mode,
-                                 snapshot.splice if snapshot else None, session.system_prompt, query=message)
-        return Turn(owner, session_id, message, plan, sampling, snapshot, self.engine.generation, extra)
+        plan = self.planner.plan(owner, with_markers(asked, len(pictures)), doc_ids, history, sampling.max_tokens,
+                                 mode, snapshot.splice if snapshot else None, session.system_prompt, query=message)
+        files = tuple(keep_images(self.settings.path("images"), pictures)) if pictures else ()
+        return Turn(owner, session_id, message, plan, sampling, snapshot, self.engine.generation, extra,
+                    tuple(pictures), files)
 
     def run_turn(self, turn: Turn) -> Iterator[TurnEvent]:
         """Restore or prime the prefix, stream the answer, persist it with its metrics.
@@ -294,7 +237,11 @@ class ChatService:
             self.prefetcher.wait_for(turn.session_id)
             start = time.perf_counter()
             job = self.scheduler.submit(self._job(turn, stats, stop))
-            answer = self._relay(job, events, stop)
+            try:
+                answer = self._relay(job, events, stop)
+            finally:
+                if job.vision is not None:
+                    job.vision.close()
             got = job.prefix
             prefix = (got.result or PrefixResult("miss", len(got.tokens))) if isinstance(got, PrefixMiss) else got
             self._finish(turn, prefix or PrefixResult("miss", 0), stats, start, answer, events, stop.is_set(),
@@ -311,22 +258,49 @@ class ChatService:
         after the answer."""
         engine, plan = self.engine, turn.plan
         prompt = plan.prompt
+        pictures = None
+        if turn.images:
+            with engine.lock:  # libmtmd reads the model's vocabulary
+                if engine.projector is None or engine.generation != turn.generation:
+                    raise ChatError("The model was changed or unloaded while this question waited; send it again.")
+                pictures = image_turn(engine.projector, prompt, list(turn.images))
 
         def prepare(seq: int) -> dict:
             if not engine.loaded or engine.generation != turn.generation:
                 raise ChatError("The model was changed or unloaded while this question waited; send it again.")
             job.started_at = time.perf_counter()
+            if pictures is not None:
+                return self._prepare_images(job, turn, pictures, seq)
             job.prefix = (self.snapshots.restore(engine, turn.snapshot, prompt.prefix_tokens, prompt.tokens, seq)
                           or restore_prefix(engine, self.kv_store, prompt.prefix_tokens, plan.prefix_doc_ids,
                                             turn.owner, plan.prefix_chunks, seq))
             return job.prefix.milestones() if isinstance(job.prefix, PrefixMiss) else {}
 
         def finish(seq: int) -> None:
-            self.snapshots.take(engine, turn.owner, turn.session_id, prompt.tokens, prompt.text, fingerprint(engine),
-                                seq)
+            if pictures is None:  # the next turn's history carries no image: nothing of this one to splice
+                self.snapshots.take(engine, turn.owner, turn.session_id, prompt.tokens, prompt.text,
+                                    fingerprint(engine), seq)
 
-        job = TurnJob(turn.owner, prompt.tokens, turn.sampling, prepare, finish, stats=stats, cancel=stop)
+        job = TurnJob(turn.owner, pictures.tokens if pictures else prompt.tokens, turn.sampling, prepare, finish,
+                      stats=stats, cancel=stop, media=pictures.media if pictures else {})
+        job.vision = pictures.vision if pictures else None
         return job
+
+    def _prepare_images(self, job: TurnJob, turn: Turn, pictures: ImageTurn, seq: int) -> dict:
+        """``prepare`` of an image turn: restore the prefix up to the end of its images when any tier has it
+        (no image is encoded again); else restore the documents' prefix as usual, and save the image prefix
+        once the batch has evaluated it. Returns the ``SeqRun`` milestones."""
+        plan = turn.plan
+        got = restore_prefix(self.engine, self.kv_store, pictures.image_prefix, plan.prefix_doc_ids, turn.owner,
+                             plan.prefix_chunks, seq)
+        if isinstance(got, PrefixResult):
+            job.prefix = got
+            return {}
+        job.prefix = restore_prefix(self.engine, self.kv_store, plan.prompt.prefix_tokens, plan.prefix_doc_ids,
+                                    turn.owner, plan.prefix_chunks, seq)
+        milestones = job.prefix.milestones() if isinstance(job.prefix, PrefixMiss) else {}
+        milestones[len(pictures.image_prefix)] = lambda: got.save(False)
+        return milestones
 
     @staticmethod
     def _relay(pieces: Iterator[str] | Job, events: queue.Queue, stop: threading.Event) -> str:
@@ -378,10 +352,10 @@ class ChatService:
     def stream_turn(self, owner: str, session_id: str, message: str, doc_ids: list[str],
                     sampling: Sampling | None = None, mode: str = "auto",
                     thinking: bool | None = None, web: bool | None = None,
-                    remember: bool | None = None) -> Iterator[TurnEvent]:
+                    remember: bool | None = None, images: list | None = None) -> Iterator[TurnEvent]:
         """``prepare_turn`` then ``run_turn``, as one generator (errors surface on first ``next``)."""
         yield from self.run_turn(self.prepare_turn(owner, session_id, message, doc_ids, sampling, mode, thinking,
-                                                   web, remember))
+                                                   web, remember, images))
 
     def _persist(self, turn: Turn, answer: str, metrics: dict, grounded: dict) -> None:
         """Append the user message (as shown, and as sent) and the (possibly partial) answer, with its sources
@@ -393,6 +367,8 @@ class ChatService:
         user = {"role": "user", "content": turn.message}
         if turn.extra.sent != turn.message:
             user["sent"] = turn.extra.sent
+        if turn.image_files:
+            user["images"] = list(turn.image_files)
         self.sessions.append(turn.owner, turn.session_id, user, assistant)
         if self.memory is not None:
             self.memory.add(turn.owner, turn.session_id, turn.message)

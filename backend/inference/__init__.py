@@ -11,6 +11,7 @@ from backend.inference.bundled import SMOLLM2, BundledModel, bundled_path, fetch
 from backend.inference.engine import Engine
 from backend.inference.loader import LoadParams, ModelLoadError, default_threads
 from backend.inference.preflight import Preflight, PreflightResult
+from backend.inference.projectors import find_projector, is_projector
 from backend.inference.registry import (
                                         HOW_TO_GET_A_MODEL,
                                         RECOMMENDED_MODELS,
@@ -34,9 +35,46 @@ from backend.inference.types import (
                                         common_prefix_len,
                                         open_first_user,
 )
+from backend.inference.vision import MARKER, Projector, VisionPrompt
 
-__all__ = ["HOW_TO_GET_A_MODEL", "LEVELS", "RECOMMENDED_MODELS", "SMOLLM2", "BundledModel", "Engine", "EngineError",
-           "Interrupted", "Job", "LoadParams", "ModelChanged", "ModelDownloadError", "ModelInfo", "ModelLoadError",
-           "NoModelLoaded", "Preflight", "PreflightResult", "RemoteEngine", "RemotePrompt", "RunLogs", "Sampling",
-           "Scheduler", "StreamStats", "bundled_path", "common_prefix_len", "default_threads", "describe", "download",
-           "expectation", "fetch_bundled", "list_models", "model_identity", "open_first_user", "pick_model"]
+__all__ = [
+                                        "HOW_TO_GET_A_MODEL",
+                                        "LEVELS",
+                                        "MARKER",
+                                        "RECOMMENDED_MODELS",
+                                        "SMOLLM2",
+                                        "BundledModel",
+                                        "Engine",
+                                        "EngineError",
+                                        "Interrupted",
+                                        "Job",
+                                        "LoadParams",
+                                        "ModelChanged",
+                                        "ModelDownloadError",
+                                        "ModelInfo",
+                                        "ModelLoadError",
+                                        "NoModelLoaded",
+                                        "Preflight",
+                                        "PreflightResult",
+                                        "Projector",
+                                        "RemoteEngine",
+                                        "RemotePrompt",
+                                        "RunLogs",
+                                        "Sampling",
+                                        "Scheduler",
+                                        "StreamStats",
+                                        "VisionPrompt",
+                                        "bundled_path",
+                                        "common_prefix_len",
+                                        "default_threads",
+                                        "describe",
+                                        "download",
+                                        "expectation",
+                                        "fetch_bundled",
+                                        "find_projector",
+                                        "is_projector",
+                                        "list_models",
+                                        "model_identity",
+                                        "open_first_user",
+                                        "pick_model",
+]

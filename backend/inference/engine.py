@@ -303,7 +303,8 @@ class Engine(Sequences):
 
     def status(self) -> dict:
         """Model facts for the status panel: path, settings, offload support, layers on the GPU
-        (``offloaded_layers``: the repeating layers ``n_gpu_layers`` asks for, 0 on a CPU-only build)."""
+        (``offloaded_layers``: the repeating layers ``n_gpu_layers`` asks for, 0 on a CPU-only build), and the
+        vision projector's file name (``projector``; None for a text-only model)."""
         info = {
             "loaded": self.loaded,
             "model": self.model_path.name if self.model_path else None,
@@ -311,6 +312,7 @@ class Engine(Sequences):
             "gpu_offload_supported": bool(llama_cpp.llama_supports_gpu_offload()),
             "llama_cpp_version": llama_cpp.__version__,
             "load_seconds": self.load_seconds,
+            "projector": self.projector.path.name if self.projector is not None else None,
         }
         if self.llm is not None and self.params is not None:
             meta = self.llm.metadata

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from backend.inference.projectors import find_projector, is_projector
+
 log = logging.getLogger(__name__)
 
 HOW_TO_GET_A_MODEL = ("No model is loaded: put a .gguf chat model in the models/ folder, start with "
@@ -37,6 +39,8 @@ class ModelInfo:
         context_length: ``<arch>.context_length``, tokens (0 when absent).
         has_chat_template: whether ``tokenizer.chat_template`` is present (needed to chat).
         error: why the file cannot be used, one sentence; "" when it can.
+        projector: the vision projector (``mmproj``) that goes with it (``projectors.find_projector``), or None:
+            with one, the model can see images.
     """
 
     path: Path
@@ -47,6 +51,7 @@ class ModelInfo:
     context_length: int = 0
     has_chat_template: bool = False
     error: str = ""
+    projector: Path | None = None
 
 
 def describe(path: Path) -> ModelInfo:
@@ -76,7 +81,7 @@ def describe(path: Path) -> ModelInfo:
                                            "download it again.")
     template = "tokenizer.chat_template" in fields
     return ModelInfo(path, size, arch, parameters, quantization, int(ctx.contents()) if ctx else 0, template,
-                     "" if template else "It has no chat template; use an instruct/chat GGUF.")
+                     "" if template else "It has no chat template; use an instruct/chat GGUF.", find_projector(path))
 
 
 def _quantization(fields: dict, tensors: list) -> str:
@@ -139,9 +144,10 @@ def list_models(folders: list[Path]) -> list[ModelInfo]:
 
 
 def list_local(models_dir: Path) -> list[Path]:
-    """GGUF files directly inside ``models_dir``, sorted by name (``*.tmp`` partials excluded)."""
+    """GGUF models directly inside ``models_dir``, sorted by name (``*.tmp`` partials and vision projectors,
+    ``mmproj*.gguf``, which load with their model, excluded)."""
     folder = Path(models_dir)
-    return sorted(p for p in folder.glob("*.gguf") if p.is_file()) if folder.is_dir() else []
+    return sorted(p for p in folder.glob("*.gguf") if p.is_file() and not is_projector(p)) if folder.is_dir() else []
 
 
 def pick_model(model_path: Path | None, models_dir: Path, preferred_name: str,
@@ -189,11 +195,19 @@ def expectation(parameters: int) -> str:
 
 @dataclass(frozen=True)
 class RecommendedModel:
-    """A small instruct GGUF that runs on a laptop CPU (sizes are approximate)."""
+    """A small instruct GGUF that runs on a laptop CPU (sizes are approximate).
+
+    Attributes:
+        repo_id / filename: where it is on the hub.
+        about: one line for the Model panel.
+        projector: for a vision model, its ``mmproj`` file in the same repository ("" for text-only models);
+            downloaded beside it, so loading pairs them (``projectors.find_projector``).
+    """
 
     repo_id: str
     filename: str
     about: str
+    projector: str = ""
 
 
 RECOMMENDED_MODELS = (
@@ -204,6 +218,10 @@ RECOMMENDED_MODELS = (
     RecommendedModel("bartowski/Llama-3.2-1B-Instruct-GGUF", "Llama-3.2-1B-Instruct-Q4_K_M.gguf",
                      "Llama 3.2 1B Instruct Q4_K_M, about 0.8 GB"),
     RecommendedModel("unsloth/gemma-3-1b-it-GGUF", "gemma-3-1b-it-Q4_K_M.gguf", "Gemma 3 1B IT Q4_K_M, about 0.8 GB"),
+    RecommendedModel("ggml-org/SmolVLM2-256M-Video-Instruct-GGUF", "SmolVLM2-256M-Video-Instruct-Q8_0.gguf",
+                     "SmolVLM2 256M Q8_0 with its image projector, about 0.3 GB together: sees images (screenshots, "
+                     "photos of pages); its shapes are the ones benchmarks/images.py times",
+                     "mmproj-SmolVLM2-256M-Video-Instruct-Q8_0.gguf"),
 )
 
 # Room left on the disk after a download, bytes: the KV caches and uploads need space too.

@@ -88,7 +88,7 @@ class VisionPrompt:
 
     Attributes:
         tokens: text token ids and image placeholders, in order.
-        spans: ``{start position: ImageSpan}``.
+        spans: ``{start position: ImageSpan}`` (positions count the ``offset`` given to ``Projector.prompt``).
         image_ids: digest of each image, in prompt order.
     """
 
@@ -148,12 +148,14 @@ class Projector:
         digest.update(np.ascontiguousarray(rgb).tobytes())
         return digest.hexdigest()
 
-    def prompt(self, text: str, images: list[np.ndarray]) -> VisionPrompt:
+    def prompt(self, text: str, images: list[np.ndarray], offset: int = 0) -> VisionPrompt:
         """Tokenize a prompt whose text holds one ``MARKER`` per image.
 
         Args:
             text: the rendered prompt (chat template applied), special tokens written out.
             images: uint8 RGB arrays, shape (height, width, 3), in marker order.
+            offset: tokens that will come before these (a cached prefix tokenized on its own): the spans'
+                ``start`` and the ``spans`` keys count them.
 
         Returns:
             The flat prompt; call ``close`` when done with it.
@@ -182,9 +184,9 @@ class Projector:
         if rc != 0:
             mtmd.mtmd_input_chunks_free(chunks)
             raise EngineError(f"The image could not be prepared for the model (libmtmd returned {rc}).")
-        return self._flatten(chunks, ids)
+        return self._flatten(chunks, ids, offset)
 
-    def _flatten(self, chunks, ids: list[str]) -> VisionPrompt:
+    def _flatten(self, chunks, ids: list[str], offset: int) -> VisionPrompt:
         """The flat token list of tokenized chunks (see the module docstring)."""
         out = VisionPrompt([], image_ids=ids, _chunks=chunks)
         for i in range(mtmd.mtmd_input_chunks_size(chunks)):
@@ -200,7 +202,8 @@ class Projector:
                                   "which the app does not support yet; choose another vision model.")
             n_tokens = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
             image_id = (mtmd.mtmd_input_chunk_get_id(chunk) or b"").decode()
-            out.spans[len(out.tokens)] = ImageSpan(len(out.tokens), n_tokens, image_id, chunk, self)
+            start = offset + len(out.tokens)
+            out.spans[start] = ImageSpan(start, n_tokens, image_id, chunk, self)
             out.tokens.extend(placeholder_ids(image_id, n_tokens))
         return out
 

@@ -5,11 +5,8 @@ after the image restores from disk after a restart without encoding it again."""
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
-from conftest import ROOT
 from PIL import Image
 
 from backend.inference import Engine, EngineError, Job, LoadParams, Sampling, Scheduler
@@ -20,11 +17,8 @@ GREEDY = Sampling(max_tokens=8, temperature=0.0, ignore_eos=True)
 
 
 @pytest.fixture(scope="module")
-def vision_pair(tmp_path_factory):
-    sys.path.insert(0, str(ROOT / "models"))
-    from make_vision import write_pair
-
-    return write_pair(tmp_path_factory.mktemp("vision"), "tiny")
+def vision_pair(vision_models):
+    return vision_models / "synthetic-vision-tiny.gguf", vision_models / "mmproj-synthetic-vision-tiny.gguf"
 
 
 def load(pair, n_seq_max=2) -> Engine:

@@ -1,0 +1,162 @@
+"""Images attached to a chat message: read and checked, kept under ``data_dir/images/`` so the history can
+show them, refused plainly when the loaded model cannot see, and laid into the turn's prompt for the
+vision projector (``backend.inference.vision``).
+
+An image is named by the SHA-256 of its decoded pixels, so the same picture sent twice is stored once and
+its KV entries (keyed by the same pixels) are found again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from backend.chat.planner import ChatError
+from backend.chat.prompts import Prompt
+from backend.config import Settings
+from backend.disk import write_atomically
+from backend.documents import ImageError, PageOcr, open_image
+from backend.inference import MARKER, Projector, VisionPrompt
+
+OCR_SHOWN_CHARS = 300  # characters of an image's OCR text quoted in the text-only refusal
+
+
+def _bytes_of(item: str | Path) -> tuple[bytes, str]:
+    """The bytes and a name for one attachment: a file path, or a ``data:image/...;base64,`` URL."""
+    text = str(item)
+    if text.startswith("data:"):
+        head, _, payload = text.partition(",")
+        if ";base64" not in head:
+            raise ChatError("A pasted image must be a base64 data URL (data:image/png;base64,...); paste it again.")
+        try:
+            return base64.b64decode(payload, validate=True), "pasted-image." + head[5:].split(";")[0].split("/")[-1]
+        except (binascii.Error, ValueError) as exc:
+            raise ChatError("The pasted image's data is not valid base64; paste it again.") from exc
+    path = Path(text)
+    try:
+        return path.read_bytes(), path.name
+    except OSError as exc:
+        raise ChatError(f"The image '{path.name}' could not be read; attach it again.") from exc
+
+
+def load_images(items: list[str | Path], settings: Settings) -> list[np.ndarray]:
+    """Read and check a message's images.
+
+    Args:
+        items: file paths or data URLs, in the order they go into the message.
+        settings: ``max_images_per_message``, ``max_image_mb``, ``max_image_pixels``.
+
+    Returns:
+        uint8 RGB arrays, shape (height, width, 3).
+
+    Raises:
+        ChatError: too many images, one too large, or one that is not a readable image (0 bytes, cut off,
+            SVG or HTML renamed, a decompression bomb); one sentence naming it.
+    """
+    if len(items) > settings.max_images_per_message:
+        raise ChatError(f"A message can carry at most {settings.max_images_per_message} images and this one has "
+                        f"{len(items)}; send fewer (or raise KVC_MAX_IMAGES_PER_MESSAGE).")
+    out = []
+    for item in items:
+        data, name = _bytes_of(item)
+        if len(data) > settings.max_image_mb * 2**20:
+            raise ChatError(f"'{name}' is {len(data) / 2**20:.1f} MiB, over the {settings.max_image_mb:.0f} MiB "
+                            "limit for an image in a message; send a smaller one (or raise KVC_MAX_IMAGE_MB).")
+        try:
+            out.append(np.asarray(open_image(data, name, settings.max_image_pixels)))
+        except ImageError as exc:
+            raise ChatError(str(exc)) from exc
+    return out
+
+
+def image_name(rgb: np.ndarray) -> str:
+    """The stored file name of an image: the SHA-256 of its shape and pixels, ``.png``."""
+    digest = hashlib.sha256(np.asarray(rgb.shape, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(rgb).tobytes())
+    return digest.hexdigest()[:32] + ".png"
+
+
+def keep_images(folder: Path, images: list[np.ndarray]) -> list[str]:
+    """Store a message's images as PNG files (once per picture), so the history can show them.
+
+    Args:
+        folder: ``data_dir/images``.
+        images: uint8 RGB arrays.
+
+    Returns:
+        The file names, in order.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for rgb in images:
+        name = image_name(rgb)
+        if not (folder / name).is_file():
+            out = io.BytesIO()
+            Image.fromarray(rgb).save(out, format="PNG")
+            write_atomically(folder / name, out.getvalue())
+        names.append(name)
+    return names
+
+
+def text_only_refusal(images: list[np.ndarray], ocr: PageOcr | None) -> str:
+    """The one sentence for an image sent to a model that cannot see, with the text OCR reads in it.
+
+    Args:
+        images: the message's images.
+        ocr: reads the text in them (None when OCR is off).
+
+    Returns:
+        The sentence, ending with the first ``OCR_SHOWN_CHARS`` characters OCR found (when any).
+    """
+    sentence = ("The loaded model reads text only, so it cannot see images; load a vision model (a GGUF with its "
+                "mmproj projector file in the models folder), or upload the image as a document to ask about its text")
+    if ocr is None:
+        return sentence + "."
+    found = " ".join(" ".join(ocr.read_text(Image.fromarray(rgb)).split()) for rgb in images).strip()
+    if not found:
+        return sentence + " (OCR finds no text in it)."
+    shown = found[:OCR_SHOWN_CHARS] + ("…" if len(found) > OCR_SHOWN_CHARS else "")
+    return f"{sentence}; OCR reads in it: “{shown}”"
+
+
+def with_markers(question: str, n_images: int) -> str:
+    """The question as the prompt carries it: one media marker per image, on a line before the text."""
+    return MARKER * n_images + "\n" + question if n_images else question
+
+
+@dataclass
+class ImageTurn:
+    """A turn's prompt with its images laid in.
+
+    Attributes:
+        tokens: the prompt (the cached prefix's tokens, then the rest with image placeholders).
+        media: ``{start: span}`` for ``SeqRun``.
+        image_prefix: tokens up to the end of the last image: saved as a cache entry, so a question about the
+            same image in any chat restores it instead of encoding it again.
+        vision: the tokenized rest (closed when the turn ends).
+    """
+
+    tokens: list[int]
+    media: dict
+    image_prefix: list[int]
+    vision: VisionPrompt
+
+
+def image_turn(projector: Projector, prompt: Prompt, images: list[np.ndarray]) -> ImageTurn:
+    """Lay a turn's images into its prompt: the prefix's tokens are kept as they are (its cache entries
+    still match), the text after it is tokenized again by libmtmd with the images in place of the markers.
+
+    Raises:
+        EngineError: libmtmd could not prepare an image.
+    """
+    rest = projector.prompt(prompt.text[prompt.prefix_chars:], images, offset=prompt.n_prefix)
+    tokens = prompt.prefix_tokens + rest.tokens
+    end = max(span.start + span.n_tokens for span in rest.spans.values())
+    return ImageTurn(tokens, rest.spans, tokens[:end], rest)

@@ -1,0 +1,74 @@
+"""Images in chat through the whole backend: a synthetic vision pair in the models folder is paired by its
+header and attached; an image question streams an answer with image tokens counted and the image kept for
+the history; a question about the same image in a new chat restores its KV instead of encoding it, also after
+a restart; a text-only model refuses an image with one sentence that quotes the text OCR reads in it."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from conftest import make_settings
+from screens import SCREENSHOT
+
+from backend.chat import ChatError
+from backend.inference import find_projector, list_models
+from backend.services import build_services
+
+OWNER = "local"
+
+
+def ask(services, sid, question, images):
+    events = list(services.chat.stream_turn(OWNER, sid, question, [], images=images))
+    done = events[-1]
+    assert done.kind == "done" and any(e.kind == "token" for e in events)
+    return done.data["metrics"]
+
+
+def test_an_image_question_streams_and_a_second_chat_reuses_the_image_even_after_a_restart(vision_models, tmp_path,
+                                                                                          embedder):
+    model = vision_models / "synthetic-vision-tiny.gguf"
+    assert find_projector(model) == vision_models / "mmproj-synthetic-vision-tiny.gguf"
+    infos = list_models([vision_models])
+    assert [i.path.name for i in infos] == [model.name] and infos[0].projector is not None  # mmproj is no model
+    settings = make_settings(tmp_path / "data", model, models_dir=vision_models, max_tokens=6)
+    data_url = "data:image/png;base64," + base64.b64encode(SCREENSHOT.read_bytes()).decode()
+    services = build_services(settings, embedder=embedder)
+    try:
+        assert services.engine.projector is not None
+        sid = services.sessions.create(OWNER)
+        first = ask(services, sid, "What does this page say?", [str(SCREENSHOT)])
+        assert first["image_tokens"] > 0 and first["image_encode_s"] > 0 and first["reused_tokens"] == 0
+        user = services.sessions.get(OWNER, sid).messages[0]
+        assert user["content"] == "What does this page say?" and len(user["images"]) == 1
+        assert (settings.path("images") / user["images"][0]).is_file()
+
+        other = services.sessions.create(OWNER)  # a new chat, the same picture sent as a data URL
+        second = ask(services, other, "What is the order number?", [data_url])
+        assert second["image_encode_s"] == 0.0 and second["reused_tokens"] >= second["image_tokens"] > 0
+        assert services.sessions.get(OWNER, other).messages[0]["images"] == user["images"]  # stored once
+    finally:
+        services.close()
+    services = build_services(settings, embedder=embedder)  # a restart: only the disk tier has it
+    try:
+        third = ask(services, services.sessions.create(OWNER), "Who sent it?", [str(SCREENSHOT)])
+        assert third["cache_tier"] == "disk" and third["image_encode_s"] == 0.0
+        assert third["reused_tokens"] >= third["image_tokens"] > 0
+    finally:
+        services.close()
+
+
+def test_a_text_only_model_refuses_an_image_and_quotes_its_ocr_text(tmp_path, tiny_model, embedder):
+    services = build_services(make_settings(tmp_path / "data", tiny_model), embedder=embedder)
+    try:
+        sid = services.sessions.create(OWNER)
+        with pytest.raises(ChatError, match="reads text only") as err:
+            list(services.chat.stream_turn(OWNER, sid, "What is this?", [], images=[str(SCREENSHOT)]))
+        assert "KX-48213" in str(err.value) and "\n" not in str(err.value)
+        for bad, says in ((["x"] * 5, "at most 4 images"), (["data:image/png;base64,!!"], "not valid base64"),
+                          ([str(tmp_path / "missing.png")], "could not be read")):
+            with pytest.raises(ChatError, match=says):
+                list(services.chat.stream_turn(OWNER, sid, "What is this?", [], images=bad))
+        assert services.sessions.get(OWNER, sid).messages == []  # nothing half-saved
+    finally:
+        services.close()
