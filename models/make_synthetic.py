@@ -181,6 +181,21 @@ def _add_crashing_vocab(w: gguf.GGUFWriter, n_vocab: int) -> None:
     w.add_eos_token_id(4)
 
 
+def finish(w: gguf.GGUFWriter, tmp: Path, out: Path) -> Path:
+    """Write a GGUF writer's header, metadata and tensors to ``tmp``, then rename it to ``out`` (a reader
+    never sees half a file).
+
+    Returns:
+        ``out``.
+    """
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    tmp.replace(out)
+    return out
+
+
 def write_model(out: Path, preset_name: str | Preset, seed: int = 0, crashing_vocab: bool = False,
                 extra_tokens: tuple[str, ...] | list[str] = ()) -> Path:
     """Write one synthetic GGUF.
@@ -252,12 +267,7 @@ def write_model(out: Path, preset_name: str | Preset, seed: int = 0, crashing_vo
         _add_weight(w, f"{b}.ffn_gate.weight", _matrix(rng, p.n_ff, p.n_embd), qt)
         _add_weight(w, f"{b}.ffn_up.weight", _matrix(rng, p.n_ff, p.n_embd), qt)
         _add_weight(w, f"{b}.ffn_down.weight", _matrix(rng, p.n_embd, p.n_ff), qt)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    tmp.replace(out)
-    return out
+    return finish(w, tmp, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ import gguf
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_synthetic import PRESETS, Preset, write_model
+from make_synthetic import PRESETS, Preset, finish, write_model
 
 IMAGE_TOKENS = ["<fake_token_around_image>", "<global-img>", "\n\n"]  # libmtmd looks these up for idefics3
 
@@ -123,12 +123,7 @@ def write_mmproj(out: Path, preset: VisionPreset, seed: int = 0) -> Path:
     w.add_tensor("v.post_ln.bias", np.zeros(p.n_embd, dtype=np.float32))
     w.add_tensor("mm.model.fc.weight",
                  _w(rng, p.text.n_embd, p.n_embd * p.scale_factor ** 2).astype(np.float16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    tmp.replace(out)
-    return out
+    return finish(w, tmp, out)
 
 
 def write_pair(folder: Path, preset_name: str = "tiny", seed: int = 0) -> tuple[Path, Path]:
