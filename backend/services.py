@@ -137,9 +137,14 @@ class Services:
 
     def attach_projector(self) -> None:
         """Attach the loaded model's vision projector when its folder holds one that fits
-        (``find_projector``); a projector libmtmd refuses is logged and the model answers text only."""
+        (``find_projector``) and the preflight's probe image passed; a projector that failed there, or that
+        libmtmd refuses here, is logged and the model answers text only."""
         projector = find_projector(self.engine.model_path)
         if projector is None:
+            return
+        checked = self.engine.last_preflight
+        if checked is not None and not checked.vision:  # it crashed or was refused in the preflight's child
+            log.warning("vision projector %s not attached: %s", projector.name, checked.message)
             return
         try:
             self.engine.attach_projector(projector)

@@ -53,6 +53,7 @@ class VisionPreset:
     n_head: int
     scale_factor: int
     text: Preset
+    out_embd: int = 0  # width of the projected embeddings; 0 = the text model's (another width: a broken pair, for tests)
 
 
 SMOLLM2_135M = Preset(arch="llama", n_embd=576, n_layer=30, n_head=9, n_head_kv=3, head_dim=64, n_ff=1536,
@@ -122,7 +123,7 @@ def write_mmproj(out: Path, preset: VisionPreset, seed: int = 0) -> Path:
     w.add_tensor("v.post_ln.weight", np.ones(p.n_embd, dtype=np.float32))
     w.add_tensor("v.post_ln.bias", np.zeros(p.n_embd, dtype=np.float32))
     w.add_tensor("mm.model.fc.weight",
-                 _w(rng, p.text.n_embd, p.n_embd * p.scale_factor ** 2).astype(np.float16))
+                 _w(rng, p.out_embd or p.text.n_embd, p.n_embd * p.scale_factor ** 2).astype(np.float16))
     return finish(w, tmp, out)
 
 

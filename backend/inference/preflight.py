@@ -6,7 +6,9 @@ engine does, renders a chat through the model's template, tokenizes it, prefills
 and decodes a few tokens. When it dies with llama.cpp's extra CPU buffer types on
 (``use_extra_bufts``: AMX and repacked weight layouts; SmolLM2 Q4_1 segfaults in
 ``ggml_backend_amx_mul_mat`` on AMX-INT8 CPUs), it is tried once more with them off, and the
-setting that works is used. Results are remembered per model file identity, llama.cpp build and
+setting that works is used. A model with a vision projector beside it (``find_projector``) also has the
+projector loaded and a probe image encoded; when that fails (a crash or libmtmd's refusal) the model is
+loaded for text only and says why. Results are remembered per model (and projector) file identity, llama.cpp build and
 the settings that change the compute path, in the process and (with a folder) on disk, so a file
 costs one preflight per build. The child's output (llama.cpp's log, ``faulthandler``'s stack, ggml's
 backtrace) goes to the model's run log.
@@ -32,12 +34,13 @@ from typing import ClassVar
 import llama_cpp
 
 from backend.inference.loader import LoadParams
+from backend.inference.projectors import VISION_STAGES, find_projector
 from backend.inference.registry import model_identity
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]  # the folder holding the ``backend`` package
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: results cover the vision projector
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class PreflightResult:
             the requested settings simply worked.
         seconds: wall time of the child runs, seconds (0.0 when remembered).
         remembered: the result came from an earlier preflight of the same file, build and settings.
+        vision: for a model with a projector beside it (``find_projector``), whether the projector loaded
+            and encoded a probe image; when not, the model serves text only and ``message`` says why.
     """
 
     crashed: bool
@@ -58,6 +63,7 @@ class PreflightResult:
     message: str = ""
     seconds: float = 0.0
     remembered: bool = False
+    vision: bool = True
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,9 @@ class Preflight:
 
     def _key(self, path: Path, params: LoadParams) -> str:
         """What a result depends on: the file, the build, and the settings that change the compute path."""
+        projector = find_projector(path)
         blob = json.dumps({"format": FORMAT_VERSION, "model": model_identity(path), "build": build_id(),
+                           "projector": model_identity(projector) if projector else None,
                            "n_gpu_layers": params.n_gpu_layers, "flash_attn": params.flash_attn,
                            "type_k": params.type_k, "type_v": params.type_v,
                            "use_extra_bufts": params.use_extra_bufts}, sort_keys=True)
@@ -132,12 +140,20 @@ class Preflight:
     def _run_all(self, path: Path, params: LoadParams) -> tuple[PreflightResult, list[_Run]]:
         """The result, and the child runs it took (one, or two when the first crashed with extra buffer types)."""
         start = time.perf_counter()
-        first = self._run(path, params)
+        projector = find_projector(path)
+        first = self._run(path, params, projector)
+        if first.stage in VISION_STAGES and (first.crashed or first.how == "exit 4"):  # the text stages passed
+            log.error("preflight: the projector %s of %s failed (%s) while %s", projector.name, path.name, first.how,
+                      first.stage)
+            return PreflightResult(False, params.use_extra_bufts, (
+                f"Its image projector {projector.name} failed while {first.stage} ({first.how}), so {path.name} "
+                "was loaded for text only; replace the mmproj file with the one made for this model."),
+                time.perf_counter() - start, vision=False), [first]
         if not first.crashed:
             return PreflightResult(False, params.use_extra_bufts, seconds=time.perf_counter() - start), [first]
         log.error("preflight: %s crashed llama.cpp (%s) while %s", path.name, first.how, first.stage)
         if params.use_extra_bufts:
-            second = self._run(path, dataclasses.replace(params, use_extra_bufts=False))
+            second = self._run(path, dataclasses.replace(params, use_extra_bufts=False), projector)
             if not second.crashed:
                 log.warning("preflight: %s runs with use_extra_bufts=False", path.name)
                 return PreflightResult(False, False, (
@@ -152,9 +168,10 @@ class Preflight:
             f"app keeps serving; try another file or quantization of it (an F16 or Q8_0 copy), n_gpu_layers 0, "
             f"or another llama-cpp-python build."), time.perf_counter() - start), runs
 
-    def _run(self, path: Path, params: LoadParams) -> _Run:
-        """One child run; its output goes to the run log."""
-        args = {**dataclasses.asdict(params), "path": str(path)}
+    def _run(self, path: Path, params: LoadParams, projector: Path | None = None) -> _Run:
+        """One child run (with the vision projector's stages when ``projector`` is given); its output goes to
+        the run log."""
+        args = {**dataclasses.asdict(params), "path": str(path), "projector": str(projector) if projector else None}
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as out:
             try:
@@ -183,7 +200,8 @@ class Preflight:
             return None
         try:
             data = json.loads((self.folder / f"{key}.json").read_text(encoding="utf-8"))
-            return PreflightResult(bool(data["crashed"]), bool(data["use_extra_bufts"]), str(data["message"]))
+            return PreflightResult(bool(data["crashed"]), bool(data["use_extra_bufts"]), str(data["message"]),
+                                   vision=bool(data.get("vision", True)))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -191,6 +209,7 @@ class Preflight:
         if self.folder is None:
             return
         data = {"crashed": result.crashed, "use_extra_bufts": result.use_extra_bufts, "message": result.message,
+                "vision": result.vision,
                 "model": path.name, "checked_at": time.time(), "seconds": round(result.seconds, 3)}
         tmp = self.folder / f"{key}.json.tmp"
         tmp.write_text(json.dumps(data), encoding="utf-8")

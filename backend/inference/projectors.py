@@ -18,6 +18,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PREFIX = "mmproj"
+VISION_STAGES = ("loading the vision projector", "encoding a probe image")  # the preflight child's, after the text ones
 
 
 def is_projector(path: Path) -> bool:

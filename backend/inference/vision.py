@@ -217,6 +217,23 @@ class Projector:
             raise EngineError(f"The model could not read the image (libmtmd returned {rc}).")
         return time.perf_counter() - start
 
+    def evaluate_all(self, prompt: VisionPrompt, seq: int, n_batch: int) -> int:
+        """Evaluate a whole prompt, text and images, into sequence ``seq`` from position 0 with libmtmd's own
+        helper (``mtmd_helper_eval_chunks``); the preflight's child uses it on a probe image.
+
+        Returns:
+            Positions the sequence holds afterwards.
+
+        Raises:
+            EngineError: libmtmd failed.
+        """
+        new_n_past = llama_cpp.llama_pos(0)
+        rc = mtmd.mtmd_helper_eval_chunks(self._ctx, self._lctx, prompt._chunks, 0, seq, n_batch, True,
+                                          ctypes.byref(new_n_past))
+        if rc != 0:
+            raise EngineError(f"The model could not read the probe image (libmtmd returned {rc}).")
+        return new_n_past.value
+
     def close(self) -> None:
         """Free the libmtmd context (no-op when already freed)."""
         if self._ctx:

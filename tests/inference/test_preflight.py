@@ -63,3 +63,37 @@ def test_smollm2_q4_1_passes_with_or_without_extra_buffer_types(tmp_path, smollm
         assert result.message == ""
     else:
         assert "use_extra_bufts off" in result.message and "amx_int8" in Path("/proc/cpuinfo").read_text()
+
+
+def test_a_vision_model_preflights_its_projector_and_a_broken_one_leaves_it_text_only(tmp_path, vision_models,
+                                                                                     embedder):
+    import dataclasses
+    import shutil
+    import sys
+
+    from conftest import ROOT
+
+    from backend.services import build_services
+
+    sys.path.insert(0, str(ROOT / "models"))
+    from make_vision import VISION_PRESETS, write_mmproj
+
+    model = vision_models / "synthetic-vision-tiny.gguf"
+    good = Preflight(tmp_path / "checked").check(model, LoadParams(n_ctx=512, n_threads=1))
+    assert not good.crashed and good.vision and good.message == ""
+
+    broken = tmp_path / "broken"  # the same model beside a projector whose embeddings are 48 wide, not 64
+    broken.mkdir()
+    shutil.copy(model, broken / model.name)
+    write_mmproj(broken / "mmproj-synthetic-vision-tiny.gguf", dataclasses.replace(VISION_PRESETS["tiny"], out_embd=48))
+    result = Preflight(tmp_path / "checked").check(broken / model.name, LoadParams(n_ctx=512, n_threads=1))
+    assert not result.crashed and not result.vision
+    assert "loading the vision projector" in result.message and "for text only" in result.message
+
+    settings = make_settings(tmp_path / "data", broken / model.name, models_dir=broken)
+    services = build_services(settings, embedder=embedder)
+    try:  # the model serves text; the projector is not attached and the status says why
+        assert services.engine.loaded and services.engine.projector is None
+        assert "for text only" in services.engine.status().get("preflight", "")
+    finally:
+        services.close()
