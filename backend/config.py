@@ -72,6 +72,8 @@ class Settings(BaseSettings):
                                                                "larger ones, and decompression bombs, are refused.")
     max_images_per_message: int = Field(4, ge=1, description="Most images one chat message may carry.")
     max_image_mb: float = Field(20.0, gt=0, description="Largest image a chat message may carry, MiB.")
+    describe_max_tokens: int = Field(96, ge=8, description="Longest description a vision model writes of an "
+                                                          "uploaded image (stored beside its OCR text), tokens.")
 
     # Model
     model_path: Path | None = Field(None, description="GGUF file to load; default: first in models_dir.")

@@ -12,7 +12,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from backend.auth import Users
-from backend.chat import ChatService, MemoryIndex, Primer, SessionStore
+from backend.chat import ChatService, MemoryIndex, Primer, SessionStore, describe_image
 from backend.config import Settings
 from backend.disk import low_space_warning
 from backend.documents import DocumentService, Embedder, PageOcr, Recovery, Store
@@ -26,6 +26,7 @@ from backend.inference import (
     Preflight,
     RemoteEngine,
     RunLogs,
+    Sampling,
     Scheduler,
     bundled_path,
     find_projector,
@@ -243,6 +244,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
     kv_store = KVCacheStore(settings.path("kvcache"), int(settings.kv_disk_budget_mb * 1024 * 1024),
                             int(settings.kv_ram_budget_mb * 1024 * 1024), reserve)
     sessions = SessionStore(client, settings.session_ttl_s)
+    describing = Sampling(max_tokens=settings.describe_max_tokens, temperature=0.0, ignore_eos=settings.ignore_eos)
+
     def drop_derived(doc_id: str) -> None:  # a document's text changed or it was deleted: drop what came of it
         kv_store.delete_for_document(doc_id)
         grounder.drop(doc_id)
@@ -251,7 +254,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
                                 max_upload_bytes=settings.max_upload_bytes, chunk_tokens=settings.chunk_tokens,
                                 overlap_tokens=settings.chunk_overlap_tokens, count_tokens=engine.count_tokens,
                                 drop_derived=drop_derived, ocr=PageOcr() if settings.ocr else None,
-                                disk_reserve_bytes=reserve, max_image_pixels=settings.max_image_pixels)
+                                disk_reserve_bytes=reserve, max_image_pixels=settings.max_image_pixels,
+                                describe=lambda image: describe_image(engine, scheduler, image, describing))
     grounder = Grounder(documents)
     recovery = documents.recover()  # before anything reads the index: sweep what a crash left half-written
     remote = (RemoteEngine(settings.remote_base_url, settings.remote_api_key, settings.remote_model,

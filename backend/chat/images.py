@@ -23,9 +23,11 @@ from backend.chat.prompts import Prompt
 from backend.config import Settings
 from backend.disk import write_atomically
 from backend.documents import ImageError, PageOcr, open_image
-from backend.inference import MARKER, Projector, VisionPrompt
+from backend.inference import MARKER, Engine, Job, Projector, Sampling, Scheduler, VisionPrompt
 
 OCR_SHOWN_CHARS = 300  # characters of an image's OCR text quoted in the text-only refusal
+DESCRIBE_PROMPT = "Describe this image in two sentences: what it shows, and any chart, table or diagram in it."
+DESCRIBER = "system:describe"  # the owner of description jobs (a sequence is emptied between owners)
 
 
 def _bytes_of(item: str | Path) -> tuple[bytes, str]:
@@ -160,3 +162,32 @@ def image_turn(projector: Projector, prompt: Prompt, images: list[np.ndarray]) -
     tokens = prompt.prefix_tokens + rest.tokens
     end = max(span.start + span.n_tokens for span in rest.spans.values())
     return ImageTurn(tokens, rest.spans, tokens[:end], rest)
+
+
+def describe_image(engine: Engine, scheduler: Scheduler, image: Image.Image, sampling: Sampling) -> str:
+    """A short description of an uploaded image by the loaded vision model, stored beside its OCR text so the
+    image can be found by what it shows.
+
+    Args:
+        engine: the engine; without a vision projector attached nothing is described.
+        scheduler: runs the description as a job beside the chat answers.
+        image: the image (any mode).
+        sampling: the description's settings (greedy, a few dozen tokens).
+
+    Returns:
+        The description, stripped; "" when no vision model is loaded.
+
+    Raises:
+        EngineError: llama.cpp or libmtmd failed.
+    """
+    with engine.lock:
+        projector = engine.projector
+        if not engine.loaded or projector is None:
+            return ""
+        text = engine.render([{"role": "user", "content": MARKER + DESCRIBE_PROMPT}])
+        prompt = projector.prompt(text, [np.asarray(image.convert("RGB"))])
+    try:
+        job = scheduler.submit(Job(DESCRIBER, prompt.tokens, sampling, media=prompt.spans))
+        return "".join(job.stream()).strip()
+    finally:
+        prompt.close()

@@ -45,6 +45,7 @@ class PasswordRequired(DocumentError):
 # also use for ISO-8859-1 labels). Without this, Portuguese Latin-1 text read as cp1250.
 PREFERRED_ENCODINGS = ("utf_8", "cp1252", "latin_1", "iso8859_15")
 SECTION_SEP = " > "
+DESCRIPTION_SECTION = "Description by the vision model"  # the section an image's description is stored under
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,8 @@ Ocr = Callable[..., dict[int, str]]  # PageOcr.read_pages: (data, page_numbers, 
 
 def extract(data: bytes, filename: str, password: str | None = None,
             progress: Callable[[int, int, str], None] | None = None, ocr: Ocr | None = None,
-            image_text: ImageText | None = None, max_image_pixels: int = MAX_IMAGE_PIXELS) -> Extracted:
+            image_text: ImageText | None = None, max_image_pixels: int = MAX_IMAGE_PIXELS,
+            describe: ImageText | None = None) -> Extracted:
     """Extract the text of an uploaded file.
 
     Args:
@@ -135,6 +137,8 @@ def extract(data: bytes, filename: str, password: str | None = None,
             (``needs_ocr``); None leaves missing text layers empty and empties unreadable ones.
         image_text: reads the text of an image (``PageOcr.read_text``); None refuses images.
         max_image_pixels: the most pixels an uploaded image may have (width x height).
+        describe: describes an image in words (a vision model); its description becomes a section of the
+            image's page, ``DESCRIPTION_SECTION``, so an image without text is a document too. None: OCR only.
 
     Returns:
         The document's pages; OCR'd pages (and an image's one page) have ``ocr=True``.
@@ -155,7 +159,7 @@ def extract(data: bytes, filename: str, password: str | None = None,
     if not data:
         raise DocumentError(f"'{filename}' is empty (0 bytes); choose a file that has content.")
     if expected == "image":
-        return Extracted(kind="image", pages=_image_pages(data, filename, image_text, max_image_pixels))
+        return Extracted(kind="image", pages=_image_pages(data, filename, image_text, max_image_pixels, describe))
     actual = sniff(data)
     if actual != expected and not (expected in ("txt", "md") and actual == "txt"):
         raise DocumentError(
@@ -188,20 +192,26 @@ def extract(data: bytes, filename: str, password: str | None = None,
     return Extracted(kind=expected, pages=pages)
 
 
-def _image_pages(data: bytes, filename: str, image_text: ImageText | None, max_pixels: int) -> list[Page]:
-    """The text of an image as one OCR'd page; see ``extract`` for errors."""
+def _image_pages(data: bytes, filename: str, image_text: ImageText | None, max_pixels: int,
+                 describe: ImageText | None) -> list[Page]:
+    """The text of an image as one OCR'd page, and its description by a vision model as a section of it;
+    see ``extract`` for errors."""
     try:
         image = open_image(data, filename, max_pixels)
     except ImageError as exc:
         raise DocumentError(str(exc)) from exc
-    if image_text is None:
+    if image_text is None and describe is None:
         raise DocumentError(f"'{filename}' is an image, and images are read by OCR, which is off; "
                             "turn it on (KVC_OCR=true) or upload the text instead.")
-    text = normalize_text(image_text(image))
-    if not text.strip():
+    text = normalize_text(image_text(image)) if image_text else ""
+    described = normalize_text(describe(image)).strip() if describe else ""
+    pages = ([Page(1, text, ocr=True)] if text.strip() else []) + \
+        ([Page(1, described, DESCRIPTION_SECTION)] if described else [])
+    if not pages:
         raise DocumentError(f"OCR found no text in '{filename}'; an image can be a document only when it holds "
-                            "text (a screenshot, a photo of a page), so upload a sharper picture or the text itself.")
-    return [Page(1, text, ocr=True)]
+                            "text (a screenshot, a photo of a page) or a vision model is loaded to describe it, so "
+                            "upload a sharper picture or the text itself.")
+    return pages
 
 
 def _pdf_pages(data: bytes, filename: str, password: str | None,

@@ -89,12 +89,14 @@ class DocumentService:
         ocr: reads PDF pages that have no usable text layer, and uploaded images; None turns OCR off.
         disk_reserve_bytes: free space an upload must leave on the disk (``backend.disk``), bytes.
         max_image_pixels: the most pixels (width x height) of an uploaded image.
+        describe: describes an uploaded image in words (the loaded vision model); returns "" when it cannot.
     """
 
     def __init__(self, uploads: Path, store: Store, embedder: Embedder, *, max_upload_bytes: int, chunk_tokens: int,
                  overlap_tokens: int, count_tokens: Callable[[str], int | None] = _no_llm,
                  drop_derived: Callable[[str], object] = _nothing_derived, ocr: PageOcr | None = None,
-                 disk_reserve_bytes: int = 0, max_image_pixels: int = MAX_IMAGE_PIXELS):
+                 disk_reserve_bytes: int = 0, max_image_pixels: int = MAX_IMAGE_PIXELS,
+                 describe: Callable[[object], str] | None = None):
         self.uploads = Path(uploads)
         self.store, self.embedder = store, embedder
         self.count_tokens, self.drop_derived = count_tokens, drop_derived
@@ -104,6 +106,7 @@ class DocumentService:
         self.ocr = ocr
         self.disk_reserve_bytes = disk_reserve_bytes
         self.max_image_pixels = max_image_pixels
+        self.describe = describe
 
     def upload(self, owner: str, path: Path, filename: str | None = None, password: str | None = None,
                progress: Progress = _noop) -> tuple[DocumentRow, bool]:
@@ -202,7 +205,8 @@ class DocumentService:
         return extract(data, name, password,
                        progress=lambda done, total, what: progress(0.2 * done / total, f"{what} {done}/{total}"),
                        ocr=self.ocr.read_pages if self.ocr else None,
-                       image_text=self.ocr.read_text if self.ocr else None, max_image_pixels=self.max_image_pixels)
+                       image_text=self.ocr.read_text if self.ocr else None, max_image_pixels=self.max_image_pixels,
+                       describe=self.describe)
 
     def reembed_all(self, progress: Progress = _noop) -> int:
         """Embed every document again with this embedding model, after a switch of model: each is

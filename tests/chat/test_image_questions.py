@@ -72,3 +72,32 @@ def test_a_text_only_model_refuses_an_image_and_quotes_its_ocr_text(tmp_path, ti
         assert services.sessions.get(OWNER, sid).messages == []  # nothing half-saved
     finally:
         services.close()
+
+
+def test_an_uploaded_image_without_text_is_described_by_the_vision_model_and_becomes_a_document(vision_models,
+                                                                                               tmp_path, embedder):
+    from PIL import Image
+
+    from backend.documents import DocumentError
+    from backend.documents.extract import DESCRIPTION_SECTION
+
+    photo = tmp_path / "photo.png"  # no text in it: OCR alone finds nothing
+    Image.linear_gradient("L").resize((320, 240)).convert("RGB").save(photo)
+    model = vision_models / "synthetic-vision-tiny.gguf"  # random weights: ignore_eos gives it words to store
+    settings = make_settings(tmp_path / "vision", model, models_dir=vision_models, ignore_eos=True,
+                             describe_max_tokens=12)
+    services = build_services(settings, embedder=embedder)
+    try:
+        doc, _ = services.documents.upload(OWNER, photo)
+        pages = services.documents.pages(OWNER, doc.doc_id)
+        assert doc.kind == "image" and [p.section for p in pages] == [DESCRIPTION_SECTION]
+        assert pages[0].text.strip() and not pages[0].ocr
+        assert services.documents.search(OWNER, pages[0].text.split()[0], [doc.doc_id], 1)[0].doc_id == doc.doc_id
+    finally:
+        services.close()
+    services = build_services(make_settings(tmp_path / "text", None), embedder=embedder)  # no model at all
+    try:
+        with pytest.raises(DocumentError, match="no text .* or a vision model is loaded to describe it"):
+            services.documents.upload(OWNER, photo)
+    finally:
+        services.close()
