@@ -25,6 +25,9 @@ class SequenceHost(Protocol):
     @property
     def n_ctx(self) -> int: ...
 
+    @property
+    def n_batch(self) -> int: ...
+
     def context_tokens(self, seq: int) -> list[int]: ...
 
     def truncate(self, seq: int, keep: int) -> int: ...
@@ -85,7 +88,7 @@ class SeqRun:
                 keep = span.start
         keep = engine.truncate(seq, keep)
         self.media = {start: span for start, span in media.items() if start >= keep}
-        self.n_batch = getattr(engine, "n_batch", 512)
+        self.n_batch = engine.n_batch  # an image's embeddings are decoded in batches of this many
         self.engine, self.stats, self.seq = engine, stats, seq
         self.pending = list(tokens[keep:])
         self.position = keep  # tokens the sequence holds

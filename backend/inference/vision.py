@@ -194,7 +194,7 @@ class Projector:
             if mtmd.mtmd_input_chunk_get_type(chunk) == TEXT_CHUNK:
                 n = ctypes.c_size_t(0)
                 tokens = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
-                out.tokens.extend(tokens[i] for i in range(n.value))
+                out.tokens.extend(tokens[j] for j in range(n.value))
                 continue
             if mtmd.mtmd_input_chunk_get_n_pos(chunk) != mtmd.mtmd_input_chunk_get_n_tokens(chunk):
                 out.close()
