@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from browsing import CHROMIUM, FLAGS
 from conftest import launch, make_settings, stop
-from test_browser import CHROMIUM, FLAGS
 
 from backend.documents import Embedder
 from backend.inference import fetch_bundled
