@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from backend.chat.prompts import Prompt
 from backend.config import Settings
 from backend.disk import write_atomically
 from backend.documents import ImageError, PageOcr, open_image
-from backend.inference import MARKER, Engine, Job, Projector, Sampling, Scheduler, VisionPrompt
+from backend.inference import MARKER, Engine, Job, Projector, Sampling, Scheduler, VisionPrompt, pixel_digest
 
 OCR_SHOWN_CHARS = 300  # characters of an image's OCR text quoted in the text-only refusal
 DESCRIBE_PROMPT = "Describe this image in two sentences: what it shows, and any chart, table or diagram in it."
@@ -79,10 +78,8 @@ def load_images(items: list[str | Path], settings: Settings) -> list[np.ndarray]
 
 
 def image_name(rgb: np.ndarray) -> str:
-    """The stored file name of an image: the SHA-256 of its shape and pixels, ``.png``."""
-    digest = hashlib.sha256(np.asarray(rgb.shape, dtype=np.int64).tobytes())
-    digest.update(np.ascontiguousarray(rgb).tobytes())
-    return digest.hexdigest()[:32] + ".png"
+    """The stored file name of an image: its ``pixel_digest``, shortened, ``.png``."""
+    return pixel_digest(rgb)[:32] + ".png"
 
 
 def keep_images(folder: Path, images: list[np.ndarray]) -> list[str]:

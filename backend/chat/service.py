@@ -282,8 +282,8 @@ class ChatService:
                                     fingerprint(engine), seq)
 
         job = TurnJob(turn.owner, pictures.tokens if pictures else prompt.tokens, turn.sampling, prepare, finish,
-                      stats=stats, cancel=stop, media=pictures.media if pictures else {})
-        job.vision = pictures.vision if pictures else None
+                      stats=stats, cancel=stop, media=pictures.media if pictures else {},
+                      vision=pictures.vision if pictures else None)
         return job
 
     def _prepare_images(self, job: TurnJob, turn: Turn, pictures: ImageTurn, seq: int) -> dict:

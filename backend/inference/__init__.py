@@ -35,7 +35,7 @@ from backend.inference.types import (
                                         common_prefix_len,
                                         open_first_user,
 )
-from backend.inference.vision import MARKER, Projector, VisionPrompt
+from backend.inference.vision import MARKER, Projector, VisionPrompt, pixel_digest
 
 __all__ = [
                                         "HOW_TO_GET_A_MODEL",
@@ -77,4 +77,5 @@ __all__ = [
                                         "model_identity",
                                         "open_first_user",
                                         "pick_model",
+    "pixel_digest",
 ]

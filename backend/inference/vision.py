@@ -50,6 +50,18 @@ def placeholder_ids(image_id: str, n_tokens: int) -> list[int]:
     return [-1 - ((base + i) & 0x3FFF_FFFF) for i in range(n_tokens)]
 
 
+def pixel_digest(rgb: np.ndarray) -> str:
+    """The SHA-256 of an image's shape and pixels, hex: the same picture, however it was sent or named, has
+    the same digest (a chat question's stored image file is named by it).
+
+    Args:
+        rgb: uint8 array, shape (height, width, 3).
+    """
+    digest = hashlib.sha256(np.asarray(rgb.shape, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(rgb).tobytes())
+    return digest.hexdigest()
+
+
 @dataclass
 class ImageSpan:
     """One image chunk of a prompt, evaluated into a sequence where its placeholders start.
@@ -143,10 +155,7 @@ class Projector:
         Args:
             rgb: uint8 array, shape (height, width, 3).
         """
-        digest = hashlib.sha256(self.identity.encode())
-        digest.update(np.asarray(rgb.shape, dtype=np.int64).tobytes())
-        digest.update(np.ascontiguousarray(rgb).tobytes())
-        return digest.hexdigest()
+        return hashlib.sha256(f"{self.identity}:{pixel_digest(rgb)}".encode()).hexdigest()
 
     def prompt(self, text: str, images: list[np.ndarray], offset: int = 0) -> VisionPrompt:
         """Tokenize a prompt whose text holds one ``MARKER`` per image.
