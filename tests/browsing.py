@@ -25,3 +25,17 @@ def stopped_line(page):
     """The metrics line of a stopped answer (it ends "· stopped"); the bare word could be in the
     streamed answer itself, shown before the stop was saved."""
     return page.get_by_text(re.compile(r"· stopped$")).last
+
+
+def open_app(browser, url: str, height: int = 1000):
+    """A new page on the app at ``url``, ``height`` pixels tall, once the app has mounted (the chat box shows)."""
+    page = browser.new_page(viewport={"width": 1440, "height": height})
+    page.goto(url)
+    page.get_by_placeholder("Ask about your documents…").wait_for(timeout=60_000)
+    return page
+
+
+def upload(page, path, summary: str, timeout_ms: int = 120_000) -> None:
+    """Upload ``path`` in the Documents panel and wait until the upload summary shows ``summary``."""
+    page.locator("input[type=file]").first.set_input_files(str(path))
+    page.get_by_text(summary).wait_for(timeout=timeout_ms)

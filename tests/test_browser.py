@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browsing import stopped_line, wait_until
+from browsing import open_app, stopped_line, upload, wait_until
 from conftest import TESTDATA, launch, make_settings, stop
 from screens import SCREENSHOT
 
@@ -16,11 +16,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def test_upload_cache_and_chat_in_the_browser(tmp_path, tiny_model, embedder, browser):
     app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=400), embedder)
     try:
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.goto(app.url)
-        page.get_by_placeholder("Ask about your documents…").wait_for(timeout=60_000)  # the app has mounted
-        page.locator("input[type=file]").first.set_input_files(str(TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf"))
-        page.get_by_text("sf_pdflatex-4-pages.pdf: 4 pages, ").wait_for(timeout=120_000)
+        page = open_app(browser, app.url)
+        upload(page, TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf", "sf_pdflatex-4-pages.pdf: 4 pages, ")
         checkbox = page.get_by_label("sf_pdflatex-4-pages.pdf")
         assert checkbox.is_checked(), "a fresh upload is selected for chat"
         page.get_by_role("button", name="Cache", exact=True).click()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browsing import wait_until
+from browsing import open_app, upload, wait_until
 from conftest import TESTDATA, launch, make_settings, stop
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -16,11 +16,8 @@ def test_rag_sources_open_and_table_preview_in_the_browser(tmp_path, tiny_model,
     app = launch(make_settings(tmp_path / "data", tiny_model, n_ctx=2048, max_tokens=8, retrieval_top_k=3),
                  embedder)
     try:
-        page = browser.new_page(viewport={"width": 1440, "height": 1100})
-        page.goto(app.url)
-        page.get_by_placeholder("Ask about your documents…").wait_for(timeout=60_000)  # the app has mounted
-        page.locator("input[type=file]").first.set_input_files(str(TESTDATA / "pdf" / "pdfjs_tracemonkey.pdf"))
-        page.get_by_text("pdfjs_tracemonkey.pdf: 14 pages, ").wait_for(timeout=120_000)
+        page = open_app(browser, app.url, height=1100)
+        upload(page, TESTDATA / "pdf" / "pdfjs_tracemonkey.pdf", "pdfjs_tracemonkey.pdf: 14 pages, ")
 
         # the table lists the document with its type and upload time; a click previews its text
         page.get_by_role("gridcell", name="pdfjs_tracemonkey.pdf").first.click()
@@ -137,11 +134,8 @@ def test_a_library_uploads_as_a_zip_filters_and_deletes_in_bulk(tmp_path, tiny_m
         z.writestr("notes/slides.pptx", b"PK not a document")
     app = launch(make_settings(tmp_path / "data", tiny_model, n_ctx=2048, max_tokens=8), embedder)
     try:
-        page = browser.new_page(viewport={"width": 1440, "height": 1400})
-        page.goto(app.url)
-        page.get_by_placeholder("Ask about your documents…").wait_for(timeout=60_000)
-        page.locator("input[type=file]").first.set_input_files(str(archive))
-        page.get_by_text("30 uploaded, 1 not uploaded").wait_for(timeout=300_000)
+        page = open_app(browser, app.url, height=1400)
+        upload(page, archive, "30 uploaded, 1 not uploaded", timeout_ms=300_000)
         assert page.get_by_text(re.compile(r"library\.zip › notes/slides\.pptx was skipped")).first.is_visible()
         assert len(app.services.documents.list("local")) == 30
 
