@@ -32,7 +32,7 @@ from backend.inference.types import EngineError
 log = logging.getLogger(__name__)
 
 MARKER = "<__media__>"  # libmtmd's default media marker (mtmd_default_marker): one per image in the prompt text
-TEXT_CHUNK, IMAGE_CHUNK = 0, 1  # mtmd_input_chunk_type
+TEXT_CHUNK = 0  # mtmd_input_chunk_type of text (the other: an image)
 
 
 def placeholder_ids(image_id: str, n_tokens: int) -> list[int]:
@@ -101,12 +101,10 @@ class VisionPrompt:
     Attributes:
         tokens: text token ids and image placeholders, in order.
         spans: ``{start position: ImageSpan}`` (positions count the ``offset`` given to ``Projector.prompt``).
-        image_ids: digest of each image, in prompt order.
     """
 
     tokens: list[int]
     spans: dict[int, ImageSpan] = field(default_factory=dict)
-    image_ids: list[str] = field(default_factory=list)
     _chunks: object = None
 
     @property
@@ -174,13 +172,12 @@ class Projector:
         """
         if text.count(MARKER) != len(images):
             raise EngineError(f"The prompt has {text.count(MARKER)} image markers for {len(images)} images.")
-        bitmaps, ids = [], []
+        bitmaps = []
         try:
             for rgb in images:
                 rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
                 bitmap = mtmd.mtmd_bitmap_init(rgb.shape[1], rgb.shape[0], rgb.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
-                ids.append(self.image_id(rgb))
-                mtmd.mtmd_bitmap_set_id(bitmap, ids[-1].encode())
+                mtmd.mtmd_bitmap_set_id(bitmap, self.image_id(rgb).encode())  # each image chunk carries it
                 bitmaps.append(bitmap)
             raw = text.encode()
             inp = mtmd.mtmd_input_text(raw, len(raw), False, True)
@@ -193,11 +190,11 @@ class Projector:
         if rc != 0:
             mtmd.mtmd_input_chunks_free(chunks)
             raise EngineError(f"The image could not be prepared for the model (libmtmd returned {rc}).")
-        return self._flatten(chunks, ids, offset)
+        return self._flatten(chunks, offset)
 
-    def _flatten(self, chunks, ids: list[str], offset: int) -> VisionPrompt:
+    def _flatten(self, chunks, offset: int) -> VisionPrompt:
         """The flat token list of tokenized chunks (see the module docstring)."""
-        out = VisionPrompt([], image_ids=ids, _chunks=chunks)
+        out = VisionPrompt([], _chunks=chunks)
         for i in range(mtmd.mtmd_input_chunks_size(chunks)):
             chunk = mtmd.mtmd_input_chunks_get(chunks, i)
             if mtmd.mtmd_input_chunk_get_type(chunk) == TEXT_CHUNK:
