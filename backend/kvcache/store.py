@@ -123,6 +123,15 @@ def _map_file(path: Path, size: int) -> ctypes.Array:
     return (ctypes.c_uint8 * size).from_buffer(mapped)
 
 
+def _touch(path: Path, when: float | None = None) -> None:
+    """Set a payload's mtime (its last-use time) to ``when`` (Unix seconds; now when None) from ``time.time()``.
+
+    The kernel stamps a write or a bare ``utime`` from its coarse clock, which can lag ``time.time()`` by a
+    few milliseconds, so an entry could read as last used before it was created; one clock avoids that."""
+    when = time.time() if when is None else when
+    os.utime(path, (when, when))
+
+
 class CacheWriteError(EngineError):
     """A KV cache could not be saved; ``str(err)`` is one sentence for the user."""
 
@@ -205,6 +214,7 @@ class KVCacheStore:
             try:
                 write_atomically(payload, state)
                 write_atomically(sidecar, json.dumps(meta).encode())
+                _touch(payload, now)
             except OSError as exc:  # the payload without its sidecar is never read; drop it too
                 payload.unlink(missing_ok=True)
                 if is_disk_full(exc):
@@ -225,7 +235,7 @@ class KVCacheStore:
         state = self.ram.get(key)
         if state is not None:
             with contextlib.suppress(OSError):
-                os.utime(self._paths(key)[0])
+                _touch(self._paths(key)[0])
             return state, "ram"
         state = self.load(key, fp, tokens)
         return (state, "disk") if state is not None else (None, "")
@@ -265,7 +275,7 @@ class KVCacheStore:
             log.warning("KV cache %s invalid (%s); discarding and recomputing", key, problem)
             self.delete(key)
             return None
-        os.utime(payload)
+        _touch(payload)
         self.ram.put(key, data)
         return data
 
