@@ -9,9 +9,11 @@ import pytest
 from chat.test_real_answers import FACTS
 from conftest import TESTDATA, make_settings
 from pdfgen import write_pdf
+from screens import SCREENSHOT_TEXT
 
-from backend.documents import extract
-from backend.grounding import PassageIndex, SourceViewer, attribute, is_abstention, locate, mark_pdf_page, passages_of
+from backend.documents import Page, extract
+from backend.grounding import (PassageIndex, SourceViewer, attribute, is_abstention, locate, mark_pdf_page, passages_of,
+                               sentence_spans)
 from backend.grounding.viewer import context
 from backend.services import build_services
 from benchmarks.ocr import scan_pdf
@@ -38,6 +40,26 @@ def test_every_passage_is_the_exact_slice_of_its_page_text(name):
         assert page.text[p.start:p.end] == p.text and p.text.strip() == p.text and p.text
         assert p.page == page.number and p.section == page.section
     assert len({p.page for p in passages}) == len({pg.number for pg in pages if pg.text.strip()})
+
+
+def test_a_form_line_is_its_own_passage_and_wrapped_prose_stays_one_sentence():
+    """The OCR'd order screenshot: a line per field, no full stops. Joined, "Shipping to: 22 Larch Street"
+    sat in the same passage as "Order number", and "The order number is 22" read as supported."""
+    order = SCREENSHOT_TEXT
+    spans = [order[a:b] for a, b in sentence_spans(order)]
+    assert "Shipping to: 22 Larch Street, Bristol BS1 4DJ" in spans and "Northwind Outfitters" in spans
+    assert "Estimated delivery: Thursday 14 March, between 9:00 and 13:00" in spans
+    index = PassageIndex.build(passages_of("d1", "order.png", [Page(1, order, ocr=True)]))
+    wrong = attribute("What is the order number?", "The order number is 22", [index])
+    right = attribute("What is the order number?", "The order number is KX-48213.", [index])
+    assert wrong.grounding == "not_found" and right.grounding == "supported"
+    assert right.sources[0].quote.endswith("Order number: KX-48213")
+    prose = ("The balls of lead as they fall are found bent and flat-\ntened in every shape. A report creeps into camp that\n"
+             "Johnston is coming with fifty thousand men to raise the siege of the\nCity, and we believe it.\n")
+    assert [prose[a:b] for a, b in sentence_spans(prose)] == [
+        "The balls of lead as they fall are found bent and flat-\ntened in every shape.",
+        "A report creeps into camp that\nJohnston is coming with fifty thousand men to raise the siege of the\nCity, "
+        "and we believe it."]
 
 
 def test_an_answer_is_cited_by_the_sentence_that_holds_it(facts):
