@@ -17,7 +17,7 @@ def rows(services: Services, owner: str, everyone: bool = False) -> tuple[list[l
     """Table rows and the delete dropdown's ``(label, key)`` choices (``everyone``: an admin's view)."""
     table, choices = [], []
     for c in services.caches.list(owner, everyone):
-        names = " + ".join(c.documents) or "(instructions only)"
+        names = c.label
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.last_used_at))
         table.append([names, c.kind, f"{c.tokens:,}", human_bytes(c.bytes), c.tier, "yes" if c.usable else "no",
                       "yes" if c.pinned else "", used, c.key[:12], c.owner])
@@ -49,14 +49,14 @@ def render(services: Services):
             listed = {c.key: c for c in services.caches.list(owner, everyone)}
             info = services.caches.pin(owner, key, not (key in listed and listed[key].pinned), everyone)
         state = "pinned: eviction keeps its caches" if info.pinned else "unpinned"
-        return f"{' + '.join(info.documents)}: {state}.", *refresh(request)
+        return f"{info.label}: {state}.", *refresh(request)
 
     def delete(key: str | None, request: gr.Request):
         if not key:
             raise gr.Error("Choose a cache entry to delete first.")
         with user_errors():
             info = services.caches.delete(owner_of(request), key, every_owner(services, request))
-        return f"Deleted the cache of {' + '.join(info.documents)} ({human_bytes(info.bytes)}).", *refresh(request)
+        return f"Deleted the cache of {info.label} ({human_bytes(info.bytes)}).", *refresh(request)
 
     refresh_btn.click(refresh, None, [table, pick], api_visibility="private")
     pin_btn.click(pin, [pick], [note, table, pick], api_visibility="private")

@@ -35,7 +35,7 @@ from backend.inference.types import (
                                         common_prefix_len,
                                         open_first_user,
 )
-from backend.inference.vision import MARKER, Projector, VisionPrompt, pixel_digest
+from backend.inference.vision import MARKER, Projector, VisionPrompt, count_images, pixel_digest
 
 __all__ = [
                                         "HOW_TO_GET_A_MODEL",
@@ -78,4 +78,5 @@ __all__ = [
                                         "open_first_user",
                                         "pick_model",
     "pixel_digest",
+    "count_images",
 ]

@@ -50,6 +50,22 @@ def placeholder_ids(image_id: str, n_tokens: int) -> list[int]:
     return [-1 - ((base + i) & 0x3FFF_FFFF) for i in range(n_tokens)]
 
 
+def count_images(tokens) -> int:
+    """How many distinct images a flat prompt holds. Each image chunk is a run of ``placeholder_ids`` (negative
+    ids, each one less than the one before), and every chunk of one image (SmolVLM's tiles) starts from the
+    same id, so images are the distinct first ids of the runs.
+
+    Args:
+        tokens: a prompt's token ids (ints), images as their placeholder ids.
+    """
+    firsts, before = set(), 0
+    for t in tokens:
+        if t < 0 and (before >= 0 or t != before - 1):
+            firsts.add(t)
+        before = t
+    return len(firsts)
+
+
 def pixel_digest(rgb: np.ndarray) -> str:
     """The SHA-256 of an image's shape and pixels, hex: the same picture, however it was sent or named, has
     the same digest (a chat question's stored image file is named by it).

@@ -34,6 +34,7 @@ class CacheInfo:
         chunks: for a RAG chunk prefix, its chunk indexes.
         owner: the user who made it.
         pinned: it holds a pinned document, so eviction never deletes it (``KVCacheStore.pin``).
+        images: how many images it holds (the prefix of a question about images).
     """
 
     key: str
@@ -48,11 +49,20 @@ class CacheInfo:
     chunks: list[int] = field(default_factory=list)
     owner: str = ""
     pinned: bool = False
+    images: int = 0
 
     @property
     def kind(self) -> str:
-        """``chunk`` for a RAG chunk prefix, else ``document``."""
-        return "chunk" if self.chunks else "document"
+        """``image`` for the prefix of a question about images, ``chunk`` for a RAG chunk prefix, else
+        ``document``."""
+        return "image" if self.images else "chunk" if self.chunks else "document"
+
+    @property
+    def label(self) -> str:
+        """What it holds, for a person: the documents (or chunks) joined by " + ", then its images
+        ("report.pdf + 1 image"); "(instructions only)" when it holds neither."""
+        held = list(self.documents) + ([f"{self.images} image{'s' * (self.images > 1)}"] if self.images else [])
+        return " + ".join(held) or "(instructions only)"
 
 
 class CacheCatalog:
@@ -75,7 +85,7 @@ class CacheCatalog:
         labels = [names.get(d, d) + ("" if c is None else f" · chunk {c + 1}") for d, c in e.parts]
         return CacheInfo(e.key, labels, list(e.doc_ids), e.n_tokens, e.state_bytes,
                          "ram" if e.key in self.kv_store.ram else "disk", fp is not None and e.fingerprint == fp,
-                         e.created_at, e.last_used_at, list(e.chunks), e.owner, self.kv_store.is_pinned(e))
+                         e.created_at, e.last_used_at, list(e.chunks), e.owner, self.kv_store.is_pinned(e), e.images)
 
     def list(self, owner: str, every_owner: bool = False) -> list[CacheInfo]:
         """The owner's entries (an admin's view: everyone's), most recently used first.

@@ -33,7 +33,7 @@ from pathlib import Path
 import xxhash
 
 from backend.disk import free_bytes, full_sentence, is_disk_full, write_atomically
-from backend.inference import EngineError
+from backend.inference import EngineError, count_images
 from backend.kvcache.fingerprint import tokens_sha256
 from backend.kvcache.pins import PINS_FILE, Pins
 from backend.kvcache.ram_tier import RamTier
@@ -81,6 +81,7 @@ class CacheEntry:
         fingerprint: the fingerprint it was saved under.
         chunks: for a RAG chunk prefix, the chunk index of each entry of ``doc_ids`` (same
             length); empty for a prefix of whole documents.
+        images: how many images the prefix holds (a chat question's, saved up to its last image).
     """
 
     key: str
@@ -92,6 +93,7 @@ class CacheEntry:
     last_used_at: float
     fingerprint: dict
     chunks: tuple[int, ...] = ()
+    images: int = 0
 
     @property
     def parts(self) -> tuple[tuple[str, int | None], ...]:
@@ -294,7 +296,7 @@ class KVCacheStore:
     def _entry(meta: dict, last_used_at: float) -> CacheEntry:
         return CacheEntry(meta["key"], meta["n_tokens"], meta["state_bytes"], tuple(meta["doc_ids"]),
                           meta["owner"], meta["created_at"], last_used_at, meta["fingerprint"],
-                          tuple(meta.get("chunks") or ()))
+                          tuple(meta.get("chunks") or ()), count_images(meta.get("tokens") or ()))
 
     def entry(self, key: str) -> CacheEntry | None:
         """The entry with this key as its sidecar describes it (not verified), or None. A sidecar is parsed

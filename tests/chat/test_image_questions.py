@@ -47,6 +47,8 @@ def test_an_image_question_streams_and_a_second_chat_reuses_the_image_even_after
         second = ask(services, other, "What is the order number?", [data_url])
         assert second["image_encode_s"] == 0.0 and second["reused_tokens"] >= second["image_tokens"] > 0
         assert services.sessions.get(OWNER, other).messages[0]["images"] == user["images"]  # stored once
+        (entry,) = [c for c in services.caches.list(OWNER) if c.images]  # the image prefix, one saved entry
+        assert entry.images == 1 and entry.kind == "image" and entry.label == "1 image" and not entry.documents
     finally:
         services.close()
     services = build_services(settings, embedder=embedder)  # a restart: only the disk tier has it

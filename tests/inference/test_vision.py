@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from backend.inference import Engine, EngineError, Job, LoadParams, Sampling, Scheduler
-from backend.inference.vision import MARKER, placeholder_ids
+from backend.inference.vision import MARKER, count_images, placeholder_ids
 from backend.kvcache import KVCacheStore, entry_key, fingerprint, restore_prefix
 
 GREEDY = Sampling(max_tokens=8, temperature=0.0, ignore_eos=True)
@@ -114,3 +114,10 @@ def test_a_projector_for_another_model_is_refused_plainly(vision_pair, tiny_mode
         assert engine.projector is None and engine.loaded
     finally:
         engine.unload()
+
+
+def test_count_images_counts_an_image_of_many_tiles_once_and_two_images_twice():
+    tiles = placeholder_ids("a" * 64, 4) + [7, 8] + placeholder_ids("a" * 64, 4)  # two tiles of one image
+    other = placeholder_ids("b" * 64, 3)
+    assert count_images([1, 2, *tiles, 3]) == 1
+    assert count_images([1, *tiles, 5, *other, *other]) == 2 and count_images([1, 2, 3]) == 0
