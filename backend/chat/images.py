@@ -125,6 +125,44 @@ def text_only_refusal(images: list[np.ndarray], ocr: PageOcr | None) -> str:
     return f"{sentence}; OCR reads in it: “{shown}”"
 
 
+def history_images(messages: list[dict], history: list[dict], settings: Settings, room: int) -> list[np.ndarray]:
+    """Lay the images of a chat's latest questions back into its history, so a follow-up ("and the total?")
+    still sees the picture it is about. The prompt then starts as it did when that question was asked, so
+    the image's saved prefix is restored, not encoded again.
+
+    Args:
+        messages: the session's stored messages (a user message's ``images`` are file names under
+            ``data_dir/images``).
+        history: the same messages as ``{"role", "content"}`` dicts; the user messages whose images are laid
+            in get their markers (``with_markers``) in place.
+        settings: ``data_dir`` and ``max_image_pixels``.
+        room: at most this many images, those of the latest questions (older ones keep their text only).
+
+    Returns:
+        The images, uint8 RGB arrays, in prompt order (a file that is gone is left out with its marker).
+    """
+    folder, chosen = settings.path("images"), []
+    for i in range(len(messages) - 1, -1, -1):
+        names = (messages[i].get("images") or []) if messages[i]["role"] == "user" else []
+        if not names:
+            continue
+        if len(names) > room:
+            break
+        pictures = []
+        for name in names:
+            try:
+                pictures.append(np.asarray(open_image((folder / name).read_bytes(), name, settings.max_image_pixels)))
+            except (OSError, ImageError):
+                continue
+        room -= len(pictures)
+        chosen.append((i, pictures))
+    out = []
+    for i, pictures in reversed(chosen):
+        history[i] = {**history[i], "content": with_markers(history[i]["content"], len(pictures))}
+        out.extend(pictures)
+    return out
+
+
 def with_markers(question: str, n_images: int) -> str:
     """The question as the prompt carries it: one media marker per image, on a line before the text."""
     return MARKER * n_images + "\n" + question if n_images else question

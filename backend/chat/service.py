@@ -15,7 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-from backend.chat.images import ImageTurn, image_turn, keep_images, load_images, text_only_refusal, with_markers
+from backend.chat.images import (ImageTurn, history_images, image_turn, keep_images, load_images, text_only_refusal,
+                                 with_markers)
 from backend.chat.memory import MemoryIndex
 from backend.chat.metrics import turn_metrics
 from backend.chat.planner import ChatError, Planner
@@ -26,7 +27,7 @@ from backend.chat.turns import Turn, TurnEvent, TurnJob, grounding_fields
 from backend.config import Settings
 from backend.documents import DocumentError, DocumentService
 from backend.grounding import Attribution, Grounder
-from backend.inference import Engine, Job, NoModelLoaded, RemoteEngine, Sampling, StreamStats
+from backend.inference import MARKER, Engine, Job, NoModelLoaded, RemoteEngine, Sampling, StreamStats
 from backend.kvcache import (
     KVCacheStore,
     Prefetcher,
@@ -150,7 +151,7 @@ class ChatService:
             NoModelLoaded: no model.
             DocumentError: an unknown document id.
         """
-        message = message.strip()
+        message = message.replace(MARKER, "").strip()  # the media marker is the prompt's, never the user's
         if not message:
             raise ChatError("The message is empty; type a question first.")
         if self._closing:
@@ -162,12 +163,16 @@ class ChatService:
         if pictures and (self.remote is not None or self.engine.projector is None):
             raise ChatError(text_only_refusal(pictures, self.documents.ocr))
         session = self.sessions.get(owner, session_id)
-        history = [{"role": m["role"], "content": m.get("sent") or m["content"]} for m in session.messages]
-        snapshot = None
+        history = [{"role": m["role"], "content": (m.get("sent") or m["content"]).replace(MARKER, "")}
+                   for m in session.messages]
+        snapshot, earlier = None, []
         if self.remote is None:
             if not self.engine.loaded:
                 raise NoModelLoaded()
-            if not pictures:  # an image turn's tokens are laid out again (``image_turn``): no splice
+            if self.engine.projector is not None:  # a follow-up still sees the images it is about
+                earlier = history_images(session.messages, history, self.settings,
+                                         self.settings.max_images_per_message - len(pictures))
+            if not pictures and not earlier:  # an image turn's tokens are laid out again (``image_turn``)
                 snapshot = self.snapshots.get(owner, session_id, fingerprint(self.engine))
         supported = self.remote is not None or self.engine.has_thinking_switch
         extra = compose(self.settings, self.memory, owner, session_id, message, now=self.clock(), web=web,
@@ -176,8 +181,10 @@ class ChatService:
         plan = self.planner.plan(owner, with_markers(asked, len(pictures)), doc_ids, history, sampling.max_tokens,
                                  mode, snapshot.splice if snapshot else None, session.system_prompt, query=message)
         files = tuple(keep_images(self.settings.path("images"), pictures)) if pictures else ()
+        laid = earlier + pictures
+        shown = plan.prompt.text[plan.prompt.prefix_chars:].count(MARKER)  # the history kept may have lost some
         return Turn(owner, session_id, message, plan, sampling, snapshot, self.engine.generation, extra,
-                    tuple(pictures), files)
+                    tuple(laid[len(laid) - shown:]) if shown else (), files)
 
     def run_turn(self, turn: Turn) -> Iterator[TurnEvent]:
         """Restore or prime the prefix, stream the answer, persist it with its metrics.

@@ -43,6 +43,11 @@ def test_an_image_question_streams_and_a_second_chat_reuses_the_image_even_after
         assert user["content"] == "What does this page say?" and len(user["images"]) == 1
         assert (settings.path("images") / user["images"][0]).is_file()
 
+        follow = ask(services, sid, "And who sent it?", [])  # a follow-up without an image still sees it
+        assert follow["image_tokens"] == first["image_tokens"] and follow["image_encode_s"] == 0.0
+        assert follow["reused_tokens"] >= first["image_tokens"] and follow["cache_tier"] in {"live", "ram"}
+        assert "images" not in services.sessions.get(OWNER, sid).messages[2]
+
         other = services.sessions.create(OWNER)  # a new chat, the same picture sent as a data URL
         second = ask(services, other, "What is the order number?", [data_url])
         assert second["image_encode_s"] == 0.0 and second["reused_tokens"] >= second["image_tokens"] > 0
