@@ -36,10 +36,12 @@ def render(services: Services) -> None:
     password_in = gr.Textbox("", visible=False, label="password")
     cache_in = gr.Checkbox(services.settings.prime_on_upload, visible=False, label="cache")
     name_in = gr.Textbox("", visible=False, label="name")
+    figures_in = gr.Checkbox(False, visible=False, label="figures")
     upload_out = gr.JSON(visible=False)
     upload_trigger = gr.Button(visible=False)
 
-    def upload_document(file: str, password: str, cache: bool, name: str = "", request: gr.Request = None) -> dict:
+    def upload_document(file: str, password: str, cache: bool, name: str = "", figures: bool = False,
+                        request: gr.Request = None) -> dict:
         """Upload one PDF, DOCX, TXT, Markdown or image file; scanned PDF pages and images are read with OCR.
 
         Args:
@@ -47,6 +49,8 @@ def render(services: Services) -> None:
             password: the password of an encrypted PDF; "" when it has none.
             cache: prime its KV cache right away when it fits the context (the original upload_and_cache).
             name: the document's file name, e.g. "report.pdf" (a data: URL has none); "" keeps the file's own.
+            figures: have the loaded vision model describe the PDF's pages that are mostly figures (charts,
+                diagrams, photos); each description is searched and cited as a section of its page.
 
         Returns:
             doc_id, name, kind, pages, ocr_pages, chars, tokens, chunks, size_bytes, cache state, created.
@@ -56,12 +60,13 @@ def render(services: Services) -> None:
         owner = owner_of(request)
         with user_errors():
             check_upload(services, request, Path(file))
-            row, created = services.documents.upload(owner, Path(file), name or Path(file).name, password or None)
+            row, created = services.documents.upload(owner, Path(file), name or Path(file).name, password or None,
+                                                     figures=figures)
             if cache:
                 services.primer.cache_if_possible(owner, row.doc_id)
         return {**document_dict(row, services.caches.cached(owner)), "created": created}
 
-    upload_trigger.click(upload_document, [upload_in, password_in, cache_in, name_in], [upload_out],
+    upload_trigger.click(upload_document, [upload_in, password_in, cache_in, name_in, figures_in], [upload_out],
                          api_name="upload_document")
     many_in = gr.File(visible=False, label="files", file_count="multiple")
 

@@ -99,6 +99,9 @@ def render(services: Services) -> DocumentsPanel:
         password = gr.Textbox(label="PDF password (only for encrypted PDFs)", type="password", max_lines=1, scale=3)
         prime = gr.Checkbox(services.settings.prime_on_upload, label="Cache on upload", scale=1,
                             info="Read each new document into the KV cache at once.")
+        figures = gr.Checkbox(False, label="Describe figure pages", scale=1,
+                              info="With a vision model loaded, it describes PDF pages that are mostly charts, "
+                                   "diagrams or photos, so they can be found and cited.")
     status = gr.Markdown()
     query = gr.Textbox(placeholder="Filter documents by name", show_label=False, max_lines=1, container=False)
     selector = gr.CheckboxGroup(label="Use in chat", choices=[], info="Selected documents are read by the model.",
@@ -112,11 +115,11 @@ def render(services: Services) -> DocumentsPanel:
                          column_widths=["28%", "6%", "7%", "9%", "7%", "8%", "12%", "15%", "8%"])
     row_ids = gr.State([])
 
-    def upload_files(paths: list[str] | None, pdf_password: str, cache: bool, selected: list[str], q: str,
-                     request: gr.Request, progress=gr.Progress()):
+    def upload_files(paths: list[str] | None, pdf_password: str, cache: bool, describe: bool, selected: list[str],
+                     q: str, request: gr.Request, progress=gr.Progress()):
         owner = owner_of(request)
         result = upload_many(services, request, [(Path(p), Path(p).name) for p in paths or []],
-                             pdf_password or None, cache, lambda f, desc: progress(f, desc=desc))
+                             pdf_password or None, cache, lambda f, desc: progress(f, desc=desc), describe)
         lines = [f"**{result.summary()}**"] if len(result.done) + len(result.skipped) > 1 else []
         uploaded = [d for d in result.done if "error" not in d]
         if len(uploaded) > LISTED_UPLOADS:  # a library: the failures one by one, the rest in the table
@@ -203,7 +206,7 @@ def render(services: Services) -> DocumentsPanel:
 
     listing = [table, selector, row_ids]
     query.change(filter_list, [query, selector], listing, queue=False, api_visibility="private")
-    files.upload(upload_files, [files, password, prime, selector, query], [status, *listing, files],
+    files.upload(upload_files, [files, password, prime, figures, selector, query], [status, *listing, files],
                  api_visibility="private")
     cache_btn.click(cache_selected, [selector, query], [status, table], concurrency_id="chat", concurrency_limit=None,
                     api_visibility="private")

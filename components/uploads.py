@@ -50,7 +50,7 @@ class UploadResult:
 
 
 def upload_many(services: Services, request: gr.Request | None, paths: list[tuple[Path, str]], password: str | None,
-                cache: bool, progress: Callable[[float, str], None] | None = None) -> UploadResult:
+                cache: bool, progress: Callable[[float, str], None] | None = None, figures: bool = False) -> UploadResult:
     """Upload files, opening zip archives into their documents, one after the other.
 
     Args:
@@ -60,6 +60,7 @@ def upload_many(services: Services, request: gr.Request | None, paths: list[tupl
         password: for encrypted PDFs (tried on each PDF), or None.
         cache: prime each new document's KV cache when a model is loaded.
         progress: called with ``(fraction 0..1, "file 3 of 40 · name: step")``.
+        figures: have the loaded vision model describe PDF pages that are mostly figures.
 
     Returns:
         The result per file; nothing raised for a bad file (its sentence is in ``done``).
@@ -76,7 +77,7 @@ def upload_many(services: Services, request: gr.Request | None, paths: list[tupl
 
             try:
                 check_upload(services, request, path)
-                row, created = services.documents.upload(owner, path, name, password, step)
+                row, created = services.documents.upload(owner, path, name, password, step, figures)
             except USER_ERRORS as exc:
                 result.done.append({"name": name, "error": str(exc)})
                 continue

@@ -22,6 +22,7 @@ from mdit_py_plugins.front_matter import front_matter_plugin
 from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
 
 from backend.documents.docx_text import docx_blocks
+from backend.documents.figures import figure_pages, render_pages
 from backend.documents.images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, ImageError, ImageText, open_image
 from backend.documents.ocr import MAX_UNREADABLE, needs_ocr, unreadable_share
 
@@ -123,7 +124,7 @@ Ocr = Callable[..., dict[int, str]]  # PageOcr.read_pages: (data, page_numbers, 
 def extract(data: bytes, filename: str, password: str | None = None,
             progress: Callable[[int, int, str], None] | None = None, ocr: Ocr | None = None,
             image_text: ImageText | None = None, max_image_pixels: int = MAX_IMAGE_PIXELS,
-            describe: ImageText | None = None) -> Extracted:
+            describe: ImageText | None = None, figures: bool = False) -> Extracted:
     """Extract the text of an uploaded file.
 
     Args:
@@ -139,6 +140,8 @@ def extract(data: bytes, filename: str, password: str | None = None,
         max_image_pixels: the most pixels an uploaded image may have (width x height).
         describe: describes an image in words (a vision model); its description becomes a section of the
             image's page, ``DESCRIPTION_SECTION``, so an image without text is a document too. None: OCR only.
+        figures: also describe the PDF pages that are mostly figures (``backend.documents.figures``), each
+            description a ``DESCRIPTION_SECTION`` run after its page; needs ``describe``.
 
     Returns:
         The document's pages; OCR'd pages (and an image's one page) have ``ocr=True``.
@@ -172,6 +175,8 @@ def extract(data: bytes, filename: str, password: str | None = None,
             pages = _ocr_pages(pages, data, filename, password, progress, ocr)
         else:  # junk (glyph names, private-use glyphs) is never indexed as if it were text
             pages = [Page(p.number, "", p.section) if unreadable_share(p.text) > MAX_UNREADABLE else p for p in pages]
+        if figures and describe is not None:
+            pages = _described_figures(pages, data, filename, password, progress, describe)
     elif actual == "docx":
         pages = _docx_pages(data, filename)
     elif expected == "md":
@@ -264,6 +269,32 @@ def _ocr_pages(pages: list[Page], data: bytes, filename: str, password: str | No
                             "export it again as a PDF and re-upload.") from exc
     return [Page(p.number, normalize_text(texts[p.number]), p.section, ocr=True) if texts.get(p.number, "").strip() else p
             for p in pages]
+
+
+def _described_figures(pages: list[Page], data: bytes, filename: str, password: str | None,
+                       progress: Callable[[int, int, str], None] | None, describe: ImageText) -> list[Page]:
+    """The pages with a description by the vision model after each page that is mostly figure (none for a page
+    the model says nothing about, and none at all when pdfium cannot render the file: logged)."""
+    try:
+        numbers = figure_pages(data, {p.number: p.text for p in pages}, password)
+        images = render_pages(data, numbers, password)
+    except Exception as exc:  # pdfium raises its own types for unrenderable files; the text is still good
+        log.warning("figure pages of %s not rendered: %s", filename, exc)
+        return pages
+    log.info("%s: describing %d figure pages", filename, len(numbers))
+    described = {}
+    for i, number in enumerate(numbers):
+        text = normalize_text(describe(images[number])).strip()
+        if text:
+            described[number] = Page(number, text, DESCRIPTION_SECTION)
+        if progress:
+            progress(i + 1, len(numbers), "Describing figure page")
+    out = []
+    for p in pages:
+        out.append(p)
+        if p.number in described:
+            out.append(described.pop(p.number))
+    return out
 
 
 def _docx_pages(data: bytes, filename: str) -> list[Page]:

@@ -21,7 +21,7 @@ from pathlib import Path, PureWindowsPath
 from backend.disk import free_bytes, full_sentence, is_disk_full, write_atomically
 from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.embeddings import Embedder
-from backend.documents.extract import DocumentError, Extracted, Page, PasswordRequired, extract
+from backend.documents.extract import DESCRIPTION_SECTION, DocumentError, Extracted, Page, PasswordRequired, extract
 from backend.documents.images import MAX_IMAGE_PIXELS
 from backend.documents.ocr import PageOcr
 from backend.documents.recovery import Recovery, recover
@@ -109,7 +109,7 @@ class DocumentService:
         self.describe = describe
 
     def upload(self, owner: str, path: Path, filename: str | None = None, password: str | None = None,
-               progress: Progress = _noop) -> tuple[DocumentRow, bool]:
+               progress: Progress = _noop, figures: bool = False) -> tuple[DocumentRow, bool]:
         """Ingest one file: extract, chunk, embed, index.
 
         Args:
@@ -118,6 +118,8 @@ class DocumentService:
             filename: the name to show; default ``path.name``.
             password: PDF password, if any.
             progress: ``progress(fraction, description)`` callback; descriptions carry counts.
+            figures: describe the PDF's pages that are mostly figures with the loaded vision model (``extract``);
+                without one, nothing happens.
 
         Returns:
             ``(row, created)``; ``created`` is False when a byte-identical file was already there.
@@ -137,7 +139,7 @@ class DocumentService:
         existing = self.store.find_by_sha256(owner, sha)
         if existing is not None:
             return existing, False
-        extracted = self._extract(data, name, password, progress)
+        extracted = self._extract(data, name, password, progress, figures)
         self.uploads.mkdir(parents=True, exist_ok=True)
         if free_bytes(self.uploads) < 2 * size + self.disk_reserve_bytes:  # the file and its text, at least
             raise DocumentError(full_sentence(f"'{name}'", self.uploads.parent))
@@ -186,7 +188,8 @@ class DocumentService:
         except DocumentError as exc:  # the stored text is gone; re-indexing restores it
             lost = exc
         try:
-            extracted = self._extract(data, row.name, None, progress)
+            described = old_pages is not None and any(p.section == DESCRIPTION_SECTION for p in old_pages)
+            extracted = self._extract(data, row.name, None, progress, figures=described)
         except PasswordRequired:
             if lost is not None:  # neither the file (encrypted) nor the stored text can be read
                 raise lost from None
@@ -199,14 +202,16 @@ class DocumentService:
         log.info("re-indexed document %s: %d chunks", doc_id, new.n_chunks)
         return new
 
-    def _extract(self, data: bytes, name: str, password: str | None, progress: Progress) -> Extracted:
-        """``extract`` (with OCR when on) with its page counts reported as the first 20 % of ``progress``."""
+    def _extract(self, data: bytes, name: str, password: str | None, progress: Progress,
+                 figures: bool = False) -> Extracted:
+        """``extract`` (with OCR when on, figure pages described when asked) with its page counts reported as
+        the first 20 % of ``progress``."""
         progress(0.0, "Extracting text")
         return extract(data, name, password,
                        progress=lambda done, total, what: progress(0.2 * done / total, f"{what} {done}/{total}"),
                        ocr=self.ocr.read_pages if self.ocr else None,
                        image_text=self.ocr.read_text if self.ocr else None, max_image_pixels=self.max_image_pixels,
-                       describe=self.describe)
+                       describe=self.describe, figures=figures)
 
     def reembed_all(self, progress: Progress = _noop) -> int:
         """Embed every document again with this embedding model, after a switch of model: each is

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from conftest import make_settings
+from conftest import TESTDATA, make_settings
 from screens import SCREENSHOT
 
 from backend.chat import ChatError
@@ -100,6 +100,17 @@ def test_an_uploaded_image_without_text_is_described_by_the_vision_model_and_bec
         assert doc.kind == "image" and [p.section for p in pages] == [DESCRIPTION_SECTION]
         assert pages[0].text.strip() and not pages[0].ocr
         assert services.documents.search(OWNER, pages[0].text.split()[0], [doc.doc_id], 1)[0].doc_id == doc.doc_id
+
+        figure = TESTDATA / "pdf" / "pypdf_jpeg.pdf"  # a photo with a one-line caption
+        plain, _ = services.documents.upload(OWNER, figure)
+        assert [p.section for p in services.documents.pages(OWNER, plain.doc_id)] == [""]  # not asked: text only
+        services.documents.delete(OWNER, plain.doc_id)
+        described, _ = services.documents.upload(OWNER, figure, figures=True)
+        pages = services.documents.pages(OWNER, described.doc_id)
+        assert [(p.number, p.section) for p in pages] == [(1, ""), (1, DESCRIPTION_SECTION)]
+        assert pages[0].text.strip() == "A PDF with a JPEG image." and pages[1].text.strip()
+        again = services.documents.reindex(OWNER, described.doc_id)  # re-indexing describes it again
+        assert [p.section for p in services.documents.pages(OWNER, again.doc_id)] == ["", DESCRIPTION_SECTION]
     finally:
         services.close()
     services = build_services(make_settings(tmp_path / "text", None), embedder=embedder)  # no model at all
