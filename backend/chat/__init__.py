@@ -7,7 +7,7 @@ but the composition root (``backend.services``) and the UI.
 
 from backend.chat.analytics import TIME_RANGES_S, AnswerPoint, answer_points, since_for, totals
 from backend.chat.export import FORMATS, export_session, source_location
-from backend.chat.images import describe_image
+from backend.chat.images import describe_image, sweep_images
 from backend.chat.memory import MemoryIndex
 from backend.chat.metrics import budget_line, metrics_line, seconds, turn_metrics
 from backend.chat.planner import ChatError, Plan, Planner
@@ -58,6 +58,7 @@ __all__ = [
            "since_for",
            "source_location",
            "split_thinking",
+           "sweep_images",
            "totals",
            "turn_metrics",
 ]

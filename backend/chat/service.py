@@ -15,8 +15,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-from backend.chat.images import (ImageTurn, history_images, image_turn, keep_images, load_images, text_only_refusal,
-                                 with_markers)
+from backend.chat.images import (
+    ImageTurn,
+    history_images,
+    image_turn,
+    keep_images,
+    load_images,
+    text_only_refusal,
+    with_markers,
+)
 from backend.chat.memory import MemoryIndex
 from backend.chat.metrics import turn_metrics
 from backend.chat.planner import ChatError, Planner

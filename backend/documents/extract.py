@@ -20,6 +20,7 @@ import pypdf
 from markdown_it import MarkdownIt
 from mdit_py_plugins.front_matter import front_matter_plugin
 from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
+from pypdfium2 import PdfiumError
 
 from backend.documents.docx_text import docx_blocks
 from backend.documents.figures import figure_pages, render_pages
@@ -278,7 +279,7 @@ def _described_figures(pages: list[Page], data: bytes, filename: str, password: 
     try:
         numbers = figure_pages(data, {p.number: p.text for p in pages}, password)
         images = render_pages(data, numbers, password)
-    except Exception as exc:  # pdfium raises its own types for unrenderable files; the text is still good
+    except (PdfiumError, OSError, ValueError) as exc:  # a file pdfium cannot render: its text is still good
         log.warning("figure pages of %s not rendered: %s", filename, exc)
         return pages
     log.info("%s: describing %d figure pages", filename, len(numbers))

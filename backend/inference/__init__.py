@@ -66,6 +66,7 @@ __all__ = [
                                         "VisionPrompt",
                                         "bundled_path",
                                         "common_prefix_len",
+                                        "count_images",
                                         "default_threads",
                                         "describe",
                                         "download",
@@ -77,6 +78,5 @@ __all__ = [
                                         "model_identity",
                                         "open_first_user",
                                         "pick_model",
-    "pixel_digest",
-    "count_images",
+                                        "pixel_digest",
 ]

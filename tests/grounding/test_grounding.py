@@ -12,8 +12,16 @@ from pdfgen import write_pdf
 from screens import SCREENSHOT_TEXT
 
 from backend.documents import Page, extract
-from backend.grounding import (PassageIndex, SourceViewer, attribute, is_abstention, locate, mark_pdf_page, passages_of,
-                               sentence_spans)
+from backend.grounding import (
+    PassageIndex,
+    SourceViewer,
+    attribute,
+    is_abstention,
+    locate,
+    mark_pdf_page,
+    passages_of,
+    sentence_spans,
+)
 from backend.grounding.viewer import context
 from backend.services import build_services
 from benchmarks.ocr import scan_pdf
@@ -58,8 +66,8 @@ def test_a_form_line_is_its_own_passage_and_wrapped_prose_stays_one_sentence():
              "Johnston is coming with fifty thousand men to raise the siege of the\nCity, and we believe it.\n")
     assert [prose[a:b] for a, b in sentence_spans(prose)] == [
         "The balls of lead as they fall are found bent and flat-\ntened in every shape.",
-        "A report creeps into camp that\nJohnston is coming with fifty thousand men to raise the siege of the\nCity, "
-        "and we believe it."]
+        ("A report creeps into camp that\nJohnston is coming with fifty thousand men to raise the siege of the\nCity, "
+         "and we believe it.")]
 
 
 def test_an_answer_is_cited_by_the_sentence_that_holds_it(facts):
