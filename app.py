@@ -70,7 +70,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         with gr.Accordion("Document manager", open=True):
             documents.render_manager(services, docs_panel)
         with gr.Accordion("KV caches", open=False):
-            cache_table, cache_pick, refresh_caches = caches.render(services)
+            cache_table, cache_pick, cache_query, refresh_caches = caches.render(services)
         with gr.Accordion("Analytics", open=False, elem_id="analytics-panel") as analytics_panel:
             refresh_analytics, analytics_inputs, analytics_outputs = analytics.render(services)
         analytics_panel.expand(refresh_analytics, analytics_inputs, analytics_outputs, api_visibility="private")
@@ -87,11 +87,11 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
             return (*listing, chat_panel.load_history(session_id, request), models_panel.refresh(request),
                     *refresh_caches(request))
 
-        def after_answer(query: str, request: gr.Request):  # a turn may have saved a cache: show it in the panels
+        def after_answer(query: str, cache_filter: str, request: gr.Request):  # a turn may have saved a cache
             table, _, ids = documents.refresh(services, owner_of(request), query=query)
-            return table, ids, models_panel.refresh(request), *refresh_caches(request)
+            return table, ids, models_panel.refresh(request), *refresh_caches(request, cache_filter)
 
-        chat_panel.answered.then(after_answer, [docs_panel.query], [docs_panel.table, docs_panel.row_ids,
+        chat_panel.answered.then(after_answer, [docs_panel.query, cache_query], [docs_panel.table, docs_panel.row_ids,
                                                                     models_panel.info_box, cache_table, cache_pick],
                                  api_visibility="private")
         demo.load(on_load, [chat_panel.session],

@@ -105,6 +105,7 @@ def main() -> int:
         rows.append((f"filter box over {n:,} names", f"{ms(timed(lambda: matching(listed, 'warsaw 01'), 200))} ms"))
         rows.append((f"caches panel rows ({len(svc.caches.list(OWNER)):,} entries)",
                      f"{ms(timed(lambda: cache_rows(svc, OWNER)))} ms"))
+        rows.append(("caches filter box ('chunk 2')", f"{ms(timed(lambda: cache_rows(svc, OWNER, query='chunk 2')))} ms"))
         ids = [d.doc_id for d in listed]
         questions = [text.split(".")[0] for _, text in paragraphs(args.documents)[::10]][:50]
         svc.embedder.encode_query.cache_clear()

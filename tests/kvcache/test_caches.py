@@ -7,6 +7,8 @@ from conftest import TESTDATA
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
+from components.caches import rows as cache_rows
+
 
 @pytest.mark.slow
 def test_list_and_delete_caches(running_app):
@@ -21,6 +23,9 @@ def test_list_and_delete_caches(running_app):
     assert entry["last_used_at"] >= entry["created_at"] > 0
     kv_dir = running_app.services.settings.data_dir / "kvcache"
     assert (kv_dir / f"{entry['key']}.kv").exists()
+    table, choices, total = cache_rows(running_app.services, entry["owner"], query="Crazyones document")  # the filter box
+    assert total == 1 and [r[0] for r in table] == ["pypdf_crazyones.pdf"] and choices[0][1] == entry["key"]
+    assert cache_rows(running_app.services, entry["owner"], query="chunk")[:2] == ([], [])
 
     pinned = client.predict(entry["key"], True, api_name="/pin_cache")
     assert pinned["pinned"] is True and " 0.0 MiB pinned" not in pinned["budget"]
