@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from backend.auth import Users
-from backend.chat import ChatService, MemoryIndex, Primer, SessionStore, describe_image
+from backend.chat import ChatService, MemoryIndex, Primer, SessionError, SessionStore, describe_image, sweep_images
 from backend.config import Settings
 from backend.disk import low_space_warning
 from backend.documents import DocumentService, Embedder, PageOcr, Recovery, Store
@@ -214,6 +216,18 @@ def redis_retry() -> Retry:
     return Retry(ExponentialBackoff(cap=1.0, base=0.05), 6)
 
 
+def _sweep_images(settings: Settings, sessions: SessionStore, started: float) -> None:
+    """Delete the chat images no stored message refers to any more (``sweep_images``), those kept before
+    ``started`` (Unix seconds) only; logged. Runs once per start, in its own thread."""
+    try:
+        gone = sweep_images(settings.path("images"), sessions.image_names(), started)
+    except SessionError as exc:
+        log.warning("chat images not swept: %s", exc)
+        return
+    if gone:
+        log.info("swept %d chat images no message refers to", gone)
+
+
 def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
     """Create every long-lived object, start Redis when embedded, and load the model if one is found.
 
@@ -272,6 +286,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
                             settings.questions_per_minute, settings.uploads_per_day,
                             int(settings.quota_stored_mb * 2**20), settings.quota_documents,
                             settings.max_concurrent_turns)), recovery=recovery)
+    threading.Thread(target=_sweep_images, args=(settings, sessions, time.time()), name="sweep-images",
+                     daemon=True).start()
     model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename, bundled_path(settings.models_dir))
     if model is not None and remote is None:  # with a remote server the local model is not needed
         try:

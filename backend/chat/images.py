@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,12 +97,38 @@ def keep_images(folder: Path, images: list[np.ndarray]) -> list[str]:
     names = []
     for rgb in images:
         name = image_name(rgb)
-        if not (folder / name).is_file():
+        try:
+            os.utime(folder / name)  # kept already: now in use again, so a running sweep leaves it
+        except FileNotFoundError:
             out = io.BytesIO()
             Image.fromarray(rgb).save(out, format="PNG")
             write_atomically(folder / name, out.getvalue())
         names.append(name)
     return names
+
+
+def sweep_images(folder: Path, referenced: set[str], before: float) -> int:
+    """Delete the kept images no stored message refers to: those of deleted or expired chats, and of questions
+    a crash cut short. An image kept at or after ``before`` is left alone (its question may still be being
+    answered, its message not yet saved).
+
+    Args:
+        folder: ``data_dir/images``.
+        referenced: every name a stored message holds (``SessionStore.image_names``).
+        before: Unix seconds; only files last written earlier go.
+
+    Returns:
+        How many files were deleted.
+    """
+    gone = 0
+    for path in folder.glob("*.png") if folder.is_dir() else ():
+        try:
+            if path.name not in referenced and path.stat().st_mtime < before:
+                path.unlink()
+                gone += 1
+        except OSError:  # gone already, or not ours to delete: the next sweep tries again
+            continue
+    return gone
 
 
 def text_only_refusal(images: list[np.ndarray], ocr: PageOcr | None) -> str:

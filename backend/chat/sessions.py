@@ -232,3 +232,20 @@ class SessionStore:
         except redis.RedisError as exc:
             raise _unavailable(exc) from exc
         return bool(deleted)
+
+    def image_names(self) -> set[str]:
+        """Every image file name a stored message of any owner refers to (a user message's ``images``), for the
+        sweep of ``data_dir/images`` (``backend.chat.images.sweep_images``).
+
+        Raises:
+            SessionError: Redis is not reachable (then nothing may be swept).
+        """
+        names: set[str] = set()
+        try:
+            for key in self.r.scan_iter(match="kvc:*:session:*:messages", count=1000):
+                for raw in self.r.lrange(key, 0, -1):
+                    if '"images"' in raw:
+                        names.update(json.loads(raw).get("images") or ())
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+        return names

@@ -6,6 +6,8 @@ a restart; a text-only model refuses an image with one sentence that quotes the 
 from __future__ import annotations
 
 import base64
+import os
+import time
 
 import pytest
 from conftest import TESTDATA, make_settings
@@ -56,8 +58,17 @@ def test_an_image_question_streams_and_a_second_chat_reuses_the_image_even_after
         assert entry.images == 1 and entry.kind == "image" and entry.label == "1 image" and not entry.documents
     finally:
         services.close()
+    kept = settings.path("images") / user["images"][0]
+    orphan = kept.with_name("0" * 32 + ".png")  # the image of a question a crash cut short: no message has it
+    orphan.write_bytes(kept.read_bytes())
+    os.utime(orphan, (1e9, 1e9))
     services = build_services(settings, embedder=embedder)  # a restart: only the disk tier has it
     try:
+        for _ in range(100):  # the start-up sweep runs in its own thread
+            if not orphan.exists():
+                break
+            time.sleep(0.1)
+        assert not orphan.exists() and kept.is_file()
         third = ask(services, services.sessions.create(OWNER), "Who sent it?", [str(SCREENSHOT)])
         assert third["cache_tier"] == "disk" and third["image_encode_s"] == 0.0
         assert third["reused_tokens"] >= third["image_tokens"] > 0
