@@ -135,8 +135,8 @@ def render(services: Services) -> ModelsPanel:
         n_gpu_layers = gr.Number(s.n_gpu_layers, label="n_gpu_layers", precision=0, minimum=-1, scale=1,
                                  info="-1 = all; ignored by CPU builds")
         kv_type = gr.Dropdown(list(KV_TYPE_BYTES), value=s.type_k, label="KV dtype (type_k/type_v)", scale=1,
-                              info="Compact caches: q8_0 halves the KV bytes, q4_0 quarters them (SmolLM2 at n_ctx 2048: prefill "
-                                   "1.07x / 1.17x f16's time, answers within noise); both need flash_attn.")
+                              info="Compact caches: q8_0 halves the KV bytes, q4_0 quarters them; on a 2-core CPU a 6k-token "
+                                   "prefill takes 2.2x / 3.8x f16's time (SmolLM2, n_ctx 8192); both need flash_attn.")
         flash = gr.Checkbox(s.flash_attn, label="flash_attn", scale=1)
         extra_bufts = gr.Checkbox(s.use_extra_bufts, label="use_extra_bufts", scale=1,
                                   info="AMX / repacked weights; turned off by itself if the model crashes with it")
