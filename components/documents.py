@@ -97,11 +97,11 @@ def render(services: Services) -> DocumentsPanel:
                     height=110)
     with gr.Row():
         password = gr.Textbox(label="PDF password (only for encrypted PDFs)", type="password", max_lines=1, scale=3)
-        prime = gr.Checkbox(services.settings.prime_on_upload, label="Cache on upload", scale=1,
-                            info="Read each new document into the KV cache at once.")
-        figures = gr.Checkbox(False, label="Describe figure pages", scale=1,
-                              info="With a vision model loaded, it describes PDF pages that are mostly charts, "
-                                   "diagrams or photos, so they can be found and cited.")
+        with gr.Column(scale=2, min_width=180):
+            prime = gr.Checkbox(services.settings.prime_on_upload, label="Cache on upload",
+                                info="Read each new document into the KV cache at once.")
+            figures = gr.Checkbox(False, label="Describe figure pages",
+                                  info="The vision model describes PDF pages of charts, diagrams or photos.")
     status = gr.Markdown()
     query = gr.Textbox(placeholder="Filter documents by name", show_label=False, max_lines=1, container=False)
     selector = gr.CheckboxGroup(label="Use in chat", choices=[], info="Selected documents are read by the model.",

@@ -72,9 +72,11 @@ def sentence_spans(text: str, language: str = "en") -> list[tuple[int, int]]:
 
 
 def _margin(text: str) -> int:
-    """Where ``text``'s lines wrap, in characters: the 90th percentile of its line lengths (its longest line
-    would let a stray wide line, a URL or a figure's garbled labels, widen a column of prose)."""
-    lengths = sorted(len(line.rstrip()) for line in text.splitlines())
+    """Where ``text``'s lines wrap, in characters: the 90th percentile of the lengths of its lines that hold
+    text (its longest line would let a stray wide line, a URL or a figure's garbled labels, widen a column of
+    prose; blank lines between paragraphs are no lines of the column, and counted they narrowed the margin of
+    an OCR'd form below its own field lines)."""
+    lengths = sorted(n for n in (len(line.rstrip()) for line in text.splitlines()) if n)
     return lengths[min(len(lengths) - 1, int(0.9 * len(lengths)))] if lengths else 0
 
 

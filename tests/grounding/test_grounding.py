@@ -53,11 +53,16 @@ def test_every_passage_is_the_exact_slice_of_its_page_text(name):
 def test_a_form_line_is_its_own_passage_and_wrapped_prose_stays_one_sentence():
     """The OCR'd order screenshot: a line per field, no full stops. Joined, "Shipping to: 22 Larch Street"
     sat in the same passage as "Order number", and "The order number is 22" read as supported."""
-    order = SCREENSHOT_TEXT
-    spans = [order[a:b] for a, b in sentence_spans(order)]
-    assert "Shipping to: 22 Larch Street, Bristol BS1 4DJ" in spans and "Northwind Outfitters" in spans
-    assert "Estimated delivery: Thursday 14 March, between 9:00 and 13:00" in spans
-    index = PassageIndex.build(passages_of("d1", "order.png", [Page(1, order, ocr=True)]))
+    ocr = ("Northwind Outfitters\n\nThank you, your order is confirmed\nOrder number: KX-48213\nEstimated delivery: "
+           "Thursday 14 March, between 9:00 and 13:00\nShipping to: 22 Larch Street, Bristol BS1 4DJ\nItems: 2 x Trail "
+           "running socks, 1 x Waterproof jacket (size M)\nTotal paid: 86.40 EUR by card ending 4417\nQuestions about "
+           "this order? Call 0117 496 0321 and quote your order number.\n\nTrack parcel")  # RapidOCR's, as stored
+    for order in (SCREENSHOT_TEXT, ocr):
+        spans = [order[a:b] for a, b in sentence_spans(order)]
+        assert "Shipping to: 22 Larch Street, Bristol BS1 4DJ" in spans and "Northwind Outfitters" in spans
+        assert "Estimated delivery: Thursday 14 March, between 9:00 and 13:00" in spans
+        assert "Total paid: 86.40 EUR by card ending 4417" in spans
+    index = PassageIndex.build(passages_of("d1", "order.png", [Page(1, ocr, ocr=True)]))
     wrong = attribute("What is the order number?", "The order number is 22", [index])
     right = attribute("What is the order number?", "The order number is KX-48213.", [index])
     assert wrong.grounding == "not_found" and right.grounding == "supported"
