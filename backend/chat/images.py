@@ -213,15 +213,29 @@ class ImageTurn:
     vision: VisionPrompt
 
 
-def image_turn(projector: Projector, prompt: Prompt, images: list[np.ndarray]) -> ImageTurn:
+def image_turn(projector: Projector, prompt: Prompt, images: list[np.ndarray], room: int) -> ImageTurn:
     """Lay a turn's images into its prompt: the prefix's tokens are kept as they are (its cache entries
     still match), the text after it is tokenized again by libmtmd with the images in place of the markers.
 
+    Args:
+        projector: the loaded model's vision projector.
+        prompt: the planned prompt, one marker per image.
+        images: uint8 RGB arrays, in marker order.
+        room: the most tokens the prompt may take (``n_ctx`` less the answer's ``max_tokens``); the plan
+            counted each image as its marker's few tokens.
+
     Raises:
         EngineError: libmtmd could not prepare an image.
+        ChatError: with its images the prompt takes more than ``room`` tokens.
     """
     rest = projector.prompt(prompt.text[prompt.prefix_chars:], images, offset=prompt.n_prefix)
     tokens = prompt.prefix_tokens + rest.tokens
+    if len(tokens) > room:
+        rest.close()
+        taken = sum(span.n_tokens for span in rest.spans.values())
+        raise ChatError(f"With its images ({taken:,} tokens) the question needs {len(tokens):,} tokens, more than the "
+                        f"{room:,} the model's context window leaves beside the answer; send fewer or smaller images, "
+                        "ask in a new chat, or load the model with a larger n_ctx.")
     end = max(span.start + span.n_tokens for span in rest.spans.values())
     return ImageTurn(tokens, rest.spans, tokens[:end], rest)
 

@@ -277,7 +277,8 @@ class ChatService:
             with engine.lock:  # libmtmd reads the model's vocabulary
                 if engine.projector is None or engine.generation != turn.generation:
                     raise ChatError("The model was changed or unloaded while this question waited; send it again.")
-                pictures = image_turn(engine.projector, prompt, list(turn.images))
+                pictures = image_turn(engine.projector, prompt, list(turn.images),
+                                      engine.n_ctx - turn.sampling.max_tokens)
 
         def prepare(seq: int) -> dict:
             if not engine.loaded or engine.generation != turn.generation:

@@ -130,3 +130,17 @@ def test_an_uploaded_image_without_text_is_described_by_the_vision_model_and_bec
             services.documents.upload(OWNER, photo)
     finally:
         services.close()
+
+
+def test_images_that_overflow_the_context_window_are_refused_with_a_sentence(vision_models, tmp_path, embedder):
+    model = vision_models / "synthetic-vision-tiny.gguf"  # the screenshot is 13 tiles: more than this n_ctx holds
+    settings = make_settings(tmp_path / "data", model, models_dir=vision_models, max_tokens=6, n_ctx=256)
+    services = build_services(settings, embedder=embedder)
+    try:
+        sid = services.sessions.create(OWNER)
+        with pytest.raises(ChatError, match=r"With its images \(\d+ tokens\) the question needs .* larger n_ctx"):
+            ask(services, sid, "What does this page say?", [str(SCREENSHOT)])
+        assert services.sessions.get(OWNER, sid).messages == []  # nothing half-saved
+        assert ask(services, sid, "And in words?", [])["image_tokens"] == 0  # the chat still answers text
+    finally:
+        services.close()
