@@ -188,8 +188,8 @@ class ChatService:
         plan = self.planner.plan(owner, with_markers(asked, len(pictures)), doc_ids, history, sampling.max_tokens,
                                  mode, snapshot.splice if snapshot else None, session.system_prompt, query=message)
         files = tuple(keep_images(self.settings.path("images"), pictures)) if pictures else ()
-        laid = earlier + pictures
-        shown = plan.prompt.text[plan.prompt.prefix_chars:].count(MARKER)  # the history kept may have lost some
+        laid = earlier + pictures  # only a local prompt has images (a remote one has no text to count in)
+        shown = plan.prompt.text[plan.prompt.prefix_chars:].count(MARKER) if laid else 0  # trimmed history loses some
         return Turn(owner, session_id, message, plan, sampling, snapshot, self.engine.generation, extra,
                     tuple(laid[len(laid) - shown:]) if shown else (), files)
 
