@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/library.py [--documents 1000] [--delete 100]
+    python benchmarks/library.py [--documents 1000] [--delete 100] [--browser]
 
 The documents are SQuAD v1.1 dev paragraphs, each a small text file (one chunk), uploaded one after the
 other through ``DocumentService.upload`` (extract, chunk, embed with all-MiniLM-L6-v2, LanceDB write and
@@ -14,6 +14,10 @@ full-text index update), the path every upload takes; then each is cached with t
   and the filter box (``matching`` over the list) - what the Documents panel does on every refresh;
 * the caches panel's rows (``components.caches.rows``) with one entry per document;
 * ``search_documents`` over all documents and over 5 selected ones;
+* with ``--browser``, the same panels in Debian's Chromium (the app served on these services): the page
+  load until the Document manager's table shows its first row, opening the KV caches panel until its table
+  shows, and each filter box (documents, caches) from typing a name until the panel says "1 of N shown", and
+  from clearing it until all N are back, 5 times each (Playwright's clock: the server's answer included);
 * deleting ``--delete`` documents one by one, as the Delete button does for a selection.
 
 It prints a Markdown table; docs/benchmarks.md quotes it.
@@ -30,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from squad import OWNER, SQUAD, percentile
+from squad import SQUAD, percentile
 
 from backend.config import Settings
 from backend.services import build_services
@@ -38,6 +42,7 @@ from components.caches import rows as cache_rows
 from components.documents import matching, table_rows
 
 ROOT = Path(__file__).resolve().parent.parent
+OWNER = "local"  # the app's user without sign-in, so the --browser pass sees these documents
 
 
 def paragraphs(n: int) -> list[tuple[str, str]]:
@@ -64,10 +69,59 @@ def timed(fn, repeat: int = 20) -> list[float]:
     return out
 
 
+def browser_times(svc, repeats: int = 5) -> list[tuple[str, str]]:
+    """The panels as a user meets them in Chromium (see the module docstring); rows for the table."""
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from browsing import CHROMIUM, FLAGS
+
+    from app import build_app
+
+    docs, caches = svc.documents.list(OWNER), svc.caches.list(OWNER)
+    name = docs[len(docs) // 2].name
+    demo = build_app(svc.settings, svc)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
+    times: dict[str, list[float]] = {}
+
+    def clock(what: str, act, done) -> None:
+        start = time.perf_counter()
+        act()
+        done()
+        times.setdefault(what, []).append(time.perf_counter() - start)
+
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            for _ in range(repeats):
+                page = browser.new_page(viewport={"width": 1440, "height": 1000})
+                clock("page load until the document table shows", lambda p=page: p.goto(url),
+                      lambda p=page: p.get_by_role("gridcell", name=docs[0].name).first.wait_for(timeout=120_000))
+                for box, label, total in (("Filter documents by name", "documents", len(docs)),
+                                          ("Filter caches by document", "caches", len(caches))):
+                    field = page.get_by_placeholder(box)
+                    if label == "caches":  # its table renders when the accordion opens
+                        clock(f"opening the caches panel until its table shows ({total:,} rows)",
+                              lambda p=page: p.get_by_text("KV caches", exact=True).click(),
+                              lambda p=page: p.get_by_role("gridcell", name=caches[0].label).first.wait_for(
+                                  timeout=60_000))
+                    shown = page.get_by_text(f"(1 of {total:,} shown)").first
+                    clock(f"{label} filter: typing a name until 1 of {total:,} shows", lambda f=field: f.fill(name),
+                          lambda s=shown: s.wait_for(timeout=60_000))
+                    clock(f"{label} filter: clearing it until the whole list is back", lambda f=field: f.fill(""),
+                          lambda s=shown: s.wait_for(state="detached", timeout=60_000))
+                page.close()
+            browser.close()
+    finally:
+        demo.close()
+    return [(f"browser: {what}", f"{ms(t)} ms") for what, t in times.items()]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=1000)
     parser.add_argument("--delete", type=int, default=100)
+    parser.add_argument("--browser", action="store_true", help="also time the panels in Chromium")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "models"))
     from make_synthetic import write_model
@@ -116,6 +170,8 @@ def main() -> int:
                 svc.documents.search(OWNER, q, selected, 5)
                 times.append(time.perf_counter() - t)
             rows.append((f"search_documents, {label}", f"{ms(times)} ms"))
+        if args.browser:
+            rows.extend(browser_times(svc))
         deletes = []
         for doc_id in ids[: args.delete]:
             t = time.perf_counter()
