@@ -19,52 +19,24 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import json
 import logging
-import mmap
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import xxhash
 
 from backend.disk import free_bytes, full_sentence, is_disk_full, write_atomically
 from backend.inference import EngineError, count_images
 from backend.kvcache.fingerprint import tokens_sha256
+from backend.kvcache.payload import CHECKSUM_CHUNK_BYTES, map_file, payload_checksums, touch
 from backend.kvcache.pins import PINS_FILE, Pins
 from backend.kvcache.ram_tier import RamTier
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 3  # 2: XXH3-128 (was SHA-256), last use is the payload's mtime; 3: one XXH3-128 per chunk
-
-# The payload checksum is one XXH3-128 per 32 MiB slice, hashed on all cores at once
-# (python-xxhash releases the GIL): on 2 cores a 900 MB state verifies in 15 ms instead of 26 ms.
-# The slice size is fixed, so files do not depend on the machine that wrote them.
-CHECKSUM_CHUNK_BYTES = 32 << 20
-
-
-@functools.cache
-def _hash_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="kv-xxh3")
-
-
-def payload_checksums(data) -> list[str]:
-    """XXH3-128 hex digests of each ``CHECKSUM_CHUNK_BYTES`` slice of a state, hashed in parallel.
-
-    Args:
-        data: the state (``bytes`` or a ``c_uint8`` array).
-
-    Returns:
-        One 32-hex-digit digest per slice, in order (one for an empty state).
-    """
-    view = memoryview(data).cast("B")
-    starts = range(0, max(len(view), 1), CHECKSUM_CHUNK_BYTES)
-    return list(_hash_pool().map(lambda i: xxhash.xxh3_128_hexdigest(view[i:i + CHECKSUM_CHUNK_BYTES]), starts))
 
 
 @dataclass(frozen=True)
@@ -104,34 +76,6 @@ class CacheEntry:
 def prefix_parts(doc_ids, chunks=()) -> tuple[tuple[str, int | None], ...]:
     """What a prefix holds, in order: ``(doc_id, chunk index, or None for a whole document)``."""
     return tuple(zip(doc_ids, chunks or (None,) * len(doc_ids)))
-
-
-def _map_file(path: Path, size: int) -> ctypes.Array:
-    """Map ``path`` (private, copy-on-write) as a ``c_uint8`` array of ``size`` bytes.
-
-    No bytes are copied: llama.cpp reads the state straight from the page cache, and the array
-    keeps the mapping alive for as long as it is referenced (the file may be replaced or deleted
-    meanwhile; the mapped inode stays intact).
-
-    Raises:
-        ValueError: the file is not exactly ``size`` bytes (truncated or replaced), or empty.
-        OSError: the file cannot be opened.
-    """
-    with open(path, "rb") as f:
-        actual = os.fstat(f.fileno()).st_size
-        if actual != size:
-            raise ValueError(f"payload is {actual} bytes, expected {size}")
-        mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
-    return (ctypes.c_uint8 * size).from_buffer(mapped)
-
-
-def _touch(path: Path, when: float | None = None) -> None:
-    """Set a payload's mtime (its last-use time) to ``when`` (Unix seconds; now when None) from ``time.time()``.
-
-    The kernel stamps a write or a bare ``utime`` from its coarse clock, which can lag ``time.time()`` by a
-    few milliseconds, so an entry could read as last used before it was created; one clock avoids that."""
-    when = time.time() if when is None else when
-    os.utime(path, (when, when))
 
 
 class CacheWriteError(EngineError):
@@ -216,7 +160,7 @@ class KVCacheStore:
             try:
                 write_atomically(payload, state)
                 write_atomically(sidecar, json.dumps(meta).encode())
-                _touch(payload, now)
+                touch(payload, now)
             except OSError as exc:  # the payload without its sidecar is never read; drop it too
                 payload.unlink(missing_ok=True)
                 if is_disk_full(exc):
@@ -237,7 +181,7 @@ class KVCacheStore:
         state = self.ram.get(key)
         if state is not None:
             with contextlib.suppress(OSError):
-                _touch(self._paths(key)[0])
+                touch(self._paths(key)[0])
             return state, "ram"
         state = self.load(key, fp, tokens)
         return (state, "disk") if state is not None else (None, "")
@@ -266,7 +210,7 @@ class KVCacheStore:
         try:
             meta = json.loads(sidecar.read_bytes())
             problem = self._verify_meta(meta, fp, tokens)
-            data = None if problem else _map_file(payload, int(meta["state_bytes"]))
+            data = None if problem else map_file(payload, int(meta["state_bytes"]))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("KV cache %s unreadable (%s); discarding", key, exc)
             self.delete(key)
@@ -277,7 +221,7 @@ class KVCacheStore:
             log.warning("KV cache %s invalid (%s); discarding and recomputing", key, problem)
             self.delete(key)
             return None
-        _touch(payload)
+        touch(payload)
         self.ram.put(key, data)
         return data
 
