@@ -3,6 +3,7 @@ and screenshots (the document-side passes are in ``test_browser_documents.py``).
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
@@ -276,8 +277,35 @@ def test_an_image_attached_in_the_chat_box_shows_in_history_and_its_answer_says_
         users = page.locator(".message.user, [data-testid='user']")
         assert users.locator("img").count() == 1, "the image shows with its question"
         assert "What does this screenshot show?" in users.last.inner_text()
+
+        # The same screenshot pasted into a new chat's box (a clipboard holding an image file, as a screenshot
+        # tool gives it) is attached like a chosen file, and its KV is reused instead of encoded again.
+        page.get_by_role("button", name="+ New chat").click()
+        wait_until(lambda: users.count() == 0, "the new chat to open empty", 30)
+        paste_image(page, box, SCREENSHOT, "pasted-order.png")
+        page.locator("img[src*='pasted-order']").first.wait_for(timeout=30_000)
+        box.fill("And what is its order number?")
+        box.press("Enter")
+        reused = page.get_by_text(re.compile(r"image [0-9,]+ tok, reused")).last
+        reused.wait_for(timeout=120_000)
+        assert users.locator("img").count() == 1, "the pasted image shows with its question"
+        assert "And what is its order number?" in users.last.inner_text()
         shot = tmp_path / "image-chat.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 20_000
     finally:
         stop(app)
+
+
+def paste_image(page, box, path, name: str) -> None:
+    """Paste the image at ``path`` into ``box`` as the clipboard of a screenshot tool gives it: a ``paste``
+    event whose clipboardData holds one ``image/png`` file called ``name`` (Playwright cannot write the
+    system clipboard in headless Chromium)."""
+    data = base64.b64encode(path.read_bytes()).decode()
+    box.evaluate("""(box, [data, name]) => {
+        const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+        const clip = new DataTransfer();
+        clip.items.add(new File([bytes], name, {type: "image/png"}));
+        box.focus();
+        box.dispatchEvent(new ClipboardEvent("paste", {clipboardData: clip, bubbles: true, cancelable: true}));
+    }""", [data, name])
