@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/multihop.py [--set heldout|tuning] [--mmr 0.5,0.7,0.9]
+    python benchmarks/multihop.py [--set heldout|tuning] [--mmr 0.5,0.7,0.9] [--grid]
 
 Every distinct paragraph of the set's 100 questions (ten per question: two gold, eight distractors chosen by
 HotpotQA to resemble them) is uploaded as its own text document (its title, then its sentences) through the
@@ -10,12 +10,16 @@ app's pipeline, into one library of about 1,000 documents; each question then se
 A question counts at k when both of its gold paragraphs are among the top k chunks. Methods, side by side
 on the same index and questions:
 
-* ``hybrid``: ``search_documents`` as the app ships it (BM25 and vector fused by score, ``backend.documents.search``);
+* ``hybrid``: ``search_documents`` as the app ships it (BM25 and vector fused by score, ``backend.documents.search``,
+  then re-ranked by the documents the question and the two best chunks name, ``backend.documents.links``);
+* ``hybrid, no links``: the fused candidates alone, as the app ranked them before ``links``;
 * ``vector`` and ``fts``: one method alone;
 * ``rrf``: reciprocal-rank fusion (k=60) of the two lists (Cormack et al., 2009);
 * ``hybrid + MMR l``: the app's fused candidates re-ordered by maximal marginal relevance (Carbonell &
   Goldstein, 1998): each pick maximises ``l * relevance - (1 - l) * max cosine to the chunks already picked``,
-  so the top 5 holds more than one side of a two-sided question.
+  so the top 5 holds more than one side of a two-sided question;
+* ``links t / w / n`` (``--grid``): the fused candidates re-ranked by ``links.linked`` with question weight t,
+  link weight w and n lead chunks (the app ships 0.5 / 0.6 / 2, chosen on the tuning set this way).
 
 Data: benchmarks/data/hotpotqa (README there). Choices are made on ``--set tuning``; the README reports
 ``heldout``. Prints a Markdown table.
@@ -34,9 +38,11 @@ from pathlib import Path
 import numpy as np
 from squad import OWNER, services
 
+from backend.documents.links import linked
 from backend.documents.search import FUSION_DEPTH, fused, ranked
 
 DATA = Path(__file__).resolve().parent / "data" / "hotpotqa"
+GRID_TITLE, GRID_LINK, GRID_LEAD = (0.0, 0.2, 0.5, 1.0), (0.0, 0.3, 0.6, 1.0), (1, 2)  # --grid: links.linked's settings
 
 
 def load(name: str) -> list[dict]:
@@ -115,6 +121,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=["heldout", "tuning"], default="heldout")
     parser.add_argument("--mmr", default="0.5,0.7,0.9", help="MMR lambdas to compare")
+    parser.add_argument("--grid", action="store_true",
+                        help="also every links setting: question weight x link weight x lead chunks")
     args = parser.parse_args()
     questions = load(args.set)
     svc = services()
@@ -135,8 +143,11 @@ def main() -> int:
         where = f"owner = '{OWNER}'"
         lambdas = [float(x) for x in args.mmr.split(",") if x]
         hops = ["hop: round robin", "hop: sum 0.5", "hop: sum 1.0"]
-        methods = ["hybrid", "vector", "fts", "rrf", *[f"hybrid + MMR {lam}" for lam in lambdas], *hops]
+        methods = ["hybrid", "hybrid, no links", "vector", "fts", "rrf", *[f"hybrid + MMR {lam}" for lam in lambdas], *hops]
+        grid = [(t, w, n) for t in GRID_TITLE for w in GRID_LINK for n in GRID_LEAD] if args.grid else []
+        methods += [f"links {t} / {w} / {n}" for t, w, n in grid]
         hits = {m: {5: 0, 10: 0} for m in methods}
+        doc_names = {doc_id: file_name(title) for title, doc_id in titles.items()}
         for q in questions:
             vec = svc.embedder.encode_query(q["question"])
             depth = max(10, FUSION_DEPTH)
@@ -145,6 +156,7 @@ def main() -> int:
             candidates = fused(table, q["question"], vec, where, depth)
             keys = {
                 "hybrid": [(h.doc_id, h.idx) for h in svc.documents.search(OWNER, q["question"], [], 10)],
+                "hybrid, no links": [(r["doc_id"], r["idx"]) for r in candidates[:10]],
                 "vector": [(r["doc_id"], r["idx"]) for r in by_vector],
                 "fts": [(r["doc_id"], r["idx"]) for r in by_text],
                 "rrf": rrf([by_vector, by_text], 10),
@@ -159,6 +171,9 @@ def main() -> int:
             keys["hop: round robin"] = round_robin(first_keys, [(r["doc_id"], r["idx"]) for r in second], 10)
             keys["hop: sum 0.5"] = summed(candidates, second, 0.5, 10)
             keys["hop: sum 1.0"] = summed(candidates, second, 1.0, 10)
+            for t, w, n in grid:
+                order = linked(candidates, doc_names, q["question"], 10, title_weight=t, link_weight=w, lead=n)
+                keys[f"links {t} / {w} / {n}"] = [(r["doc_id"], r["idx"]) for r in order]
             gold = set(q["gold_titles"])
             for m in methods:
                 for k in (5, 10):

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from lancedb.index import FTS
 from squad import OWNER, ingest, percentile, questions, services
 
 from backend.documents import DocumentRow, DocumentService, Store
@@ -65,7 +66,7 @@ def build_corpus(folder: Path, chunks: list[dict], docs: list[dict], size: int, 
         counts[key] = counts.get(key, 0) + 1
     store.documents.add([DocumentRow(**{**d, "doc_id": f"{d['doc_id']}-{copy}", "n_chunks": counts[(d["doc_id"], copy)]})
                          for copy in range(copies) for d in docs if (d["doc_id"], copy) in counts])
-    store.chunks.create_fts_index("text", use_tantivy=False)
+    store.chunks.create_index("text", config=FTS(), replace=False)
     return store
 
 

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import lancedb
 import numpy as np
+from lancedb.index import FTS
 from lancedb.pydantic import LanceModel, Vector
 
 from backend.disk import write_atomically
-from backend.documents.search import SEARCH_METHODS, VectorIndex, fused, ranked
+from backend.documents.links import linked
+from backend.documents.search import FUSION_DEPTH, SEARCH_METHODS, VectorIndex, fused, ranked
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +213,7 @@ class Store:
         and 0.7 s at 1,000 (``benchmarks/library.py``); LanceDB's own advice is to optimise after about 20
         modifications (``LanceTable.optimize``'s docstring)."""
         if not any(ix.columns == ["text"] for ix in self.chunks.list_indices()):
-            self.chunks.create_fts_index("text", use_tantivy=False)
+            self.chunks.create_index("text", config=FTS(), replace=False)  # create_fts_index is deprecated
             return
         self._optimize_sometimes(self.chunks)
 
@@ -340,7 +342,8 @@ class Store:
             doc_ids: documents to search; None searches all of ``owner``'s documents, an empty
                 list searches nothing.
             k: top-k chunks to return.
-            method: ``hybrid`` (BM25 + vector, score-fused), ``vector`` or ``fts``.
+            method: ``hybrid`` (BM25 + vector, score-fused, then re-ranked by the documents the question and
+                the best chunks name: ``links.linked``), ``vector`` or ``fts``.
 
         Returns:
             Up to ``k`` hits, best first, all from ``doc_ids``.
@@ -357,8 +360,9 @@ class Store:
             where += f" AND doc_id IN {_in(doc_ids)}"
         vector = query_vector.astype(np.float32)
         ann = self.vector_index.use_for(self.chunks, self._rows_in(owner, doc_ids))
-        if method == "hybrid":
-            rows = fused(self.chunks, query, vector, where, k, ann)
+        if method == "hybrid":  # fused to the full depth, then re-ranked by the documents named (links.py)
+            rows = fused(self.chunks, query, vector, where, max(k, FUSION_DEPTH), ann)
+            rows = linked(rows, self.names(owner, {r["doc_id"] for r in rows}), query, k)
         else:
             rows = ranked(self.chunks, method, query, vector, where, k, ann)
         names = self.names(owner, {r["doc_id"] for r in rows})

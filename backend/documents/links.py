@@ -1,0 +1,88 @@
+"""Documents named by name: the library's own links, used to re-rank a hybrid search's candidates.
+
+A question about a library often needs two documents, the second reached through the first (HotpotQA's
+"bridge" questions: *the director of the film that ...*), or names the documents it compares. Neither
+search method sees that: the second document shares few words with the question. But the library knows its
+documents' names, and text that names a document is a link to it, as a hyperlink is in the link-following
+multi-hop retrievers (e.g. Asai et al., 2020, "Learning to Retrieve Reasoning Paths over Wikipedia Graphs").
+So, over the fused candidates only (a document must already be among what the question retrieves):
+
+1. a chunk whose document the question names gains ``TITLE_WEIGHT``;
+2. the ``LEAD`` best chunks keep their places, and the best candidate chunk of each other document that a
+   lead chunk's text names gains ``LINK_WEIGHT``.
+
+A document's name for this is its file name without the extension, underscores read as spaces and a
+trailing parenthesis dropped ("Ed Wood (film).txt" -> "ed wood"); names under ``MIN_NAME_CHARS`` characters
+are never matched. The weights are on the fused score's scale (0-1) and were chosen on the HotpotQA tuning
+questions (``benchmarks/multihop.py --set tuning``; docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+TITLE_WEIGHT = 0.5  # the question names the chunk's document
+LINK_WEIGHT = 0.6  # a lead chunk names the chunk's document
+LEAD = 2  # best chunks whose text is followed; they keep their places
+MIN_NAME_CHARS = 4
+
+
+@lru_cache(maxsize=65_536)
+def title_of(name: str) -> str:
+    """The words a text would use for a document called ``name``: the file name's stem, lower case, ``_`` as
+    spaces, a trailing ``(...)`` dropped, spaces collapsed; ``""`` when that is under ``MIN_NAME_CHARS``."""
+    stem = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", name)
+    title = re.sub(r"\s*\([^()]*\)\s*$", "", stem.replace("_", " "))
+    title = " ".join(title.lower().split())
+    return title if len(title) >= MIN_NAME_CHARS else ""
+
+
+@lru_cache(maxsize=65_536)
+def _pattern(title: str) -> re.Pattern:
+    """``title`` as a whole-word, any-spacing pattern."""
+    return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, title.split())) + r"(?!\w)")
+
+
+def names(text: str, name: str) -> bool:
+    """Whether ``text`` names the document called ``name`` (see ``title_of``); case-insensitive."""
+    return _named(text.lower(), name)
+
+
+def linked(rows: list[dict], doc_names: dict[str, str], query: str, k: int, *, title_weight: float = TITLE_WEIGHT,
+           link_weight: float = LINK_WEIGHT, lead: int = LEAD) -> list[dict]:
+    """Re-rank fused candidates by the documents the question and the best chunks name.
+
+    Args:
+        rows: fused candidates, best first, each with ``doc_id``, ``text`` and ``_relevance`` (the fused
+            score, 0-1 per method's share).
+        doc_names: ``{doc_id: file name}`` for the rows' documents.
+        query: the question.
+        k: rows wanted.
+        title_weight, link_weight, lead: the module's constants (``benchmarks/multihop.py --grid`` varies them).
+
+    Returns:
+        The top ``k`` rows, re-ranked, each ``_relevance`` the score it was ranked by.
+    """
+    lowered = query.lower()
+    scored = [{**r, "_relevance": r["_relevance"] + (title_weight if _named(lowered, doc_names.get(r["doc_id"]))
+                                                      else 0.0)} for r in rows]
+    scored.sort(key=lambda r: r["_relevance"], reverse=True)
+    leads, rest = scored[:lead], scored[lead:]
+    lead_text = "\n".join(r["text"] for r in leads).lower()
+    lead_docs = {r["doc_id"] for r in leads}
+    followed: set[str] = set()
+    for r in rest:  # best first, so each linked document's best chunk is the one raised
+        doc = r["doc_id"]
+        if doc in lead_docs or doc in followed or not _named(lead_text, doc_names.get(doc)):
+            continue
+        followed.add(doc)
+        r["_relevance"] += link_weight
+    rest.sort(key=lambda r: r["_relevance"], reverse=True)
+    return (leads + rest)[:k]
+
+
+def _named(lowered_text: str, name: str | None) -> bool:
+    """``names`` on text already in lower case; False for an unknown document."""
+    title = title_of(name) if name else ""
+    return bool(title) and _pattern(title).search(lowered_text) is not None
