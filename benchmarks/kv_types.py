@@ -3,7 +3,7 @@ answer quality, each through the app's own backend, in one run.
 
 Usage::
 
-    python benchmarks/kv_types.py [--questions 80] [--doc-tokens 1500]
+    python benchmarks/kv_types.py [--questions 80] [--doc-tokens 1500] [--n-ctx 2048] [--model FILE]
 
 Rows: ``f16`` (llama.cpp's default, no flash attention), ``f16`` with ``flash_attn``, ``q8_0`` and ``q4_0``
 (both need ``flash_attn`` for the V cache). For each, the app's services are built with that
@@ -15,7 +15,9 @@ Rows: ``f16`` (llama.cpp's default, no flash attention), ``f16`` with ``flash_at
 * restore: ``restore_s`` of a question on that document in a new session (read, checksum, ``set_state``);
 * answers: the ``answers.py`` oracle: each question's gold paragraph uploaded and cached as its own document,
   the question asked greedily (48 tokens), contains-gold over ``--questions`` questions of the tuning articles
-  (the first of the dev set), the same questions for every row.
+  (the first of the dev set), the same questions for every row. ``--questions 0`` skips it, for a model with
+  random weights (``--model``: e.g. the synthetic ``bench`` model, Qwen3-0.6B's shapes, whose costs are real
+  and whose answers are not).
 
 It prints a Markdown table; docs/benchmarks.md quotes it and the default (``type_k``/``type_v`` f16) follows
 from it: the smallest type whose answers are not measurably worse and whose prefill costs at most 1.25x f16.
@@ -52,11 +54,11 @@ def document(articles: list[tuple[str, str]], n_tokens: int, count) -> str:
     return text
 
 
-def measure(kv_type: str, flash: bool, items: list, articles: list, doc_tokens: int, n_ctx: int) -> dict:
+def measure(kv_type: str, flash: bool, items: list, articles: list, doc_tokens: int, n_ctx: int, model: Path) -> dict:
     """One row of the table (see the module docstring). The document is cached whole (``cag_max_tokens`` set to
     ``n_ctx``), so its prefill is one prefix of ``doc_tokens``, not the chunks auto would cache for this model."""
     data = Path(tempfile.mkdtemp(prefix=f"kvc-kvtypes-{kv_type}-"))
-    svc = build_services(Settings(data_dir=data, models_dir=data / "none", model_path=bundled_path(ROOT / "models"),
+    svc = build_services(Settings(data_dir=data, models_dir=data / "none", model_path=model,
                                   auto_download=False, n_ctx=n_ctx, type_k=kv_type, type_v=kv_type, flash_attn=flash,
                                   kv_ram_budget_mb=0, turn_datetime=False, max_tokens=48, cag_max_tokens=n_ctx))
     try:
@@ -84,7 +86,7 @@ def measure(kv_type: str, flash: bool, items: list, articles: list, doc_tokens: 
             right += scores(ask(svc, item.question, [ids[item.paragraph]], GREEDY)["answer"], item.golds)["contains"]
         return {"type": kv_type + (" + flash_attn" if flash else ""), "tokens": primed["tokens"],
                 "bytes_per_token": primed["bytes"] / primed["tokens"], "prefill_tok_s": primed["tokens"] / primed["seconds"],
-                "restore_ms": 1000 * statistics.median(restores), "answers": right / len(items)}
+                "restore_ms": 1000 * statistics.median(restores), "answers": right / len(items) if items else None}
     finally:
         svc.close()
 
@@ -94,23 +96,25 @@ def main() -> int:
     parser.add_argument("--questions", type=int, default=80)
     parser.add_argument("--doc-tokens", type=int, default=1500)
     parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument("--model", type=Path, default=None, help="a GGUF (default: the bundled SmolLM2)")
     args = parser.parse_args()
+    model = args.model or bundled_path(ROOT / "models")
     articles, items = pick(8, max(1, args.questions // 8), tuning=True)
     items = items[: args.questions]
     rows = []
     for kv_type, flash in ROWS:
         started = time.perf_counter()
-        rows.append(measure(kv_type, flash, items, articles, args.doc_tokens, args.n_ctx))
+        rows.append(measure(kv_type, flash, items, articles, args.doc_tokens, args.n_ctx, model))
         print(f"  {rows[-1]['type']}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     base = rows[0]
-    print(f"\nSmolLM2-135M-Instruct Q4_1, n_ctx {args.n_ctx}, 2 cores; a {base['tokens']:,}-token document cached whole; "
+    print(f"\n{model.name}, n_ctx {args.n_ctx}, 2 cores; a {base['tokens']:,}-token document cached whole; "
           f"{len(items)} tuning questions (oracle, greedy)\n")
     print("| KV type | bytes per token | vs f16 | restore ms (p50) | cold prefill tok/s | prefill vs f16 | answers |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['type']} | {r['bytes_per_token']:,.0f} | {r['bytes_per_token'] / base['bytes_per_token']:.2f}x | "
               f"{r['restore_ms']:.1f} | {r['prefill_tok_s']:.0f} | {base['prefill_tok_s'] / r['prefill_tok_s']:.2f}x "
-              f"slower | {r['answers']:.3f} |")
+              f"slower | {'—' if r['answers'] is None else format(r['answers'], '.3f')} |")
     return 0
 
 
