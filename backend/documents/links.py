@@ -62,7 +62,8 @@ def linked(rows: list[dict], doc_names: dict[str, str], query: str, k: int, *, t
         title_weight, link_weight, lead: the module's constants (``benchmarks/multihop.py --grid`` varies them).
 
     Returns:
-        The top ``k`` rows, re-ranked, each ``_relevance`` the score it was ranked by.
+        The top ``k`` rows, re-ranked, each ``_relevance`` the score it was ranked by, capped at the last lead's
+        (so scores never rise down the list).
     """
     lowered = query.lower()
     scored = [{**r, "_relevance": r["_relevance"] + (title_weight if _named(lowered, doc_names.get(r["doc_id"]))
@@ -79,6 +80,9 @@ def linked(rows: list[dict], doc_names: dict[str, str], query: str, k: int, *, t
         followed.add(doc)
         r["_relevance"] += link_weight
     rest.sort(key=lambda r: r["_relevance"], reverse=True)
+    if leads:  # a raised chunk ranks below the leads, and its score says so (scores never rise down the list)
+        for r in rest:
+            r["_relevance"] = min(r["_relevance"], leads[-1]["_relevance"])
     return (leads + rest)[:k]
 
 

@@ -44,6 +44,8 @@ def test_the_question_and_the_lead_chunks_raise_the_documents_they_name():
     assert keys == [("a", 0), ("c", 0), ("b", 0), ("d", 0)]
     assert ranked[0]["_relevance"] == pytest.approx(0.9 + TITLE_WEIGHT)
     assert ranked[2]["_relevance"] == pytest.approx(0.3 + LINK_WEIGHT)
+    scores = [r["_relevance"] for r in linked(rows, doc_names, "Who is Shirley Temple in Kiss and Tell?", k=6)]
+    assert scores == sorted(scores, reverse=True), "a raised chunk's score is capped at the last lead's"
     full = linked(rows, doc_names, "Who portrayed Corliss Archer in Kiss and Tell?", k=10)
     assert next(r for r in full if (r["doc_id"], r["idx"]) == ("b", 1))["_relevance"] == pytest.approx(0.2)
     assert len(full) == len(rows), "nothing is added or lost: only the candidates are re-ranked"
