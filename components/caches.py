@@ -11,7 +11,8 @@ from backend.services import Services
 from components.common import every_owner, human_bytes, owner_of, user_errors
 
 COLUMNS = ["Documents", "Kind", "Tokens", "Size", "Tier", "Fits model", "Pinned", "Last used", "Key", "Owner"]
-SHOWN_ROWS = 200  # most entries drawn at once: 1,097 rows took 340 ms to render in Chromium (benchmarks/library.py)
+SHOWN_ROWS = 100  # most entries drawn at once: in Chromium, 1,097 rows took 340 ms to render, 200 took 215 ms
+# (benchmarks/library.py --browser)
 
 
 def rows(services: Services, owner: str, everyone: bool = False,
@@ -76,7 +77,7 @@ def render(services: Services):
         return f"Deleted the cache of {info.label} ({human_bytes(info.bytes)}).", *refresh(request, q)
 
     refresh_btn.click(refresh_view, [query], [table, pick], api_visibility="private")
-    query.change(refresh_view, [query], [table, pick], api_visibility="private")
+    query.change(refresh_view, [query], [table, pick], queue=False, api_visibility="private")  # as the documents filter
     pin_btn.click(pin, [pick, query], [note, table, pick], api_visibility="private")
     delete_btn.click(delete, [pick, query], [note, table, pick], api_visibility="private")
     return table, pick, query, refresh

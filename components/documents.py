@@ -20,6 +20,7 @@ ID_CHARS = 8  # of the doc_id shown in the ID column: what a clicked row is foun
 PREVIEW_CHARS = 20_000
 LISTED_UPLOADS = 10  # an upload of more documents lists only its failures one by one
 AUTO_SELECT_MAX = 5  # an upload of at most this many documents selects them for chat at once
+SHOWN_ROWS = 200  # most documents drawn at once, in the table and under "Use in chat" (benchmarks/library.py)
 FILE_TYPES = [".pdf", ".docx", ".txt", ".md", ".markdown", ".png", ".jpg", ".jpeg", ".webp", ".gif", ".zip"]
 
 
@@ -59,15 +60,25 @@ def matching(docs: list, query: str | None) -> list:
     return [d for d in docs if all(w in d.name.lower() for w in words)]
 
 
+def selector_label(shown: int, found: int, total: int, filtered: bool) -> str:
+    """The "Use in chat" label: how many documents are listed, of how many match the filter and exist."""
+    if found > shown:
+        return (f"Use in chat (the newest {shown:,} of {found:,} matching)" if filtered else
+                f"Use in chat (the newest {shown:,} of {total:,}; filter by name for the rest)")
+    return f"Use in chat ({shown:,} of {total:,} shown)" if filtered else "Use in chat"
+
+
 def refresh(services: Services, owner: str, selected: list[str] | None = None, query: str | None = None):
     """New values for the table, the selector and the row ids: the documents matching ``query`` (the filter
-    box), and in the selector the still-existing selections too, so filtering never deselects one."""
+    box), at most the newest ``SHOWN_ROWS`` of them, and in the selector the still-existing selections too, so
+    filtering never deselects one."""
     docs = services.documents.list(owner)
     ids = {d.doc_id for d in docs}
     keep = [s for s in (selected or []) if s in ids]
-    shown = matching(docs, query)
+    found = matching(docs, query)
+    shown = found[-SHOWN_ROWS:]  # oldest first, so the newest
     listed = shown + [d for d in docs if d.doc_id in set(keep) - {x.doc_id for x in shown}]
-    label = f"Use in chat ({len(shown):,} of {len(docs):,} shown)" if query and query.strip() else "Use in chat"
+    label = selector_label(len(shown), len(found), len(docs), bool(query and query.strip()))
     return (gr.Dataframe(value=table_rows(services, shown), headers=COLUMNS),
             gr.CheckboxGroup(choices=[(d.name, d.doc_id) for d in listed], value=keep, label=label),
             [d.doc_id for d in shown])
