@@ -22,6 +22,16 @@ from backend.services import Services, build_services
 
 log = logging.getLogger("kvcache_chatbot")
 
+# Gradio 6 takes the page's theme and CSS at launch: a library's "Use in chat" list scrolls in its own box,
+# so the Cache, Re-index and Delete buttons under it stay in view.
+CSS = "#use-in-chat [data-testid='checkbox-group'] { max-height: 15rem; overflow-y: auto; }"
+
+
+def look() -> dict:
+    """The page's theme and CSS, for ``Blocks.launch(**look())`` (the app, its tests and benchmarks alike)."""
+    return {"theme": gr.themes.Soft(), "css": CSS}
+
+
 def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks:
     """Build the UI and API on top of the services.
 
@@ -214,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_default_model(settings)
         demo = build_app(settings)
         demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
-                    max_file_size=int(settings.max_upload_bytes * 4), theme=gr.themes.Soft(),
+                    max_file_size=int(settings.max_upload_bytes * 4), **look(),
                     footer_links=["api"], mcp_server=settings.mcp_server, auth=auth_for(users),
                     auth_message="Sign in to KVCache Chatbot.")
     except KeyboardInterrupt:

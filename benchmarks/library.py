@@ -77,14 +77,14 @@ def browser_times(svc, repeats: int = 5) -> list[tuple[str, str]]:
     sys.path.insert(0, str(ROOT / "tests"))
     from browsing import CHROMIUM, FLAGS
 
-    from app import build_app
+    from app import build_app, look
     from components.documents import SHOWN_ROWS
 
     docs, caches = svc.documents.list(OWNER), svc.caches.list(OWNER)
     name = docs[len(docs) // 2].name
     first_row = docs[max(0, len(docs) - SHOWN_ROWS)].name  # the table draws the newest SHOWN_ROWS, oldest first
     demo = build_app(svc.settings, svc)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", **look())
     times: dict[str, list[float]] = {}
 
     def clock(what: str, act, done) -> None:

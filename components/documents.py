@@ -103,9 +103,9 @@ def preview_markdown(services: Services, owner: str, doc_id: str) -> str:
 def render(services: Services) -> DocumentsPanel:
     """Build the documents panel and wire its events."""
     gr.Markdown("### Documents")
-    files = gr.File(label="Upload PDF, DOCX, TXT or Markdown files, images with text (PNG, JPEG, WebP, GIF), or a .zip of them", file_count="multiple",
-                    file_types=FILE_TYPES,
-                    height=110)
+    # One line of label: in the app's theme a longer one wrapped over "Drop File Here". Images are read by OCR.
+    files = gr.File(label="Upload PDF, DOCX, TXT, Markdown, images, .zip", file_count="multiple",
+                    file_types=FILE_TYPES, height=120)
     with gr.Row():
         password = gr.Textbox(label="PDF password (only for encrypted PDFs)", type="password", max_lines=1, scale=3)
         with gr.Column(scale=2, min_width=180):
@@ -116,7 +116,7 @@ def render(services: Services) -> DocumentsPanel:
     status = gr.Markdown()
     query = gr.Textbox(placeholder="Filter documents by name", show_label=False, max_lines=1, container=False)
     selector = gr.CheckboxGroup(label="Use in chat", choices=[], info="Selected documents are read by the model.",
-                                show_select_all=True)
+                                show_select_all=True, elem_id="use-in-chat")
     with gr.Row():
         cache_btn = gr.Button("Cache", variant="primary", size="sm")
         reindex_btn = gr.Button("Re-index", size="sm")

@@ -103,13 +103,13 @@ def launch(settings: Settings, embedder: Embedder) -> RunningApp:
     """Build and launch the real app in-process on a free port."""
     from gradio_client import Client
 
-    from app import auth_for, build_app
+    from app import auth_for, build_app, look
     from backend.services import build_services
 
     demo = build_app(settings, build_services(settings, embedder=embedder))
     auth = auth_for(demo.services.users)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1",
-                            mcp_server=settings.mcp_server, auth=auth)
+                            mcp_server=settings.mcp_server, auth=auth, **look())
     return RunningApp(demo, None if auth else Client(url, verbose=False), url)
 
 
