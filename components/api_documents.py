@@ -102,7 +102,8 @@ def render(services: Services) -> None:
         return [document_dict(r, cached) for r in services.documents.list(owner)]
 
     def search_documents(query: str, doc_ids: list[str], k: int, request: gr.Request) -> list[dict]:
-        """Search the documents for the passages that best match a query (hybrid BM25 + vector search).
+        """Search the documents for the passages that best match a query (hybrid BM25 + vector search; documents
+        the query or the best passages name by file name are raised, so a second document is found through the first).
 
         Args:
             query: what to look for, in words.
