@@ -67,8 +67,15 @@ def _dump_faults_to(stream) -> None:
 
 
 def install_llama_log_callback() -> None:
-    """Route llama.cpp's log to the ``llama.cpp`` logger (idempotent)."""
+    """Route llama.cpp's log, and libmtmd's (the vision projector's loader and encoder, which logs on its
+    own and printed hundreds of lines to stderr per projector load), to the ``llama.cpp`` logger (idempotent)."""
     llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
+    try:
+        from llama_cpp import mtmd_cpp
+    except (ImportError, OSError):  # a build without libmtmd: nothing more logs
+        return
+    mtmd_cpp.mtmd_log_set(_callback, ctypes.c_void_p(0))
+    mtmd_cpp.mtmd_helper_log_set(_callback, ctypes.c_void_p(0))
 
 
 @dataclass(frozen=True)

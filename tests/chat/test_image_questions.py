@@ -38,6 +38,8 @@ def test_an_image_question_streams_and_a_second_chat_reuses_the_image_even_after
     services = build_services(settings, embedder=embedder)
     try:
         assert services.engine.projector is not None
+        # libmtmd's projector loading goes to the run's log (the Logs panel), not to stderr
+        assert services.run_logs.read(level="DEBUG", search="clip_model_loader"), "libmtmd's log reaches the run file"
         sid = services.sessions.create(OWNER)
         first = ask(services, sid, "What does this page say?", [str(SCREENSHOT)])
         assert first["image_tokens"] > 0 and first["image_encode_s"] > 0 and first["reused_tokens"] == 0
