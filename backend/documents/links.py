@@ -12,9 +12,10 @@ So, over the fused candidates only (a document must already be among what the qu
    lead chunk's text names gains ``LINK_WEIGHT``.
 
 A document's name for this is its file name without the extension, underscores read as spaces and a
-trailing parenthesis dropped ("Ed Wood (film).txt" -> "ed wood"); names under ``MIN_NAME_CHARS`` characters
-are never matched. The weights are on the fused score's scale (0-1) and were chosen on the HotpotQA tuning
-questions (``benchmarks/multihop.py --set tuning``; docs/benchmarks.md).
+trailing parenthesis dropped ("Ed Wood (film).txt" -> "ed wood"); names under ``MIN_NAME_CHARS`` characters,
+and generic ones a question uses about any document ("document.pdf", ``GENERIC_NAMES``), are never matched.
+The weights are on the fused score's scale (0-1) and were chosen on the HotpotQA tuning questions
+(``benchmarks/multihop.py --set tuning --grid``; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -26,16 +27,20 @@ TITLE_WEIGHT = 0.5  # the question names the chunk's document
 LINK_WEIGHT = 0.6  # a lead chunk names the chunk's document
 LEAD = 2  # best chunks whose text is followed; they keep their places
 MIN_NAME_CHARS = 4
+# File names that are words questions use about any document ("what does the document say"): never links.
+GENERIC_NAMES = frozenset({"document", "documents", "file", "files", "text", "untitled", "image", "scan", "page",
+                           "download", "attachment", "new document"})
 
 
 @lru_cache(maxsize=65_536)
 def title_of(name: str) -> str:
     """The words a text would use for a document called ``name``: the file name's stem, lower case, ``_`` as
-    spaces, a trailing ``(...)`` dropped, spaces collapsed; ``""`` when that is under ``MIN_NAME_CHARS``."""
+    spaces, a trailing ``(...)`` dropped, spaces collapsed; ``""`` when that is under ``MIN_NAME_CHARS`` or in
+    ``GENERIC_NAMES``."""
     stem = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", name)
     title = re.sub(r"\s*\([^()]*\)\s*$", "", stem.replace("_", " "))
     title = " ".join(title.lower().split())
-    return title if len(title) >= MIN_NAME_CHARS else ""
+    return title if len(title) >= MIN_NAME_CHARS and title not in GENERIC_NAMES else ""
 
 
 @lru_cache(maxsize=65_536)

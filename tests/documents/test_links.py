@@ -26,6 +26,7 @@ def test_a_document_is_named_by_its_file_name_read_as_words():
     assert names("Directed by ED  WOOD in 1953.", "Ed Wood (film).txt")
     assert not names("Edward Woodson was born in Arkansas.", "Ed Wood.txt"), "whole words only"
     assert not names("The woodsman.", "a.txt")
+    assert title_of("Document (2).pdf") == "" and not names("What does the document say?", "document.pdf")
 
 
 def row(doc: str, idx: int, score: float, text: str = "") -> dict:
