@@ -342,8 +342,7 @@ class Store:
             doc_ids: documents to search; None searches all of ``owner``'s documents, an empty
                 list searches nothing.
             k: top-k chunks to return.
-            method: ``hybrid`` (BM25 + vector, score-fused, then re-ranked by the documents the question and
-                the best chunks name: ``links.linked``), ``vector`` or ``fts``.
+            method: ``hybrid`` (BM25 + vector, score-fused, then ``links.linked``), ``vector`` or ``fts``.
 
         Returns:
             Up to ``k`` hits, best first, all from ``doc_ids``.
@@ -360,12 +359,11 @@ class Store:
             where += f" AND doc_id IN {_in(doc_ids)}"
         vector = query_vector.astype(np.float32)
         ann = self.vector_index.use_for(self.chunks, self._rows_in(owner, doc_ids))
-        if method == "hybrid":  # fused to the full depth, then re-ranked by the documents named (links.py)
-            rows = fused(self.chunks, query, vector, where, max(k, FUSION_DEPTH), ann)
-            rows = linked(rows, self.names(owner, {r["doc_id"] for r in rows}), query, k)
-        else:
-            rows = ranked(self.chunks, method, query, vector, where, k, ann)
-        names = self.names(owner, {r["doc_id"] for r in rows})
+        hybrid = method == "hybrid"  # fused to the full depth, then re-ranked by the documents named (links.py)
+        rows = (fused(self.chunks, query, vector, where, max(k, FUSION_DEPTH), ann) if hybrid
+                else ranked(self.chunks, method, query, vector, where, k, ann))
+        names = self.names(owner, {r["doc_id"] for r in rows})  # one look-up for the re-ranking and the hits
+        rows = linked(rows, names, query, k) if hybrid else rows
         return [Hit(r["doc_id"], names.get(r["doc_id"], r["doc_id"]), r["page"], r["idx"], r["_relevance"],
                     r["text"], r.get("section") or "", bool(r.get("ocr"))) for r in rows]
 
