@@ -16,7 +16,7 @@ full-text index update), the path every upload takes; then each is cached with t
 * ``search_documents`` over all documents and over 5 selected ones;
 * with ``--browser``, the same panels in Debian's Chromium (the app served on these services): the page
   load until the Document manager's table shows its first row, opening the KV caches panel until its table
-  shows, and each filter box (documents, caches) from typing a name until the panel says "1 of N shown", and
+  shows, and each filter box (documents, caches) from typing a name until the panel says "k of N shown", and
   from clearing it until all N are back, 5 times each (Playwright's clock: the server's answer included);
 * deleting ``--delete`` documents one by one, as the Delete button does for a selection.
 

@@ -77,7 +77,8 @@ def refresh(services: Services, owner: str, selected: list[str] | None = None, q
     keep = [s for s in (selected or []) if s in ids]
     found = matching(docs, query)
     shown = found[-SHOWN_ROWS:]  # oldest first, so the newest
-    listed = shown + [d for d in docs if d.doc_id in set(keep) - {x.doc_id for x in shown}]
+    hidden = set(keep) - {d.doc_id for d in shown}  # selected but filtered out or past the cap: still listed
+    listed = shown + [d for d in docs if d.doc_id in hidden]
     label = selector_label(len(shown), len(found), len(docs), bool(query and query.strip()))
     return (gr.Dataframe(value=table_rows(services, shown), headers=COLUMNS),
             gr.CheckboxGroup(choices=[(d.name, d.doc_id) for d in listed], value=keep, label=label),
