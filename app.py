@@ -14,11 +14,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from backend.auth import Users
+from backend.access import Users
 from backend.config import Settings
 from backend.inference import SMOLLM2, ModelDownloadError, bundled_path, download, fetch_bundled, pick_model
-from backend.layout import LayoutError
 from backend.services import Services, build_services
+from backend.storage import LayoutError
 
 log = logging.getLogger("kvcache_chatbot")
 
@@ -60,7 +60,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         ANONYMOUS["owner"] = None if oauth and not settings.allow_anonymous else "local"
         if settings.exposed and not signed_in and not oauth:
             gr.Markdown("⚠️ **Open to anyone:** this app was started with `--allow-anonymous`, so everyone who can "
-                        "reach it shares the same documents and chats. Add users with `python -m backend.auth "
+                        "reach it shares the same documents and chats. Add users with `python -m backend.access "
                         "add-user NAME` and restart to require sign-in.", elem_id="anonymous-banner")
         if signed_in:
             with gr.Row():
@@ -189,7 +189,7 @@ def open_refusal(settings: Settings, users: Users) -> str | None:
     where = ("a share link" if settings.share else "a Space" if settings.on_space
              else f"host {settings.host}")
     return (f"Refusing to start open to everyone on {where} without sign-in: add a user with "
-            f"`python -m backend.auth add-user NAME` (users file {settings.users_path}) or pass --allow-anonymous.")
+            f"`python -m backend.access add-user NAME` (users file {settings.users_path}) or pass --allow-anonymous.")
 
 
 def stop_on_signals() -> None:

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
                       description="Interface the web server binds to.")
     port: int = Field(7860, validation_alias=AliasChoices("port", "KVC_PORT", "GRADIO_SERVER_PORT"),
                       description="TCP port of the web server.")
-    users_file: Path | None = Field(None, description="Local accounts for sign-in (python -m backend.auth add-user NAME); "
+    users_file: Path | None = Field(None, description="Local accounts for sign-in (python -m backend.access add-user NAME); "
                                                      "default data_dir/users.json. With users in it, sign-in is on.")
     admins: list[str] = Field(default_factory=list, description="User names that may manage models and read logs "
                                                                 "(JSON list), besides those added with --admin.")

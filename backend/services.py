@@ -13,10 +13,9 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from backend.auth import Users
+from backend.access import Quotas, QuotaSettings, Users
 from backend.chat import ChatService, MemoryIndex, Primer, SessionError, SessionStore, describe_image, sweep_images
 from backend.config import Settings
-from backend.disk import low_space_warning
 from backend.documents import DocumentService, Embedder, PageOcr, Recovery, Store
 from backend.grounding import Grounder, SourceViewer
 from backend.inference import (
@@ -37,9 +36,7 @@ from backend.inference import (
     pick_model,
 )
 from backend.kvcache import CacheCatalog, KVCacheStore, Prefetcher, SessionSnapshots
-from backend.layout import open_layout
-from backend.quotas import Quotas, QuotaSettings
-from backend.redis_server import EmbeddedRedis
+from backend.storage import EmbeddedRedis, low_space_warning, open_layout
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from make_synthetic import write_model
 from squad import percentile
 
 from app import auth_for, build_app
-from backend.auth import Users
+from backend.access.auth import Users
 from backend.config import Settings
 
 PASSWORD = "load-test-password"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import gradio as gr
 
+from backend.access import QuotaExceeded
 from backend.chat import ChatError, SessionError, budget_line, metrics_line, seconds
 from backend.documents import DocumentError
 from backend.inference import EngineError, ModelDownloadError
 from backend.kvcache import CacheNotFound
-from backend.quotas import QuotaExceeded
 
 __all__ = ["USER_ERRORS", "budget_line", "check_upload", "every_owner", "human_bytes", "is_admin", "metrics_line",
            "owner_of", "question_slot", "require_admin", "seconds", "user_errors"]
@@ -59,7 +59,7 @@ def is_admin(services, request: gr.Request | None) -> bool:
 
     With sign-in off, the single user of a loopback-only app is the admin, and nobody is when the app is
     reachable from other machines (``--allow-anonymous``). Signed in: the names in the ``admins`` setting
-    and those added with ``python -m backend.auth add-user NAME --admin``.
+    and those added with ``python -m backend.access add-user NAME --admin``.
 
     Args:
         services: the app's services (settings and users file).
@@ -84,7 +84,7 @@ def require_admin(services, request: gr.Request | None) -> None:
     """
     if not is_admin(services, request):
         raise gr.Error("Only an admin can manage models and read logs; ask one to do it, or to add you with "
-                       "`python -m backend.auth add-user NAME --admin`.", print_exception=False)
+                       "`python -m backend.access add-user NAME --admin`.", print_exception=False)
 
 
 def check_upload(services, request: gr.Request | None, path: Path) -> None:

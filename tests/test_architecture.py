@@ -3,8 +3,9 @@
 * ``backend`` never imports gradio;
 * packages import only downwards: ``chat`` -> ``kvcache`` -> ``inference``, ``chat`` -> ``grounding``, and
   ``chat``, ``kvcache`` and ``grounding`` may read ``documents``, which imports no other package;
-* ``config``, ``redis_server``, ``auth``, ``quotas`` and ``disk`` import no package (``documents``, ``layout``
-  and ``kvcache`` may read ``disk``); ``admin`` (backup and restore) reads ``layout`` and ``redis_server``; nothing in ``backend`` imports ``services``;
+* ``config``, ``access`` (sign-in, roles, quotas) and ``storage`` (the data dir's upkeep) import no other package
+  (``documents``, ``kvcache`` and ``chat`` may read ``storage``: free space, atomic writes); nothing in ``backend``
+  imports ``services``;
 * the UI (``components/``, ``app.py``) imports a package's public names, not its inner modules;
 * no module imports itself through a circle of imports (``TYPE_CHECKING`` and function-level ones count).
 """
@@ -19,21 +20,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = ROOT / "backend"
-PACKAGES = ("documents", "inference", "kvcache", "grounding", "chat")
+PACKAGES = ("documents", "inference", "kvcache", "grounding", "chat", "access", "storage")
 ALLOWED = {  # package -> the backend parts it may import (besides itself and config)
-    "documents": {"disk"},
+    "documents": {"storage"},
     "inference": set(),
-    "kvcache": {"inference", "documents", "disk"},
+    "kvcache": {"inference", "documents", "storage"},
     "grounding": {"documents"},
-    "chat": {"kvcache", "inference", "documents", "grounding", "disk"},  # disk: a question's images are kept
+    "chat": {"kvcache", "inference", "documents", "grounding", "storage"},  # storage: a question's images are kept
+    "access": set(),
+    "storage": set(),
     "config": set(),
-    "redis_server": set(),
-    "auth": set(),
-    "quotas": set(),
-    "layout": {"disk"},
-    "disk": set(),
-    "admin": {"layout", "redis_server"},
-    "services": {*PACKAGES, "redis_server", "auth", "quotas", "layout", "disk"},
+    "services": set(PACKAGES),
 }
 
 
@@ -60,8 +57,9 @@ def backend_files() -> list[Path]:
 
 def test_the_layout_has_few_top_level_entries_each_documented():
     entries = sorted(p.name for p in BACKEND.iterdir() if p.name != "__pycache__")
-    assert entries == ["__init__.py", "admin.py", "auth.py", "chat", "config.py", "disk.py", "documents", "grounding", "inference",
-                       "kvcache", "layout.py", "quotas.py", "redis_server.py", "services.py"]
+    assert entries == ["__init__.py", "access", "chat", "config.py", "documents", "grounding", "inference", "kvcache",
+                       "services.py", "storage"]
+    assert len(entries) <= 10
     for package in PACKAGES:
         doc = ast.get_docstring(ast.parse((BACKEND / package / "__init__.py").read_text()))
         assert doc and len(doc) > 80, f"backend/{package}/__init__.py needs a docstring saying what it owns"

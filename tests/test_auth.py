@@ -15,7 +15,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import app as app_module
-from backend.auth import Users, hash_password, verify_password
+from backend.access.auth import Users, hash_password, verify_password
 from backend.config import Settings
 
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22", "root": "root-secret-333"}
@@ -24,7 +24,7 @@ PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22", "root": "root-se
 def test_the_cli_stores_salted_hashes_never_the_password(tmp_path):
     users_file = tmp_path / "users.json"
     for name, admin in (("alice", False), ("root", True)):
-        args = [sys.executable, "-m", "backend.auth", "--users-file", str(users_file), "add-user", name,
+        args = [sys.executable, "-m", "backend.access", "--users-file", str(users_file), "add-user", name,
                 "--password-stdin"] + (["--admin"] if admin else [])
         done = subprocess.run(args, input=PASSWORDS[name] + "\n", capture_output=True, text=True, cwd=ROOT, check=False)
         assert done.returncode == 0, done.stderr
@@ -36,7 +36,7 @@ def test_the_cli_stores_salted_hashes_never_the_password(tmp_path):
     assert (users_file.stat().st_mode & 0o777) == 0o600
     a, b = json.loads(text)["users"]["alice"]["hash"], hash_password(PASSWORDS["alice"])
     assert a != b and verify_password(PASSWORDS["alice"], b)  # a fresh salt each time
-    short = subprocess.run([sys.executable, "-m", "backend.auth", "--users-file", str(users_file), "add-user",
+    short = subprocess.run([sys.executable, "-m", "backend.access", "--users-file", str(users_file), "add-user",
                             "../etc", "--password-stdin"], input="long-enough-pw\n", capture_output=True, text=True,
                            cwd=ROOT, check=False)
     assert short.returncode == 1 and "not a valid user name" in short.stderr

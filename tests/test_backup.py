@@ -1,4 +1,4 @@
-"""``python -m backend.admin backup|restore``: a consistent snapshot of a running app's data dir, restored whole."""
+"""``python -m backend.storage.admin backup|restore``: a consistent snapshot of a running app's data dir, restored whole."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import threading
 import pytest
 from conftest import ROOT, TESTDATA, make_settings
 
-from backend.admin import AdminError, restore
 from backend.services import build_services
+from backend.storage.admin import AdminError, restore
 
 pytestmark = pytest.mark.slow  # two apps' services, uploads while the backup runs
 
@@ -41,7 +41,7 @@ def test_a_backup_taken_while_the_app_writes_restores_with_everything_it_had(tmp
         writer = threading.Thread(target=keep_writing)
         writer.start()
         try:
-            done = subprocess.run([sys.executable, "-m", "backend.admin", "backup", str(backup_dir), "--data-dir",
+            done = subprocess.run([sys.executable, "-m", "backend.storage.admin", "backup", str(backup_dir), "--data-dir",
                                    str(data)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
         finally:
             stop.set()

@@ -91,7 +91,7 @@ def test_two_sessions_switch_and_stop_in_the_browser(tmp_path, tiny_model, embed
 
 def test_a_redis_outage_mid_answer_says_so_and_puts_the_question_back_in_the_box(tmp_path, tiny_model, embedder,
                                                                                   browser):
-    from backend.redis_server import EmbeddedRedis
+    from backend.storage.redis_server import EmbeddedRedis
 
     external = EmbeddedRedis(tmp_path / "external-redis")  # REDIS_URL: a server the app does not restart
     external.start()
@@ -230,7 +230,7 @@ def test_analytics_panel_plots_the_answers(tmp_path, tiny_model, embedder, brows
 
 
 def test_sign_in_shows_a_user_only_their_panels_and_sign_out_ends_it(tmp_path, tiny_model, embedder, browser):
-    from backend.auth import Users
+    from backend.access.auth import Users
 
     users = Users(tmp_path / "users.json")
     users.add("alice", "alice-secret-1")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import TESTDATA, make_settings
 
-from backend.disk import free_bytes
 from backend.documents import DocumentError
 from backend.inference import EngineError
 from backend.services import build_services
+from backend.storage.disk import free_bytes
 
 pytestmark = pytest.mark.slow  # mounts a filesystem and starts the services
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import make_settings
 
-from backend.layout import LAYOUT_VERSION, LayoutError, open_layout, read_version
 from backend.services import build_services
+from backend.storage.layout import LAYOUT_VERSION, LayoutError, open_layout, read_version
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "layout-v0"
 DOC, SESSION = "d84850db29b246d6ab57b385b88f9652", "a6d1f6c880d645919adebabb1920fe97"

@@ -13,8 +13,8 @@ from conftest import make_settings
 from gradio_client import Client
 
 from backend.chat import SessionError
-from backend.redis_server import EmbeddedRedis
 from backend.services import build_services
+from backend.storage.redis_server import EmbeddedRedis
 
 pytestmark = pytest.mark.slow  # each starts an app, some as its own process
 

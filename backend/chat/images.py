@@ -21,9 +21,9 @@ from PIL import Image
 from backend.chat.planner import ChatError
 from backend.chat.prompts import Prompt
 from backend.config import Settings
-from backend.disk import write_atomically
 from backend.documents import ImageError, PageOcr, open_image
 from backend.inference import MARKER, Engine, Job, Projector, Sampling, Scheduler, VisionPrompt, pixel_digest
+from backend.storage.disk import write_atomically
 
 OCR_SHOWN_CHARS = 300  # characters of an image's OCR text quoted in the text-only refusal
 DESCRIBE_PROMPT = "Describe this image in two sentences: what it shows, and any chart, table or diagram in it."

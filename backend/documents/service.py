@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PureWindowsPath
 
-from backend.disk import free_bytes, full_sentence, is_disk_full, write_atomically
 from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.embeddings import Embedder
 from backend.documents.extract import DESCRIPTION_SECTION, DocumentError, Extracted, Page, PasswordRequired, extract
@@ -26,6 +25,7 @@ from backend.documents.images import MAX_IMAGE_PIXELS
 from backend.documents.ocr import PageOcr
 from backend.documents.recovery import Recovery, recover
 from backend.documents.store import DocumentRow, Hit, Store
+from backend.storage.disk import free_bytes, full_sentence, is_disk_full, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class DocumentService:
         max_upload_bytes: size limit, bytes.
         chunk_tokens / overlap_tokens: chunking window, embedding-model tokens.
         ocr: reads PDF pages that have no usable text layer, and uploaded images; None turns OCR off.
-        disk_reserve_bytes: free space an upload must leave on the disk (``backend.disk``), bytes.
+        disk_reserve_bytes: free space an upload must leave on the disk (``backend.storage.disk``), bytes.
         max_image_pixels: the most pixels (width x height) of an uploaded image.
         describe: describes an uploaded image in words (the loaded vision model); returns "" when it cannot.
     """

@@ -22,9 +22,9 @@ import numpy as np
 from lancedb.index import FTS
 from lancedb.pydantic import LanceModel, Vector
 
-from backend.disk import write_atomically
 from backend.documents.links import linked
 from backend.documents.search import FUSION_DEPTH, SEARCH_METHODS, VectorIndex, fused, ranked
+from backend.storage.disk import write_atomically
 
 log = logging.getLogger(__name__)
 

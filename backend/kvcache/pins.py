@@ -1,5 +1,5 @@
 """Pinned documents: their KV-cache entries are never evicted (``KVCacheStore.evict``). The set of document ids
-lives in one JSON file in the cache folder, written whole and renamed (``backend.disk.write_atomically``), so
+lives in one JSON file in the cache folder, written whole and renamed (``backend.storage.disk.write_atomically``), so
 pins survive a restart and a crash never leaves half a file."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import threading
 from pathlib import Path
 
-from backend.disk import write_atomically
+from backend.storage.disk import write_atomically
 
 PINS_FILE = "documents.pins"  # a JSON list of document ids (not *.json: that glob is the cache sidecars)
 

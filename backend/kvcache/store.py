@@ -27,12 +27,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from backend.disk import free_bytes, full_sentence, is_disk_full, write_atomically
 from backend.inference import EngineError, count_images
 from backend.kvcache.fingerprint import tokens_sha256
 from backend.kvcache.payload import CHECKSUM_CHUNK_BYTES, map_file, payload_checksums, touch
 from backend.kvcache.pins import PINS_FILE, Pins
 from backend.kvcache.ram_tier import RamTier
+from backend.storage.disk import free_bytes, full_sentence, is_disk_full, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class KVCacheStore:
         folder: ``data_dir/kvcache``.
         budget_bytes: disk budget, payload bytes; least recently used entries go first.
         ram_budget_bytes: RAM budget, payload bytes; 0 keeps nothing in RAM.
-        disk_reserve_bytes: free space a save must leave on the disk (``backend.disk``), bytes.
+        disk_reserve_bytes: free space a save must leave on the disk (``backend.storage.disk``), bytes.
     """
 
     def __init__(self, folder: Path, budget_bytes: int, ram_budget_bytes: int = 0, disk_reserve_bytes: int = 0):

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from backend.chat import SessionError, SessionNotFound, SessionStore
-from backend.redis_server import EmbeddedRedis
+from backend.storage.redis_server import EmbeddedRedis
 
 
 @pytest.fixture

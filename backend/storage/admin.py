@@ -1,7 +1,7 @@
 """Backup and restore of a data dir, while the app runs.
 
-    python -m backend.admin backup BACKUP_DIR [--data-dir DATA] [--with-caches]
-    python -m backend.admin restore BACKUP_DIR [--data-dir DATA]
+    python -m backend.storage.admin backup BACKUP_DIR [--data-dir DATA] [--with-caches]
+    python -m backend.storage.admin restore BACKUP_DIR [--data-dir DATA]
 
 A backup is a consistent snapshot, taken without stopping the app:
 
@@ -30,8 +30,8 @@ import lancedb
 import redis
 
 from backend.config import Settings
-from backend.layout import LAYOUT_FILE, read_version
-from backend.redis_server import EmbeddedRedis
+from backend.storage.layout import LAYOUT_FILE, read_version
+from backend.storage.redis_server import EmbeddedRedis
 
 MANIFEST = "backup.json"
 
@@ -146,7 +146,7 @@ def restore(src: Path, data_dir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m backend.admin", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m backend.storage.admin", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("backup", "restore"):

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from backend.disk import write_atomically
+from backend.storage.disk import write_atomically
 
 log = logging.getLogger(__name__)
 

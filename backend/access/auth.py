@@ -2,10 +2,10 @@
 
 The file (``users_file``, default ``data_dir/users.json``) maps each name to its hash, written by the CLI:
 
-    .venv/bin/python -m backend.auth add-user alice            # asks for the password twice
-    .venv/bin/python -m backend.auth add-user admin --admin     # also an admin (model management, logs)
-    .venv/bin/python -m backend.auth remove-user alice
-    .venv/bin/python -m backend.auth list
+    .venv/bin/python -m backend.access add-user alice            # asks for the password twice
+    .venv/bin/python -m backend.access add-user admin --admin     # also an admin (model management, logs)
+    .venv/bin/python -m backend.access remove-user alice
+    .venv/bin/python -m backend.access list
 
 Hashes are scrypt (``hashlib.scrypt``, RFC 7914) with a random 16-byte salt and the parameters OWASP's
 Password Storage Cheat Sheet gives for scrypt (N=2**17, r=8, p=1); the password itself is never stored.
@@ -141,10 +141,10 @@ class Users:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``python -m backend.auth`` command line (see the module docstring)."""
+    """The ``python -m backend.access`` command line (see the module docstring)."""
     from backend.config import Settings
 
-    parser = argparse.ArgumentParser(prog="python -m backend.auth", description="Manage the app's local accounts.")
+    parser = argparse.ArgumentParser(prog="python -m backend.access", description="Manage the app's local accounts.")
     parser.add_argument("--users-file", type=Path, help="default: the users_file setting (data_dir/users.json)")
     sub = parser.add_subparsers(dest="command", required=True)
     add = sub.add_parser("add-user", help="add a user or change their password")
@@ -178,6 +178,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
