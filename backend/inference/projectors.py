@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import struct
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -27,17 +26,16 @@ def is_projector(path: Path) -> bool:
 
 
 def _header_int(path: Path, key: str) -> int | None:
-    """An integer field of a GGUF header (None when unreadable or absent)."""
-    import gguf
+    """An integer field of a GGUF header (``{arch}`` in ``key`` stands for its architecture); None when
+    unreadable or absent."""
+    from backend.inference.gguf_header import read_header
 
     try:
-        fields = gguf.GGUFReader(path).fields
-        if key.startswith("{arch}"):
-            key = key.format(arch=str(fields["general.architecture"].contents()))
-        field = fields.get(key)
-        return int(field.contents()) if field is not None else None
-    except (ValueError, KeyError, IndexError, OSError, struct.error):
+        header = read_header(path)
+    except (ValueError, OSError):
         return None
+    value = header.fields.get(key.format(arch=header.architecture))
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def find_projector(model: Path) -> Path | None:

@@ -6,7 +6,6 @@ import functools
 import hashlib
 import logging
 import shutil
-import struct
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from backend.inference.gguf_header import GgufHeader, read_header
 from backend.inference.projectors import find_projector, is_projector
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class ModelInfo:
 
 
 def describe(path: Path) -> ModelInfo:
-    """Read a GGUF file's metadata with the ``gguf`` package's reader (memory-mapped, no weights loaded).
+    """Read a GGUF file's metadata from its header (``gguf_header``: no weights loaded, no llama.cpp).
 
     Args:
         path: the file.
@@ -64,38 +64,43 @@ def describe(path: Path) -> ModelInfo:
         Its ``ModelInfo``; a file that is not a readable GGUF (wrong magic, truncated) gets
         ``error`` set instead of raising.
     """
-    import gguf
-
     path = Path(path)
     size = path.stat().st_size
     try:
-        reader = gguf.GGUFReader(path)
-        fields = reader.fields
-        arch = str(fields["general.architecture"].contents())
-        ctx = fields.get(f"{arch}.context_length")
-        parameters = sum(int(t.n_elements) for t in reader.tensors)
-        quantization = _quantization(fields, reader.tensors)
-    except (ValueError, KeyError, IndexError, OSError, struct.error) as exc:
+        header = read_header(path)
+        arch = header.architecture
+        if not arch:
+            raise KeyError("general.architecture")
+        ctx = header.arch_field("context_length")
+        parameters = sum(t.n_elements for t in header.tensors)
+        quantization = _quantization(header)
+        if header.data_end() > size:
+            raise ValueError(f"the tensors need {header.data_end()} bytes and the file has {size}")
+    except (ValueError, KeyError, OSError) as exc:
         log.info("not a readable GGUF: %s (%s)", path, exc)
         return ModelInfo(path, size, error="It is not a readable GGUF file (wrong format or truncated); "
                                            "download it again.")
-    template = "tokenizer.chat_template" in fields
-    return ModelInfo(path, size, arch, parameters, quantization, int(ctx.contents()) if ctx else 0, template,
+    template = "tokenizer.chat_template" in header.fields
+    return ModelInfo(path, size, arch, parameters, quantization, int(ctx) if isinstance(ctx, int) else 0, template,
                      "" if template else "It has no chat template; use an instruct/chat GGUF.", find_projector(path))
 
 
-def _quantization(fields: dict, tensors: list) -> str:
+def _quantization(header: GgufHeader) -> str:
     """``general.file_type`` as a name (``MOSTLY_Q8_0`` -> ``Q8_0``), else the dominant tensor type."""
     import gguf
 
-    if "general.file_type" in fields:
+    file_type = header.fields.get("general.file_type")
+    if isinstance(file_type, int):
         try:
-            return gguf.LlamaFileType(int(fields["general.file_type"].contents())).name.split("_", 1)[1]
+            return gguf.LlamaFileType(file_type).name.split("_", 1)[1]
         except ValueError:
             pass
     weights: Counter = Counter()
-    for t in tensors:
-        weights[t.tensor_type.name] += int(t.n_elements)
+    for t in header.tensors:
+        try:
+            weights[gguf.GGMLQuantizationType(t.type).name] += t.n_elements
+        except ValueError:
+            weights[f"type {t.type}"] += t.n_elements
     return weights.most_common(1)[0][0] if weights else ""
 
 
