@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import gradio as gr
+from gradio import FileData
 
 from backend.chat import SessionNotFound
 from backend.chat import export_session as export_session_as
@@ -22,6 +23,24 @@ from backend.services import Services
 from components import api_documents
 from components.common import owner_of, question_slot, require_admin, user_errors
 from components.models import status
+
+
+def image_input(item: dict | str) -> str:
+    """One of the chat endpoint's images as the backend reads it (``load_images``): Gradio file data (what
+    ``gradio_client.handle_file`` sends; Gradio has already taken the upload into its cache and refuses any path
+    a client did not upload) as that cached file's path, a data URL as it is.
+
+    Raises:
+        gr.Error: a bare path or anything else, which is never read.
+    """
+    if isinstance(item, dict) and item.get("path") and (item.get("meta") or {}).get("_type") == "gradio.FileData":
+        return str(item["path"])
+    if isinstance(item, FileData):
+        return str(item.path)
+    if isinstance(item, str) and item.startswith("data:"):
+        return item
+    raise gr.Error("Send images as files (gradio_client's handle_file(\"photo.png\")) or as data URLs "
+                   "(data:image/png;base64,...); a path on the server is not read.", print_exception=False)
 
 
 def render(services: Services) -> None:
@@ -35,7 +54,7 @@ def render(services: Services) -> None:
             return services.sessions.create(owner_of(request))
 
     def chat(session_id: str, message: str, doc_ids: list[str], mode: str = "auto", thinking: bool | None = None,
-             web: bool | None = None, remember: bool | None = None, images: list[str] | None = None,
+             web: bool | None = None, remember: bool | None = None, images: list[FileData | str] | None = None,
              request: gr.Request = None) -> Iterator[dict]:
         """Ask a question about documents and get the model's answer with its sources and metrics.
 
@@ -57,21 +76,20 @@ def render(services: Services) -> None:
             thinking: true/false switches a thinking model (Qwen3) on or off; null keeps its default.
             web: true/false searches the web (SearXNG) or not; null searches when the question is time-sensitive.
             remember: recall the user's related questions from other sessions; null uses the app's setting.
-            images: images to ask about, as data URLs ("data:image/png;base64,..."; PNG, JPEG, WebP, GIF),
-                at most KVC_MAX_IMAGES_PER_MESSAGE. They need a vision model (a GGUF with its mmproj file);
+            images: images to ask about (PNG, JPEG, WebP, GIF), at most KVC_MAX_IMAGES_PER_MESSAGE: files, as
+                gradio_client sends them (handle_file("photo.png")), or data URLs ("data:image/png;base64,..."). They need a vision model (a GGUF with its mmproj file);
                 metrics.image_tokens and metrics.image_encode_s say what they cost (0 s when reused).
 
         Returns:
             text (the answer), done, metrics, sources, grounding, grounding_note, closest, retrieved, web_sources.
         """
         owner = owner_of(request)
-        if any(not str(i).startswith("data:") for i in images or []):
-            raise gr.Error("Send images as data URLs (data:image/png;base64,...); file paths are not read.")
+        pictures = [image_input(i) for i in images or []]
         text, thought = "", ""
         with user_errors(), question_slot(services, request):
             for event in services.chat.stream_turn(owner, session_id, message, list(doc_ids or []),
                                                    mode=mode or "auto", thinking=thinking, web=web,
-                                                   remember=remember, images=list(images or [])):
+                                                   remember=remember, images=pictures):
                 if event.kind == "token":
                     text += event.text
                 elif event.kind == "thinking":

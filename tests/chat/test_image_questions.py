@@ -146,3 +146,29 @@ def test_images_that_overflow_the_context_window_are_refused_with_a_sentence(vis
         assert ask(services, sid, "And in words?", [])["image_tokens"] == 0  # the chat still answers text
     finally:
         services.close()
+
+
+def test_the_chat_endpoint_takes_gradio_files_as_it_takes_data_urls(vision_models, tmp_path, embedder):
+    """``images=[handle_file("photo.png")]``, the way every Gradio client sends a file, is answered as the same
+    picture sent as a data URL is (the second finds the first's image KV); a bare path is refused, never read."""
+    from conftest import launch, stop
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    model = vision_models / "synthetic-vision-tiny.gguf"
+    app = launch(make_settings(tmp_path / "data", model, models_dir=vision_models, max_tokens=6), embedder)
+    try:
+        sid = app.client.predict(api_name="/create_session")
+        *_, by_file = app.client.submit(sid, "What does this page say?", [], "auto", None, None, None,
+                                        [handle_file(str(SCREENSHOT))], api_name="/chat")
+        assert by_file["done"] and by_file["metrics"]["image_tokens"] > 0 and by_file["metrics"]["image_encode_s"] > 0
+        data_url = "data:image/png;base64," + base64.b64encode(SCREENSHOT.read_bytes()).decode()
+        other = app.client.predict(api_name="/create_session")
+        *_, by_url = app.client.submit(other, "What does this page say?", [], "auto", None, None, None, [data_url],
+                                       api_name="/chat")
+        assert by_url["metrics"]["image_tokens"] == by_file["metrics"]["image_tokens"]
+        assert by_url["metrics"]["image_encode_s"] == 0.0, "the same pixels: the file's image KV is reused"
+        with pytest.raises(AppError, match="a path on the server is not read"):
+            app.client.predict(sid, "And this?", [], "auto", None, None, None, ["/etc/hostname"], api_name="/chat")
+    finally:
+        stop(app)
