@@ -222,11 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     demo = None
     try:  # Ctrl-C or SIGTERM: Gradio's launch closes the server and returns
         ensure_default_model(settings)
-        demo = build_app(settings)
+        demo = build_app(settings, build_services(settings, serve_first=True))
         demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
                     max_file_size=int(settings.max_upload_bytes * 4), **look(),
                     footer_links=["api"], mcp_server=settings.mcp_server, auth=auth_for(users),
-                    auth_message="Sign in to KVCache Chatbot.")
+                    auth_message="Sign in to KVCache Chatbot.", prevent_thread_lock=True)
+        log.info("serving on http://%s:%d", settings.host, settings.port)
+        if settings.warm_up:
+            demo.services.warm_up()  # what the first screen does not need, after it is served
+        demo.block_thread()
     except KeyboardInterrupt:
         log.info("interrupted while starting")
     except LayoutError as exc:

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     # Retrieval
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
     embed_batch_size: int = Field(64, ge=1, description="Chunks per embedding batch.")
+    warm_up: bool = Field(True, description="Right after the first screen is served, load in the background what it "
+                                            "does not need (the documents' index, the embedding model, OCR, the vision "
+                                            "projector); off: each loads when first used.")
     chunk_tokens: int = Field(256, ge=16, description="Longest chunk in embedding-model tokens (capped at its max_seq_length); chunks follow paragraphs.")
     chunk_overlap_tokens: int = Field(40, ge=0, description="Tokens shared by neighbouring windows of a paragraph longer than a chunk.")
     cag_max_tokens: int | None = Field(

@@ -56,13 +56,13 @@ class Services:
         caches: the user's view of the KV-cache entries (list, delete, which documents are cached).
         grounder: answers' sources and grounding verdicts.
         viewer: opens a cited passage (the PDF page with the quote marked, the text around it).
-        store / embedder: LanceDB and sentence-transformers.
+        embedder: sentence-transformers (loaded on first use, or by ``warm_up``).
         redis_server: the embedded server, or None with ``REDIS_URL``.
         run_logs: one log file per model run (llama.cpp's log and the app's).
         model_error: why the start-up model did not load, if it didn't.
         users: the local accounts (sign-in is on when there are any).
         quotas: per-user rate limits and quotas (Redis).
-        recovery: what the start-up check of the documents found and repaired after a crash.
+        warming: the start-up warm-up's thread while it runs (``warm_up``), else None.
     """
 
     settings: Settings
@@ -75,7 +75,6 @@ class Services:
     caches: CacheCatalog
     grounder: Grounder
     viewer: SourceViewer
-    store: Store
     embedder: Embedder
     redis_client: redis.Redis
     redis_server: EmbeddedRedis | None
@@ -83,7 +82,49 @@ class Services:
     model_error: str | None = None
     users: Users | None = None
     quotas: Quotas | None = None
-    recovery: Recovery | None = None
+    warming: threading.Thread | None = None
+
+    @property
+    def store(self) -> Store:
+        """The LanceDB tables (opened, and checked after a crash, on first use: ``DocumentService.open``)."""
+        return self.documents.store
+
+    @property
+    def recovery(self) -> Recovery:
+        """What the start-up check of the documents found and repaired after a crash (runs it if it has not run)."""
+        return self.documents.open()
+
+    def warm_up(self) -> threading.Thread:
+        """Load, one after the other in a background thread, what the first screen does not need: the documents'
+        index (and its start-up check), the embedding model, the OCR engine, the loaded model's vision projector.
+        A request that needs one of them sooner loads it itself or waits for it (``Once``); ``readiness`` says
+        where each stands.
+
+        Returns:
+            The thread (also in ``warming`` until it ends).
+        """
+        def run() -> None:
+            steps = [("the documents' index", self.documents.open), ("the embedding model", self.embedder.load)]
+            if self.documents.ocr is not None:
+                steps.append(("the OCR engine", self.documents.ocr.load))
+            steps.append(("the vision projector", self.attach_projector))
+            for what, step in steps:
+                try:
+                    step()
+                except Exception as exc:  # noqa: BLE001 (each part says why in readiness and when it is used)
+                    log.warning("warm-up: %s did not load: %s", what, exc)
+            self.warming = None
+            log.info("warm-up done: %s", self.readiness())
+
+        self.warming = threading.Thread(target=run, name="warm-up", daemon=True)
+        self.warming.start()
+        return self.warming
+
+    def readiness(self) -> dict[str, str]:
+        """Where each part the first screen does not need stands: ``documents`` (the LanceDB index), ``embedder``,
+        ``ocr``, each ``waiting``, ``loading``, ``ready (seconds)`` or ``failed: why``; ``off`` when not used."""
+        return {"documents": self.documents.index_state, "embedder": self.embedder.state,
+                "ocr": self.documents.ocr.state if self.documents.ocr is not None else "off"}
 
     def model_dirs(self) -> list[Path]:
         """The folders a model may be loaded from: ``models_dir``, the bundled model's, ``extra_model_dirs``."""
@@ -119,11 +160,12 @@ class Services:
                           use_mmap=s.use_mmap, use_mlock=s.use_mlock, use_extra_bufts=s.use_extra_bufts,
                           n_seq_max=s.n_seq_max)
 
-    def load_model(self, path: Path, **overrides) -> None:
+    def load_model(self, path: Path, attach: bool = True, **overrides) -> None:
         """Load a model with the configured settings.
 
         Args:
             path: the GGUF file; it must lie in the model folders or be ``model_path`` (``allowed_model``).
+            attach: attach its vision projector now (``attach_projector``); at start-up the warm-up does it.
             overrides: ``LoadParams`` fields to change for this load (e.g. ``type_k="q8_0"``).
 
         Raises:
@@ -132,13 +174,16 @@ class Services:
         path = self.allowed_model(path)
         self.run_logs.start(path.name)
         self.engine.load(path, dataclasses.replace(self.load_params(), **overrides))  # preflight outside the lock
-        self.attach_projector()
+        if attach:
+            self.attach_projector()
         self.model_error = None
 
     def attach_projector(self) -> None:
         """Attach the loaded model's vision projector when its folder holds one that fits
         (``find_projector``) and the preflight's probe image passed; a projector that failed there, or that
         libmtmd refuses here, is logged and the model answers text only."""
+        if not self.engine.loaded or self.engine.projector is not None:
+            return
         projector = find_projector(self.engine.model_path)
         if projector is None:
             return
@@ -225,12 +270,17 @@ def _sweep_images(settings: Settings, sessions: SessionStore, started: float) ->
         log.info("swept %d chat images no message refers to", gone)
 
 
-def build_services(settings: Settings, embedder: Embedder | None = None) -> Services:
-    """Create every long-lived object, start Redis when embedded, and load the model if one is found.
+def build_services(settings: Settings, embedder: Embedder | None = None, *, serve_first: bool = False) -> Services:
+    """Create every long-lived object, start Redis when embedded, and load the model if one is found: what the
+    first screen needs. The rest (the documents' index and its start-up check, the embedding model, OCR, the
+    vision projector) loads on first use, or ahead of it with ``Services.warm_up``.
 
     Args:
         settings: the configuration.
-        embedder: an already loaded embedding model to share (tests, several apps in one process).
+        embedder: an embedding model to share (tests, several apps in one process); default: a new one,
+            loaded on first use.
+        serve_first: leave the model's vision projector to ``warm_up`` too (the app, which serves at once);
+            otherwise it is attached with the model.
 
     Returns:
         The services container. A model that fails to load leaves ``engine`` empty and the
@@ -248,8 +298,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
         url = server.start()
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, retry=redis_retry(),
                                   retry_on_error=[redis.ConnectionError, redis.TimeoutError])
-    embedder = embedder or Embedder(settings.embedding_model, settings.embed_batch_size)
-    store = Store(settings.path("lancedb"), embedder.dim, embedder.name)
+    embedder = embedder or Embedder(settings.embedding_model, settings.embed_batch_size, load_now=False)
     engine = Engine(Preflight(settings.path("preflight"), settings.preflight_timeout_s))
     reserve = int(settings.disk_reserve_mb * 2**20)
     kv_store = KVCacheStore(settings.path("kvcache"), int(settings.kv_disk_budget_mb * 1024 * 1024),
@@ -261,34 +310,34 @@ def build_services(settings: Settings, embedder: Embedder | None = None) -> Serv
         kv_store.delete_for_document(doc_id)
         grounder.drop(doc_id)
 
-    documents = DocumentService(settings.path("uploads"), store, embedder,
+    documents = DocumentService(settings.path("uploads"),
+                                lambda: Store(settings.path("lancedb"), embedder.dim, embedder.name), embedder,
                                 max_upload_bytes=settings.max_upload_bytes, chunk_tokens=settings.chunk_tokens,
                                 overlap_tokens=settings.chunk_overlap_tokens, count_tokens=engine.count_tokens,
                                 drop_derived=drop_derived, ocr=PageOcr() if settings.ocr else None,
                                 disk_reserve_bytes=reserve, max_image_pixels=settings.max_image_pixels,
                                 describe=lambda image: describe_image(engine, scheduler, image, describing))
     grounder = Grounder(documents)
-    recovery = documents.recover()  # before anything reads the index: sweep what a crash left half-written
     remote = (RemoteEngine(settings.remote_base_url, settings.remote_api_key, settings.remote_model,
                            settings.remote_n_ctx) if settings.remote_base_url else None)
     scheduler = Scheduler(engine, settings.prefill_chunk_tokens)
     snapshots, prefetcher = SessionSnapshots(kv_store.ram), Prefetcher(scheduler)
     chat = ChatService(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, grounder, remote,
-                       MemoryIndex(store, embedder))
+                       MemoryIndex(documents, embedder))
     primer = Primer(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, chat.planner, remote)
-    caches = CacheCatalog(kv_store, engine, store)
+    caches = CacheCatalog(kv_store, engine, documents)
     services = Services(settings, engine, kv_store, sessions, documents, chat, primer, caches, grounder,
-                        SourceViewer(documents, documents.ocr), store, embedder, client, server, RunLogs(settings.path("logs") / "runs"), users=Users(settings.users_path),
+                        SourceViewer(documents, documents.ocr), embedder, client, server, RunLogs(settings.path("logs") / "runs"), users=Users(settings.users_path),
                         quotas=Quotas(url, client, QuotaSettings(
                             settings.questions_per_minute, settings.uploads_per_day,
                             int(settings.quota_stored_mb * 2**20), settings.quota_documents,
-                            settings.max_concurrent_turns)), recovery=recovery)
+                            settings.max_concurrent_turns)))
     threading.Thread(target=_sweep_images, args=(settings, sessions, time.time()), name="sweep-images",
                      daemon=True).start()
     model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename, bundled_path(settings.models_dir))
     if model is not None and remote is None:  # with a remote server the local model is not needed
         try:
-            services.load_model(model)
+            services.load_model(model, attach=not serve_first)
         except EngineError as exc:
             services.model_error = str(exc)
             log.warning("start-up model not loaded: %s", exc)

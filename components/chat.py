@@ -13,7 +13,7 @@ import gradio as gr
 from backend.chat import SessionNotFound, source_location
 from backend.services import Services
 from components import sampling
-from components.common import USER_ERRORS, budget_line, metrics_line, owner_of, question_slot, user_errors
+from components.common import USER_ERRORS, budget_line, loading_line, metrics_line, owner_of, question_slot, user_errors
 from components.documents import DocumentsPanel
 
 
@@ -254,6 +254,9 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
         switch, use_web = ({"on": True, "off": False}.get(choice) for choice in (think, web_choice))
         with user_errors(), question_slot(services, request):
             session_id = session_id or services.sessions.create(owner)
+            waiting = loading_line(services.readiness()) if doc_ids else ""
+            if waiting:  # just after a start: planning may wait for the documents' index or the embedder
+                yield value, [*history, user_message(text, []), {"role": "assistant", "content": waiting}], session_id
             try:  # validates and plans; every user error is raised here, before any output
                 turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), chosen, mode=mode,
                                                   thinking=switch, web=use_web, remember=bool(recall), images=images)
@@ -262,6 +265,10 @@ def render(services: Services, documents: DocumentsPanel) -> ChatPanel:
                 session_id, history = services.sessions.create(owner), []
                 turn = services.chat.prepare_turn(owner, session_id, text, list(doc_ids or []), chosen, mode=mode,
                                                   thinking=switch, web=use_web, remember=bool(recall), images=images)
+            except USER_ERRORS:
+                if waiting:  # the status line goes; the question goes back in the box, to send again
+                    yield value, history, session_id
+                raise
             kept = [services.settings.path("images") / name for name in turn.image_files]
             before = [*history, user_message(text, kept)]
             yield "", [*before, {"role": "assistant", "content": ""}], session_id

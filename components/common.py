@@ -11,14 +11,27 @@ import gradio as gr
 
 from backend.access import QuotaExceeded
 from backend.chat import ChatError, SessionError, budget_line, metrics_line, seconds
-from backend.documents import DocumentError
+from backend.documents import DocumentError, LoadError
 from backend.inference import EngineError, ModelDownloadError
 from backend.kvcache import CacheNotFound
 
-__all__ = ["USER_ERRORS", "budget_line", "check_upload", "every_owner", "human_bytes", "is_admin", "metrics_line",
-           "owner_of", "question_slot", "require_admin", "seconds", "user_errors"]
+__all__ = ["USER_ERRORS", "budget_line", "check_upload", "every_owner", "human_bytes", "is_admin", "loading_line",
+           "metrics_line", "owner_of", "question_slot", "require_admin", "seconds", "user_errors"]
 
-USER_ERRORS = (ChatError, DocumentError, EngineError, SessionError, ModelDownloadError, CacheNotFound, QuotaExceeded)
+USER_ERRORS = (ChatError, DocumentError, EngineError, SessionError, ModelDownloadError, CacheNotFound, QuotaExceeded,
+               LoadError)
+PART_NAMES = {"documents": "the documents' index", "embedder": "the embedding model (for search)", "ocr": "OCR"}
+
+
+def loading_line(readiness: dict[str, str], parts: tuple[str, ...] = ("documents", "embedder")) -> str:
+    """One line naming what is still loading after a start (``Services.readiness``), or "" when these parts are
+    ready: "⏳ Still loading the documents' index and the embedding model (for search); your question waits for
+    what it needs." """
+    loading = [PART_NAMES[p] for p in parts if readiness.get(p, "").startswith(("waiting", "loading"))]
+    if not loading:
+        return ""
+    return (f"⏳ Still loading {' and '.join(loading)} (once, after a start); this waits for what it needs, "
+            "a few seconds.")
 
 
 ANONYMOUS = {"owner": "local"}  # build_app sets None where visitors must sign in with Hugging Face first

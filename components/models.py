@@ -15,6 +15,8 @@ from backend.kvcache import KV_TYPE_BYTES, kv_bytes_per_token
 from backend.services import Services
 from components.common import human_bytes, owner_of, require_admin, user_errors
 
+PART_LABELS = {"documents": "documents' index", "embedder": "embedding model", "ocr": "OCR engine"}
+
 
 def status(services: Services, owner: str) -> dict:
     """The model panel's data (also the ``model_status`` API's result).
@@ -25,9 +27,12 @@ def status(services: Services, owner: str) -> dict:
         ``backend``, ``rss_bytes`` (process resident memory), ``uptime_s``, ``queued_turns`` (chat
         turns running or waiting), ``caches`` (entries, bytes and budget per tier), ``load_seconds``,
         ``loaded_at``, ``cag_limit`` (the longest document prefix auto reads whole, and where that figure
-        comes from), ``disk_warning`` (a sentence when the data dir's disk is nearly full, else null), and
-        when loaded ``kv_bytes_per_token`` (bytes per token for each KV dtype).
+        comes from), ``disk_warning`` (a sentence when the data dir's disk is nearly full, else null),
+        ``parts`` (what loads after the first screen: ``documents``, ``embedder``, ``ocr``, each ``waiting``,
+        ``loading``, ``ready (seconds)``, ``failed: why`` or ``off``), and when loaded ``kv_bytes_per_token``
+        (bytes per token for each KV dtype).
     """
+    parts = services.readiness()  # before the documents' list below, which waits for their index
     info = services.engine.status()
     process = psutil.Process()
     remote = services.chat.remote
@@ -38,7 +43,7 @@ def status(services: Services, owner: str) -> dict:
     info.update(backend=backend, rss_bytes=process.memory_info().rss,
                 uptime_s=round(time.time() - process.create_time(), 1), queued_turns=services.chat.queued_turns,
                 caches=services.kv_store.usage(), cag_limit=services.chat.planner.cag_limit.describe(),
-                disk_warning=services.disk_warning())
+                disk_warning=services.disk_warning(), parts=parts)
     if info["loaded"]:
         meta = services.engine.metadata
         info["kv_bytes_per_token"] = {t: kv_bytes_per_token(meta, t, t) for t in KV_TYPE_BYTES}
@@ -86,7 +91,8 @@ def status_markdown(info: dict) -> str:
                        for tier, c in caches.items())
     process = (f"- backend: {info['backend']}\n- process RSS {human_bytes(info['rss_bytes'])}, up "
                f"{info['uptime_s'] / 60:.0f} min, {info['queued_turns']} chat turns running or queued\n"
-               f"- KV caches: {tiers}")
+               f"- KV caches: {tiers}\n- loaded behind the first screen: "
+               + " · ".join(f"{PART_LABELS.get(k, k)} {v}" for k, v in info["parts"].items()))
     if "remote" in info:
         reach = "reachable" if info["remote"]["reachable"] else "NOT reachable: check that it runs"
         head = f"**Answers come from a remote server ({reach})**"

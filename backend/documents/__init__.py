@@ -12,11 +12,12 @@ from backend.documents.embeddings import Embedder
 from backend.documents.extract import DocumentError, Extracted, Page, PasswordRequired, extract
 from backend.documents.images import IMAGE_EXTENSIONS, ImageError, open_image
 from backend.documents.ocr import PageOcr, needs_ocr, unreadable_share
+from backend.documents.once import LoadError, Once
 from backend.documents.recovery import Recovery
 from backend.documents.service import DocText, DocumentService
 from backend.documents.store import DocumentRow, Hit, Store, sql_quote, table_names
 
 __all__ = ["IMAGE_EXTENSIONS", "Bundle", "DocText", "DocumentError", "DocumentRow", "DocumentService", "Embedder",
-           "Extracted", "Hit", "ImageError", "Page", "PageOcr", "PasswordRequired", "Recovery", "Store", "chunk_pages",
+           "Extracted", "Hit", "ImageError", "LoadError", "Once", "Page", "PageOcr", "PasswordRequired", "Recovery", "Store", "chunk_pages",
            "embedding_text", "expand", "extract", "needs_ocr", "open_image", "sql_quote", "table_names", "title_of",
            "unreadable_share"]

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from backend.documents.once import Once
+
 log = logging.getLogger(__name__)
 
 RENDER_SCALE = 2.0  # pypdfium2 renders at 72 dpi x scale: 144 dpi, where CER stopped improving (benchmarks/ocr.py)
@@ -111,7 +113,8 @@ def layout_lines(boxes: np.ndarray, texts: Sequence[str]) -> str:
 class PageOcr:
     """Reads the text of PDF pages from their pixels.
 
-    The RapidOCR engine (about 30 MB of ONNX models) loads on first use and is shared; calls are
+    The RapidOCR engine (about 30 MB of ONNX models) loads on first use, or ahead of it by the start-up warm-up
+    (``load``), and is shared; calls are
     serialised, as onnxruntime already uses every core for one page.
 
     Args:
@@ -120,16 +123,31 @@ class PageOcr:
 
     def __init__(self, scale: float = RENDER_SCALE):
         self.scale = scale
-        self._engine = None
+        self._engine = Once(self._make, "the OCR engine")
         self._lock = threading.Lock()
 
-    def _load(self):
-        """The RapidOCR engine (created once)."""
-        if self._engine is None:
-            from rapidocr import RapidOCR  # imported here: onnxruntime and OpenCV load only when a scan arrives
+    @staticmethod
+    def _make():
+        from rapidocr import RapidOCR  # imported here: onnxruntime and OpenCV load only when needed
 
-            self._engine = RapidOCR(params={"Global.log_level": "warning"})
-        return self._engine
+        return RapidOCR(params={"Global.log_level": "warning"})
+
+    def _load(self):
+        """The RapidOCR engine (created once: on first use, or by the start-up warm-up's ``load``)."""
+        return self._engine.get()
+
+    def load(self) -> None:
+        """Create the RapidOCR engine now, if nobody has (the start-up warm-up).
+
+        Raises:
+            LoadError: it could not be created (one sentence).
+        """
+        self._engine.get()
+
+    @property
+    def state(self) -> str:
+        """``waiting``, ``loading``, ``ready (seconds)`` or ``failed: why`` (``Once.state``)."""
+        return self._engine.state
 
     def read_pages(self, data: bytes, numbers: Sequence[int], password: str | None = None,
                    progress: OcrProgress | None = None) -> dict[int, str]:

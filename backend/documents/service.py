@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 import time
 import unicodedata
 import uuid
@@ -76,9 +77,13 @@ class DocText:
 class DocumentService:
     """Upload, list, read, search, re-index and delete documents.
 
+    The LanceDB index opens on first use, or ahead of it when the start-up warm-up calls ``open``; opening runs
+    the start-up check (``recovery``) before anything else may read the index: every other thread asking for
+    ``store`` meanwhile waits for both.
+
     Args:
         uploads: ``data_dir/uploads``.
-        store: LanceDB tables.
+        store: the LanceDB tables, or a function that opens them (called once, by ``open``).
         embedder: the sentence-transformers model.
         count_tokens: LLM tokens in a text, or None when no model is loaded (then the chunks'
             embedding-model tokens are counted instead).
@@ -92,13 +97,20 @@ class DocumentService:
         describe: describes an uploaded image in words (the loaded vision model); returns "" when it cannot.
     """
 
-    def __init__(self, uploads: Path, store: Store, embedder: Embedder, *, max_upload_bytes: int, chunk_tokens: int,
+    def __init__(self, uploads: Path, store: Store | Callable[[], Store], embedder: Embedder, *, max_upload_bytes: int,
+                 chunk_tokens: int,
                  overlap_tokens: int, count_tokens: Callable[[str], int | None] = _no_llm,
                  drop_derived: Callable[[str], object] = _nothing_derived, ocr: PageOcr | None = None,
                  disk_reserve_bytes: int = 0, max_image_pixels: int = MAX_IMAGE_PIXELS,
                  describe: Callable[[object], str] | None = None):
         self.uploads = Path(uploads)
-        self.store, self.embedder = store, embedder
+        self.embedder = embedder
+        self._open_store = store if callable(store) else (lambda: store)
+        self._store: Store | None = None
+        self._opening = threading.Lock()
+        self._opener: int | None = None  # the thread running the start-up check, which may read the index
+        self.open_seconds: float | None = None
+        self.recovery: Recovery | None = None  # what the start-up check found, once the index is open
         self.count_tokens, self.drop_derived = count_tokens, drop_derived
         self.max_upload_bytes = max_upload_bytes
         self.chunk_tokens = chunk_tokens
@@ -136,6 +148,8 @@ class DocumentService:
                                 "upload limit; split it or raise KVC_MAX_UPLOAD_MB.")
         data = path.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
+        if self.open_seconds is None:
+            progress(0.0, "Opening the documents' index (the app has just started)")
         existing = self.store.find_by_sha256(owner, sha)
         if existing is not None:
             return existing, False
@@ -239,6 +253,9 @@ class DocumentService:
         """Chunk, embed and store extracted text; write ``pages.json``; return the row (``tokens``: the
         document's length to record, when known; else counted now)."""
         progress(0.2, f"Chunking {extracted.page_count} page{'s' * (extracted.page_count != 1)}")
+        if not self.embedder.ready:
+            progress(0.2, "Waiting for the embedding model to load (once, after a start)")
+            self.embedder.load()
         with self.embedder.lock:  # the tokenizer is not safe to share between threads (see Embedder)
             chunks = chunk_pages(extracted.pages, doc_id, self.embedder.tokenizer, self.chunk_tokens,
                                  self.overlap_tokens, self.embedder.max_seq_length)
@@ -366,11 +383,39 @@ class DocumentService:
         self.drop_derived(doc_id)
         shutil.rmtree(self.uploads / doc_id, ignore_errors=True)
 
-    def recover(self) -> Recovery:
-        """The start-up check: sweep what a crash left half-written and re-index documents whose chunks
-        are incomplete (``backend.documents.recovery``).
+    @property
+    def store(self) -> Store:
+        """The LanceDB tables, opened and checked (``open``) on first use; waits while another thread opens them."""
+        if self.open_seconds is None and self._opener != threading.get_ident():
+            self.open()
+        return self._store  # type: ignore[return-value]
+
+    @property
+    def index_state(self) -> str:
+        """``waiting``, ``loading`` or ``ready (seconds)``: the index's state for the status line."""
+        if self.open_seconds is not None:
+            return f"ready ({self.open_seconds:.1f} s)"
+        return "loading" if self._opening.locked() else "waiting"
+
+    def open(self) -> Recovery:
+        """Open the LanceDB index and run the start-up check on it, once: sweep what a crash left half-written and
+        re-index documents whose chunks are incomplete (``backend.documents.recovery``). Nothing else reads the
+        index before the check is done; a second caller waits for the first.
 
         Returns:
-            What was found and repaired.
+            What the check found and repaired.
+
+        Raises:
+            Whatever opening LanceDB raised (it is tried again on the next call).
         """
-        return recover(self)
+        with self._opening:
+            if self.open_seconds is None:
+                started = time.perf_counter()
+                self._opener = threading.get_ident()
+                try:
+                    self._store = self._open_store()
+                    self.recovery = recover(self)
+                finally:
+                    self._opener = None
+                self.open_seconds = time.perf_counter() - started
+        return self.recovery  # type: ignore[return-value]

@@ -16,15 +16,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lancedb
 import numpy as np
-from lancedb.index import FTS
-from lancedb.pydantic import LanceModel, Vector
+from pydantic import BaseModel
 
 from backend.documents.links import linked
 from backend.documents.search import FUSION_DEPTH, SEARCH_METHODS, VectorIndex, fused, ranked
 from backend.storage.disk import write_atomically
+
+if TYPE_CHECKING:
+    from lancedb.pydantic import LanceModel
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def table_names(db) -> list[str]:
         if not token:
             return names
 
-class DocumentRow(LanceModel):
+class DocumentRow(BaseModel):
     """One uploaded document (no text; the file lives under ``uploads/``).
 
     ``size_bytes`` is the upload's size; ``tokens`` its length in LLM tokens when a model
@@ -72,8 +74,21 @@ class DocumentRow(LanceModel):
     ocr_pages: int = 0
 
 
+def document_model() -> type[LanceModel]:
+    """The documents table's LanceDB schema: ``DocumentRow``'s fields. Built on demand, like every LanceDB
+    schema here, so that importing this module does not import LanceDB (about 3.5 s on 2 cores: the app serves
+    its first screen without it)."""
+    from lancedb.pydantic import LanceModel
+
+    class DocumentTable(DocumentRow, LanceModel):
+        pass
+
+    return DocumentTable
+
+
 def chunk_model(dim: int) -> type[LanceModel]:
     """Build the chunks schema for embeddings of ``dim`` float32 values."""
+    from lancedb.pydantic import LanceModel, Vector
 
     class ChunkRow(LanceModel):
         chunk_id: str
@@ -130,6 +145,8 @@ class Store:
     """
 
     def __init__(self, uri: str | Path, dim: int, model: str = ""):
+        import lancedb
+
         self.db = lancedb.connect(str(uri))
         self.uri, self.dim, self.model = Path(uri), dim, model
         self._write_lock = threading.Lock()
@@ -137,7 +154,7 @@ class Store:
         self._catalogs: dict[str, dict[str, tuple[str, int]]] = {}
         self._unoptimized: dict[str, int] = {}  # table name -> writes since its last optimize()
         self.vector_index = VectorIndex()
-        self.documents = self._open("documents", DocumentRow)
+        self.documents = self._open("documents", document_model())
         self.stale = None  # the chunks table of another embedding model, kept until every document is re-embedded
         self.model_changed = False  # the index was built with another embedding model (other tables follow suit)
         recorded = self._recorded()
@@ -213,6 +230,8 @@ class Store:
         and 0.7 s at 1,000 (``benchmarks/library.py``); LanceDB's own advice is to optimise after about 20
         modifications (``LanceTable.optimize``'s docstring)."""
         if not any(ix.columns == ["text"] for ix in self.chunks.list_indices()):
+            from lancedb.index import FTS
+
             self.chunks.create_index("text", config=FTS(), replace=False)  # create_fts_index is deprecated
             return
         self._optimize_sometimes(self.chunks)
@@ -264,7 +283,7 @@ class Store:
                 self.documents.merge_insert("doc_id").when_matched_update_all().when_not_matched_insert_all(
                 ).execute([row.model_dump()])
             else:
-                self.documents.add([row])
+                self.documents.add([row.model_dump()])
             self._changed()
             self._optimize_sometimes(self.documents)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backend.documents import Store
+from backend.documents import DocumentService
 from backend.inference import Engine
 from backend.inference.loader import kv_bytes_per_token
 from backend.kvcache.fingerprint import fingerprint
@@ -71,11 +71,11 @@ class CacheCatalog:
     Args:
         kv_store: the cache files.
         engine: the loaded model, for the fingerprint.
-        store: the LanceDB tables, for document names.
+        documents: the documents, for their names.
     """
 
-    def __init__(self, kv_store: KVCacheStore, engine: Engine, store: Store):
-        self.kv_store, self.engine, self.store = kv_store, engine, store
+    def __init__(self, kv_store: KVCacheStore, engine: Engine, documents: DocumentService):
+        self.kv_store, self.engine, self.documents = kv_store, engine, documents
 
     def _fingerprint(self) -> dict | None:
         """The loaded model's fingerprint, or None with no model."""
@@ -98,7 +98,7 @@ class CacheCatalog:
         fp = self._fingerprint()
         names: dict[str, dict[str, str]] = {}
         for who in {e.owner for e in entries}:
-            names[who] = self.store.names(who, {d for e in entries if e.owner == who for d in e.doc_ids})
+            names[who] = self.documents.store.names(who, {d for e in entries if e.owner == who for d in e.doc_ids})
         return [self._info(e, fp, names[e.owner]) for e in entries]
 
     def cached(self, owner: str) -> dict[tuple[str, ...], CacheEntry]:
@@ -124,7 +124,7 @@ class CacheCatalog:
         entry = self.kv_store.entry(key)
         if entry is None or (entry.owner != owner and not every_owner):
             raise CacheNotFound(f"Cache entry {key} does not exist; refresh the cache list.")
-        info = self._info(entry, self._fingerprint(), self.store.names(entry.owner, set(entry.doc_ids)))
+        info = self._info(entry, self._fingerprint(), self.documents.store.names(entry.owner, set(entry.doc_ids)))
         self.kv_store.delete(key)
         return info
 
@@ -149,7 +149,7 @@ class CacheCatalog:
             raise CacheNotFound(f"Cache entry {key} does not exist; refresh the cache list.")
         for doc_id in dict.fromkeys(entry.doc_ids):
             self.kv_store.pin(doc_id, pinned)
-        return self._info(entry, self._fingerprint(), self.store.names(entry.owner, set(entry.doc_ids)))
+        return self._info(entry, self._fingerprint(), self.documents.store.names(entry.owner, set(entry.doc_ids)))
 
     def budget(self) -> str:
         """The disk budget in words: bytes used of it, bytes pinned, and, with a model loaded, about how many
