@@ -2,13 +2,15 @@
 
 Usage::
 
-    python benchmarks/multihop.py [--set heldout|tuning] [--mmr 0.5,0.7,0.9] [--grid]
+    python benchmarks/multihop.py [--set heldout|tuning] [--layout library|document] [--mmr 0.5,0.7,0.9] [--grid]
 
-Every distinct paragraph of the set's 100 questions (ten per question: two gold, eight distractors chosen by
-HotpotQA to resemble them) is uploaded as its own text document (its title, then its sentences) through the
-app's pipeline, into one library of about 1,000 documents; each question then searches the whole library.
-A question counts at k when both of its gold paragraphs are among the top k chunks. Methods, side by side
-on the same index and questions:
+``--layout library`` (the default): every distinct paragraph of the set's 100 questions (ten per question: two
+gold, eight distractors chosen by HotpotQA to resemble them) is uploaded as its own text document (its title,
+then its sentences) through the app's pipeline, into one library of about 1,000 documents; each question then
+searches the whole library. ``--layout document``: each question's ten paragraphs are one Markdown document, each
+paragraph a section headed by its title, and the question searches that document only (links are then the
+document's own section headings). A question counts at k when both of its gold paragraphs are among the top k
+chunks. Methods, side by side on the same index and questions:
 
 * ``hybrid``: ``search_documents`` as the app ships it (BM25 and vector fused by score, ``backend.documents.search``,
   then re-ranked by the documents the question and the two best chunks name, ``backend.documents.links``);
@@ -120,6 +122,8 @@ def summed(first: list[dict], second: list[dict], weight: float, k: int) -> list
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=["heldout", "tuning"], default="heldout")
+    parser.add_argument("--layout", choices=["library", "document"], default="library",
+                        help="one document per paragraph, or one per question with the paragraphs as sections")
     parser.add_argument("--mmr", default="0.5,0.7,0.9", help="MMR lambdas to compare")
     parser.add_argument("--grid", action="store_true",
                         help="also every links setting: question weight x link weight x lead chunks")
@@ -128,8 +132,15 @@ def main() -> int:
     svc = services()
     folder = Path(tempfile.mkdtemp(prefix="kvc-multihop-"))
     try:
-        titles: dict[str, str] = {}  # title -> doc_id
-        for q in questions:
+        titles: dict[str, str] = {}  # title -> doc_id (library layout)
+        own: list[str] = []  # each question's document (document layout)
+        for i, q in enumerate(questions):
+            if args.layout == "document":
+                path = folder / f"question-{i:03d}.md"
+                path.write_text("".join(f"# {title}\n\n{''.join(sentences)}\n\n" for title, sentences in q["context"]),
+                                encoding="utf-8")
+                own.append(svc.documents.upload(OWNER, path)[0].doc_id)
+                continue
             for title, sentences in q["context"]:
                 if title in titles:
                     continue
@@ -140,7 +151,8 @@ def main() -> int:
         table = svc.store.chunks
         vectors = {(r["doc_id"], r["idx"]): np.asarray(r["vector"], dtype=np.float32)
                    for r in table.search().select(["doc_id", "idx", "vector"]).limit(None).to_list()}
-        where = f"owner = '{OWNER}'"
+        sections = {(r["doc_id"], r["idx"]): r["section"]
+                    for r in table.search().select(["doc_id", "idx", "section"]).limit(None).to_list()}
         lambdas = [float(x) for x in args.mmr.split(",") if x]
         hops = ["hop: round robin", "hop: sum 0.5", "hop: sum 1.0"]
         methods = ["hybrid", "hybrid, no links", "vector", "fts", "rrf", *[f"hybrid + MMR {lam}" for lam in lambdas], *hops]
@@ -148,14 +160,17 @@ def main() -> int:
         methods += [f"links {t} / {w} / {n}" for t, w, n in grid]
         hits = {m: {2: 0, 5: 0, 10: 0} for m in methods}
         doc_names = {doc_id: file_name(title) for title, doc_id in titles.items()}
-        for q in questions:
+        doc_names.update({doc_id: f"question-{i:03d}.md" for i, doc_id in enumerate(own)})
+        for i, q in enumerate(questions):
+            scope = [own[i]] if own else []
+            where = f"owner = '{OWNER}'" + (f" AND doc_id = '{own[i]}'" if own else "")
             vec = svc.embedder.encode_query(q["question"])
             depth = max(10, FUSION_DEPTH)
             by_vector = ranked(table, "vector", q["question"], vec, where, depth)
             by_text = ranked(table, "fts", q["question"], vec, where, depth)
             candidates = fused(table, q["question"], vec, where, depth)
             keys = {
-                "hybrid": [(h.doc_id, h.idx) for h in svc.documents.search(OWNER, q["question"], [], 10)],
+                "hybrid": [(h.doc_id, h.idx) for h in svc.documents.search(OWNER, q["question"], scope, 10)],
                 "hybrid, no links": [(r["doc_id"], r["idx"]) for r in candidates[:10]],
                 "vector": [(r["doc_id"], r["idx"]) for r in by_vector],
                 "fts": [(r["doc_id"], r["idx"]) for r in by_text],
@@ -177,11 +192,14 @@ def main() -> int:
             gold = set(q["gold_titles"])
             for m in methods:
                 for k in (2, 5, 10):
-                    found = {by_doc.get(d) for d, _ in keys[m][:k]}
+                    found = ({sections.get(key) for key in keys[m][:k]} if own
+                             else {by_doc.get(d) for d, _ in keys[m][:k]})
                     hits[m][k] += gold <= found
         n = len(questions)
-        print(f"\n{n} HotpotQA questions ({args.set}), {len(titles):,} paragraphs as documents, one library; "
-              "both gold paragraphs in the top k\n")
+        shape = (f"{len(titles):,} paragraphs as documents, one library" if not own else
+                 f"one document per question, its {sum(len(q['context']) for q in questions) // len(questions)} "
+                 "paragraphs as sections, searched alone")
+        print(f"\n{n} HotpotQA questions ({args.set}), {shape}; both gold paragraphs in the top k\n")
         print("| method | both gold @2 | both gold @5 | both gold @10 |\n|---|---:|---:|---:|")
         for m in methods:
             print(f"| {m} | {hits[m][2]} / {n} | {hits[m][5]} / {n} | {hits[m][10]} / {n} |")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from backend.documents import DocumentService, Store
-from backend.documents.links import LINK_WEIGHT, TITLE_WEIGHT, linked, names, title_of
+from backend.documents.links import LINK_WEIGHT, TITLE_WEIGHT, heading_of, linked, names, title_of
 from backend.documents.search import fused
 
 HOTPOT = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "hotpotqa" / "tuning.jsonl"
@@ -29,8 +29,8 @@ def test_a_document_is_named_by_its_file_name_read_as_words():
     assert title_of("Document (2).pdf") == "" and not names("What does the document say?", "document.pdf")
 
 
-def row(doc: str, idx: int, score: float, text: str = "") -> dict:
-    return {"doc_id": doc, "idx": idx, "text": text or f"{doc} chunk {idx}", "_relevance": score}
+def row(doc: str, idx: int, score: float, text: str = "", section: str = "") -> dict:
+    return {"doc_id": doc, "idx": idx, "text": text or f"{doc} chunk {idx}", "_relevance": score, "section": section}
 
 
 def test_the_question_and_the_lead_chunks_raise_the_documents_they_name():
@@ -50,6 +50,33 @@ def test_the_question_and_the_lead_chunks_raise_the_documents_they_name():
     full = linked(rows, doc_names, "Who portrayed Corliss Archer in Kiss and Tell?", k=10)
     assert next(r for r in full if (r["doc_id"], r["idx"]) == ("b", 1))["_relevance"] == pytest.approx(0.2)
     assert len(full) == len(rows), "nothing is added or lost: only the candidates are re-ranked"
+
+
+def test_a_section_is_named_by_its_last_heading():
+    assert heading_of("Teams > Lewiston Maineiacs") == "lewiston maineiacs"
+    assert heading_of("Androscoggin Bank Colisée (arena)") == "androscoggin bank colisée"
+    assert heading_of("") == "" and heading_of("Intro > FAQ") == "" and heading_of("Notes > Text") == ""
+
+
+def test_a_lead_chunk_raises_the_sections_of_its_own_document_it_names():
+    """One document, its paragraphs as sections: the lead names another of its sections, which is raised; a
+    section of another document with the same heading is not (a file name links across the library, a heading
+    within its document)."""
+    doc_names = {"q": "question-007.md", "z": "Elsewhere.md"}
+    rows = [row("q", 0, 0.9, "The Lewiston Maineiacs played at the Androscoggin Bank Colisée.", "Lewiston Maineiacs"),
+            row("q", 1, 0.8, "Lewiston is a city in Maine.", "Lewiston, Maine"),
+            row("q", 2, 0.7, "Portland is a city.", "Portland"),
+            row("z", 0, 0.6, "Another arena.", "Androscoggin Bank Colisée"),
+            row("q", 3, 0.5, "It seats 3,677 people.", "Androscoggin Bank Colisée"),
+            row("q", 4, 0.4, "More about the arena.", "Androscoggin Bank Colisée")]
+    ranked = linked(rows, doc_names, "How many people can the arena seat?", k=6)
+    keys = [(r["doc_id"], r["idx"]) for r in ranked]
+    assert keys[:3] == [("q", 0), ("q", 1), ("q", 3)], "the named section's best chunk comes third"
+    assert ranked[2]["_relevance"] == pytest.approx(0.8), "capped at the last lead's score"
+    assert next(r for r in ranked if r["doc_id"] == "z")["_relevance"] == pytest.approx(0.6)
+    assert next(r for r in ranked if r["idx"] == 4 and r["doc_id"] == "q")["_relevance"] == pytest.approx(0.4)
+    by_question = linked(rows, doc_names, "Who played in the Androscoggin Bank Colisée?", k=6)
+    assert {(r["doc_id"], r["idx"]) for r in by_question[:2]} == {("q", 3), ("z", 0)}, "the question names it"
 
 
 def test_unnamed_documents_keep_the_fused_order():
