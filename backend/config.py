@@ -82,7 +82,9 @@ class Settings(BaseSettings):
     auto_download: bool = Field(True, description="Download the default model at start when none is found.")
     n_ctx: int = Field(8192, ge=256, description="Context window, tokens (capped at the model's).")
     n_gpu_layers: int = Field(-1, description="Layers offloaded to the GPU; -1 = all (ignored by CPU builds).")
-    n_batch: int = Field(512, ge=1, description="Prompt tokens evaluated per llama_decode call.")
+    n_batch: int = Field(512, ge=1, description="Prompt tokens evaluated per llama_decode call (llama.cpp's logical batch).")
+    n_ubatch: int = Field(512, ge=1, description="Tokens llama.cpp computes at once inside a decode call (its physical "
+                                                 "batch; capped at n_batch).")
     n_seq_max: int = Field(0, ge=0, le=64, description="Answers decoded together in one batch (llama-server's "
                                                       "--parallel), each with its own n_ctx; 0 = as many as fit "
                                                       "in a quarter of free memory, at most 4.")
@@ -100,8 +102,16 @@ class Settings(BaseSettings):
     preflight_timeout_s: float = Field(300.0, gt=0, description="Longest a new model's preflight (a trial load and "
                                                                  "decode in a child process) may take, seconds.")
 
-    # Remote inference (an OpenAI-compatible server answers instead of the in-process model)
-    remote_base_url: str | None = Field(None, description="OpenAI-compatible API root, e.g. http://gpu-box:8000/v1 (vLLM, llama-server, SGLang).")
+    # Remote inference: llama-server replicas (with the model file here too: token prompts, slot files), or any
+    # OpenAI-compatible server (vLLM, SGLang: chat messages, its own prefix cache)
+    remote_base_url: str | None = Field(None, description="Where answers are computed: llama-server replicas, "
+                                                          "comma-separated (http://10.0.0.5:8080,http://10.0.0.6:8080), "
+                                                          "or one OpenAI-compatible API root (http://gpu-box:8000/v1).")
+    remote_slot_dir: Path | None = Field(None, description="The directory the llama-server replicas save slots to "
+                                                           "(their --slot-save-path), shared by them; the app reads and "
+                                                           "writes it when it can see it.")
+    remote_slot_budget_mb: float = Field(20480.0, gt=0, description="Disk space for slot files in remote_slot_dir, "
+                                                                    "MiB; least recently used go first.")
     remote_api_key: str | None = Field(None, description="Bearer token for the remote server.")
     remote_model: str = Field("default", description="Model name the remote server serves.")
     remote_n_ctx: int = Field(8192, ge=256, description="The remote server's context window, tokens.")
@@ -193,6 +203,11 @@ class Settings(BaseSettings):
     def space_storage(self) -> bool:
         """On a Space with persistent storage attached (``space_storage_dir`` is a writable folder)."""
         return self.on_space and self.space_storage_dir.is_dir() and os.access(self.space_storage_dir, os.W_OK)
+
+    @property
+    def replica_urls(self) -> list[str]:
+        """``remote_base_url`` as a list (comma-separated; empty entries dropped)."""
+        return [u.strip() for u in (self.remote_base_url or "").split(",") if u.strip()]
 
     @model_validator(mode="after")
     def _space_storage(self) -> Settings:

@@ -26,6 +26,7 @@ from backend.inference import (
     NoModelLoaded,
     Preflight,
     RemoteEngine,
+    ReplicaPool,
     RunLogs,
     Sampling,
     Scheduler,
@@ -35,7 +36,15 @@ from backend.inference import (
     model_identity,
     pick_model,
 )
-from backend.kvcache import CacheCatalog, KVCacheStore, Prefetcher, SessionSnapshots
+from backend.kvcache import (
+    CacheCatalog,
+    KVCacheStore,
+    Prefetcher,
+    ReplicaCaches,
+    SessionSnapshots,
+    SlotFiles,
+    slot_files_unsupported,
+)
 from backend.storage import EmbeddedRedis, low_space_warning, open_layout
 
 log = logging.getLogger(__name__)
@@ -155,7 +164,8 @@ class Services:
     def load_params(self) -> LoadParams:
         """llama.cpp settings from the configuration."""
         s = self.settings
-        return LoadParams(n_ctx=s.n_ctx, n_gpu_layers=s.n_gpu_layers, n_batch=s.n_batch, n_threads=s.n_threads,
+        return LoadParams(n_ctx=s.n_ctx, n_gpu_layers=s.n_gpu_layers, n_batch=s.n_batch, n_ubatch=s.n_ubatch,
+                          n_threads=s.n_threads,
                           n_threads_batch=s.n_threads_batch, flash_attn=s.flash_attn, type_k=s.type_k, type_v=s.type_v,
                           use_mmap=s.use_mmap, use_mlock=s.use_mlock, use_extra_bufts=s.use_extra_bufts,
                           n_seq_max=s.n_seq_max)
@@ -243,6 +253,8 @@ class Services:
         self.engine.unload()
         if self.chat.remote is not None:
             self.chat.remote.close()
+        if self.chat.replicas is not None:
+            self.chat.replicas.pool.close()
         self.run_logs.close()
         try:
             self.redis_client.close()
@@ -268,6 +280,37 @@ def _sweep_images(settings: Settings, sessions: SessionStore, started: float) ->
         return
     if gone:
         log.info("swept %d chat images no message refers to", gone)
+
+
+def _remote(settings: Settings, engine: Engine, kv_store: KVCacheStore,
+            model: Path | None) -> tuple[RemoteEngine | None, ReplicaCaches | None]:
+    """Where answers are computed when ``remote_base_url`` is set: llama-server replicas when the model file they
+    serve is here too (its vocabulary is loaded, ``Engine.load_vocab``: prompts go as token ids, prefixes to slot
+    files in ``remote_slot_dir``), else one OpenAI-compatible server (chat messages; its own prefix cache).
+
+    Returns:
+        ``(remote, replicas)``: at most one of them set; both None for the in-process engine.
+    """
+    if not settings.remote_base_url:
+        return None, None
+    if model is None:
+        return (RemoteEngine(settings.replica_urls[0], settings.remote_api_key, settings.remote_model,
+                             settings.remote_n_ctx), None)
+    try:
+        engine.load_vocab(model, settings.n_ctx)
+    except EngineError as exc:
+        log.warning("%s Answering through %s as a plain OpenAI-compatible server.", exc, settings.replica_urls[0])
+        return (RemoteEngine(settings.replica_urls[0], settings.remote_api_key, settings.remote_model,
+                             settings.remote_n_ctx), None)
+    unsupported = slot_files_unsupported(engine.metadata)
+    if unsupported:
+        log.warning("no slot files for %s: %s", model.name, unsupported)
+    slots = (SlotFiles(settings.remote_slot_dir, int(settings.remote_slot_budget_mb * 2**20), kv_store.pins.holds)
+             if settings.remote_slot_dir and not unsupported else None)
+    pool = ReplicaPool(settings.replica_urls, settings.remote_api_key)
+    log.info("answers come from %d llama-server replicas (%s); slot files %s", len(pool.replicas),
+             ", ".join(r.url for r in pool.replicas), settings.remote_slot_dir if slots else "off")
+    return None, ReplicaCaches(pool, slots, kv_store, model_identity(model), unsupported)
 
 
 def build_services(settings: Settings, embedder: Embedder | None = None, *, serve_first: bool = False) -> Services:
@@ -318,14 +361,18 @@ def build_services(settings: Settings, embedder: Embedder | None = None, *, serv
                                 disk_reserve_bytes=reserve, max_image_pixels=settings.max_image_pixels,
                                 describe=lambda image: describe_image(engine, scheduler, image, describing))
     grounder = Grounder(documents)
-    remote = (RemoteEngine(settings.remote_base_url, settings.remote_api_key, settings.remote_model,
-                           settings.remote_n_ctx) if settings.remote_base_url else None)
+    model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename, bundled_path(settings.models_dir))
+    remote, replicas = _remote(settings, engine, kv_store, model)
+    if settings.remote_slot_dir and not settings.remote_base_url:  # replicas' saved prefixes, restored in-process
+        kv_store.slots = SlotFiles(settings.remote_slot_dir, int(settings.remote_slot_budget_mb * 2**20),
+                                   kv_store.pins.holds)
     scheduler = Scheduler(engine, settings.prefill_chunk_tokens)
     snapshots, prefetcher = SessionSnapshots(kv_store.ram), Prefetcher(scheduler)
     chat = ChatService(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, grounder, remote,
-                       MemoryIndex(documents, embedder))
-    primer = Primer(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, chat.planner, remote)
-    caches = CacheCatalog(kv_store, engine, documents)
+                       MemoryIndex(documents, embedder), replicas)
+    primer = Primer(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, chat.planner, remote,
+                    replicas)
+    caches = CacheCatalog(kv_store, engine, documents, replicas.slots if replicas else kv_store.slots)
     services = Services(settings, engine, kv_store, sessions, documents, chat, primer, caches, grounder,
                         SourceViewer(documents, documents.ocr), embedder, client, server, RunLogs(settings.path("logs") / "runs"), users=Users(settings.users_path),
                         quotas=Quotas(url, client, QuotaSettings(
@@ -334,8 +381,7 @@ def build_services(settings: Settings, embedder: Embedder | None = None, *, serv
                             settings.max_concurrent_turns)))
     threading.Thread(target=_sweep_images, args=(settings, sessions, time.time()), name="sweep-images",
                      daemon=True).start()
-    model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename, bundled_path(settings.models_dir))
-    if model is not None and remote is None:  # with a remote server the local model is not needed
+    if model is not None and remote is None and replicas is None:  # remote servers compute, not this process
         try:
             services.load_model(model, attach=not serve_first)
         except EngineError as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 import psutil
 
-from backend.inference import HOW_TO_GET_A_MODEL, RECOMMENDED_MODELS, download, expectation
+from backend.inference import AUTO_SLOTS, HOW_TO_GET_A_MODEL, RECOMMENDED_MODELS, download, expectation
 from backend.kvcache import KV_TYPE_BYTES, kv_bytes_per_token
 from backend.services import Services
 from components.common import human_bytes, owner_of, require_admin, user_errors
@@ -40,6 +40,14 @@ def status(services: Services, owner: str) -> dict:
                if remote else "local llama.cpp (in-process)")
     if remote:
         info["remote"] = remote.status()
+    if services.chat.replicas is not None:
+        info["replicas"] = replica_status(services)
+        backend = (f"llama-server replicas ({len(info['replicas'])}), prompts tokenized here with "
+                   f"{services.engine.model_path.name}; slot files: "
+                   f"{services.settings.remote_slot_dir if services.chat.replicas.slots else 'off'}")
+        if services.chat.replicas.unsupported:
+            backend += f" ({services.chat.replicas.unsupported})"
+        info["backend"] = backend
     info.update(backend=backend, rss_bytes=process.memory_info().rss,
                 uptime_s=round(time.time() - process.create_time(), 1), queued_turns=services.chat.queued_turns,
                 caches=services.kv_store.usage(), cag_limit=services.chat.planner.cag_limit.describe(),
@@ -52,8 +60,24 @@ def status(services: Services, owner: str) -> dict:
         {"doc_ids": list(ids), "names": [names.get(i, i) for i in ids], "tokens": e.n_tokens, "bytes": e.state_bytes}
         for ids, e in services.caches.cached(owner).items()
     ]
-    info["message"] = (services.model_error or HOW_TO_GET_A_MODEL) if not info["loaded"] else ""
+    elsewhere = remote is not None or services.chat.replicas is not None  # answers are computed there
+    info["message"] = (services.model_error or HOW_TO_GET_A_MODEL) if not info["loaded"] and not elsewhere else ""
     return info
+
+
+def replica_status(services: Services) -> list[dict]:
+    """Each replica as ``model_status`` lists it: url, up, model, slots, n_ctx, build, error, and ``matches``:
+    whether its cache fingerprint is the app's (same model file, flash attention, KV types and streams as the
+    app's settings), with ``mismatch`` saying what differs."""
+    s, caches = services.settings, services.chat.replicas
+    wanted = {"model_sha256": caches.model_sha256, "flash_attn": s.flash_attn, "type_k": s.type_k, "type_v": s.type_v,
+              "n_stream": s.n_seq_max or AUTO_SLOTS}
+    out = []
+    for r in caches.pool.status():
+        fp = r.pop("fingerprint")
+        differs = [k for k, v in wanted.items() if fp.get(k) != v] if fp else ["no kvc-* tags"]
+        out.append({**r, "matches": not differs, "mismatch": ", ".join(differs)})
+    return out
 
 
 def kv_size_line(info: dict) -> str:
@@ -93,7 +117,13 @@ def status_markdown(info: dict) -> str:
                f"{info['uptime_s'] / 60:.0f} min, {info['queued_turns']} chat turns running or queued\n"
                f"- KV caches: {tiers}\n- loaded behind the first screen: "
                + " · ".join(f"{PART_LABELS.get(k, k)} {v}" for k, v in info["parts"].items()))
-    if "remote" in info:
+    if "replicas" in info:
+        up = sum(r["up"] for r in info["replicas"])
+        lines = [f"- `{r['url']}`: " + (f"up · {r['model']} · {r['slots']} slots of {r['n_ctx']:,} tokens · "
+                                         + ("caches match" if r["matches"] else f"caches do NOT match ({r['mismatch']})")
+                                         if r["up"] else f"DOWN ({r['error']})") for r in info["replicas"]]
+        head = f"**Answers come from {up} of {len(info['replicas'])} llama-server replicas**\n\n" + "\n".join(lines)
+    elif "remote" in info:
         reach = "reachable" if info["remote"]["reachable"] else "NOT reachable: check that it runs"
         head = f"**Answers come from a remote server ({reach})**"
     elif not info["loaded"]:
@@ -103,7 +133,7 @@ def status_markdown(info: dict) -> str:
                 if info.get("projector") else "\n- vision: no (text only; a GGUF with its mmproj file beside it sees images)")
         head = (f"**{info['model']}**: {expectation(info['parameters'])}\n\n"
                 f"- `n_ctx`: {info['n_ctx']:,} tokens per sequence · `n_seq_max` {info['n_seq_max']} (answers "
-                f"decoded together) · `n_batch` {info['n_batch']}"
+                f"decoded together) · `n_batch` {info['n_batch']} · `n_ubatch` {info['n_ubatch']}"
                 f" · `n_gpu_layers` {info['n_gpu_layers']}: {info['offloaded_layers']} of {info['n_layers']} layers"
                 " on the GPU"
                 f"\n- GPU offload in this llama.cpp build: {offload}\n- KV dtype: {info['type_k']}/{info['type_v']},"

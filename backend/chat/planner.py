@@ -72,7 +72,7 @@ class Planner:
     @property
     def cag_limit(self) -> CagLimit:
         """The longest document prefix ``auto`` reads whole for the model that answers (``modes``)."""
-        return cag_limit(self.settings.cag_max_tokens, 0 if self.remote or not self.engine.loaded
+        return cag_limit(self.settings.cag_max_tokens, 0 if self.remote or not self.engine.can_tokenize
                          else self.engine.n_params)
 
     def auto_mode(self, prefix_tokens: int | None) -> tuple[str, str]:

@@ -23,6 +23,8 @@ from backend.kvcache import (
     Prefetcher,
     PrefetchJob,
     PrefixMiss,
+    PrefixResult,
+    ReplicaCaches,
     SessionSnapshots,
     fingerprint,
     restore_prefix,
@@ -44,11 +46,13 @@ class Primer:
         planner: the chat's planner, whose ``auto`` choice says what to cache (the documents whole, or
             their chunks).
         remote: an OpenAI-compatible server that answers instead of ``engine`` (None: local).
+        replicas: llama-server replicas that compute and keep the prefixes (``engine`` holds the vocabulary only).
     """
 
     def __init__(self, settings: Settings, engine: Engine, kv_store: KVCacheStore, sessions: SessionStore,
                  documents: DocumentService, snapshots: SessionSnapshots, prefetcher: Prefetcher, planner: Planner,
-                 remote: RemoteEngine | None = None):
+                 remote: RemoteEngine | None = None, replicas: ReplicaCaches | None = None):
+        self.replicas = replicas
         self.settings, self.engine, self.kv_store, self.sessions = settings, engine, kv_store, sessions
         self.planner = planner
         self.documents, self.snapshots, self.prefetcher, self.remote = documents, snapshots, prefetcher, remote
@@ -83,8 +87,7 @@ class Primer:
             return {"doc_id": doc_ids[0] if len(doc_ids) == 1 else None, "doc_ids": list(doc_ids),
                     "tokens": primed["tokens"], "bytes": 0, "seconds": primed["seconds"], "tier": "remote",
                     "server_cached_tokens": primed["cached_tokens"]}
-        if not self.engine.loaded:
-            raise NoModelLoaded()
+        self._require_model()
         tokens, docs = self._doc_prefix(owner, doc_ids)
         room = self._prefix_room()
         chosen, reason = self.planner.auto_mode(len(tokens) if len(tokens) <= room else None)
@@ -132,8 +135,7 @@ class Primer:
             NoModelLoaded: no model.
             DocumentError: unknown id.
         """
-        if not self.engine.loaded:
-            raise NoModelLoaded()
+        self._require_model()
         hits = self.documents.chunks(owner, doc_id)
         start, tokens, size, computed = time.perf_counter(), 0, 0, 0
         for i, hit in enumerate(hits):
@@ -146,18 +148,28 @@ class Primer:
                 "seconds": round(time.perf_counter() - start, 4), "tier": "chunks", "chunks": len(hits),
                 "computed": computed}
 
+    def _require_model(self) -> None:
+        """Raise ``NoModelLoaded`` unless prefixes can be primed: a loaded model, or with replicas its vocabulary."""
+        if not (self.engine.can_tokenize if self.replicas is not None else self.engine.loaded):
+            raise NoModelLoaded()
+
     def _prime(self, owner: str, tokens: list[int], doc_ids: list[str], chunks: list[int] | tuple[int, ...] = ()):
         """Save this prefix's state unless a file has it already: a scheduler job that takes a
         sequence like a turn, evaluates what the sequence lacks beside the answers being written,
-        and saves. ``chunks`` as for ``restore_prefix``.
+        and saves. ``chunks`` as for ``restore_prefix``. With replicas, the prefix's replica does it and the state
+        goes to the shared slot directory (``ReplicaCaches.prime``).
 
         Returns:
-            The ``PrefixResult``: ``disk`` when a file existed, else ``miss``.
+            The ``PrefixResult``: ``disk`` when a file existed, else ``miss`` (with replicas, also ``exported``:
+            written from the app's own cache).
 
         Raises:
             EngineError: llama.cpp failed, or the model changed meanwhile; ``CacheWriteError`` (one of
-                them) when the disk is too full to keep the cache.
+                them) when the disk is too full to keep the cache; ``ReplicaError`` when no replica could.
         """
+        if self.replicas is not None:
+            got = self.replicas.prime(tokens, doc_ids, owner, chunks)
+            return PrefixResult(got.tier, got.n_tokens, got.restore_s, got.prefill_s, got.state_bytes)
         engine = self.engine
         with engine.lock:
             existing = saved_prefix(engine, self.kv_store, tokens, owner)
@@ -185,7 +197,7 @@ class Primer:
         Raises:
             DocumentError: unknown id.
         """
-        if not self.engine.loaded and self.remote is None:
+        if not self.engine.loaded and self.remote is None and self.replicas is None:
             return None
         try:
             return self.cache_documents(owner, [doc_id], progress)
@@ -231,7 +243,7 @@ class Primer:
             DocumentError: an unknown document id.
             SessionNotFound / SessionError: bad session id or Redis unreachable.
         """
-        if not self.engine.loaded or self.remote is not None:
+        if not self.engine.loaded or self.remote is not None or self.replicas is not None:
             return None
         ids = list(doc_ids) if mode != "rag" else []
         instructions = self.sessions.get(owner, session_id).system_prompt if session_id else ""

@@ -34,12 +34,13 @@ from backend.chat.turns import Turn, TurnEvent, TurnJob, grounding_fields
 from backend.config import Settings
 from backend.documents import DocumentError, DocumentService
 from backend.grounding import Attribution, Grounder
-from backend.inference import MARKER, Engine, Job, NoModelLoaded, RemoteEngine, Sampling, StreamStats
+from backend.inference import MARKER, Engine, Job, NoModelLoaded, RemoteEngine, ReplicaError, Sampling, StreamStats
 from backend.kvcache import (
     KVCacheStore,
     Prefetcher,
     PrefixMiss,
     PrefixResult,
+    ReplicaCaches,
     SessionSnapshots,
     fingerprint,
     restore_prefix,
@@ -60,12 +61,15 @@ class ChatService:
         grounder: finds the passages that support each answer, and its verdict.
         remote: an OpenAI-compatible server that answers instead of ``engine`` (None: local).
         memory: long-term memory; every question is indexed in it (None: off).
+        replicas: llama-server replicas that answer instead of ``engine``, which then holds only the model's
+            vocabulary (``Engine.load_vocab``): prompts are laid out and tokenized here, as locally.
     """
 
     def __init__(self, settings: Settings, engine: Engine, kv_store: KVCacheStore, sessions: SessionStore,
                  documents: DocumentService, snapshots: SessionSnapshots, prefetcher: Prefetcher,
-                 grounder: Grounder, remote: RemoteEngine | None = None, memory: MemoryIndex | None = None):
-        self.settings, self.memory, self.grounder = settings, memory, grounder
+                 grounder: Grounder, remote: RemoteEngine | None = None, memory: MemoryIndex | None = None,
+                 replicas: ReplicaCaches | None = None):
+        self.settings, self.memory, self.grounder, self.replicas = settings, memory, grounder, replicas
         self.scheduler = prefetcher.scheduler
         self.engine, self.kv_store, self.sessions = engine, kv_store, sessions
         self.documents, self.remote = documents, remote
@@ -173,7 +177,10 @@ class ChatService:
         history = [{"role": m["role"], "content": (m.get("sent") or m["content"]).replace(MARKER, "")}
                    for m in session.messages]
         snapshot, earlier = None, []
-        if self.remote is None:
+        if self.replicas is not None:
+            if not self.engine.can_tokenize:
+                raise NoModelLoaded()
+        elif self.remote is None:
             if not self.engine.loaded:
                 raise NoModelLoaded()
             if self.engine.projector is not None:  # a follow-up still sees the images it is about
@@ -248,6 +255,9 @@ class ChatService:
                 prefix = PrefixResult("remote", plan.prompt.n_prefix)
                 self._finish(turn, prefix, stats, start, answer, events, stop.is_set(), self.remote.n_ctx)
                 return
+            if self.replicas is not None:
+                self._on_replicas(turn, stats, events, stop)
+                return
             self.prefetcher.wait_for(turn.session_id)
             start = time.perf_counter()
             job = self.scheduler.submit(self._job(turn, stats, stop))
@@ -265,6 +275,34 @@ class ChatService:
             events.put(("error", exc))
         finally:
             self._count_turn(turn.session_id, stop, -1)
+
+    def _on_replicas(self, turn: Turn, stats: StreamStats, events: queue.Queue, stop: threading.Event) -> None:
+        """A turn answered by the prefix's llama-server replica (``ReplicaCaches.answer``). A replica that dies
+        mid-answer leaves the answer so far, saved as cut short (``stop_reason`` ``replica lost``); the next
+        question goes to another replica, which restores the same prefix from the slot directory."""
+        plan, placed, lost = turn.plan, [], []
+
+        def until_lost(pieces):
+            try:
+                yield from pieces
+            except ReplicaError as exc:
+                if stats.first_token_at is None:
+                    raise  # nothing was said: the turn fails with the sentence, the question goes back
+                log.warning("replica lost mid-answer: %s", exc)
+                lost.append(exc)
+
+        start = time.perf_counter()
+        prompt = plan.prompt
+        answer = self._relay(until_lost(self.replicas.answer(
+            prompt.prefix_tokens, prompt.tokens, plan.prefix_doc_ids, turn.owner, plan.prefix_chunks, turn.sampling,
+            stats, placed)), events, stop)
+        got = placed[0] if placed else None
+        prefix = (PrefixResult(got.tier, got.n_tokens, got.restore_s, got.prefill_s, got.state_bytes) if got
+                  else PrefixResult("miss", len(prompt.prefix_tokens)))
+        if lost:
+            stats.stop_reason = "replica lost"
+        self._finish(turn, prefix, stats, start, answer, events, stop.is_set(), self.engine.n_ctx,
+                     replica=got.replica if got else None)
 
     def _job(self, turn: Turn, stats: StreamStats, stop: threading.Event) -> TurnJob:
         """The scheduler job of a local turn: its sequence gets the session's snapshot or the cached
@@ -342,10 +380,14 @@ class ChatService:
         return splitter.answer_text
 
     def _finish(self, turn: Turn, prefix: PrefixResult, stats: StreamStats, start: float, answer: str,
-                events: queue.Queue, stopped: bool, n_ctx: int, queue_s: float = 0.0, queue_place: int = 0) -> None:
-        """Find the answer's sources, record the metrics, persist the answer and hand it to the reader."""
+                events: queue.Queue, stopped: bool, n_ctx: int, queue_s: float = 0.0, queue_place: int = 0,
+                replica: str | None = None) -> None:
+        """Find the answer's sources, record the metrics (``replica``: the URL of the replica that answered),
+        persist the answer and hand it to the reader."""
         metrics = turn_metrics(turn.plan, turn.sampling.max_tokens, n_ctx, prefix, stats, start, stopped=stopped,
                                queue_s=queue_s, queue_place=queue_place)
+        if replica is not None:
+            metrics["replica"] = replica
         attribution = self._attribute(turn, answer)
         metrics.update(web_results=len(turn.extra.web_sources), web_note=turn.extra.web_note,
                        memories=turn.extra.memories, grounding=attribution.grounding if attribution else None,
@@ -377,7 +419,7 @@ class ChatService:
         and verdict, to the session."""
         assistant = {"role": "assistant", "content": answer, "metrics": metrics, **grounded,
                      "web_sources": turn.extra.web_sources}
-        if metrics["stop_reason"] == "stopped":
+        if metrics["stop_reason"] in ("stopped", "replica lost"):
             assistant["stopped"] = True
         user = {"role": "user", "content": turn.message}
         if turn.extra.sent != turn.message:

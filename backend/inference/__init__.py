@@ -1,6 +1,7 @@
 """Inference: the one in-process llama.cpp engine (load, tokenize, sequences and their KV state,
 batched decode, streaming), the batch scheduler that decodes several answers together, model
-loading checks, the GGUF registry and downloads, the remote OpenAI-compatible engine, and the
+loading checks, the GGUF registry and downloads, the remote OpenAI-compatible engine, the pool of
+llama-server replicas (and the command that starts one with the flags the app's caches need), the
 per-run log files, the preflight that runs a new model file in a child process first, the
 bundled offline model, and vision projectors that put images into a prompt (libmtmd). Imports no other
 backend package.
@@ -25,7 +26,9 @@ from backend.inference.registry import (
                                         pick_model,
 )
 from backend.inference.remote import RemoteEngine, RemotePrompt
+from backend.inference.replicas import Replica, ReplicaError, ReplicaPool
 from backend.inference.run_logs import LEVELS, RunLogs
+from backend.inference.server_flags import AUTO_SLOTS, BUILD_HINT, ReplicaFlags, find_binary
 from backend.inference.types import (
                                         EngineError,
                                         Interrupted,
@@ -38,6 +41,8 @@ from backend.inference.types import (
 from backend.inference.vision import MARKER, Projector, VisionPrompt, count_images, pixel_digest
 
 __all__ = [
+                                        "AUTO_SLOTS",
+                                        "BUILD_HINT",
                                         "HOW_TO_GET_A_MODEL",
                                         "LEVELS",
                                         "MARKER",
@@ -59,6 +64,10 @@ __all__ = [
                                         "Projector",
                                         "RemoteEngine",
                                         "RemotePrompt",
+                                        "Replica",
+                                        "ReplicaError",
+                                        "ReplicaFlags",
+                                        "ReplicaPool",
                                         "RunLogs",
                                         "Sampling",
                                         "Scheduler",
@@ -72,6 +81,7 @@ __all__ = [
                                         "download",
                                         "expectation",
                                         "fetch_bundled",
+                                        "find_binary",
                                         "find_projector",
                                         "is_projector",
                                         "list_models",

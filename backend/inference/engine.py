@@ -20,8 +20,9 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from backend.inference.loader import LoadParams, ModelLoadError, OpenedModel, open_model, precheck
+from backend.inference.loader import LoadParams, ModelLoadError, OpenedModel, formatter_for, open_model, precheck
 from backend.inference.preflight import Preflight, PreflightResult
+from backend.inference.registry import describe
 from backend.inference.sequences import EngineLock, Sequences
 from backend.inference.types import EngineError, Interrupted, NoModelLoaded, Sampling, StreamStats
 from backend.inference.vision import Projector
@@ -46,6 +47,8 @@ class Engine(Sequences):
         preflight: runs each new file in a child process before it is loaded (None: no preflight).
         last_preflight: the loaded model's preflight result (None without one).
         projector: the vision projector attached to the loaded model (``attach_projector``), or None.
+        vocab_only: a model's vocabulary and chat template only (``load_vocab``): it tokenizes and lays out
+            prompts for llama-server replicas that do the computing; ``loaded`` is False.
 
     Args:
         preflight: see the attribute.
@@ -68,6 +71,7 @@ class Engine(Sequences):
         self._batch: llama_cpp.llama_batch | None = None  # n_batch tokens, reused by every decode
         self._seq_tokens: list[list[int]] = []  # per sequence: the token ids its KV cells hold
         self.projector: Projector | None = None
+        self.vocab_only = False
 
     # lifecycle ---------------------------------------------------------------------------
     @property
@@ -117,6 +121,38 @@ class Engine(Sequences):
             self.load_seconds = time.perf_counter() - start
             self.loaded_at = time.time()
             log.info("loaded %s in %.2f s (n_ctx=%d)", path.name, self.load_seconds, params.n_ctx)
+
+    def load_vocab(self, path: Path, n_ctx: int) -> None:
+        """Load only a model's vocabulary and chat template, in place of anything loaded: prompts are laid out
+        and tokenized here, token for token as a local load would, and computed elsewhere (llama-server replicas
+        of the same file). Nothing is computed, so there is no preflight and no KV memory.
+
+        Args:
+            path: the GGUF file (the one the replicas serve).
+            n_ctx: the context window the prompts are planned for (a replica's slot), tokens.
+
+        Raises:
+            EngineError: the file is missing, not a readable GGUF or has no chat template.
+        """
+        path = Path(path)
+        try:
+            _, params = precheck(path, LoadParams(n_ctx=n_ctx, n_seq_max=1))
+            vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        except (ModelLoadError, ValueError, RuntimeError, OSError) as exc:
+            raise EngineError(str(exc) if isinstance(exc, ModelLoadError) else
+                              f"Model file {path.name} could not be read (not a valid GGUF); choose another file.") from exc
+        with self.lock:
+            self.unload()
+            self._vocab, self.model_path, self.params, self.vocab_only = vocab, path, params, True
+            self._formatter = formatter_for(vocab)
+            self.generation += 1
+            self.loaded_at = time.time()
+        log.info("loaded the vocabulary of %s (prompts for remote replicas, n_ctx=%d)", path.name, params.n_ctx)
+
+    @property
+    def can_tokenize(self) -> bool:
+        """True when a model, or its vocabulary alone (``vocab_only``), is loaded."""
+        return self._vocab is not None
 
     def _preflight(self, path: Path, params: LoadParams) -> tuple[LoadParams, PreflightResult | None]:
         """Run the preflight (when configured): the settings to load with and its result.
@@ -175,7 +211,7 @@ class Engine(Sequences):
                 if model is not None:
                     model.close()
             self.llm, self._vocab, self.model_path, self._formatter, self._eog = None, None, None, None, None
-            self._batch, self._seq_tokens = None, []
+            self._batch, self._seq_tokens, self.vocab_only = None, [], False
 
     def _require(self) -> llama_cpp.Llama:
         if self.llm is None:
@@ -211,7 +247,10 @@ class Engine(Sequences):
     # text <-> tokens ---------------------------------------------------------------------
     @property
     def n_ctx(self) -> int:
-        """Context window of one sequence, tokens (``llama_n_ctx_seq``: what each chat gets)."""
+        """Context window of one sequence, tokens (``llama_n_ctx_seq``: what each chat gets; with ``vocab_only``,
+        the window prompts are planned for)."""
+        if self.vocab_only and self.params is not None:
+            return self.params.n_ctx
         return int(llama_cpp.llama_n_ctx_seq(self._require().ctx))
 
     def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
@@ -246,7 +285,8 @@ class Engine(Sequences):
         Returns:
             The prompt text.
         """
-        self._require()
+        if self._formatter is None:
+            raise NoModelLoaded()
         return self._formatter(messages=messages, **template_kwargs).prompt
 
     def token_bytes(self, token: int) -> bytes:
@@ -266,16 +306,20 @@ class Engine(Sequences):
     @property
     def has_thinking_switch(self) -> bool:
         """True when the chat template knows Qwen3's thinking switch (``enable_thinking``)."""
-        return "enable_thinking" in (self._require().metadata.get("tokenizer.chat_template") or "")
+        return "enable_thinking" in (self.metadata.get("tokenizer.chat_template") or "")
 
     @property
     def n_params(self) -> int:
-        """Parameter count of the loaded model (``llama_model_n_params``)."""
+        """Parameter count of the loaded model (``llama_model_n_params``; with ``vocab_only``, from its header)."""
+        if self.vocab_only and self._vocab is not None:
+            return int(llama_cpp.llama_model_n_params(self._vocab.model)) or describe(self.model_path).parameters
         return int(llama_cpp.llama_model_n_params(self._require().model))
 
     @property
     def metadata(self) -> dict:
         """The loaded GGUF's metadata key/values (strings, as llama.cpp reports them)."""
+        if self.vocab_only and self._vocab is not None:
+            return dict(self._vocab.metadata)
         return dict(self._require().metadata)
 
     def is_eog(self, token: int) -> bool:
@@ -307,6 +351,7 @@ class Engine(Sequences):
         vision projector's file name (``projector``; None for a text-only model)."""
         info = {
             "loaded": self.loaded,
+            "vocab_only": self.vocab_only,
             "model": self.model_path.name if self.model_path else None,
             "model_path": str(self.model_path) if self.model_path else None,
             "gpu_offload_supported": bool(llama_cpp.llama_supports_gpu_offload()),
@@ -320,7 +365,8 @@ class Engine(Sequences):
             wanted = n_layers if self.params.n_gpu_layers < 0 else min(self.params.n_gpu_layers, n_layers)
             offloaded = wanted if info["gpu_offload_supported"] else 0  # CPU builds offload nothing
             info.update(n_ctx=self.n_ctx, n_seq_max=self.n_seq_max, n_gpu_layers=self.params.n_gpu_layers,
-                        n_batch=self.params.n_batch, flash_attn=self.params.flash_attn,
+                        n_batch=self.params.n_batch, n_ubatch=min(self.params.n_ubatch, self.params.n_batch),
+                        flash_attn=self.params.flash_attn,
                         type_k=self.params.type_k, type_v=self.params.type_v,
                         use_mmap=self.params.use_mmap, use_mlock=self.params.use_mlock, loaded_at=self.loaded_at,
                         n_layers=n_layers, offloaded_layers=offloaded, n_threads=self.params.n_threads,

@@ -49,6 +49,7 @@ class LoadParams:
     n_ctx: int = 8192
     n_gpu_layers: int = -1
     n_batch: int = 512
+    n_ubatch: int = 512
     n_threads: int | None = None
     n_threads_batch: int | None = None
     flash_attn: bool = False
@@ -221,7 +222,7 @@ def open_model(path: Path, params: LoadParams) -> OpenedModel:
                              {"n_seq_max": params.n_seq_max, "kv_unified": False}):
             llm = llama_cpp.Llama(
                 model_path=str(path), n_ctx=params.n_ctx * params.n_seq_max, n_gpu_layers=params.n_gpu_layers,
-                n_batch=params.n_batch, n_ubatch=params.n_batch, n_threads=params.n_threads,
+                n_batch=params.n_batch, n_ubatch=min(params.n_ubatch, params.n_batch), n_threads=params.n_threads,
                 n_threads_batch=params.n_threads_batch, flash_attn=params.flash_attn,
                 type_k=GGML_TYPES[params.type_k], type_v=GGML_TYPES[params.type_v],
                 use_mmap=params.use_mmap, use_mlock=params.use_mlock, logits_all=False, verbose=False,
@@ -236,14 +237,26 @@ def open_model(path: Path, params: LoadParams) -> OpenedModel:
                 "too large for memory); try f16 without flash_attn.") from exc
         raise ModelLoadError(f"Model file {path.name} could not be loaded (not a valid GGUF, or too large "
                              "for memory); choose another file.") from exc
-    template = llm.metadata.get("tokenizer.chat_template")
-    if not template:
+    try:
+        formatter = formatter_for(vocab)
+    except ModelLoadError:
         llm.close()
         vocab.close()
-        raise ModelLoadError(f"Model {path.name} has no chat template; use an instruct/chat GGUF.")
-    formatter = Jinja2ChatFormatter(template=template, eos_token=_token_text(vocab, llm.token_eos()),
-                                    bos_token=_token_text(vocab, llm.token_bos()), add_generation_prompt=True)
+        raise
     return OpenedModel(llm, vocab, formatter, params)
+
+
+def formatter_for(vocab: llama_cpp.Llama) -> Jinja2ChatFormatter:
+    """The model's own chat template as a formatter (generation prompt appended), from its vocabulary's metadata.
+
+    Raises:
+        ModelLoadError: the model has no chat template.
+    """
+    template = vocab.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise ModelLoadError(f"Model {Path(vocab.model_path).name} has no chat template; use an instruct/chat GGUF.")
+    return Jinja2ChatFormatter(template=template, eos_token=_token_text(vocab, vocab.token_eos()),
+                               bos_token=_token_text(vocab, vocab.token_bos()), add_generation_prompt=True)
 
 
 def _token_text(vocab: llama_cpp.Llama, token: int) -> str:

@@ -16,11 +16,13 @@ from backend.kvcache.prefix import (
                                          to_prime,
 )
 from backend.kvcache.ram_tier import RamTier
+from backend.kvcache.replica_prefix import ReplicaCaches, ReplicaPrefix, slot_files_unsupported
+from backend.kvcache.slots import SlotFileError, SlotFiles, read_slot_file, slot_name, write_slot_file
 from backend.kvcache.snapshots import SessionSnapshots, Snapshot, Splice
 from backend.kvcache.store import CacheEntry, CacheWriteError, KVCacheStore
 
 __all__ = ["KV_TYPE_BYTES", "CacheCatalog", "CacheEntry", "CacheInfo", "CacheNotFound", "CacheWriteError", "KVCacheStore",
            "PrefetchJob",
-           "Prefetcher", "PrefixMiss", "PrefixResult", "RamTier", "SessionSnapshots", "Snapshot", "Splice", "ensure_prefix",
-           "entry_key", "fingerprint", "kv_bytes_per_token", "prime", "restore_prefix", "saved_prefix", "to_prime",
-           "tokens_sha256"]
+           "Prefetcher", "PrefixMiss", "PrefixResult", "RamTier", "ReplicaCaches", "ReplicaPrefix", "SessionSnapshots", "SlotFileError", "SlotFiles", "Snapshot", "Splice", "ensure_prefix",
+           "entry_key", "fingerprint", "kv_bytes_per_token", "prime", "read_slot_file", "restore_prefix", "saved_prefix", "slot_files_unsupported", "slot_name", "to_prime",
+           "tokens_sha256", "write_slot_file"]

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backend.documents import DocumentService
-from backend.inference import Engine
+from backend.inference import Engine, model_identity
 from backend.inference.loader import kv_bytes_per_token
 from backend.kvcache.fingerprint import fingerprint
+from backend.kvcache.slots import SlotFiles
 from backend.kvcache.store import CacheEntry, KVCacheStore
 
 
@@ -27,9 +28,11 @@ class CacheInfo:
         doc_ids: their ids.
         tokens: prefix length, tokens.
         bytes: size of the saved KV state, bytes.
-        tier: ``ram`` when it is also held in memory (restores without a file read), else ``disk``.
+        tier: ``ram`` when it is also held in memory (restores without a file read), ``disk``, or ``remote``
+            for a slot file of the llama-server replicas (the shared slot directory).
         usable: True when it was saved under the loaded model's fingerprint (always False
-            with no model loaded); other entries are kept until evicted or deleted.
+            with no model loaded; a slot file: when it is of the replicas' model); other entries are kept until
+            evicted or deleted.
         created_at / last_used_at: Unix seconds.
         chunks: for a RAG chunk prefix, its chunk indexes.
         owner: the user who made it.
@@ -72,20 +75,44 @@ class CacheCatalog:
         kv_store: the cache files.
         engine: the loaded model, for the fingerprint.
         documents: the documents, for their names.
+        slots: the replicas' shared slot directory (None: no replicas, or it is not visible here).
     """
 
-    def __init__(self, kv_store: KVCacheStore, engine: Engine, documents: DocumentService):
-        self.kv_store, self.engine, self.documents = kv_store, engine, documents
+    def __init__(self, kv_store: KVCacheStore, engine: Engine, documents: DocumentService,
+                 slots: SlotFiles | None = None):
+        self.kv_store, self.engine, self.documents, self.slots = kv_store, engine, documents, slots
+
+    def _entries(self) -> list[tuple[CacheEntry, str]]:
+        """Every entry with its tier source: the app's own (``local``) and the slot directory's (``remote``)."""
+        own = [(e, "local") for e in self.kv_store.entries()]
+        return own + ([(e, "remote") for e in self.slots.entries()] if self.slots is not None else [])
+
+    def _find(self, owner: str, key: str, every_owner: bool) -> tuple[CacheEntry, str]:
+        entry, where = self.kv_store.entry(key), "local"
+        if entry is None and self.slots is not None:
+            entry, where = next(((e, "remote") for e in self.slots.entries() if e.key == key), (None, "remote"))
+        if entry is None or (entry.owner != owner and not every_owner):
+            raise CacheNotFound(f"Cache entry {key} does not exist; refresh the cache list.")
+        return entry, where
 
     def _fingerprint(self) -> dict | None:
         """The loaded model's fingerprint, or None with no model."""
         return fingerprint(self.engine) if self.engine.loaded else None
 
-    def _info(self, e: CacheEntry, fp: dict | None, names: dict[str, str]) -> CacheInfo:
+    def _info(self, e: CacheEntry, fp: dict | None, names: dict[str, str], where: str = "local") -> CacheInfo:
         labels = [names.get(d, d) + ("" if c is None else f" · chunk {c + 1}") for d, c in e.parts]
-        return CacheInfo(e.key, labels, list(e.doc_ids), e.n_tokens, e.state_bytes,
-                         "ram" if e.key in self.kv_store.ram else "disk", fp is not None and e.fingerprint == fp,
+        if where == "remote":
+            tier = "remote"
+            usable = e.fingerprint.get("model_sha256") == (self._model_sha() or "")
+        else:
+            tier = "ram" if e.key in self.kv_store.ram else "disk"
+            usable = fp is not None and e.fingerprint == fp
+        return CacheInfo(e.key, labels, list(e.doc_ids), e.n_tokens, e.state_bytes, tier, usable,
                          e.created_at, e.last_used_at, list(e.chunks), e.owner, self.kv_store.is_pinned(e), e.images)
+
+    def _model_sha(self) -> str | None:
+        """The identity of the model file loaded here (whole or its vocabulary), or None."""
+        return model_identity(self.engine.model_path) if self.engine.model_path is not None else None
 
     def list(self, owner: str, every_owner: bool = False) -> list[CacheInfo]:
         """The owner's entries (an admin's view: everyone's), most recently used first.
@@ -94,12 +121,12 @@ class CacheCatalog:
             owner: whose entries.
             every_owner: list every user's entries, each named by its own owner's documents.
         """
-        entries = [e for e in self.kv_store.entries() if every_owner or e.owner == owner]
+        entries = [(e, w) for e, w in self._entries() if every_owner or e.owner == owner]
         fp = self._fingerprint()
         names: dict[str, dict[str, str]] = {}
-        for who in {e.owner for e in entries}:
-            names[who] = self.documents.store.names(who, {d for e in entries if e.owner == who for d in e.doc_ids})
-        return [self._info(e, fp, names[e.owner]) for e in entries]
+        for who in {e.owner for e, _ in entries}:
+            names[who] = self.documents.store.names(who, {d for e, _ in entries if e.owner == who for d in e.doc_ids})
+        return [self._info(e, fp, names[e.owner], w) for e, w in entries]
 
     def cached(self, owner: str) -> dict[tuple[str, ...], CacheEntry]:
         """Saved prefixes of whole documents of this owner usable by the loaded model, keyed by their
@@ -110,6 +137,11 @@ class CacheCatalog:
         for e in self.kv_store.entries():
             if e.owner == owner and e.doc_ids and not e.chunks and (fp is None or e.fingerprint == fp):
                 out.setdefault(e.doc_ids, e)
+        if self.slots is not None:  # the replicas' saved prefixes of this model
+            sha = self._model_sha()
+            for e in self.slots.entries():
+                if e.owner == owner and e.doc_ids and not e.chunks and e.fingerprint.get("model_sha256") == sha:
+                    out.setdefault(e.doc_ids, e)
         return out
 
     def delete(self, owner: str, key: str, every_owner: bool = False) -> CacheInfo:
@@ -121,11 +153,10 @@ class CacheCatalog:
         Raises:
             CacheNotFound: no such entry for this owner.
         """
-        entry = self.kv_store.entry(key)
-        if entry is None or (entry.owner != owner and not every_owner):
-            raise CacheNotFound(f"Cache entry {key} does not exist; refresh the cache list.")
-        info = self._info(entry, self._fingerprint(), self.documents.store.names(entry.owner, set(entry.doc_ids)))
-        self.kv_store.delete(key)
+        entry, where = self._find(owner, key, every_owner)
+        info = self._info(entry, self._fingerprint(), self.documents.store.names(entry.owner, set(entry.doc_ids)),
+                          where)
+        (self.slots.delete if where == "remote" else self.kv_store.delete)(key)
         return info
 
     def pin(self, owner: str, key: str, pinned: bool = True, every_owner: bool = False) -> CacheInfo:
@@ -144,12 +175,13 @@ class CacheCatalog:
         Raises:
             CacheNotFound: no such entry for this owner.
         """
-        entry = self.kv_store.entry(key)
-        if entry is None or (entry.owner != owner and not every_owner):
-            raise CacheNotFound(f"Cache entry {key} does not exist; refresh the cache list.")
+        entry, where = self._find(owner, key, every_owner)
         for doc_id in dict.fromkeys(entry.doc_ids):
             self.kv_store.pin(doc_id, pinned)
-        return self._info(entry, self._fingerprint(), self.documents.store.names(entry.owner, set(entry.doc_ids)))
+        if not pinned and self.slots is not None:
+            self.slots.evict()
+        return self._info(entry, self._fingerprint(), self.documents.store.names(entry.owner, set(entry.doc_ids)),
+                          where)
 
     def budget(self) -> str:
         """The disk budget in words: bytes used of it, bytes pinned, and, with a model loaded, about how many

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from backend.inference import Engine, common_prefix_len
 from backend.kvcache.fingerprint import entry_key, fingerprint
+from backend.kvcache.slots import slot_name
 from backend.kvcache.store import CacheWriteError, KVCacheStore, prefix_parts
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,9 @@ class PrefixResult:
 
     Attributes:
         tier: ``live`` (already in the context), ``ram`` (restored from the RAM tier), ``disk``
-            (read, verified and restored from a file), ``miss`` (prefilled, then saved), or
-            ``remote`` (a remote server answered; its own prefix cache applies).
+            (read, verified and restored from a file), ``slot`` (from a llama-server replica's slot file in the
+            shared slot directory), ``miss`` (prefilled, then saved), or ``remote`` (a remote server answered;
+            its own prefix cache applies); with replicas, ``ReplicaPrefix``'s tiers.
         n_tokens: prefix length, tokens.
         restore_s: seconds spent getting a saved state into the context (0 unless ``ram``/``disk``).
         prefill_s: seconds spent evaluating prefix tokens (0 unless ``miss``).
@@ -178,6 +180,8 @@ def restore_prefix(engine: Engine, store: KVCacheStore, tokens: list[int], doc_i
     key = entry_key(fp, tokens, owner)
     start = time.perf_counter()
     tier, state_bytes = _restore(engine, store, key, fp, tokens, seq)
+    if not tier and store.slots is not None:
+        tier, state_bytes = _import_slot(engine, store, key, fp, tokens, doc_ids, owner, chunks, seq)
     if tier:
         return PrefixResult(tier, len(tokens), restore_s=time.perf_counter() - start, state_bytes=state_bytes)
     chained = _restore_shorter_set(engine, store, fp, tokens, doc_ids, owner, chunks, seq)
@@ -229,6 +233,30 @@ def _restore(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: li
         store.delete(key)
         return "", 0
     return tier, len(state)
+
+
+def _import_slot(engine: Engine, store: KVCacheStore, key: str, fp: dict, tokens: list[int], doc_ids: list[str],
+                 owner: str, chunks, seq: int) -> tuple[str, int]:
+    """Restore the prefix from a llama-server replica's slot file of the same portable fingerprint
+    (``store.slots``, the shared slot directory), and keep it as the app's own entry from then on.
+
+    Returns:
+        ``("slot", state_bytes)``, or ``("", 0)`` when no usable slot file holds it.
+    """
+    state = store.slots.load(slot_name(fp, tokens, owner), fp, tokens)
+    if state is None:
+        return "", 0
+    try:
+        engine.set_state(state, tokens, seq)
+    except RuntimeError as exc:
+        log.warning("slot file for %s unusable in-process (%s); recomputing", key, exc)
+        return "", 0
+    try:
+        store.save(key, fp, tokens, state, doc_ids, owner, chunks)
+    except CacheWriteError as exc:
+        log.warning("slot file restored but not kept as a cache entry: %s", exc)
+    log.info("restored %d tokens from a replica's slot file", len(tokens))
+    return "slot", len(state)
 
 
 def _restore_shorter_set(engine: Engine, store: KVCacheStore, fp: dict, tokens: list[int], doc_ids: list[str],

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from backend.inference import EngineError, count_images
-from backend.kvcache.fingerprint import tokens_sha256
+from backend.kvcache.fingerprint import portable, tokens_sha256
 from backend.kvcache.payload import CHECKSUM_CHUNK_BYTES, map_file, payload_checksums, touch
 from backend.kvcache.pins import PINS_FILE, Pins
 from backend.kvcache.ram_tier import RamTier
@@ -104,6 +104,7 @@ class KVCacheStore:
         self.swept = self.sweep()
         self._described: dict[str, tuple[tuple[int, int], CacheEntry]] = {}  # key -> (sidecar stamp, entry)
         self.pins = Pins(self.folder / PINS_FILE)
+        self.slots = None  # the llama-server replicas' shared slot directory (``slots.SlotFiles``), a tier below disk
 
     def sweep(self) -> int:
         """Delete what a write cut short left behind: temp files, and a payload or sidecar without its
@@ -271,6 +272,16 @@ class KVCacheStore:
         """Every entry with a readable sidecar and payload, most recently used first."""
         out = [e for e in (self.entry(p.stem) for p in self.folder.glob("*.json")) if e is not None]
         return sorted(out, key=lambda e: e.last_used_at, reverse=True)
+
+    def find(self, portable_fp: dict, tokens: list[int], owner: str) -> str | None:
+        """The key of an entry holding exactly ``tokens`` for ``owner`` whose fingerprint's portable part
+        (``fingerprint.portable``) is ``portable_fp``: a state another llama.cpp engine of the same model and KV
+        layout can restore (a llama-server replica). None when there is none."""
+        for e in self.entries():
+            if (e.owner == owner and e.n_tokens == len(tokens) and portable(e.fingerprint) == portable_fp
+                    and self.tokens(e.key) == list(tokens)):
+                return e.key
+        return None
 
     def delete(self, key: str) -> None:
         """Remove an entry's files (missing files are fine)."""
