@@ -195,3 +195,44 @@ def _busy_replicas(svc) -> set[str]:
             return busy
         time.sleep(0.01)
     return set()
+
+
+@pytest.mark.browser
+def test_a_conversation_about_a_pdf_goes_on_while_a_replica_is_killed_and_restarted(tmp_path, smollm2, embedder,
+                                                                                   pair, browser):
+    """As a user meets it, in Chromium: a real PDF cached on the replicas, one question; the replica that answered
+    is killed, the next answer comes from the other one, its line saying the cache was restored there; the killed
+    one restarted, the conversation goes on."""
+    import re
+
+    from browsing import open_app, upload
+    from conftest import launch, stop
+
+    app = launch(settings(tmp_path / "data", smollm2, tmp_path / "slots", [p.url for p in pair], max_tokens=32),
+                 embedder)
+    try:
+        page = open_app(browser, app.url, height=1200)
+        upload(page, TESTDATA / "pdf" / "pypdf_crazyones.pdf", re.compile(r"pypdf_crazyones\.pdf: \d+ page"))
+        page.get_by_role("button", name="Cache", exact=True).click()
+        page.get_by_text(re.compile(r"cached in [0-9.]+ s: ")).wait_for(timeout=300_000)
+        box = page.get_by_placeholder("Ask about your documents…")
+        lines = page.get_by_text(re.compile(r"· prompt [\d,]+ tok · reused"))
+
+        def ask_in_page(question: str, n: int) -> str:
+            box.fill(question)
+            box.press("Enter")
+            lines.nth(n - 1).wait_for(timeout=300_000)
+            return lines.nth(n - 1).inner_text()
+
+        first = ask_in_page("Who are the misfits?", 1)
+        home = re.search(r"on 127\.0\.0\.1:(\d+)", first).group(1)
+        killed = next(p for p in pair if str(p.port) == home)
+        killed.kill()
+        second = ask_in_page("What do they push forward?", 2)
+        assert f"127.0.0.1:{home}" not in second and re.search(r"\((restored|slot) on 127\.0\.0\.1:\d+\)", second)
+        killed.start()
+        third = ask_in_page("Who sees things differently?", 3)
+        assert "reused" in third
+        page.screenshot(path=str(tmp_path / "replicas.png"))  # looked at: pytest --basetemp DIR keeps it
+    finally:
+        stop(app)

@@ -5,7 +5,8 @@
 | ``mode`` | ``cag``, ``rag`` or ``chat`` (no documents) |
 | ``mode_reason`` | why that mode, one sentence (auto's rule: ``backend/chat/modes.py``) |
 | ``grounding`` / ``attribution_s`` | the answer's verdict (``supported``, ``partial``, ``not_found``; None without documents) / seconds its sources took to find, after the last token |
-| ``cache_tier`` | ``live``, ``ram``, ``disk`` or ``miss``: where the prefix came from |
+| ``cache_tier`` | ``live``, ``ram``, ``disk``, ``slot`` (a replica's slot file) or ``miss``: where the prefix came from; with replicas ``slot``, ``restored``, ``exported`` or ``miss`` (``ReplicaPrefix``) |
+| ``replica`` | the llama-server replica that answered (its URL), only with replicas |
 | ``restore_s`` | seconds to restore the saved state |
 | ``retrieval_s`` | seconds the hybrid search of a RAG turn took (0 otherwise) |
 | ``prefill_tokens`` / ``reused_tokens`` | prompt tokens evaluated this turn / taken from a cache |
@@ -94,6 +95,8 @@ def metrics_line(m: dict) -> str:
     tier = m.get("cache_tier", "?") + (" snapshot" if m.get("snapshot_tokens") else "")
     if m.get("prefix_chunks"):
         tier = f"{m['prefix_chunks']} chunk{'s' if m['prefix_chunks'] > 1 else ''} {tier}"
+    if m.get("replica"):  # a llama-server replica answered: where, and how the prefix got there
+        tier += " on " + m["replica"].split("://", 1)[-1]
     reused = f"reused {m.get('reused_tokens', 0):,} tok ({tier})"
     if tier == "remote":
         cached = m.get("server_cached_tokens")
@@ -112,6 +115,8 @@ def metrics_line(m: dict) -> str:
         parts.append(f"{m['decode_tokens_per_s']:.1f} tok/s")
     if m.get("stop_reason") == "stopped":
         parts.append("stopped")
+    elif m.get("stop_reason") == "replica lost":
+        parts.append("cut short: the replica stopped answering, ask again")
     return " · ".join(parts)
 
 
