@@ -84,7 +84,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         with gr.Accordion("Analytics", open=False, elem_id="analytics-panel") as analytics_panel:
             refresh_analytics, analytics_inputs, analytics_outputs = analytics.render(services)
         analytics_panel.expand(refresh_analytics, analytics_inputs, analytics_outputs, api_visibility="private")
-        with gr.Accordion("Model", open=not services.engine.loaded) as model_panel:
+        with gr.Accordion("Model", open=not (services.engine.loaded or services.starting_model)) as model_panel:
             models_panel = models.render(services)
         with gr.Accordion("Logs", open=False) as logs_panel:
             refresh_logs, log_outputs = logs.render(services, logs_panel)
@@ -222,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = None
     try:  # Ctrl-C or SIGTERM: Gradio's launch closes the server and returns
         ensure_default_model(settings)
-        demo = build_app(settings, build_services(settings, serve_first=True))
+        services = build_services(settings, serve_first=True)  # the model maps while the UI is built
+        demo = build_app(settings, services)
+        services.wait_for_model()  # serving means the model is mapped: the first question needs no wait
         demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
                     max_file_size=int(settings.max_upload_bytes * 4), **look(),
                     footer_links=["api"], mcp_server=settings.mcp_server, auth=auth_for(users),

@@ -72,6 +72,8 @@ class Services:
         users: the local accounts (sign-in is on when there are any).
         quotas: per-user rate limits and quotas (Redis).
         warming: the start-up warm-up's thread while it runs (``warm_up``), else None.
+        starting_model: the model the app loads at start (None: none found, or answers come from elsewhere).
+        model_loading: with ``serve_first``, the thread loading ``starting_model`` (``wait_for_model``).
     """
 
     settings: Settings
@@ -92,6 +94,21 @@ class Services:
     users: Users | None = None
     quotas: Quotas | None = None
     warming: threading.Thread | None = None
+    starting_model: Path | None = None
+    model_loading: threading.Thread | None = None
+
+    def wait_for_model(self) -> None:
+        """Wait until the start-up model is loaded (or failed: ``model_error`` says why)."""
+        if self.model_loading is not None:
+            self.model_loading.join()
+            self.model_loading = None
+
+    def _load_starting_model(self, attach: bool) -> None:
+        try:
+            self.load_model(self.starting_model, attach=attach)
+        except EngineError as exc:
+            self.model_error = str(exc)
+            log.warning("start-up model not loaded: %s", exc)
 
     @property
     def store(self) -> Store:
@@ -248,6 +265,7 @@ class Services:
         """Shut down cleanly: answers in flight finish (for up to ``shutdown_grace_s``, then they are
         stopped and saved as partial), the batch scheduler stops, the model is freed, and the embedded
         Redis saves and stops."""
+        self.wait_for_model()
         self.chat.drain(self.settings.shutdown_grace_s)
         self.chat.scheduler.close()
         self.engine.unload()
@@ -322,8 +340,8 @@ def build_services(settings: Settings, embedder: Embedder | None = None, *, serv
         settings: the configuration.
         embedder: an embedding model to share (tests, several apps in one process); default: a new one,
             loaded on first use.
-        serve_first: leave the model's vision projector to ``warm_up`` too (the app, which serves at once);
-            otherwise it is attached with the model.
+        serve_first: load the model in a thread (``wait_for_model``), while the caller builds the UI, and leave its
+            vision projector to ``warm_up`` (the app, which serves at once); otherwise both are loaded here.
 
     Returns:
         The services container. A model that fails to load leaves ``engine`` empty and the
@@ -382,9 +400,11 @@ def build_services(settings: Settings, embedder: Embedder | None = None, *, serv
     threading.Thread(target=_sweep_images, args=(settings, sessions, time.time()), name="sweep-images",
                      daemon=True).start()
     if model is not None and remote is None and replicas is None:  # remote servers compute, not this process
-        try:
-            services.load_model(model, attach=not serve_first)
-        except EngineError as exc:
-            services.model_error = str(exc)
-            log.warning("start-up model not loaded: %s", exc)
+        services.starting_model = model
+        if serve_first:  # llama.cpp maps the file (the GIL released) while the caller builds the UI
+            services.model_loading = threading.Thread(target=services._load_starting_model, args=(False,),
+                                                      name="load-model", daemon=True)
+            services.model_loading.start()
+        else:
+            services._load_starting_model(True)
     return services

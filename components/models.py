@@ -164,7 +164,7 @@ def render(services: Services) -> ModelsPanel:
     info_box = gr.Markdown()
     with gr.Row():
         local = gr.Dropdown(label="Local GGUF files (models/ and extra_model_dirs)", choices=model_choices(services),
-                            value=str(services.engine.model_path) if services.engine.model_path else None,
+                            value=str(services.engine.model_path or services.starting_model or "") or None,
                             allow_custom_value=True, scale=4)
         n_ctx = gr.Number(s.n_ctx, label="n_ctx", precision=0, minimum=256, scale=1,
                           info="capped at the model's context length")
