@@ -68,6 +68,7 @@ def test_a_full_disk_refuses_uploads_and_caching_with_a_sentence_and_chats_go_on
 
         services.documents.disk_reserve_bytes = 0  # no reserve: the disk itself runs out mid-upload (ENOSPC)
         doc = TESTDATA / "md_txt" / "pandoc_writer.markdown.md"  # 10 KB: the file and its text fit, the index not
+        services.chat.memory.flush()  # the questions' background memory writes land before the disk is filled
         fill(small_disk, 2 * doc.stat().st_size + 8 * 1024)
         with pytest.raises(DocumentError, match="too full") as err:
             services.documents.upload(OWNER, doc)
