@@ -31,6 +31,16 @@ Scores:
 ``--rescore FILE`` recomputes every answer's attribution from a ``--dump`` file with the current code,
 without the model (for choosing thresholds on the tuning articles; its times are the code's alone, the
 stored pages already read).
+
+``--set squad2`` asks SQuAD 2.0's adversarial tuning articles instead (``build_squad2``: human-written unanswerable
+questions beside answerable ones) and prints the verdict tables (``verdict_fit``) for the first ``FIT_ARTICLES``
+articles and for the others; ``--rescore DUMP --fit`` first fits the verdict model
+(``backend/grounding/verdict.py``) on those first articles and prints its block. A SQuAD v1.1 run prints the verdict
+table of each mode too.
+
+    .venv/bin/python benchmarks/citations.py --set squad2 --articles 8 --per-article 25 --unanswerable 25 \
+        --doc-tokens 6000 --modes auto,cag --dump sq2.json          # ~25 min: the model's answers
+    .venv/bin/python benchmarks/citations.py --rescore sq2.json --fit  # the fit and its tables, no model
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import verdict_fit
 from answers import normalize
 from squad import OWNER, SQUAD, ask, percentile
 
@@ -71,6 +82,7 @@ class Item:
     paragraph: str
     title: str
     results: dict = field(default_factory=dict)
+    plausible: tuple[str, ...] = ()  # SQuAD 2.0: the answers a reader of an unanswerable question falls for
 
 
 def contains(answer: str, golds: tuple[str, ...]) -> bool:
@@ -126,6 +138,39 @@ def build_items(n_articles: int, per_article: int, unanswerable: int, tuning: bo
     return docs, items
 
 
+SQUAD2 = ROOT.parent / "shared" / "testdata" / "qa" / "squad2-adversarial-tuning.json"
+
+
+def build_squad2(n_articles: int, per_article: int, unanswerable: int, doc_tokens: int, count_tokens,
+                 offset: int = 0) -> tuple[list[tuple[str, str]], list[Item]]:
+    """SQuAD 2.0's adversarial set (``SQUAD2``): each article cut to its first paragraphs up to ``doc_tokens``;
+    per article ``per_article`` answerable questions and ``unanswerable`` of the human-written unanswerable ones
+    (kind ``adversarial``, their ``plausible_answers`` as golds of what a reader falls for, kept apart), evenly
+    spaced, all from the kept paragraphs."""
+    data = json.loads(SQUAD2.read_text(encoding="utf-8"))["data"][:n_articles]
+    docs, items = [], []
+    for art in data:
+        title = art["title"].replace("_", " ")
+        kept, text = [], title
+        for p in art["paragraphs"]:
+            candidate = text + "\n\n" + p["context"]
+            if count_tokens(candidate) > doc_tokens:
+                break
+            kept.append(p)
+            text = candidate
+        docs.append((title, text))
+        qas = [(qa, p["context"]) for p in kept for qa in p["qas"]]
+        for kind, want, pick in (("answerable", per_article, lambda qa: not qa["is_impossible"]),
+                                 ("adversarial", unanswerable, lambda qa: qa["is_impossible"])):
+            chosen = [(qa, c) for qa, c in qas if pick(qa)]
+            step = max(1, len(chosen) // max(1, want))
+            for qa, context in chosen[offset::step][:want]:
+                golds = qa["answers"] if kind == "answerable" else []
+                items.append(Item(qa["question"], tuple(dict.fromkeys(a["text"] for a in golds)), kind, context, title,
+                                  plausible=tuple(a["text"] for a in qa.get("plausible_answers", []))))
+    return docs, items
+
+
 def run(args) -> dict:
     data_dir = Path(tempfile.mkdtemp(prefix="kvc-citations-"))
     settings = Settings(data_dir=data_dir, models_dir=data_dir / "none", model_path=Path(args.model),
@@ -134,8 +179,12 @@ def run(args) -> dict:
     if not svc.engine.loaded:
         raise SystemExit(svc.model_error)
     sampling = Sampling(max_tokens=args.max_tokens, temperature=0.0)
-    docs, items = build_items(args.articles, args.per_article, args.unanswerable, args.tuning, args.doc_tokens,
-                              svc.engine.count_tokens, args.offset)
+    if args.set == "squad2":
+        docs, items = build_squad2(args.articles, args.per_article, args.unanswerable, args.doc_tokens,
+                                   svc.engine.count_tokens, args.offset)
+    else:
+        docs, items = build_items(args.articles, args.per_article, args.unanswerable, args.tuning, args.doc_tokens,
+                                  svc.engine.count_tokens, args.offset)
     folder = data_dir / "docs"
     folder.mkdir()
     doc_ids, paragraph_ids = {}, {}
@@ -179,10 +228,10 @@ def run(args) -> dict:
     return dumped
 
 
-def rescore(dumped: dict) -> None:
-    """Recompute each answer's attribution with the current code from the dumped texts (no model). Its
-    ``attribution_s`` becomes this code's time: a document's passage index is built on its first question
-    and kept, as ``Grounder`` does (the stored pages' read is not in it)."""
+def rescore(dumped: dict, similarity=None) -> None:
+    """Recompute each answer's attribution with the current code from the dumped texts (no LLM; ``similarity``:
+    MiniLM's, as ``Grounder.similarity``). Its ``attribution_s`` becomes this code's time: a document's passage
+    index is built on its first question and kept, as ``Grounder`` does (the stored pages' read is not in it)."""
     indexes: dict[str, PassageIndex] = {}
 
     def index(doc_id: str, name: str, text: str) -> PassageIndex:
@@ -196,10 +245,11 @@ def rescore(dumped: dict) -> None:
             doc_id = f"{mode == 'oracle'}:{item['title']}:{hash(text)}"
             name = "paragraph.txt" if mode == "oracle" else f"{item['title']}.txt"  # as uploaded
             started = time.perf_counter()
-            found = attribute(item["question"], r["answer"], [index(doc_id, name, text)]).to_dict()
+            found = attribute(item["question"], r["answer"], [index(doc_id, name, text)], similarity).to_dict()
             r["metrics"]["attribution_s"] = time.perf_counter() - started
             r.update(sources=found["sources"], grounding=found["grounding"], closest=found["closest"],
-                     grounding_note=found["note"])
+                     grounding_note=found["note"], signals=found["signals"], confidence=found["confidence"],
+                     abstained=found["abstained"])
 
 
 def whole_article_latency(dumped: dict) -> None:
@@ -284,17 +334,54 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES))
     parser.add_argument("--tuning", action="store_true", help="the first articles instead of the held-out last ones")
+    parser.add_argument("--set", choices=["squad1", "squad2"], default="squad1",
+                        help="squad1: SQuAD v1.1 with constructed unanswerable questions; squad2: the adversarial "
+                             "SQuAD 2.0 tuning articles (human-written unanswerable questions)")
     parser.add_argument("--dump", help="write every answer to this JSON file")
     parser.add_argument("--rescore", help="recompute attributions from this dump (no model) and report")
+    parser.add_argument("--fit", action="store_true", help="with --rescore of a squad2 dump: fit the verdict model "
+                        f"on the first {FIT_ARTICLES} articles, report it on the others (verdict_fit.py)")
     args = parser.parse_args()
     if args.rescore:
         dumped = json.loads(Path(args.rescore).read_text(encoding="utf-8"))
-        rescore(dumped)
+        rescore(dumped, similarity())
     else:
         dumped = run(args)
+    if dumped["args"].get("set") == "squad2":
+        squad2_report(dumped, args.fit)
+        return 0
     report(dumped)
     whole_article_latency(dumped)
+    for mode in dumped["args"]["modes"]:  # the verdict as a user meets it (unanswerable: the constructed ones)
+        if mode != "oracle":
+            verdict_fit.table(dumped, mode, None, "SQuAD v1.1 articles" + (" (tuning)" if dumped["args"]["tuning"]
+                                                                           else " (held out)"))
     return 0
+
+
+FIT_ARTICLES = 6  # of the 8 SQuAD 2.0 tuning articles; the other 2 report the fit
+
+
+def similarity():
+    """MiniLM's cosine of a question and a sentence, as ``Grounder.similarity`` (the embedder loaded here)."""
+    from backend.documents import Embedder
+
+    embedder = Embedder("all-MiniLM-L6-v2")
+    return lambda q, s: float(embedder.encode_query(q) @ embedder.encode_query(s))
+
+
+def squad2_report(dumped: dict, refit: bool) -> None:
+    """The verdict tables (``verdict_fit.table``) per mode: on the fit articles and the others, refitting first
+    with ``refit``."""
+    titles = list(dict.fromkeys(it["title"] for it in dumped["items"]))
+    fitted, held = set(titles[:FIT_ARTICLES]), set(titles[FIT_ARTICLES:])
+    modes = [m for m in dumped["args"]["modes"] if m != "oracle"]
+    if refit:
+        verdict_fit.fit(dumped, modes, fitted)
+    for mode in modes:
+        verdict_fit.table(dumped, mode, fitted, f"Fit articles ({', '.join(sorted(fitted))})")
+        if held:
+            verdict_fit.table(dumped, mode, held, f"Articles the fit never saw ({', '.join(sorted(held))})")
 
 
 if __name__ == "__main__":

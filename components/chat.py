@@ -79,7 +79,8 @@ def citation_text(label: str, source: dict) -> str:
 
 GROUNDING_LINES = {
     "supported": "✓ Supported by the documents: the sources below hold what it says (click one to open it).",
-    "partial": "◐ Partly supported: the sources below hold some of what it says; check the rest.",
+    "partial": "◐ Partly supported: the sources below hold what it says, but could not be confirmed to answer this "
+               "question; check the quote.",
     "not_found": "⚠ Not found in the selected documents.",
 }
 
@@ -126,7 +127,8 @@ def web_messages(results: list[dict]) -> list[dict]:
 def answer_messages(text: str, data: dict) -> list[dict]:
     """One finished answer as Chatbot messages: the text with its grounding verdict and metrics line (and
     a note when a web search was asked for but not used), then its sources (or the closest passage), the
-    chunks it read, and its web sources.
+    chunks it read, and its web sources. An answer the documents do not hold (``not_found``) shows its verdict
+    first and the answer itself folded under it, never deleted.
 
     Args:
         text: the answer.
@@ -136,9 +138,16 @@ def answer_messages(text: str, data: dict) -> list[dict]:
     metrics = data.get("metrics")
     note = (metrics or {}).get("web_note")
     verdict = grounding_line(data.get("grounding"), data.get("grounding_note", ""))
-    body = with_metrics(text + (f"\n\n{verdict}" if verdict else ""), metrics)
+    folded = []
+    if data.get("grounding") == "not_found":  # the verdict first; the answer kept, folded under it
+        body = with_metrics(verdict, metrics)
+        folded = [{"role": "assistant", "content": text or "(no text)",
+                   "metadata": {"title": "The model's answer, which the documents do not support", "status": "done",
+                                "id": "unsupported"}}]
+    else:
+        body = with_metrics(text + (f"\n\n{verdict}" if verdict else ""), metrics)
     body += f"\n\n<sub>⚠ {note}</sub>" if note else ""
-    return [{"role": "assistant", "content": body}, *source_messages(data.get("sources") or []),
+    return [{"role": "assistant", "content": body}, *folded, *source_messages(data.get("sources") or []),
             *closest_messages(data.get("closest")), *retrieved_messages(data.get("retrieved") or []),
             *web_messages(data.get("web_sources") or [])]
 

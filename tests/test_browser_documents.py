@@ -105,7 +105,7 @@ def test_a_citation_opens_its_page_image_with_the_quote_marked(tmp_path, smollm2
         page.get_by_text("vellmora.pdf: 3 pages, ").wait_for(timeout=120_000)
         box.fill("Who is the keeper of the lighthouse?")
         box.press("Enter")
-        page.get_by_text("✓ Supported by the documents").wait_for(timeout=180_000)
+        page.get_by_text("◐ Partly supported").wait_for(timeout=180_000)
         citation = page.get_by_text("[1] vellmora.pdf, p. 3")
         citation.first.click()
         page.locator("#source-viewer").wait_for(state="visible", timeout=60_000)
@@ -118,6 +118,18 @@ def test_a_citation_opens_its_page_image_with_the_quote_marked(tmp_path, smollm2
         marked = ((shot[..., 0] > 240) & (shot[..., 1] > 200) & (shot[..., 2] < 200)).sum()
         assert marked > 200, "the quote is marked in yellow on the rendered page"
         page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
+
+        box.fill("Which Normandy lord owned the lighthouse?")  # the document never names Normandy
+        box.press("Enter")
+        page.get_by_text("⚠ Not found in the selected documents").wait_for(timeout=180_000)
+        page.get_by_text("Closest passage:").first.wait_for(timeout=30_000)
+        fold = page.get_by_text("The model's answer, which the documents do not support")
+        fold.first.click()  # the answer is kept, folded under the verdict
+        sid = app.services.sessions.list("local")[0].session_id
+        answer = app.services.sessions.get("local", sid).messages[-1]
+        assert answer["grounding"] == "not_found" and answer["content"].strip()
+        page.get_by_text(answer["content"].strip()[:40]).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "not-found.png"), full_page=True)
     finally:
         stop(app)
 

@@ -17,25 +17,24 @@ sentence level, computed in Python over the documents' passages (``passages.py``
   set, so there is none). Document headings the model echoes from its prompt are left out first.
 
 The verdict (``grounding``), judged on the answer's first statement (a small model's answer comes
-first; what it rambles on with after it only moves ``supported`` down to ``partial``):
+first):
 
-* ``not_found`` when the model's first sentence says the documents do not say (``is_abstention``), when
+* ``not_found`` when the model's first sentence says the documents do not say (``is_abstention``), or when
   the question names something the documents never name (``unnamed``: a question about an entity the
   documents do not mention cannot be answered from them; on the tuning set this caught 80 of 100
-  unanswerable questions and none of 80 answerable ones), or when the sources hold less than ``PARTIAL`` of
-  what the first statement adds or sit away from every word of the question (``MIN_RELEVANCE``);
-* ``supported`` when they hold at least ``SUPPORTED`` of it, all statements together ``SUPPORTED_OVERALL``,
-  among the question's words (``SUPPORTED_RELEVANCE``), and the answer says more than the question did;
-* ``partial`` otherwise.
+  unanswerable questions and none of 80 answerable ones);
+* otherwise ``verdict.judge`` over the answer's signals (``verdict.measure``: what the answer claims, whether
+  one passage holds the claim among the question's words, specifics found only away from them, MiniLM
+  similarity): ``not_found``, ``partial`` or ``supported`` (see ``verdict``).
 
 A ``not_found`` answer cites nothing, says why (``note``) and offers the passage closest to the question
 (``closest``).
 
 IDF is ``log(1 + N / (df + 0.5))`` over the selected documents' N passages (the BM25 family's IDF,
 Robertson & Zaragoza 2009, without its negative branch), so a word the documents never use weighs most.
-The thresholds were chosen on the tuning SQuAD articles (``benchmarks/citations.py --tuning``, then
-``--rescore`` of its dump for each setting): ``PARTIAL`` 0.4 and ``MIN_RELEVANCE`` 0.3 marked 31 % of the
-answerable questions not found, 0.15 and 0.05 mark 12.5 % while still 92 % of the unanswerable ones;
+The rule's thresholds (``verdict.PARTIAL``, ``verdict.MIN_RELEVANCE``) were chosen on the tuning SQuAD articles
+(``benchmarks/citations.py --tuning``, then ``--rescore`` of its dump for each setting): 0.4 and 0.3 marked 31 % of
+the answerable questions not found, 0.15 and 0.05 mark 12.5 % while still 92 % of the constructed unanswerable ones;
 docs/benchmarks.md reports them on held-out articles.
 """
 
@@ -49,11 +48,12 @@ import threading
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 import snowballstemmer
 
+from backend.grounding import verdict
 from backend.grounding.passages import Passage, sentence_spans
 
 RELEVANCE_WEIGHT = 0.5  # weight of the question's words (around a passage) against the answer's
@@ -61,11 +61,6 @@ MAX_SOURCES = 3
 PASSAGES_PER_CLAIM = 3  # a statement that joins several sentences ("the misfits, the rebels ...") is covered by up to 3
 MIN_GAIN = 0.2  # a further passage for a statement must hold this much of it (IDF-weighted share)
 MAX_CLAIMS = 4  # answer sentences matched to passages (a rambling answer's tail adds nothing to check)
-SUPPORTED = 0.75  # least support of the answer's first statement for "supported"
-SUPPORTED_OVERALL = 0.5  # ... and of all its statements together
-PARTIAL = 0.15  # least support of the answer's first statement for "partial"
-MIN_RELEVANCE = 0.05  # least relevance (question words around the first source) for any verdict but not_found
-SUPPORTED_RELEVANCE = 0.45  # least relevance for "supported"
 VERDICTS = ("supported", "partial", "not_found")
 
 # Function words: articles, pronouns, auxiliaries, prepositions, conjunctions (short English list).
@@ -236,6 +231,9 @@ class Attribution:
         abstained: the model itself said the documents do not hold the answer.
         seconds: wall time of the attribution.
         note: for ``not_found``, why, one sentence ("" otherwise).
+        confidence: the verdict model's probability that the answer is right (``verdict.probability``; 0 when a
+            rule decided: the model said so itself, the question names what the documents never do).
+        signals: the verdict model's inputs (``verdict.Signals``), {} when a rule decided.
     """
 
     grounding: str
@@ -246,6 +244,8 @@ class Attribution:
     abstained: bool
     seconds: float
     note: str = ""
+    confidence: float = 0.0
+    signals: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-able form (sources and closest as dicts)."""
@@ -306,7 +306,8 @@ def claims(question: str, answer: str) -> list[set[str]]:
     return out
 
 
-def attribute(question: str, answer: str, indexes: list[PassageIndex]) -> Attribution:
+def attribute(question: str, answer: str, indexes: list[PassageIndex],
+              similarity: Callable[[str, str], float | None] | None = None) -> Attribution:
     """Find the passages that support ``answer`` to ``question`` and judge how well they do.
 
     Each sentence of the answer (``claims``) is matched to the passages that cover it; the sources are
@@ -317,6 +318,8 @@ def attribute(question: str, answer: str, indexes: list[PassageIndex]) -> Attrib
         answer: the model's whole answer (thinking left out).
         indexes: the selected documents' passage indexes (every mode: the sources are looked for in the
             whole documents, whatever part of them the model read).
+        similarity: ``similarity(question, sentence)``, MiniLM's cosine (None, or a function returning None:
+            not measured; ``verdict.Signals.similarity``).
 
     Returns:
         The attribution; ``sources`` is empty when the verdict is ``not_found``.
@@ -344,24 +347,26 @@ def attribute(question: str, answer: str, indexes: list[PassageIndex]) -> Attrib
         return _not_found(passages, near, abstained, started, note="The answer states nothing to check.")
     covers = [_cover(added, weights, terms, relevance) for added in stated]
     chosen = list(dict.fromkeys(i for cover in covers for i in cover))  # in answer order, once each
-    first = weights.share(stated[0], frozenset().union(*(terms[i] for i in covers[0])))
-    overall = weights.share(set().union(*stated), frozenset().union(*(terms[i] for i in chosen)))
-    near_first = relevance[covers[0][0]] if covers[0] else 0.0
-    restates = not set().union(*stated) - q_words  # it only repeats the question's words: nothing to confirm
-    if first >= SUPPORTED and overall >= SUPPORTED_OVERALL and near_first >= SUPPORTED_RELEVANCE and not restates:
-        grounding = "supported"
-    elif first >= PARTIAL and near_first >= MIN_RELEVANCE:
-        grounding = "partial"
-    else:
-        note = ("No passage of the documents holds what the answer says." if first < PARTIAL else
-                "The passages that hold the answer's words are not about the question.")
-        return _not_found(passages, near, abstained, started, first, note)
+    if not covers[0]:
+        return _not_found(passages, near, abstained, started, 0.0, "No passage of the documents holds what the answer says.")
     said = set().union(*stated)
+    restates = not said - q_words  # it only repeats the question's words: nothing to confirm
+    first_text = answer[slice(*sentence_spans(answer)[0])] if sentence_spans(answer) else answer
+    specific = set(words(" ".join(verdict.specifics(first_text)))) - q_words
+    cosine = similarity(question, passages[covers[0][0]].text) if similarity is not None else None
+    signals = verdict.measure(stated[0], said, q_words, covers[0], chosen, terms, relevance, weights.share, specific,
+                              restates, cosine)
+    confidence = verdict.probability(signals)
+    grounding = verdict.judge(signals, confidence)
+    if grounding == "not_found":
+        note = ("No passage of the documents holds what the answer says." if signals.support < verdict.PARTIAL else
+                "The passages that hold the answer's words are not about the question.")
+        return _not_found(passages, near, abstained, started, signals.support, note, confidence, signals)
     rank = {i: near[i] + weights.share(said, terms[i]) for i in chosen}  # about the question, holding the answer
     sources = [Source.of(passages[i], rank[i]) for i in sorted(chosen, key=rank.__getitem__, reverse=True)]
     sources = sources[:MAX_SOURCES]
-    return Attribution(grounding, sources, None, round(first, 4), round(near_first, 4), abstained,
-                       time.perf_counter() - started)
+    return Attribution(grounding, sources, None, round(signals.support, 4), round(signals.relevance, 4), abstained,
+                       time.perf_counter() - started, confidence=round(confidence, 4), signals=signals.to_dict())
 
 
 def _cover(added: set[str], weights: _Weights, terms: list[frozenset[str]], relevance: list[float]) -> list[int]:
@@ -384,13 +389,16 @@ def _cover(added: set[str], weights: _Weights, terms: list[frozenset[str]], rele
 
 
 def _not_found(passages: list[Passage], near: list[float], abstained: bool, started: float,
-               support: float = 0.0, note: str = "") -> Attribution:
+               support: float = 0.0, note: str = "", confidence: float = 0.0,
+               signals: verdict.Signals | None = None) -> Attribution:
     """The ``not_found`` verdict, with the passage closest to the question (``near``: the question's words
-    in each passage plus in its neighbourhood, 0..2) when it shares any of its words."""
+    in each passage plus in its neighbourhood, 0..2) when it shares any of its words; ``confidence`` and
+    ``signals`` when the verdict model judged it (``verdict``)."""
     if not passages:
         return Attribution("not_found", [], None, 0.0, 0.0, abstained, time.perf_counter() - started,
                            "The selected documents have no text.")
     best = max(range(len(passages)), key=near.__getitem__)
     offer = Source.of(passages[best], near[best] / 2) if near[best] > 0 else None
     return Attribution("not_found", [], offer, round(support, 4), round(near[best] / 2, 4), abstained,
-                       time.perf_counter() - started, note)
+                       time.perf_counter() - started, note, round(confidence, 4),
+                       signals.to_dict() if signals is not None else {})

@@ -69,5 +69,13 @@ class Grounder:
             DocumentError: an unknown id, or a document's stored text is gone.
         """
         started = time.perf_counter()
-        found = attribute(question, answer, [self.index(owner, d) for d in doc_ids])
+        found = attribute(question, answer, [self.index(owner, d) for d in doc_ids], self.similarity)
         return replace(found, seconds=time.perf_counter() - started)
+
+    def similarity(self, question: str, sentence: str) -> float | None:
+        """MiniLM's cosine of a question and a sentence (``verdict.Signals.similarity``), or None while the
+        embedding model is still loading after a start: a verdict never waits for it."""
+        embedder = self.documents.embedder
+        if not embedder.ready:
+            return None
+        return float(embedder.encode_query(question) @ embedder.encode_query(sentence))

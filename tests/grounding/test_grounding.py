@@ -65,7 +65,7 @@ def test_a_form_line_is_its_own_passage_and_wrapped_prose_stays_one_sentence():
     index = PassageIndex.build(passages_of("d1", "order.png", [Page(1, ocr, ocr=True)]))
     wrong = attribute("What is the order number?", "The order number is 22", [index])
     right = attribute("What is the order number?", "The order number is KX-48213.", [index])
-    assert wrong.grounding == "not_found" and right.grounding == "supported"
+    assert wrong.grounding == "not_found" and right.grounding == "partial" and right.confidence > 0  # no ✓: verdict.py
     assert right.sources[0].quote.endswith("Order number: KX-48213")
     prose = ("The balls of lead as they fall are found bent and flat-\ntened in every shape. A report creeps into camp that\n"
              "Johnston is coming with fifty thousand men to raise the siege of the\nCity, and we believe it.\n")
@@ -78,7 +78,7 @@ def test_a_form_line_is_its_own_passage_and_wrapped_prose_stays_one_sentence():
 def test_an_answer_is_cited_by_the_sentence_that_holds_it(facts):
     found = attribute("Who built the Harbor Lighthouse of Vellmora?",
                       "The Harbor Lighthouse of Vellmora was built by the engineer Odile Marchetti.", [facts])
-    assert found.grounding == "supported" and not found.abstained
+    assert found.grounding == "partial" and not found.abstained
     first = found.sources[0]
     assert first.quote == "The Harbor Lighthouse of Vellmora was built in 1887 by the engineer Odile Marchetti."
     assert first.section == "Harbor Lighthouse of Vellmora" and first.page == 1 and first.end - first.start == len(first.quote)

@@ -1,0 +1,157 @@
+"""The verdict as a user meets it, and its fit: the tables ``citations.py --set squad2`` prints, and the logistic
+model ``--fit`` fits on 6 of the 8 SQuAD 2.0 tuning articles (``backend/grounding/verdict.py`` holds the result).
+
+An answer is **right** when it contains a gold answer (SQuAD-normalised); an answer to an unanswerable question is
+never right. The verdict table counts, for right answers, wrong answers to answerable questions and answers to
+unanswerable ones, how many got each verdict; then the precision and recall of ✓ (a check mark on a right answer)
+and of ⚠ (not found on an unanswerable question).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+from answers import normalize
+from squad import percentile
+
+from backend.grounding import verdict
+
+VERDICTS = ("supported", "partial", "not_found")
+SYMBOL = {"supported": "✓ Supported", "partial": "◐ Partly supported", "not_found": "⚠ Not found"}
+PRECISION_GOAL, FALSE_NOT_FOUND_CAP = 0.92, 0.12  # the fit's margins under the issue's 0.9 and 0.15
+
+
+def right(item: dict, answer: str) -> bool:
+    """The answer contains a gold answer (never, for an unanswerable question)."""
+    norm = normalize(answer)
+    return any(normalize(g) and normalize(g) in norm for g in item["golds"])
+
+
+def rows(dumped: dict, mode: str, titles: set[str] | None = None) -> list[tuple[dict, dict, str]]:
+    """``(item, result, group)`` for every answer of ``mode`` (of the ``titles`` articles): group ``right``,
+    ``wrong`` (answerable, not right) or ``unanswerable``."""
+    out = []
+    for it in dumped["items"]:
+        r = it["results"].get(mode)
+        if r is None or (titles is not None and it["title"] not in titles):
+            continue
+        group = "unanswerable" if it["kind"] != "answerable" else "right" if right(it, r["answer"]) else "wrong"
+        out.append((it, r, group))
+    return out
+
+
+def table(dumped: dict, mode: str, titles: set[str] | None, label: str) -> dict:
+    """Print the verdict table and its precision/recall for one mode; return the figures."""
+    rs = rows(dumped, mode, titles)
+    groups = ("right", "wrong", "unanswerable")
+    count = {(g, v): sum(1 for _, r, gg in rs if gg == g and r["grounding"] == v) for g in groups for v in VERDICTS}
+    size = {g: sum(1 for *_, gg in rs if gg == g) for g in groups}
+    print(f"\n{label}, {mode}: {len(rs)} answers\n")
+    print(f"| verdict | right answers ({size['right']}) | wrong answers ({size['wrong']}) | "
+          f"unanswerable questions ({size['unanswerable']}) |\n|---|---:|---:|---:|")
+    for v in VERDICTS:
+        print(f"| {SYMBOL[v]} | {count['right', v]} | {count['wrong', v]} | {count['unanswerable', v]} |")
+    ticked = sum(count[g, "supported"] for g in groups)
+    answerable = size["right"] + size["wrong"]
+    out = {"supported_precision": count["right", "supported"] / ticked if ticked else None,
+           "supported_recall": count["right", "supported"] / size["right"] if size["right"] else None,
+           "not_found_unanswerable": count["unanswerable", "not_found"] / size["unanswerable"]
+           if size["unanswerable"] else None,
+           "not_found_answerable": (count["right", "not_found"] + count["wrong", "not_found"]) / answerable
+           if answerable else None,
+           "accuracy": size["right"] / answerable if answerable else None}
+    flagged = sum(count[g, "not_found"] for g in groups)
+    out["not_found_precision"] = count["unanswerable", "not_found"] / flagged if flagged else None
+    ms = [1000 * r["metrics"]["attribution_s"] for _, r, _ in rs]
+    print(f"\n✓ precision {_f(out['supported_precision'])} ({count['right', 'supported']}/{ticked}), recall "
+          f"{_f(out['supported_recall'])}; ⚠ on unanswerable {_f(out['not_found_unanswerable'])}, on answerable "
+          f"{_f(out['not_found_answerable'])}, ⚠ precision {_f(out['not_found_precision'])}; answerable accuracy "
+          f"{_f(out['accuracy'])}; attribution {statistics.median(ms):.1f} / {percentile(ms, 0.95):.1f} ms p50 / p95")
+    return out
+
+
+def _f(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def fit(dumped: dict, modes: list[str], titles: set[str]) -> None:
+    """Fit the verdict's logistic model on ``titles``' answers in every one of ``modes`` together (those the rules
+    did not decide) and choose its two thresholds; print the block for ``backend/grounding/verdict.py`` and apply
+    it to every answer in ``dumped``."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = [(r, group) for mode in modes for _, r, group in rows(dumped, mode, titles)]
+    modelled = [(r, g) for r, g in data if _modelled(r)]
+    x = np.array([[r["signals"][f] for f in verdict.FEATURES] for r, _ in modelled])
+    y = np.array([g == "right" for _, g in modelled])
+    model = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
+    intercept, coefficients = float(model.intercept_[0]), dict(zip(verdict.FEATURES, map(float, model.coef_[0])))
+    p = model.predict_proba(x)[:, 1]
+    for (r, _), pi in zip(modelled, p):
+        r["confidence"] = float(pi)
+    supported_at = _supported_threshold(modelled)
+    not_found_below = _not_found_threshold(data, supported_at)
+    print("\n# --- fitted by benchmarks/citations.py --set squad2 --fit (see the module docstring) ---")
+    print(f"INTERCEPT = {intercept:.4f}")
+    print("COEFFICIENTS = {" + ", ".join(f'"{k}": {v:.4f}' for k, v in coefficients.items()) + "}")
+    print(f"SUPPORTED_AT = {supported_at:.4f}\nNOT_FOUND_BELOW = {not_found_below:.4f}")
+    print(f"# --- end of the fitted block --- ({len(modelled)} answers of {len(titles)} articles, modes "
+          f"{', '.join(modes)}: {int(y.sum())} right)")
+    ceiling(modelled)
+    apply(dumped, intercept, coefficients, supported_at, not_found_below)
+
+
+def ceiling(modelled: list[tuple[dict, str]]) -> None:
+    """Print the precision of ✓ at its best thresholds on the fit (the most any threshold on this model reaches),
+    at 5, 10, 20 and 40 check marks."""
+    ranked = sorted(((r["confidence"], g == "right") for r, g in modelled), reverse=True)
+    total = sum(ok for _, ok in ranked)
+    cells = []
+    for n in (5, 10, 20, 40):
+        hits = sum(ok for _, ok in ranked[:n])
+        cells.append(f"top {n}: {hits / n:.2f} (recall {hits / total:.2f}, p >= {ranked[n - 1][0]:.3f})")
+    print("# ✓ precision reachable on the fit: " + "; ".join(cells))
+
+
+def _supported_threshold(modelled: list[tuple[dict, str]]) -> float:
+    """The lowest probability whose check marks are right at least ``PRECISION_GOAL`` of the time (the most
+    recall at that precision); 1.0 when none is."""
+    ranked = sorted(((r["confidence"], g == "right") for r, g in modelled), reverse=True)
+    best, hits = 1.0, 0
+    for n, (p, ok) in enumerate(ranked, 1):
+        hits += ok
+        if hits / n >= PRECISION_GOAL and n >= 10:
+            best = p
+    return best
+
+
+def _not_found_threshold(data: list[tuple[dict, str]], supported_at: float) -> float:
+    """The highest probability below which ⚠ stays on at most ``FALSE_NOT_FOUND_CAP`` of the answerable questions
+    (the rules' own ⚠, the model's abstentions among them, count too)."""
+    answerable = [(r, g) for r, g in data if g != "unanswerable"]
+    ruled = sum(1 for r, _ in answerable if not _modelled(r) and r["grounding"] == "not_found")
+    scores = sorted(r["confidence"] for r, _ in answerable if _modelled(r))
+    best = 0.0
+    for t in sorted(set(scores)):
+        if t > supported_at:
+            break
+        below = sum(s < t for s in scores)
+        if (below + ruled) / len(answerable) <= FALSE_NOT_FOUND_CAP:
+            best = t
+    return best
+
+
+def apply(dumped: dict, intercept: float, coefficients: dict, supported_at: float, not_found_below: float) -> None:
+    """Re-judge every modelled answer in ``dumped`` with this model (the rules' verdicts stay)."""
+    for it in dumped["items"]:
+        for r in it["results"].values():
+            if r.get("signals"):
+                s = verdict.Signals(**r["signals"])
+                r["confidence"] = verdict.probability(s, intercept, coefficients)
+                r["grounding"] = verdict.judge(s, r["confidence"], supported_at, not_found_below)
+
+
+def _modelled(r: dict) -> bool:
+    """The verdict model judged this answer: it has signals and the rule before the model did not decide."""
+    return bool(r.get("signals")) and not verdict.ruled_out(verdict.Signals(**r["signals"]))
