@@ -289,10 +289,11 @@ class ReplicaPool:
                 for line in r.iter_lines():
                     if not line.startswith("data:"):
                         continue
-                    piece = self._event(json.loads(line[5:]), stats)
+                    event = json.loads(line[5:])
+                    piece = self._event(event, stats)
+                    if not event.get("stop") and stats.first_token_at is None:  # a token, even one with no text
+                        stats.first_token_at = time.perf_counter()
                     if piece:
-                        if stats.first_token_at is None:
-                            stats.first_token_at = time.perf_counter()
                         yield piece
         except httpx.HTTPError as exc:
             self.mark_down(replica, f"it stopped answering mid-answer ({type(exc).__name__})")
@@ -311,6 +312,6 @@ class ReplicaPool:
             stats.completion_tokens = int(event.get("tokens_predicted") or stats.completion_tokens)
             stats.stop_reason = ("eos" if event.get("stop_type") in ("eos", "word") else
                                  "length" if event.get("stop_type") == "limit" else str(event.get("stop_type") or "eos"))
-        elif event.get("content"):
+        else:  # one streamed token (its text may be empty: a control token, part of a character)
             stats.completion_tokens += 1
         return event.get("content") or ""
