@@ -96,6 +96,20 @@ def entities(question: str) -> list[str]:
     return [m.group(1) for m in _ENTITY.finditer(question)]
 
 
+def cut_article(art: dict, doc_tokens: int, count_tokens) -> tuple[str, str, list[dict]]:
+    """A SQuAD article as a document: its title, then its first paragraphs while the text stays within
+    ``doc_tokens`` tokens (``count_tokens``); returns the title, the text and the paragraphs kept."""
+    title = art["title"].replace("_", " ")
+    kept, text = [], title
+    for p in art["paragraphs"]:
+        candidate = text + "\n\n" + p["context"]
+        if count_tokens(candidate) > doc_tokens:
+            break
+        kept.append(p)
+        text = candidate
+    return title, text, kept
+
+
 def build_items(n_articles: int, per_article: int, unanswerable: int, tuning: bool, doc_tokens: int,
                 count_tokens, offset: int = 0) -> tuple[list[tuple[str, str]], list[Item]]:
     """The documents (``(title, text)``, each cut to ``doc_tokens``) and the questions (see module docstring)."""
@@ -103,14 +117,7 @@ def build_items(n_articles: int, per_article: int, unanswerable: int, tuning: bo
     data = data[:n_articles] if tuning else data[-n_articles:]
     docs, own = [], []
     for art in data:
-        title = art["title"].replace("_", " ")
-        kept, text = [], title
-        for p in art["paragraphs"]:
-            candidate = text + "\n\n" + p["context"]
-            if count_tokens(candidate) > doc_tokens:
-                break
-            kept.append(p)
-            text = candidate
+        title, text, kept = cut_article(art, doc_tokens, count_tokens)
         docs.append((title, text))
         own.append([(qa, p["context"]) for p in kept for qa in p["qas"]])
     items: list[Item] = []
@@ -150,14 +157,7 @@ def build_squad2(n_articles: int, per_article: int, unanswerable: int, doc_token
     data = json.loads(SQUAD2.read_text(encoding="utf-8"))["data"][:n_articles]
     docs, items = [], []
     for art in data:
-        title = art["title"].replace("_", " ")
-        kept, text = [], title
-        for p in art["paragraphs"]:
-            candidate = text + "\n\n" + p["context"]
-            if count_tokens(candidate) > doc_tokens:
-                break
-            kept.append(p)
-            text = candidate
+        title, text, kept = cut_article(art, doc_tokens, count_tokens)
         docs.append((title, text))
         qas = [(qa, p["context"]) for p in kept for qa in p["qas"]]
         for kind, want, pick in (("answerable", per_article, lambda qa: not qa["is_impossible"]),
@@ -363,11 +363,12 @@ FIT_ARTICLES = 6  # of the 8 SQuAD 2.0 tuning articles; the other 2 report the f
 
 
 def similarity():
-    """MiniLM's cosine of a question and a sentence, as ``Grounder.similarity`` (the embedder loaded here)."""
+    """MiniLM's cosine of a question and a sentence, as the app measures it (``Grounder.similarity``)."""
     from backend.documents import Embedder
+    from backend.grounding.grounder import cosine
 
     embedder = Embedder("all-MiniLM-L6-v2")
-    return lambda q, s: float(embedder.encode_query(q) @ embedder.encode_query(s))
+    return lambda q, s: cosine(embedder, q, s)
 
 
 def squad2_report(dumped: dict, refit: bool) -> None:

@@ -351,7 +351,8 @@ def attribute(question: str, answer: str, indexes: list[PassageIndex],
         return _not_found(passages, near, abstained, started, 0.0, "No passage of the documents holds what the answer says.")
     said = set().union(*stated)
     restates = not said - q_words  # it only repeats the question's words: nothing to confirm
-    first_text = answer[slice(*sentence_spans(answer)[0])] if sentence_spans(answer) else answer
+    spans = sentence_spans(answer)
+    first_text = answer[slice(*spans[0])] if spans else answer
     specific = set(words(" ".join(verdict.specifics(first_text)))) - q_words
     cosine = similarity(question, passages[covers[0][0]].text) if similarity is not None else None
     signals = verdict.measure(stated[0], said, q_words, covers[0], chosen, terms, relevance, weights.share, specific,

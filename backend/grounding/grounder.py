@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from dataclasses import replace
 
-from backend.documents import DocumentService
+from backend.documents import DocumentService, Embedder
 from backend.grounding.attribution import Attribution, PassageIndex, attribute
 from backend.grounding.passages import passages_of
 
@@ -76,6 +76,10 @@ class Grounder:
         """MiniLM's cosine of a question and a sentence (``verdict.Signals.similarity``), or None while the
         embedding model is still loading after a start: a verdict never waits for it."""
         embedder = self.documents.embedder
-        if not embedder.ready:
-            return None
-        return float(embedder.encode_query(question) @ embedder.encode_query(sentence))
+        return cosine(embedder, question, sentence) if embedder.ready else None
+
+
+def cosine(embedder: Embedder, question: str, sentence: str) -> float:
+    """MiniLM's cosine of ``question`` (its vector from the embedder's query cache, which a search of the same
+    question filled) and ``sentence`` (encoded here, kept out of that cache: a cited sentence is no query)."""
+    return float(embedder.encode_query(question) @ embedder.encode([sentence])[0])
