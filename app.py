@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import signal
 import sys
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 import gradio as gr
@@ -45,10 +48,13 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
     """
     from components import analytics, api, caches, chat, documents, logs, models, sessions, sources
     from components.common import ANONYMOUS, is_admin, owner_of
+    from components.guard import guard
 
     services = services or build_services(settings)
     gr.set_static_paths(paths=[settings.path("images")])  # chat questions' images, shown in their history
-    with gr.Blocks(title="KVCache Chatbot", fill_width=True) as demo:
+    # delete_cache: every hour, Gradio deletes the files it holds for this app that are over an hour old (uploads a
+    # client sent and never used), and all of them when the server stops
+    with gr.Blocks(title="KVCache Chatbot", fill_width=True, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("## KVCache Chatbot\nChat with your documents. **Cache** a document once; later questions "
                     "reuse its KV cache and start answering at once, even after a restart.")
         if settings.on_space and not settings.space_storage:
@@ -123,6 +129,7 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         demo.load(refresh_sessions, [chat_panel.session], session_outputs, api_visibility="private")
         for finished in (chat_panel.answered, chat_panel.stopped):
             finished.then(refresh_sessions, [chat_panel.session], session_outputs, api_visibility="private")
+    guard(demo)  # every handler: an unexpected error is logged with an id and the user gets a sentence
     demo.queue(default_concurrency_limit=4)
     demo.services = services  # type: ignore[attr-defined]
     return demo
@@ -144,10 +151,36 @@ def parse_args(argv: list[str] | None = None) -> dict:
 
 
 def setup_logging(settings: Settings) -> None:
-    """Log INFO to stderr and to ``data_dir/logs/app.log``."""
-    handlers = [logging.StreamHandler(), logging.FileHandler(settings.path("logs") / "app.log", encoding="utf-8")]
+    """Log INFO to stderr and to ``data_dir/logs/app.log``, which rotates (``RotatingFileHandler``: at a quarter of
+    ``log_cap_mb``, three old files kept), so the log never takes more than ``log_cap_mb`` of the disk."""
+    cap = int(settings.log_cap_mb * 2**20)
+    handlers = [logging.StreamHandler(),
+                RotatingFileHandler(settings.path("logs") / "app.log", maxBytes=max(cap // 4, 1), backupCount=3,
+                                    encoding="utf-8")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=handlers, force=True)
+
+
+def own_temp_dir(settings: Settings) -> Path:
+    """Make Gradio keep its temporary copies of uploads under the data dir (``data_dir/tmp/gradio``, set as
+    ``GRADIO_TEMP_DIR`` before the app is built), so the app owns them: the folder is emptied at every start, each
+    upload's copy is deleted once ingested or refused (``components.uploads.discard_temp_copies``), and Gradio's own
+    ``delete_cache`` drops what a client uploaded and never used. A ``GRADIO_TEMP_DIR`` set by the operator is kept
+    and never emptied.
+
+    Returns:
+        Gradio's temp folder.
+    """
+    if os.environ.get("GRADIO_TEMP_DIR"):
+        return Path(os.environ["GRADIO_TEMP_DIR"])
+    shutil.rmtree(settings.data_dir / "tmp", ignore_errors=True)  # ours alone: what a previous run left
+    folder = settings.path("tmp") / "gradio"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    import gradio.mcp  # read GRADIO_TEMP_DIR when gradio was imported: its base64 files from MCP clients go here too
+
+    gradio.mcp.DEFAULT_TEMP_DIR = str(folder)
+    return folder
 
 
 def ensure_default_model(settings: Settings) -> None:
@@ -218,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(refusal, file=sys.stderr)
         return 2
     setup_logging(settings)
+    own_temp_dir(settings)
     stop_on_signals()
     demo = None
     try:  # Ctrl-C or SIGTERM: Gradio's launch closes the server and returns

@@ -177,6 +177,13 @@ class Settings(BaseSettings):
                               "write is acknowledged: nothing is lost), everysec (a Redis crash while the disk is "
                               "busy, or a power loss, can lose the last seconds of chat turns) or no.")
     session_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="Session lifetime after last use, seconds.")
+    log_cap_mb: float = Field(20.0, gt=0, description="Most disk the app's log (logs/app.log and its rotated files) "
+                              "takes, and the same for the model runs' logs (logs/runs), MB.")
+    purge_delay_s: float = Field(60.0, ge=0, description="After a document or chat is deleted, how long until the "
+                                 "clean-up removes its bytes from LanceDB's old versions and Redis's files, seconds "
+                                 "(docs/security.md).")
+    upkeep_interval_s: float = Field(3600.0, ge=0, description="Between two clean-ups when nothing is deleted "
+                                     "(compaction of the index), seconds; 0: only after deletes.")
     shutdown_grace_s: float = Field(10.0, ge=0, description="On SIGTERM or Ctrl-C, how long answers in flight may "
                                                             "go on before they are stopped and saved as partial, seconds.")
 

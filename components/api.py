@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import gradio as gr
 from gradio import FileData
@@ -21,8 +22,13 @@ from backend.chat import SessionNotFound
 from backend.chat import export_session as export_session_as
 from backend.services import Services
 from components import api_documents
-from components.common import owner_of, question_slot, require_admin, user_errors
+from components.common import is_admin, owner_of, question_slot, require_admin, user_errors
+from components.guard import api
 from components.models import status
+
+Mode = Literal["auto", "cag", "rag"]
+LOAD_RANGES = {"n_ctx": (0, 1 << 24), "n_gpu_layers": (-1, 10_000), "n_batch": (0, 1 << 20), "n_threads": (0, 1024),
+               "n_threads_batch": (0, 1024)}  # 0 (or null) takes the configured setting
 
 
 def image_input(item: dict | str) -> str:
@@ -53,7 +59,7 @@ def render(services: Services) -> None:
         with user_errors():
             return services.sessions.create(owner_of(request))
 
-    def chat(session_id: str, message: str, doc_ids: list[str], mode: str = "auto", thinking: bool | None = None,
+    def chat(session_id: str, message: str, doc_ids: list[str], mode: Mode = "auto", thinking: bool | None = None,
              web: bool | None = None, remember: bool | None = None, images: list[FileData | str] | None = None,
              request: gr.Request = None) -> Iterator[dict]:
         """Ask a question about documents and get the model's answer with its sources and metrics.
@@ -101,7 +107,7 @@ def render(services: Services) -> None:
                 elif event.kind == "done":
                     yield {"text": event.text, "thinking": thought, "done": True, **event.data}
 
-    def prefetch(session_id: str, doc_ids: list[str], mode: str = "auto", request: gr.Request = None) -> dict:
+    def prefetch(session_id: str, doc_ids: list[str], mode: Mode = "auto", request: gr.Request = None) -> dict:
         """Get the prefix of these documents, or the session's snapshot, into the model's context
         (restored, or prefilled and saved) so the next chat call evaluates only the question.
         Waits for it and returns {"outcome": done|preempted|busy|failed|no_model, "tier", "tokens"};
@@ -161,7 +167,8 @@ def render(services: Services) -> None:
         return {"session_id": session_id, "system_prompt": current or services.settings.system_prompt,
                 "custom": bool(current)}
 
-    def export_session(session_id: str, format: str = "markdown", request: gr.Request = None) -> dict:
+    def export_session(session_id: str, format: Literal["markdown", "json"] = "markdown",
+                       request: gr.Request = None) -> dict:
         """A session as Markdown or JSON, with messages, sources and metrics: {"filename", "content"}.
 
         Args:
@@ -184,15 +191,23 @@ def render(services: Services) -> None:
         """
         with user_errors():
             if not services.sessions.delete(owner_of(request), session_id):
-                raise SessionNotFound(f"Session {session_id} does not exist or has expired; refresh the chat list.")
+                raise SessionNotFound("That session does not exist or has expired; refresh the chat list.")
         services.chat.forget_session(owner_of(request), session_id)
         return {"session_id": session_id, "deleted": True}
 
-    def list_models() -> list[dict]:
-        """GGUF files in models_dir and extra_model_dirs, read from their headers without loading:
-        path, size_bytes, architecture, parameters, quantization, context_length,
-        has_chat_template, error (one sentence, "" when usable)."""
-        return [{**asdict(m), "path": str(m.path)} for m in services.list_models()]
+    def list_models(request: gr.Request) -> list[dict]:
+        """GGUF files in models_dir and extra_model_dirs, read from their headers without loading: name,
+        size_bytes, architecture, parameters, quantization, context_length, has_chat_template, error (one
+        sentence, "" when usable); for an admin also model_file, the path load_model takes."""
+        admin = is_admin(services, request)
+        out = []
+        for m in services.models.list():
+            row = {k: v for k, v in asdict(m).items() if k not in ("path", "projector")}
+            row.update(name=m.path.name, projector=m.projector.name if m.projector else None)
+            if admin:  # a plain string under a key gradio_client does not take for a file ("path" it would fetch)
+                row["model_file"] = str(m.path)
+            out.append(row)
+        return out
 
     def load_model(path: str, n_ctx: int = 0, n_gpu_layers: int | None = None, n_batch: int = 0,
                    n_threads: int = 0, flash_attn: bool | None = None, type_k: str = "", type_v: str = "",
@@ -209,7 +224,7 @@ def render(services: Services) -> None:
                  "type_k": type_k or None, "type_v": type_v or None, "use_mmap": use_mmap, "use_mlock": use_mlock,
                  "use_extra_bufts": use_extra_bufts}
         with user_errors():
-            services.load_model(Path(path), **{k: v for k, v in given.items() if v is not None})
+            services.models.load(Path(path), **{k: v for k, v in given.items() if v is not None})
         return status(services, owner_of(request))
 
     def unload_model(request: gr.Request) -> dict:
@@ -224,7 +239,7 @@ def render(services: Services) -> None:
         Returns model_status() plus cleared_caches."""
         require_admin(services, request)
         with user_errors():
-            cleared = services.restart_model(bool(reset))
+            cleared = services.models.restart(bool(reset))
         return {**status(services, owner_of(request)), "cleared_caches": cleared}
 
     def list_log_runs(request: gr.Request = None) -> list[dict]:
@@ -232,7 +247,8 @@ def render(services: Services) -> None:
         require_admin(services, request)
         return [asdict(r) for r in services.run_logs.runs()]
 
-    def get_logs(run_id: str = "", level: str = "INFO", tail: int = 200, request: gr.Request = None) -> dict:
+    def get_logs(run_id: str = "", level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO",
+                 tail: int = 200, request: gr.Request = None) -> dict:
         """A model run's log (llama.cpp's own lines and the app's), level and above, last `tail` lines.
         run_id "" = the current run. Returns {"run_id", "lines"}."""
         require_admin(services, request)
@@ -243,23 +259,25 @@ def render(services: Services) -> None:
         return {"run_id": run_id or services.run_logs.current, "lines": lines}
 
     def model_status(request: gr.Request) -> dict:
-        """Loaded model, n_ctx, n_gpu_layers, GPU offload support and cached documents."""
-        return status(services, owner_of(request))
+        """Loaded model, n_ctx, n_gpu_layers, GPU offload support and cached documents. An admin also gets the
+        model's path, the replicas and the server's own figures; everyone else the model's name and their own
+        cache counts."""
+        return status(services, owner_of(request), is_admin(services, request))
 
     llm = {"concurrency_id": "chat", "concurrency_limit": None}  # the batch scheduler queues
-    gr.api(create_session, api_name="create_session")
-    gr.api(chat, api_name="chat", **llm)
-    gr.api(prefetch, api_name="prefetch")
-    gr.api(get_history, api_name="get_history")
-    gr.api(delete_session, api_name="delete_session")
-    gr.api(list_sessions, api_name="list_sessions")
-    gr.api(rename_session, api_name="rename_session")
-    gr.api(export_session, api_name="export_session")
-    gr.api(set_system_prompt, api_name="set_system_prompt")
-    gr.api(model_status, api_name="model_status")
-    gr.api(list_models, api_name="list_models")
-    gr.api(list_log_runs, api_name="list_log_runs")  # these five refuse non-admins (require_admin)
-    gr.api(get_logs, api_name="get_logs")
-    gr.api(load_model, api_name="load_model", **llm)
-    gr.api(unload_model, api_name="unload_model", **llm)
-    gr.api(restart_model, api_name="restart_model", **llm)
+    api(create_session, "create_session")
+    api(chat, "chat", **llm)
+    api(prefetch, "prefetch")
+    api(get_history, "get_history")
+    api(delete_session, "delete_session")
+    api(list_sessions, "list_sessions")
+    api(rename_session, "rename_session")
+    api(export_session, "export_session")
+    api(set_system_prompt, "set_system_prompt")
+    api(model_status, "model_status")
+    api(list_models, "list_models")
+    api(list_log_runs, "list_log_runs")  # these five refuse non-admins (require_admin)
+    api(get_logs, "get_logs", ranges={"tail": (0, 100_000)})
+    api(load_model, "load_model", ranges=LOAD_RANGES, **llm)
+    api(unload_model, "unload_model", **llm)
+    api(restart_model, "restart_model", **llm)

@@ -12,7 +12,8 @@ import gradio as gr
 from backend.documents import DocumentRow
 from backend.services import Services
 from components.common import check_upload, every_owner, owner_of, user_errors
-from components.uploads import upload_many
+from components.guard import api
+from components.uploads import discard_temp_copies, upload_many
 
 
 def document_dict(row: DocumentRow, cached: dict) -> dict:
@@ -58,10 +59,14 @@ def render(services: Services) -> None:
         if not file:
             raise gr.Error("No file was sent; attach a PDF, DOCX, TXT, Markdown or image file.")
         owner = owner_of(request)
+        try:
+            with user_errors():
+                check_upload(services, request, Path(file))
+                row, created = services.documents.upload(owner, Path(file), name or Path(file).name,
+                                                         password or None, figures=figures)
+        finally:
+            discard_temp_copies([Path(file)])  # the data dir has its own copy now, or the file was refused
         with user_errors():
-            check_upload(services, request, Path(file))
-            row, created = services.documents.upload(owner, Path(file), name or Path(file).name, password or None,
-                                                     figures=figures)
             if cache:
                 services.primer.cache_if_possible(owner, row.doc_id)
         return {**document_dict(row, services.caches.cached(owner)), "created": created}
@@ -193,12 +198,12 @@ def render(services: Services) -> None:
         return {**asdict(info), "budget": services.caches.budget()}
 
     llm = {"concurrency_id": "chat", "concurrency_limit": None}  # the batch scheduler queues
-    gr.api(list_documents, api_name="list_documents")
-    gr.api(search_documents, api_name="search_documents")
-    gr.api(get_document_text, api_name="get_document_text")
-    gr.api(reindex_document, api_name="reindex_document")
-    gr.api(delete_document, api_name="delete_document")
-    gr.api(cache_document, api_name="cache_document", **llm)
-    gr.api(list_caches, api_name="list_caches")
-    gr.api(pin_cache, api_name="pin_cache")
-    gr.api(delete_cache, api_name="delete_cache")
+    api(list_documents, "list_documents")
+    api(search_documents, "search_documents", ranges={"k": (1, 100)})
+    api(get_document_text, "get_document_text")
+    api(reindex_document, "reindex_document")
+    api(delete_document, "delete_document")
+    api(cache_document, "cache_document", **llm)
+    api(list_caches, "list_caches")
+    api(pin_cache, "pin_cache")
+    api(delete_cache, "delete_cache")

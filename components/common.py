@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from backend.access import QuotaExceeded
-from backend.chat import ChatError, SessionError, budget_line, metrics_line, seconds
+from backend.chat import ChatError, SessionError, TextError, budget_line, metrics_line, seconds
 from backend.documents import DocumentError, LoadError
 from backend.inference import EngineError, ModelDownloadError
 from backend.kvcache import CacheNotFound
@@ -19,7 +19,7 @@ __all__ = ["USER_ERRORS", "budget_line", "check_upload", "every_owner", "human_b
            "metrics_line", "owner_of", "question_slot", "require_admin", "seconds", "user_errors"]
 
 USER_ERRORS = (ChatError, DocumentError, EngineError, SessionError, ModelDownloadError, CacheNotFound, QuotaExceeded,
-               LoadError)
+               LoadError, TextError)
 PART_NAMES = {"documents": "the documents' index", "embedder": "the embedding model (for search)", "ocr": "OCR"}
 
 

@@ -13,13 +13,20 @@ import psutil
 from backend.inference import AUTO_SLOTS, HOW_TO_GET_A_MODEL, RECOMMENDED_MODELS, download, expectation
 from backend.kvcache import KV_TYPE_BYTES, kv_bytes_per_token
 from backend.services import Services
-from components.common import human_bytes, owner_of, require_admin, user_errors
+from components.common import human_bytes, is_admin, owner_of, require_admin, user_errors
 
 PART_LABELS = {"documents": "documents' index", "embedder": "embedding model", "ocr": "OCR engine"}
 
 
-def status(services: Services, owner: str) -> dict:
+ADMIN_ONLY = ("model_path", "replicas", "remote", "rss_bytes", "preflight", "disk_warning")
+
+
+def status(services: Services, owner: str, admin: bool = True) -> dict:
     """The model panel's data (also the ``model_status`` API's result).
+
+    A non-admin (``admin`` False) sees what concerns them and nothing of the server's insides: the model's name,
+    not its path; the kind of backend, not its address; their own cache entries' counts, not everyone's; and none
+    of ``ADMIN_ONLY``.
 
     Returns:
         ``loaded``, ``model``, ``n_ctx`` (tokens), ``n_gpu_layers``, ``gpu_offload_supported``,
@@ -62,7 +69,20 @@ def status(services: Services, owner: str) -> dict:
     ]
     elsewhere = remote is not None or services.chat.replicas is not None  # answers are computed there
     info["message"] = (services.model_error or HOW_TO_GET_A_MODEL) if not info["loaded"] and not elsewhere else ""
-    return info
+    return info if admin else for_user(services, owner, info)
+
+
+def for_user(services: Services, owner: str, info: dict) -> dict:
+    """``status`` as a non-admin sees it: ``ADMIN_ONLY`` left out, the backend named by its kind, cache counts of
+    the owner's own entries (``caches``: ``{"yours": {"entries", "bytes"}}``), and a message without a path."""
+    out = {k: v for k, v in info.items() if k not in ADMIN_ONLY}
+    out["backend"] = ("llama-server replicas" if "replicas" in info else "a remote OpenAI-compatible server"
+                      if "remote" in info else "local llama.cpp (in-process)")
+    own = services.caches.list(owner)
+    out["caches"] = {"yours": {"entries": len(own), "bytes": sum(c.bytes for c in own)}}
+    if out["message"]:
+        out["message"] = "No model is loaded; ask an admin to load one in the Model panel."
+    return out
 
 
 def replica_status(services: Services) -> list[dict]:
@@ -94,7 +114,7 @@ def model_choices(services: Services) -> list[tuple[str, str]]:
     """(label, path) for every listed GGUF: name, architecture, parameters, quantization, context, vision
     projector (when one goes with it), size."""
     out = []
-    for m in services.list_models():
+    for m in services.models.list():
         size = f"{m.parameters / 1e9:.2f}B" if m.parameters >= 1e9 else f"{m.parameters / 1e6:.1f}M"
         facts = (f"{m.architecture} · {size} params · {m.quantization} · "
                  f"ctx {m.context_length:,}") if not m.error else f"unusable: {m.error}"
@@ -190,6 +210,9 @@ def render(services: Services) -> ModelsPanel:
         download_btn = gr.Button("Download and load", scale=1)
 
     def current(request: gr.Request) -> str:
+        if not is_admin(services, request):  # the panel is hidden from them; its text tells nothing either
+            info = status(services, owner_of(request), admin=False)
+            return f"**{info['model']}** answers." if info["loaded"] else info["message"]
         return status_markdown(status(services, owner_of(request)))
 
     def load(path: str | None, ctx: float, gpu_layers: float, kv: str, flash_attn: bool, bufts: bool,
@@ -198,14 +221,14 @@ def render(services: Services) -> ModelsPanel:
         if not path:
             raise gr.Error("Choose a .gguf file first.")
         with user_errors():
-            services.load_model(Path(path), n_ctx=int(ctx), n_gpu_layers=int(gpu_layers), type_k=kv, type_v=kv,
+            services.models.load(Path(path), n_ctx=int(ctx), n_gpu_layers=int(gpu_layers), type_k=kv, type_v=kv,
                                 flash_attn=bool(flash_attn), use_extra_bufts=bool(bufts))
         return current(request)
 
     def restart(reset: bool, request: gr.Request):
         require_admin(services, request)
         with user_errors():
-            cleared = services.restart_model(reset)
+            cleared = services.models.restart(reset)
         if reset:
             gr.Info(f"Restarted; {cleared} KV cache entr{'y' if cleared == 1 else 'ies'} cleared.")
         return current(request)
@@ -230,7 +253,7 @@ def render(services: Services) -> ModelsPanel:
                 name = projector
                 download(repo_id.strip(), projector, s.models_dir, progress=report)
             progress(1, desc="Loading")
-            services.load_model(path)
+            services.models.load(path)
         return current(request), gr.Dropdown(choices=model_choices(services), value=str(path))
 
     llm = {"concurrency_id": "llm", "concurrency_limit": 1, "api_visibility": "private"}

@@ -4,12 +4,14 @@ never stops the others."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from backend.documents import expand
 from backend.services import Services
@@ -49,6 +51,23 @@ class UploadResult:
         return ", ".join(parts) + f" ({pages:,} page{'s' * (pages != 1)}, {chunks:,} chunk{'s' * (chunks != 1)})"
 
 
+def discard_temp_copies(paths: list[Path]) -> None:
+    """Delete Gradio's temporary copies of uploaded files (and their folders, when left empty), once the data dir
+    holds its own copy or the upload was refused: a deleted document must leave no copy behind. Only files inside
+    Gradio's upload folder (``GRADIO_TEMP_DIR``) are touched."""
+    root = Path(get_upload_folder()).resolve()
+    for path in paths:
+        try:
+            resolved = Path(path).resolve()
+        except (OSError, RuntimeError):
+            continue
+        if resolved.is_relative_to(root) and resolved != root:
+            resolved.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: another upload's file is there too
+                if resolved.parent != root:
+                    resolved.parent.rmdir()
+
+
 def upload_many(services: Services, request: gr.Request | None, paths: list[tuple[Path, str]], password: str | None,
                 cache: bool, progress: Callable[[float, str], None] | None = None, figures: bool = False) -> UploadResult:
     """Upload files, opening zip archives into their documents, one after the other.
@@ -66,6 +85,16 @@ def upload_many(services: Services, request: gr.Request | None, paths: list[tupl
         The result per file; nothing raised for a bad file (its sentence is in ``done``).
     """
     owner, result = owner_of(request), UploadResult()
+    try:
+        return _upload_each(services, request, owner, result, paths, password, cache, progress, figures)
+    finally:
+        discard_temp_copies([p for p, _ in paths])
+
+
+def _upload_each(services: Services, request: gr.Request | None, owner: str, result: UploadResult,
+                 paths: list[tuple[Path, str]], password: str | None, cache: bool,
+                 progress: Callable[[float, str], None] | None, figures: bool) -> UploadResult:
+    """``upload_many``'s work, file by file (archives expanded into a temporary folder, removed after)."""
     with tempfile.TemporaryDirectory(prefix="kvc-bundle-") as work:
         bundle = expand(paths, Path(work), services.settings.max_upload_bytes)
         result.skipped = bundle.skipped

@@ -4,8 +4,8 @@
 * packages import only downwards: ``chat`` -> ``kvcache`` -> ``inference``, ``chat`` -> ``grounding``, and
   ``chat``, ``kvcache`` and ``grounding`` may read ``documents``, which imports no other package;
 * ``config``, ``access`` (sign-in, roles, quotas) and ``storage`` (the data dir's upkeep) import no other package
-  (``documents``, ``kvcache`` and ``chat`` may read ``storage``: free space, atomic writes); nothing in ``backend``
-  imports ``services``;
+  (``documents``, ``inference``, ``kvcache`` and ``chat`` may read ``storage``: free space, atomic writes, ids
+  checked against their folder); nothing in ``backend`` imports ``services``;
 * the UI (``components/``, ``app.py``) imports a package's public names, not its inner modules;
 * no module imports itself through a circle of imports (``TYPE_CHECKING`` and function-level ones count).
 """
@@ -23,7 +23,7 @@ BACKEND = ROOT / "backend"
 PACKAGES = ("documents", "inference", "kvcache", "grounding", "chat", "access", "storage")
 ALLOWED = {  # package -> the backend parts it may import (besides itself and config)
     "documents": {"storage"},
-    "inference": set(),
+    "inference": {"storage"},  # atomic writes, ids checked against their folder
     "kvcache": {"inference", "documents", "storage"},
     "grounding": {"documents"},
     "chat": {"kvcache", "inference", "documents", "grounding", "storage"},  # storage: a question's images are kept

@@ -15,6 +15,7 @@ from backend.chat.priming import Primer
 from backend.chat.prompts import Frame, Prompt, build_prompt, document_block, frame, prefix_tokens
 from backend.chat.service import ChatService
 from backend.chat.sessions import Session, SessionError, SessionNotFound, SessionStore
+from backend.chat.text import TextError, clean_text, printable
 from backend.chat.thinking import ThinkSplitter, split_thinking
 from backend.chat.turn_input import compose, date_line, dated
 from backend.chat.turns import Turn, TurnEvent
@@ -36,6 +37,7 @@ __all__ = [
            "SessionError",
            "SessionNotFound",
            "SessionStore",
+           "TextError",
            "ThinkSplitter",
            "Turn",
            "TurnEvent",
@@ -43,6 +45,7 @@ __all__ = [
            "answer_points",
            "budget_line",
            "build_prompt",
+           "clean_text",
            "compose",
            "date_line",
            "dated",
@@ -53,6 +56,7 @@ __all__ = [
            "metrics_line",
            "needs_web",
            "prefix_tokens",
+           "printable",
            "search_web",
            "seconds",
            "since_for",

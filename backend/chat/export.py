@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 from backend.chat.metrics import budget_line, metrics_line
 from backend.chat.sessions import Session
+from backend.chat.text import printable
 
 FORMATS = ("markdown", "json")
 
@@ -71,8 +72,21 @@ def export_session(session: Session, fmt: str) -> tuple[str, str]:
         ValueError: unknown format (the message is one sentence for the user).
     """
     if fmt not in FORMATS:
-        raise ValueError(f"Unknown export format '{fmt}'; use markdown or json.")
+        raise ValueError("Unknown export format; use markdown or json.")
+    session = Session(**_cleaned(asdict(session)))
     stem = re.sub(r"[^A-Za-z0-9]+", "-", session.title).strip("-")[:50] or "chat"
     if fmt == "json":
         return f"{stem}.json", json.dumps(asdict(session), ensure_ascii=False, indent=2)
     return f"{stem}.md", to_markdown(session)
+
+
+def _cleaned(value):
+    """``value`` with every string in it made printable (``printable``: no control or bidi-override characters,
+    no lone surrogates), for an export that carries only cleaned text whatever was stored before."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {k: _cleaned(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_cleaned(v) for v in value]
+    return value

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from backend.documents import DocumentService, Embedder, LoadError, Once, sql_quote, table_names
+from backend.documents import DocumentService, Embedder, LoadError, Once, purge_versions, sql_quote, table_names
 
 if TYPE_CHECKING:
     from lancedb.pydantic import LanceModel
@@ -119,11 +119,29 @@ class MemoryIndex:
         return [Memory(r["text"], r["session_id"], r["created_at"], r["_distance"]) for r in rows
                 if r["_distance"] <= self.max_distance]
 
+    def purge(self) -> str:
+        """Compact the memory table and delete its older versions (``purge_versions``), so the questions of a
+        deleted chat leave no bytes on the disk; nothing to do while the table has not been opened.
+
+        Returns:
+            What was removed, for the log.
+        """
+        if not self._table.ready:
+            return "memory: not opened"
+        self.flush()
+        return _purge(self)
+
     def delete_session(self, owner: str, session_id: str) -> None:
         """Forget every message of a session (after the writes asked before it)."""
         self.flush()
         with self._lock:
             self.table.delete(f"owner = {sql_quote(owner)} AND session_id = {sql_quote(session_id)}")
+
+
+def _purge(index: MemoryIndex) -> str:
+    """``MemoryIndex.purge``'s work (the table opened already)."""
+    with index._lock:
+        return purge_versions(index.table)
 
 
 def memory_user_text(question: str, memories: list[Memory]) -> str:

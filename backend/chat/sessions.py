@@ -23,6 +23,9 @@ from typing import Any
 
 import redis
 
+from backend.chat.text import clean_text, printable
+from backend.storage.paths import is_hex_id
+
 
 class SessionError(RuntimeError):
     """A session operation failed; ``str(err)`` is one sentence for the user."""
@@ -63,14 +66,23 @@ class SessionStore:
     Args:
         client: a redis-py client (``decode_responses=True``).
         ttl_s: lifetime after last use, seconds.
+        on_delete: called after a session is deleted (the clean-up that removes its bytes from Redis's files).
     """
 
-    def __init__(self, client: redis.Redis, ttl_s: int):
+    def __init__(self, client: redis.Redis, ttl_s: int, on_delete: Callable[[], object] = lambda: None):
         self.r = client
         self.ttl_s = ttl_s
+        self.on_delete = on_delete
 
     @staticmethod
     def _key(owner: str, sid: str) -> str:
+        """The session's Redis key; an id the app could not have made (32 hex characters) is never one.
+
+        Raises:
+            SessionNotFound: ``sid`` is not a session id.
+        """
+        if not is_hex_id(sid):
+            raise SessionNotFound("There is no session with that id; pick a chat from the list or start a new one.")
         return f"kvc:{owner}:session:{sid}"
 
     def _touch(self, pipe, owner: str, sid: str, now: float) -> None:
@@ -132,7 +144,7 @@ class SessionStore:
                 pipe.rpush(key + ":messages", json.dumps({"created_at": now, **m}))
             first_user = next((m["content"] for m in messages if m.get("role") == "user"), None)
             if first_user and not self.r.hget(key, "title"):
-                pipe.hset(key, "title", " ".join(first_user.split())[:60])
+                pipe.hset(key, "title", " ".join(printable(first_user).split())[:60])
             self._touch(pipe, owner, sid, now)
             pipe.execute()
         except redis.RedisError as exc:
@@ -155,7 +167,7 @@ class SessionStore:
             ids = self.r.zrevrange(index, 0, limit - 1)
             pipe = self.r.pipeline()
             for sid in ids:
-                pipe.hgetall(self._key(owner, sid))
+                pipe.hgetall(f"kvc:{owner}:session:{sid}")
             metas = pipe.execute()
             gone = [sid for sid, meta in zip(ids, metas) if not meta]
             if gone:
@@ -189,8 +201,9 @@ class SessionStore:
         Raises:
             SessionError: empty title, or Redis unreachable.
             SessionNotFound: unknown or expired id.
+            TextError: the title holds broken Unicode (control characters are removed, ``clean_text``).
         """
-        title = " ".join((title or "").split())[:80]
+        title = " ".join(clean_text(title or "", "The title").split())[:80]
         if not title:
             raise SessionError("The title is empty; type a name for the chat.")
         self._modify(owner, sid, lambda pipe, key: pipe.hset(key, "title", title))
@@ -211,18 +224,21 @@ class SessionStore:
         self._modify(owner, sid, cut)
 
     def set_system_prompt(self, owner: str, sid: str, text: str) -> None:
-        """Give a session its own instructions ("" goes back to the configured ones).
+        """Give a session its own instructions ("" goes back to the configured ones), cleaned (``clean_text``).
 
         Raises:
             SessionNotFound: unknown or expired id.
             SessionError: Redis unreachable.
+            TextError: the text holds broken Unicode.
         """
-        text = (text or "").strip()
+        text = clean_text(text or "", "The system prompt").strip()
         self._modify(owner, sid, lambda pipe, key: pipe.hset(key, "system_prompt", text) if text
                      else pipe.hdel(key, "system_prompt"))
 
     def delete(self, owner: str, sid: str) -> bool:
-        """Delete a session; returns False when it did not exist."""
+        """Delete a session; returns False when it did not exist (or ``sid`` is not a session id)."""
+        if not is_hex_id(sid):
+            return False
         key = self._key(owner, sid)
         try:
             pipe = self.r.pipeline()
@@ -231,6 +247,8 @@ class SessionStore:
             deleted, _ = pipe.execute()
         except redis.RedisError as exc:
             raise _unavailable(exc) from exc
+        if deleted:
+            self.on_delete()
         return bool(deleted)
 
     def image_names(self) -> set[str]:

@@ -15,9 +15,10 @@ from backend.documents.ocr import PageOcr, needs_ocr, unreadable_share
 from backend.documents.once import LoadError, Once
 from backend.documents.recovery import Recovery
 from backend.documents.service import DocText, DocumentService
-from backend.documents.store import DocumentRow, Hit, Store, sql_quote, table_names
+from backend.documents.store import Store
+from backend.documents.tables import DocumentRow, Hit, purge_versions, sql_quote, table_names
 
 __all__ = ["IMAGE_EXTENSIONS", "Bundle", "DocText", "DocumentError", "DocumentRow", "DocumentService", "Embedder",
-           "Extracted", "Hit", "ImageError", "LoadError", "Once", "Page", "PageOcr", "PasswordRequired", "Recovery", "Store", "chunk_pages",
-           "embedding_text", "expand", "extract", "needs_ocr", "open_image", "sql_quote", "table_names", "title_of",
-           "unreadable_share"]
+           "Extracted", "Hit", "ImageError", "LoadError", "Once", "Page", "PageOcr", "PasswordRequired", "Recovery",
+           "Store", "chunk_pages", "embedding_text", "expand", "extract", "needs_ocr", "open_image", "purge_versions",
+           "sql_quote", "table_names", "title_of", "unreadable_share"]

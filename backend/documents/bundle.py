@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from backend.documents.extract import EXTENSIONS
+from backend.documents.kinds import EXTENSIONS
 
 SUPPORTED = tuple(EXTENSIONS)  # what an upload takes: documents and images
 READ_SLICE = 1 << 20  # bytes read from a member at a time

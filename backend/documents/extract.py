@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -24,14 +23,12 @@ from pypdfium2 import PdfiumError
 
 from backend.documents.docx_text import docx_blocks
 from backend.documents.figures import figure_pages, render_pages
-from backend.documents.images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, ImageError, ImageText, open_image
+from backend.documents.images import MAX_IMAGE_PIXELS, ImageError, ImageText, open_image
+from backend.documents.kinds import EXTENSIONS, KIND_NAMES, sniff
 from backend.documents.ocr import MAX_UNREADABLE, needs_ocr, unreadable_share
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = {".pdf": "pdf", ".docx": "docx", ".txt": "txt", ".md": "md", ".markdown": "md"} | dict.fromkeys(IMAGE_EXTENSIONS, "image")
-KIND_NAMES = {"pdf": "a PDF", "docx": "a Word (DOCX) file", "txt": "plain text", "md": "plain text",
-              "html": "an HTML page", "zip": "a ZIP archive", "binary": "binary data"}
 
 
 class DocumentError(ValueError):
@@ -95,30 +92,6 @@ class Extracted:
         return max((p.number for p in self.pages), default=0)
 
 
-def sniff(data: bytes) -> str:
-    """Guess a file's real type from its leading bytes.
-
-    Args:
-        data: the file's bytes.
-
-    Returns:
-        One of ``pdf``, ``docx``, ``zip``, ``html``, ``binary`` or ``txt``.
-    """
-    head = data[:1024]
-    if b"%PDF-" in head:  # the header may follow junk bytes (PDF 32000-1, 7.5.2 tolerance)
-        return "pdf"
-    if head.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                return "docx" if "word/document.xml" in zf.namelist() else "zip"
-        except zipfile.BadZipFile:
-            return "binary"
-    stripped = head.lstrip().lower()
-    if stripped.startswith((b"<!doctype html", b"<html")):
-        return "html"
-    return "txt"
-
-
 Ocr = Callable[..., dict[int, str]]  # PageOcr.read_pages: (data, page_numbers, password, progress) -> {page: text}
 
 
@@ -165,6 +138,9 @@ def extract(data: bytes, filename: str, password: str | None = None,
     if expected == "image":
         return Extracted(kind="image", pages=_image_pages(data, filename, image_text, max_image_pixels, describe))
     actual = sniff(data)
+    if actual == "binary":
+        raise DocumentError(f"'{filename}' is not {KIND_NAMES[expected]}: its contents are binary data of no kind the "
+                            "app reads; check that it is the file you meant, saved whole, and upload it again.")
     if actual != expected and not (expected in ("txt", "md") and actual == "txt"):
         raise DocumentError(
             f"'{filename}' is named {ext} but its contents are {KIND_NAMES.get(actual, actual)}; "

@@ -14,15 +14,23 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel
 
 from backend.documents.links import linked
 from backend.documents.search import FUSION_DEPTH, SEARCH_METHODS, VectorIndex, fused, ranked
+from backend.documents.tables import (
+    DocumentRow,
+    Hit,
+    _in,
+    chunk_model,
+    document_model,
+    purge_versions,
+    sql_quote,
+    table_names,
+)
 from backend.storage.disk import write_atomically
 
 if TYPE_CHECKING:
@@ -32,105 +40,6 @@ log = logging.getLogger(__name__)
 
 OPTIMIZE_EVERY_WRITES = 20  # chunk-table writes between two optimize() calls (see Store._index_text)
 EMBEDDER_FILE = "embedder.json"  # in the LanceDB folder: which model, dimension and chunks table the index is
-
-
-def table_names(db) -> list[str]:
-    """Every table of a LanceDB connection, page by page (``list_tables``; ``table_names()`` is deprecated).
-
-    Args:
-        db: a ``lancedb`` connection.
-
-    Returns:
-        The table names.
-    """
-    names, token = [], None
-    while True:
-        page = db.list_tables(page_token=token)
-        names += list(page.tables)
-        token = page.page_token
-        if not token:
-            return names
-
-class DocumentRow(BaseModel):
-    """One uploaded document (no text; the file lives under ``uploads/``).
-
-    ``size_bytes`` is the upload's size; ``tokens`` its length in LLM tokens when a model
-    was loaded at upload time, else in embedding-model tokens; ``uploaded_at`` is Unix seconds;
-    ``ocr_pages`` counts the pages whose text was read by OCR.
-    """
-
-    doc_id: str
-    owner: str
-    name: str
-    kind: str
-    sha256: str
-    path: str
-    pages: int
-    chars: int
-    tokens: int
-    n_chunks: int
-    size_bytes: int
-    uploaded_at: float
-    ocr_pages: int = 0
-
-
-def document_model() -> type[LanceModel]:
-    """The documents table's LanceDB schema: ``DocumentRow``'s fields. Built on demand, like every LanceDB
-    schema here, so that importing this module does not import LanceDB (about 3.5 s on 2 cores: the app serves
-    its first screen without it)."""
-    from lancedb.pydantic import LanceModel
-
-    class DocumentTable(DocumentRow, LanceModel):
-        pass
-
-    return DocumentTable
-
-
-def chunk_model(dim: int) -> type[LanceModel]:
-    """Build the chunks schema for embeddings of ``dim`` float32 values."""
-    from lancedb.pydantic import LanceModel, Vector
-
-    class ChunkRow(LanceModel):
-        chunk_id: str
-        doc_id: str
-        owner: str
-        idx: int
-        page: int
-        section: str
-        text: str
-        vector: Vector(dim)  # type: ignore[valid-type]
-        ocr: bool = False
-
-    return ChunkRow
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result: a chunk and its relevance score (higher is better).
-
-    ``score`` is the fused score (0..1) for hybrid search, cosine similarity for vector search and
-    BM25 for full-text search; ``section`` is the heading path, ``""`` when the file has none;
-    ``ocr`` says the chunk's page was read by OCR.
-    """
-
-    doc_id: str
-    name: str
-    page: int
-    idx: int
-    score: float
-    text: str
-    section: str = ""
-    ocr: bool = False
-
-
-def sql_quote(value: str) -> str:
-    """Quote a string for a LanceDB SQL filter."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _in(values) -> str:
-    """A quoted SQL ``IN`` list: ``('a', 'b')``."""
-    return "(" + ", ".join(sql_quote(v) for v in values) + ")"
 
 
 class Store:
@@ -315,6 +224,18 @@ class Store:
             self.chunks.delete(cond)
             self._optimize_sometimes(self.documents)
             self._optimize_sometimes(self.chunks)
+
+    def purge(self) -> str:
+        """Compact the documents and chunks tables and delete their older versions (``purge_versions``), so a
+        deleted document's rows leave no bytes on the disk; runs under the write lock.
+
+        Returns:
+            What was removed, for the log.
+        """
+        with self._write_lock:
+            done = [purge_versions(t) for t in (self.documents, self.chunks, self.stale) if t is not None]
+        self.vector_index = VectorIndex()  # rebuilt from the compacted table on the next search that needs it
+        return "; ".join(done)
 
     def all_documents(self) -> list[DocumentRow]:
         """Every owner's documents (for the start-up check)."""

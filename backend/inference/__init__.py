@@ -11,6 +11,7 @@ from backend.inference.batching import Job, ModelChanged, Scheduler
 from backend.inference.bundled import SMOLLM2, BundledModel, bundled_path, fetch_bundled
 from backend.inference.engine import Engine
 from backend.inference.loader import LoadParams, ModelLoadError, default_threads
+from backend.inference.manager import ModelManager
 from backend.inference.preflight import Preflight, PreflightResult
 from backend.inference.projectors import find_projector, is_projector
 from backend.inference.registry import (
@@ -58,6 +59,7 @@ __all__ = [
                                         "ModelDownloadError",
                                         "ModelInfo",
                                         "ModelLoadError",
+                                        "ModelManager",
                                         "NoModelLoaded",
                                         "Preflight",
                                         "PreflightResult",

@@ -18,9 +18,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 import llama_cpp
+
+from backend.storage.paths import RUN_ID, contained
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -78,6 +81,28 @@ def install_llama_log_callback() -> None:
     mtmd_cpp.mtmd_helper_log_set(_callback, ctypes.c_void_p(0))
 
 
+TAIL_BYTES = 4 * 2**20  # the log view reads at most this much of a run's end: its tail answers at once at any size
+
+
+def tail_lines(path: Path, limit_bytes: int) -> list[str]:
+    """The whole lines in the last ``limit_bytes`` of a text file (the first, cut, line dropped when the file is
+    longer), read with one seek: the log view answers as fast for a 1 GB file as for a small one.
+
+    Args:
+        path: the file.
+        limit_bytes: most bytes read from its end.
+
+    Returns:
+        Lines, oldest first, without line endings.
+    """
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - limit_bytes))
+        data = f.read()
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    return lines[1:] if size > limit_bytes else lines
+
+
 @dataclass(frozen=True)
 class LogRun:
     """One model run's log file.
@@ -95,19 +120,51 @@ class LogRun:
     current: bool
 
 
+class _RunFile(RotatingFileHandler):
+    """A run's log file that rotates at its size cap, pointing ``faulthandler`` at each new file (the old stream is
+    closed by the rotation, and a native crash's stacks must not go to a closed descriptor)."""
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        if self.stream is not None:
+            _dump_faults_to(self.stream)
+
+
 class RunLogs:
-    """One log file per model run.
+    """One log file per model run, together under a size cap.
 
     Args:
         folder: ``data_dir/logs/runs``.
+        cap_bytes: most bytes the runs' files take together: a run's file rotates at half of it (one old part
+            kept), and the oldest runs are deleted at each new run until the rest fit.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, cap_bytes: int = 20 * 2**20):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.cap_bytes = cap_bytes
         self.current: str | None = None
         self._handler: logging.Handler | None = None
         install_llama_log_callback()
+
+    def prune(self) -> list[str]:
+        """Delete the oldest runs' files (never the current run's) until all of them fit ``cap_bytes``.
+
+        Returns:
+            The run ids deleted.
+        """
+        files = sorted(self.folder.glob("*.log*"), key=lambda p: p.stat().st_mtime)
+        total, gone = sum(p.stat().st_size for p in files), []
+        for path in files:
+            if total <= self.cap_bytes:
+                break
+            run_id = path.name.split(".log")[0]
+            if run_id == self.current:
+                continue
+            total -= path.stat().st_size
+            path.unlink(missing_ok=True)
+            gone.append(run_id)
+        return gone
 
     def start(self, model_name: str) -> str:
         """Begin a new run's file (closing the previous one); the app's INFO logging and all of
@@ -126,7 +183,8 @@ class RunLogs:
         while (self.folder / f"{run_id}.log").exists():
             n += 1
             run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}-{n}"
-        handler = logging.FileHandler(self.folder / f"{run_id}.log", encoding="utf-8")
+        handler = _RunFile(self.folder / f"{run_id}.log", maxBytes=max(self.cap_bytes // 4, 1), backupCount=1,
+                           encoding="utf-8")
         handler.setFormatter(logging.Formatter(LINE_FORMAT))
         handler.setLevel(logging.DEBUG)
         self.close()
@@ -134,6 +192,7 @@ class RunLogs:
             logger.addHandler(handler)
         self._handler, self.current = handler, run_id
         _dump_faults_to(handler.stream)
+        self.prune()
         return run_id
 
     def close(self) -> None:
@@ -172,12 +231,12 @@ class RunLogs:
         if level not in LEVELS:
             raise ValueError(f"Unknown log level '{level}'; use one of {', '.join(LEVELS)}.")
         run_id = run_id or self.current or next((r.run_id for r in self.runs()), None)
-        path = self.folder / f"{run_id}.log"
-        if not run_id or "/" in run_id or not path.is_file():
-            raise ValueError(f"There is no log run '{run_id}'; pick one from the list of runs.")
+        path = contained(self.folder, run_id, RUN_ID, ".log")
+        if path is None or not path.is_file():
+            raise ValueError("There is no such log run; pick one from the list of runs.")
         floor, keep, out = LEVELS.index(level), False, []
         needle = search.lower()
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in tail_lines(path, TAIL_BYTES):
             m = _LINE.match(line)
             if m:
                 keep = LEVELS.index(m.group(1)) >= floor

@@ -20,9 +20,10 @@ from backend.kvcache.replica_prefix import ReplicaCaches, ReplicaPrefix, slot_fi
 from backend.kvcache.slots import SlotFileError, SlotFiles, read_slot_file, slot_name, write_slot_file
 from backend.kvcache.snapshots import SessionSnapshots, Snapshot, Splice
 from backend.kvcache.store import CacheEntry, CacheWriteError, KVCacheStore
+from backend.kvcache.wiring import remote_parts
 
 __all__ = ["KV_TYPE_BYTES", "CacheCatalog", "CacheEntry", "CacheInfo", "CacheNotFound", "CacheWriteError", "KVCacheStore",
            "PrefetchJob",
            "Prefetcher", "PrefixMiss", "PrefixResult", "RamTier", "ReplicaCaches", "ReplicaPrefix", "SessionSnapshots", "SlotFileError", "SlotFiles", "Snapshot", "Splice", "ensure_prefix",
-           "entry_key", "fingerprint", "kv_bytes_per_token", "prime", "read_slot_file", "restore_prefix", "saved_prefix", "slot_files_unsupported", "slot_name", "to_prime",
+           "entry_key", "fingerprint", "kv_bytes_per_token", "prime", "read_slot_file", "remote_parts", "restore_prefix", "saved_prefix", "slot_files_unsupported", "slot_name", "to_prime",
            "tokens_sha256", "write_slot_file"]

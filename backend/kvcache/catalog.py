@@ -3,6 +3,7 @@ the loaded model; also which documents have a usable single-document cache."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from backend.documents import DocumentService
@@ -11,6 +12,9 @@ from backend.inference.loader import kv_bytes_per_token
 from backend.kvcache.fingerprint import fingerprint
 from backend.kvcache.slots import SlotFiles
 from backend.kvcache.store import CacheEntry, KVCacheStore
+from backend.storage.paths import is_hex_id
+
+log = logging.getLogger(__name__)
 
 
 class CacheNotFound(ValueError):
@@ -87,12 +91,22 @@ class CacheCatalog:
         own = [(e, "local") for e in self.kv_store.entries()]
         return own + ([(e, "remote") for e in self.slots.entries()] if self.slots is not None else [])
 
-    def _find(self, owner: str, key: str, every_owner: bool) -> tuple[CacheEntry, str]:
+    def _find(self, owner: str, key: str, every_owner: bool, action: str) -> tuple[CacheEntry, str]:
+        """The entry ``key`` of ``owner`` (an admin's: anyone's, logged), checked against the pattern the app makes
+        (``is_hex_id``) before any file is looked at.
+
+        Raises:
+            CacheNotFound: no such entry for this owner, or a key that is not one.
+        """
+        if not is_hex_id(key):
+            raise CacheNotFound("There is no cache entry with that key; pick one from the cache list.")
         entry, where = self.kv_store.entry(key), "local"
         if entry is None and self.slots is not None:
             entry, where = next(((e, "remote") for e in self.slots.entries() if e.key == key), (None, "remote"))
         if entry is None or (entry.owner != owner and not every_owner):
             raise CacheNotFound(f"Cache entry {key} does not exist; refresh the cache list.")
+        if entry.owner != owner:
+            log.info("admin %s: %s the cache entry %s of %s", owner, action, key, entry.owner)
         return entry, where
 
     def _fingerprint(self) -> dict | None:
@@ -153,7 +167,7 @@ class CacheCatalog:
         Raises:
             CacheNotFound: no such entry for this owner.
         """
-        entry, where = self._find(owner, key, every_owner)
+        entry, where = self._find(owner, key, every_owner, "delete")
         info = self._info(entry, self._fingerprint(), self.documents.store.names(entry.owner, set(entry.doc_ids)),
                           where)
         (self.slots.delete if where == "remote" else self.kv_store.delete)(key)
@@ -175,7 +189,7 @@ class CacheCatalog:
         Raises:
             CacheNotFound: no such entry for this owner.
         """
-        entry, where = self._find(owner, key, every_owner)
+        entry, where = self._find(owner, key, every_owner, "pin" if pinned else "unpin")
         for doc_id in dict.fromkeys(entry.doc_ids):
             self.kv_store.pin(doc_id, pinned)
         if not pinned and self.slots is not None:

@@ -34,6 +34,7 @@ from backend.inference import count_images
 from backend.kvcache.fingerprint import portable, tokens_sha256
 from backend.kvcache.store import CacheEntry
 from backend.storage import write_atomically
+from backend.storage.paths import contained
 
 log = logging.getLogger(__name__)
 
@@ -169,11 +170,18 @@ class SlotFiles:
         self.budget_bytes, self.pinned = budget_bytes, pinned
 
     def path(self, name: str) -> Path:
-        """The slot file ``<name>.bin`` (llama-server's ``filename``)."""
-        return self.folder / f"{name}.bin"
+        """The slot file ``<name>.bin`` (llama-server's ``filename``).
+
+        Raises:
+            SlotFileError: ``name`` is not one ``slot_name`` makes (32 hex characters) or leads out of the folder.
+        """
+        path = contained(self.folder, name, suffix=".bin")
+        if path is None:
+            raise SlotFileError(f"not a slot file name: {name!r}")
+        return path
 
     def _sidecar(self, name: str) -> Path:
-        return self.folder / f"{name}.json"
+        return self.path(name).with_suffix(".json")
 
     def record(self, name: str, fp: dict, tokens: list[int], doc_ids, owner: str, chunks=()) -> SlotRecord:
         """Describe a slot file just written (by a replica's save or ``export``): sidecar last, atomically.
@@ -200,7 +208,9 @@ class SlotFiles:
         try:
             rec = self._record(json.loads(self._sidecar(name).read_bytes()))
             size = self.path(name).stat().st_size
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError):  # SlotFileError is a ValueError: a name that is not one
+            return None
+        if rec.name != name:  # a sidecar must describe its own file
             return None
         problem = ("size" if size != rec.size else
                    "fingerprint" if fp is not None and rec.fingerprint != portable(fp) else
@@ -238,7 +248,7 @@ class SlotFiles:
 
     def touch(self, name: str) -> None:
         """Mark a slot file as just used (its mtime is its last use, for eviction)."""
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, SlotFileError):
             os.utime(self.path(name))
 
     def entries(self) -> list[CacheEntry]:
@@ -254,7 +264,9 @@ class SlotFiles:
         return sorted(out, key=lambda e: e.last_used_at, reverse=True)
 
     def delete(self, name: str) -> None:
-        """Remove a slot file and its sidecar."""
+        """Remove a slot file and its sidecar (a name that is not one, ``path``, touches nothing)."""
+        if contained(self.folder, name, suffix=".bin") is None:
+            return
         self._sidecar(name).unlink(missing_ok=True)
         self.path(name).unlink(missing_ok=True)
 

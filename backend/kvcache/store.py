@@ -33,6 +33,7 @@ from backend.kvcache.payload import CHECKSUM_CHUNK_BYTES, map_file, payload_chec
 from backend.kvcache.pins import PINS_FILE, Pins
 from backend.kvcache.ram_tier import RamTier
 from backend.storage.disk import free_bytes, full_sentence, is_disk_full, write_atomically
+from backend.storage.paths import contained
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,11 @@ class KVCacheStore:
             log.warning("KV cache folder: deleted %d files a crash left half-written", len(doomed))
         return len(doomed)
 
-    def _paths(self, key: str) -> tuple[Path, Path]:
-        return self.folder / f"{key}.kv", self.folder / f"{key}.json"
+    def _paths(self, key: str) -> tuple[Path, Path] | None:
+        """An entry's payload and sidecar, or None for a key the app could not have made (``entry_key``: 32 hex
+        characters) or one that would lead out of the folder: such a key names no entry, and no file is touched."""
+        payload = contained(self.folder, key, suffix=".kv")
+        return None if payload is None else (payload, payload.with_suffix(".json"))
 
     def save(self, key: str, fp: dict, tokens: list[int], state: bytes, doc_ids: list[str], owner: str,
              chunks: list[int] | tuple[int, ...] = ()) -> CacheEntry:
@@ -154,7 +158,10 @@ class KVCacheStore:
             "state_bytes": len(state),
             "doc_ids": list(doc_ids), "chunks": list(chunks), "owner": owner, "created_at": now,
         }
-        payload, sidecar = self._paths(key)
+        paths = self._paths(key)
+        if paths is None:
+            raise ValueError(f"not a cache key: {key!r}")
+        payload, sidecar = paths
         if free_bytes(self.folder) < len(state) + self.disk_reserve_bytes:
             raise CacheWriteError(full_sentence(f"the KV cache ({len(state) / 2**20:.0f} MiB)", self.folder.parent))
         with self._lock:
@@ -179,6 +186,8 @@ class KVCacheStore:
         Returns:
             ``(state, tier)``: tier ``ram`` or ``disk``; ``(None, "")`` when neither has a valid entry.
         """
+        if self._paths(key) is None:
+            return None, ""
         state = self.ram.get(key)
         if state is not None:
             with contextlib.suppress(OSError):
@@ -205,9 +214,10 @@ class KVCacheStore:
         Returns:
             The state as a ctypes ``c_uint8`` array, or None when missing or invalid.
         """
-        payload, sidecar = self._paths(key)
-        if not sidecar.exists():
+        paths = self._paths(key)
+        if paths is None or not paths[1].exists():
             return None
+        payload, sidecar = paths
         try:
             meta = json.loads(sidecar.read_bytes())
             problem = self._verify_meta(meta, fp, tokens)
@@ -247,7 +257,10 @@ class KVCacheStore:
         """The entry with this key as its sidecar describes it (not verified), or None. A sidecar is parsed
         once and remembered while its file is unchanged (its mtime and size), so listing 1,000 entries costs
         two ``stat`` calls each instead of 1,000 JSON reads (each carries its prefix's token ids)."""
-        payload, sidecar = self._paths(key)
+        paths = self._paths(key)
+        if paths is None:
+            return None
+        payload, sidecar = paths
         try:
             side = sidecar.stat()
             used = payload.stat().st_mtime
@@ -255,6 +268,8 @@ class KVCacheStore:
             known = self._described.get(key)
             if known is None or known[0] != stamp:
                 known = (stamp, self._entry(json.loads(sidecar.read_bytes()), 0.0))
+                if known[1].key != key:  # a sidecar must describe its own files
+                    return None
                 self._described[key] = known
             return replace(known[1], last_used_at=used)
         except (OSError, ValueError, KeyError):
@@ -263,8 +278,11 @@ class KVCacheStore:
 
     def tokens(self, key: str) -> list[int] | None:
         """The prefix token ids an entry's sidecar records, or None when unreadable."""
+        paths = self._paths(key)
+        if paths is None:
+            return None
         try:
-            return list(json.loads(self._paths(key)[1].read_bytes())["tokens"])
+            return list(json.loads(paths[1].read_bytes())["tokens"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -284,11 +302,14 @@ class KVCacheStore:
         return None
 
     def delete(self, key: str) -> None:
-        """Remove an entry's files (missing files are fine)."""
+        """Remove an entry's files (missing files are fine; a key that is not one, ``_paths``, touches nothing)."""
+        paths = self._paths(key)
+        if paths is None:
+            return
         self.ram.delete(key)
         self._described.pop(key, None)
         with self._lock:
-            for path in self._paths(key):
+            for path in paths:
                 path.unlink(missing_ok=True)
 
     def delete_for_document(self, doc_id: str) -> int:

@@ -175,3 +175,36 @@ class EmbeddedRedis:
                     self.process.kill()
                     self.process.wait()
             self.process, self.reused = None, False
+
+
+def redis_retry():
+    """How Redis commands ride out an outage: 6 retries with exponential backoff from 0.1 s, capped at 1 s (about
+    3.5 s in all), which covers the embedded server being started again by its watcher (``EmbeddedRedis``); a
+    longer outage ends the command with the store's one-sentence error."""
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), 6)
+
+
+def connect(url: str | None, folder: Path, appendfsync: str) -> tuple[redis.Redis, EmbeddedRedis | None]:
+    """A Redis client for the app: to ``url`` when one is configured, else to an embedded server started now.
+
+    Args:
+        url: ``REDIS_URL`` (None: embedded).
+        folder: the embedded server's folder (``data_dir/redis``).
+        appendfsync: the embedded server's ``appendfsync``.
+
+    Returns:
+        ``(client, server)``; ``server`` is None with an external ``url``.
+
+    Raises:
+        RuntimeError: the embedded Redis did not start.
+    """
+    server = None
+    if not url:
+        server = EmbeddedRedis(folder, appendfsync=appendfsync)
+        url = server.start()
+    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, retry=redis_retry(),
+                                  retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+    return client, server

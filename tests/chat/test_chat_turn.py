@@ -107,7 +107,7 @@ def test_a_model_restart_ends_the_answers_in_flight_with_a_clear_sentence(tmp_pa
         sid = svc.sessions.create("local")
         gen = svc.chat.stream_turn("local", sid, "Tell me a long story.", [])
         assert next(gen).kind == "token"
-        svc.restart_model(reset=False)  # waits for the step in progress, then reloads
+        svc.models.restart(reset=False)  # waits for the step in progress, then reloads
         with pytest.raises(EngineError, match="reloaded or unloaded while this answer was being written"):
             for _ in gen:
                 pass

@@ -127,7 +127,7 @@ def test_sessions_through_the_api_export_with_sources_and_metrics(running_app):
     assert data["session_id"] == sid and [m["role"] for m in data["messages"]] == ["user", "assistant"]
     assert data["messages"][1]["metrics"]["mode"] == "rag" and data["messages"][1]["retrieved"]
     assert data["messages"][1]["grounding"] in ("supported", "partial", "not_found")
-    with pytest.raises(Exception, match="Unknown export format"):
+    with pytest.raises(Exception, match="`format` must be one of"):
         client.predict(sid, "pdf", api_name="/export_session")
     client.predict(sid, api_name="/delete_session")
     assert client.predict(api_name="/list_sessions") == []

@@ -96,7 +96,7 @@ def test_forced_modes_are_obeyed_and_reported(tmp_path, tiny_model, embedder):
         assert cag["metrics"]["mode"] == "cag"
         with pytest.raises(AppError, match="do not fit the context window"):
             app.client.predict(sid, question, [big["doc_id"]], "cag", api_name="/chat")
-        with pytest.raises(AppError, match="Unknown mode"):
+        with pytest.raises(AppError, match="`mode` must be one of"):
             app.client.predict(sid, question, [small["doc_id"]], "fast", api_name="/chat")
         modes = [m["metrics"]["mode"] for m in app.client.predict(sid, api_name="/get_history")["messages"]
                  if m["role"] == "assistant"]

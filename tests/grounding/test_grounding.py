@@ -177,7 +177,7 @@ def test_stemming_is_safe_from_many_threads_at_once():
     import sys
     import threading
 
-    from backend.grounding.attribution import _stem
+    from backend.grounding.words import _stem
 
     errors, interval = [], sys.getswitchinterval()
 

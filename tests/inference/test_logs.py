@@ -39,7 +39,7 @@ def test_model_runs_write_llama_cpp_logs_filtered_by_level(running_app):
         assert marker not in text and "crazy ones" not in text.lower(), "no user message or document text"
     finally:
         root.setLevel(old_level)
-    with pytest.raises(AppError, match="no log run"):
+    with pytest.raises(AppError, match="no such log run"):
         client.predict("../../etc/passwd", "INFO", 10, api_name="/get_logs")
-    with pytest.raises(AppError, match="Unknown log level"):
+    with pytest.raises(AppError, match="`level` must be one of"):
         client.predict("", "LOUD", 10, api_name="/get_logs")

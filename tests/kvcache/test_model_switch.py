@@ -23,12 +23,12 @@ def test_switching_the_chat_model_keeps_the_other_models_caches(tmp_path, tiny_m
     try:
         doc, _ = services.documents.upload(OWNER, TESTDATA / "pdf" / "pypdf_crazyones.pdf")
         first = services.primer.cache_documents(OWNER, [doc.doc_id])
-        services.load_model(other)
+        services.models.load(other)
         second = services.primer.cache_documents(OWNER, [doc.doc_id])
         assert first["tier"] == second["tier"] == "miss"  # each model reads the document itself
         models = {e.fingerprint["model_sha256"] for e in services.kv_store.entries()}
         assert len(models) == 2, "the first model's cache stays when the second is loaded"
-        services.load_model(tiny_model)
+        services.models.load(tiny_model)
         assert services.primer.cache_documents(OWNER, [doc.doc_id])["tier"] == "disk"  # found, not computed
         assert len(services.kv_store.entries()) == 2
     finally:
