@@ -132,6 +132,12 @@ def test_only_an_admin_manages_models_and_reads_logs(signed_in, tmp_path, tiny_m
                            "/list_log_runs": (), "/get_logs": ("", "INFO", 10)}.items():
         assert "Only an admin" in refused(bob, *args, api_name=api_name), api_name
     assert app.services.engine.loaded
+    seen = bob.predict(api_name="/model_status")  # the model's name, not the server's insides
+    assert seen["model"] == tiny_model.name and str(tiny_model.parent) not in json.dumps(seen)
+    assert "model_path" not in seen and "rss_bytes" not in seen and set(seen["caches"]) == {"yours"}
+    assert all("model_file" not in m and "/" not in m["name"] for m in bob.predict(api_name="/list_models"))
+    full = root.predict(api_name="/model_status")
+    assert full["model_path"] == str(tiny_model) and "disk" in full["caches"]
     assert root.predict(api_name="/list_log_runs") and root.predict("", "INFO", 5, api_name="/get_logs")["lines"]
     outside = tmp_path / "elsewhere" / "tiny.gguf"
     outside.parent.mkdir()

@@ -44,7 +44,7 @@ def _server(data_dir: Path) -> redis.Redis | None:
     """A client of the embedded Redis serving this data dir, or None when none answers."""
     if not (data_dir / "redis").is_dir():
         return None
-    client = redis.Redis(unix_socket_path=str(EmbeddedRedis(data_dir / "redis").socket), socket_timeout=30)
+    client = EmbeddedRedis(data_dir / "redis").client(30)  # no retries: a missing server answers at once
     try:
         client.ping()
         return client

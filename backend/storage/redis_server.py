@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +86,15 @@ class EmbeddedRedis:
         """``unix://`` URL for redis-py."""
         return f"unix://{self.socket}"
 
+    def client(self, timeout_s: float) -> redis.Redis:
+        """A one-shot client on the socket that never retries: redis-py's default retries a dropped connection
+        with backoff (about 11 s in all), which is what ``SHUTDOWN`` does and what a server still starting does."""
+        return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+
     def _ping(self) -> bool:
         """True when a server answers on the socket."""
         try:
-            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=0.5).ping())
+            return bool(self.client(0.5).ping())
         except (redis.ConnectionError, redis.TimeoutError, FileNotFoundError, OSError):
             return False
 
@@ -164,7 +171,7 @@ class EmbeddedRedis:
                 return
             if self.process is None or self.process.poll() is None:
                 try:
-                    redis.Redis(unix_socket_path=str(self.socket), socket_timeout=30).shutdown(save=True)
+                    self.client(30).shutdown(save=True)
                 except (redis.ConnectionError, redis.ResponseError, OSError):
                     if self.process is not None:
                         self.process.terminate()
