@@ -64,7 +64,7 @@ def build_corpus(folder: Path, chunks: list[dict], docs: list[dict], size: int, 
     for r in range(size):
         key = (chunks[r % len(chunks)]["doc_id"], r // len(chunks))
         counts[key] = counts.get(key, 0) + 1
-    store.documents.add([DocumentRow(**{**d, "doc_id": f"{d['doc_id']}-{copy}", "n_chunks": counts[(d["doc_id"], copy)]})
+    store.documents.add([DocumentRow(**{**d, "doc_id": f"{d['doc_id']}-{copy}", "n_chunks": counts[(d["doc_id"], copy)]}).model_dump()
                          for copy in range(copies) for d in docs if (d["doc_id"], copy) in counts])
     store.chunks.create_index("text", config=FTS(), replace=False)
     return store

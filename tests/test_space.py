@@ -27,8 +27,8 @@ def test_the_readme_is_a_valid_gradio_space_card():
     assert card["sdk"] == "gradio" and (ROOT / card["app_file"]).is_file()
     assert card["sdk_version"].split(".")[0] == gradio.__version__.split(".")[0]  # pyproject: gradio>=6,<7
     assert len(card["short_description"]) <= 60 and card["title"] and card["hf_oauth"] is True
-    requirements = (ROOT / "requirements.txt").read_text(encoding="utf-8").split()
-    assert "." in requirements, "the Space installs this project, so pyproject's dependencies apply"
+    requirements = (ROOT / "requirements.txt").read_text(encoding="utf-8")  # the Space's lock (test_dependencies)
+    assert "\ntorch==" in requirements and "--hash=sha256:" in requirements and "\n." not in requirements
 
 
 OAUTH = {"OAUTH_CLIENT_ID": "test-client", "OAUTH_CLIENT_SECRET": "test-secret", "OAUTH_SCOPES": "openid profile",

@@ -97,9 +97,7 @@ def test_unsupported_kv_settings_are_named_in_the_error(tiny_model):
 
 
 @pytest.mark.slow
-def test_model_listing_reads_metadata_and_names_bad_files(tmp_path, tiny_model):
-    from make_synthetic import write_model
-
+def test_model_listing_reads_metadata_and_names_bad_files(tmp_path, tiny_model, smollm2):
     from backend.inference import list_models
 
     models, extra = tmp_path / "models", tmp_path / "more"
@@ -107,7 +105,7 @@ def test_model_listing_reads_metadata_and_names_bad_files(tmp_path, tiny_model):
     extra.mkdir()
     tiny = models / "tiny.gguf"
     tiny.write_bytes(tiny_model.read_bytes())
-    write_model(extra / "bench.gguf", "bench")
+    (extra / "bench.gguf").symlink_to(smollm2)  # a real model, by another name, in the other folder
     (models / "cut.gguf").write_bytes(tiny_model.read_bytes()[:-1000])
     (models / "notes.gguf").write_bytes((TESTDATA / "md_txt" / "pandoc_MANUAL.md").read_bytes())  # mislabelled
     found = {m.path.name: m for m in list_models([models, extra, tmp_path / "missing"])}
@@ -116,7 +114,7 @@ def test_model_listing_reads_metadata_and_names_bad_files(tmp_path, tiny_model):
     assert (t.architecture, t.quantization, t.context_length, t.has_chat_template, t.error) == (
         "llama", "F32", 32768, True, "")
     assert t.size_bytes == tiny.stat().st_size and 300_000 < t.parameters < 400_000
-    assert (b.architecture, b.quantization, b.context_length, b.has_chat_template) == ("qwen3", "Q8_0", 40960, True)
-    assert 590e6 < b.parameters < 610e6, "Qwen3-0.6B's shapes"
+    assert (b.architecture, b.quantization, b.context_length, b.has_chat_template) == ("llama", "Q4_1", 8192, True)
+    assert 134e6 < b.parameters < 135e6, "SmolLM2-135M's tensors"
     for bad in ("cut.gguf", "notes.gguf"):
         assert found[bad].error.startswith("It is not a readable GGUF file") and found[bad].parameters == 0
