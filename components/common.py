@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from backend.chat import ChatError, SessionError, TextError, budget_line, metric
 from backend.documents import DocumentError, LoadError
 from backend.inference import EngineError, ModelDownloadError
 from backend.kvcache import CacheNotFound
+from backend.storage import size_text as human_bytes  # the one way sizes are printed
 
 __all__ = ["USER_ERRORS", "budget_line", "check_upload", "every_owner", "human_bytes", "is_admin", "loading_line",
            "metrics_line", "owner_of", "question_slot", "require_admin", "seconds", "user_errors"]
@@ -40,17 +40,11 @@ ANONYMOUS = {"owner": "local"}  # build_app sets None where visitors must sign i
 def oauth_username(request: gr.Request | None) -> str | None:
     """The Hugging Face user signed in through ``gr.LoginButton`` (a Space with ``hf_oauth``), or None.
 
-    Reads the session Gradio's OAuth routes write (``oauth_info``, dropped once ``expires_at`` has passed).
+    Gradio gives each handler the signed-in user as a ``gr.OAuthProfile`` (None once the sign-in has expired);
+    ``components.guard`` asks for it on every handler that takes the request and keeps it on the request.
     """
-    raw = getattr(request, "request", None)
-    try:
-        session = raw.session
-    except (AssertionError, AttributeError):  # no session middleware: OAuth is off
-        return None
-    info = session.get("oauth_info") or {}
-    if info.get("expires_at") is not None and info["expires_at"] < time.time():
-        return None
-    return (info.get("userinfo") or {}).get("preferred_username")
+    profile = getattr(request, "oauth_profile", None) if request is not None else None
+    return getattr(profile, "username", None) or None
 
 
 def owner_of(request: gr.Request | None) -> str:
@@ -138,14 +132,3 @@ def user_errors() -> Iterator[None]:
         yield
     except USER_ERRORS as exc:
         raise gr.Error(str(exc), print_exception=False) from exc
-
-
-def human_bytes(n: float | None) -> str:
-    """``1536`` -> ``1.5 KB`` (binary units)."""
-    if n is None:
-        return "—"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"

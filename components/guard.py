@@ -170,14 +170,54 @@ def unexpected(name: str, exc: BaseException) -> gr.Error:
                   "in the Logs panel. Try again, or report the id.")
 
 
+PROFILE = "oauth_profile"  # the parameter ``logged`` adds, and the attribute of the request it is kept on
+
+
+def _request_index(fn: Callable) -> int | None:
+    """The position of ``fn``'s ``gr.Request`` parameter, or None when it takes none."""
+    hints = typing.get_type_hints(fn)
+    for i, name in enumerate(inspect.signature(fn).parameters):
+        if hints.get(name) in (gr.Request, gr.Request | None):
+            return i
+    return None
+
+
+def _with_profile(wrapper: Callable, fn: Callable) -> None:
+    """Give ``wrapper`` ``fn``'s signature plus a last parameter typed ``gr.OAuthProfile | None``, which Gradio fills
+    with the Hugging Face user signed in through ``gr.LoginButton`` (Gradio's public way to read OAuth)."""
+    signature = inspect.signature(fn)
+    extra = inspect.Parameter(PROFILE, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                              annotation=gr.OAuthProfile | None)
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), extra])
+    wrapper.__annotations__ = {**typing.get_type_hints(fn), PROFILE: gr.OAuthProfile | None}
+
+
+def _keep_profile(args: tuple, kwargs: dict, at: int | None, n: int) -> tuple[tuple, dict]:
+    """Take the profile Gradio passed after ``fn``'s ``n`` parameters off the arguments and keep it on the request
+    (at position ``at``), where ``common.oauth_username`` reads it."""
+    if at is None:
+        return args, kwargs
+    profile = kwargs.pop(PROFILE, None)
+    if len(args) == n + 1:  # Gradio passes every argument positionally, the profile last
+        *args, profile = args
+    request = args[at] if len(args) > at else None
+    if request is not None:
+        setattr(request, PROFILE, profile)
+    return tuple(args), kwargs
+
+
 def logged(fn: Callable, name: str) -> Callable:
     """``fn`` with every exception other than a ``gr.Error`` logged and replaced by ``unexpected``'s sentence; a
-    generator function stays one. Async functions are returned as they are (the app has none)."""
+    generator function stays one. A handler that takes the ``gr.Request`` also gets the signed-in Hugging Face
+    profile (``_with_profile``), kept on that request. Async functions are returned as they are (the app has
+    none)."""
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) or getattr(fn, "_guarded", False):
         return fn
+    at, n = _request_index(fn), len(inspect.signature(fn).parameters)
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def stream(*args, **kwargs):
+            args, kwargs = _keep_profile(args, kwargs, at, n)
             try:
                 yield from fn(*args, **kwargs)
             except gr.Error:
@@ -185,20 +225,23 @@ def logged(fn: Callable, name: str) -> Callable:
             except Exception as exc:  # noqa: BLE001 (the point: nothing unhandled reaches the user)
                 raise unexpected(name, exc) from None
 
-        stream._guarded = True  # type: ignore[attr-defined]
-        return stream
+        wrapper = stream
+    else:
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            args, kwargs = _keep_profile(args, kwargs, at, n)
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise unexpected(name, exc) from None
 
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise unexpected(name, exc) from None
-
-    call._guarded = True  # type: ignore[attr-defined]
-    return call
+        wrapper = call
+    if at is not None:
+        _with_profile(wrapper, fn)
+    wrapper._guarded = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def arity(block_fn, inputs: list) -> list:
@@ -244,9 +287,10 @@ def wrong_input(block_fn, inputs: list) -> gr.Error:
 
 
 def guard(demo: gr.Blocks) -> None:
-    """Wrap every handler of ``demo`` (UI events and named endpoints) with ``logged``, and Gradio's own reading of
-    a call's inputs with ``arity`` and ``wrong_input``, so that neither a handler nor Gradio answers a call with an
-    unhandled exception; call once, after the last event is wired."""
+    """Wrap every handler of ``demo`` (UI events and named endpoints) with ``logged``, Gradio's own reading of a
+    call's inputs with ``arity`` and ``wrong_input``, and its calling of a handler (where it builds the OAuth
+    profile, say) with ``unexpected``, so that neither a handler nor Gradio answers a call with an unhandled
+    exception; call once, after the last event is wired."""
     for block_fn in demo.fns.values():
         if block_fn.fn is not None:
             block_fn.fn = logged(block_fn.fn, block_fn.api_name or block_fn.name or "handler")
@@ -263,3 +307,15 @@ def guard(demo: gr.Blocks) -> None:
             raise wrong_input(block_fn, inputs) from None
 
     demo.preprocess_data = preprocess_data  # type: ignore[method-assign]
+    run = demo.call_function
+
+    async def call_function(block_fn, *args, **kwargs):
+        try:
+            return await run(block_fn, *args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 (Gradio's own work around a handler, e.g. its OAuth profile)
+            name = getattr(block_fn, "api_name", None) or getattr(block_fn, "name", None) or "handler"
+            raise unexpected(name, exc) from None
+
+    demo.call_function = call_function  # type: ignore[method-assign]

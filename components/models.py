@@ -216,17 +216,22 @@ def render(services: Services) -> ModelsPanel:
         return status_markdown(status(services, owner_of(request)))
 
     def load(path: str | None, ctx: float, gpu_layers: float, kv: str, flash_attn: bool, bufts: bool,
-             request: gr.Request):
+             request: gr.Request, progress=gr.Progress()):
         require_admin(services, request)
         if not path:
             raise gr.Error("Choose a .gguf file first.")
+        progress(0.1, desc=f"Loading {Path(path).name}: a new file is first tried in a child process (the "
+                           "preflight), then llama.cpp maps it")
         with user_errors():
             services.models.load(Path(path), n_ctx=int(ctx), n_gpu_layers=int(gpu_layers), type_k=kv, type_v=kv,
                                 flash_attn=bool(flash_attn), use_extra_bufts=bool(bufts))
         return current(request)
 
-    def restart(reset: bool, request: gr.Request):
+    def restart(reset: bool, request: gr.Request, progress=gr.Progress()):
         require_admin(services, request)
+        name = services.engine.model_path.name if services.engine.model_path else "the model"
+        progress(0.1, desc=f"Restarting {name}" + (" and clearing its KV caches" if reset else "") +
+                 " (waits for the answers in flight)")
         with user_errors():
             cleared = services.models.restart(reset)
         if reset:

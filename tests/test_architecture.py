@@ -3,9 +3,9 @@
 * ``backend`` never imports gradio;
 * packages import only downwards: ``chat`` -> ``kvcache`` -> ``inference``, ``chat`` -> ``grounding``, and
   ``chat``, ``kvcache`` and ``grounding`` may read ``documents``, which imports no other package;
-* ``config``, ``access`` (sign-in, roles, quotas) and ``storage`` (the data dir's upkeep) import no other package
-  (``documents``, ``inference``, ``kvcache`` and ``chat`` may read ``storage``: free space, atomic writes, ids
-  checked against their folder); nothing in ``backend`` imports ``services``;
+* ``config`` and ``storage`` (the data dir's upkeep) import no other package, nor does ``access`` (sign-in, roles,
+  quotas) but ``storage``; every package may read ``storage`` (free space, atomic writes, ids checked against their
+  folder, sizes in words); nothing in ``backend`` imports ``services``;
 * the UI (``components/``, ``app.py``) imports a package's public names, not its inner modules;
 * no module imports itself through a circle of imports (``TYPE_CHECKING`` and function-level ones count).
 """
@@ -27,7 +27,7 @@ ALLOWED = {  # package -> the backend parts it may import (besides itself and co
     "kvcache": {"inference", "documents", "storage"},
     "grounding": {"documents"},
     "chat": {"kvcache", "inference", "documents", "grounding", "storage"},  # storage: a question's images are kept
-    "access": set(),
+    "access": {"storage"},  # sizes printed the one way
     "storage": set(),
     "config": set(),
     "services": set(PACKAGES),

@@ -83,7 +83,9 @@ def hf_session_cookie(username: str) -> str:
     from itsdangerous import TimestampSigner
 
     secret = hashlib.sha256((OAUTH["OAUTH_CLIENT_SECRET"] + "-v4").encode()).hexdigest()
-    session = {"oauth_info": {"userinfo": {"preferred_username": username, "name": username},
+    userinfo = {"sub": f"id-{username}", "preferred_username": username, "name": username.title(),  # HF's claims
+                "profile": f"https://huggingface.co/{username}", "picture": f"https://huggingface.co/{username}.png"}
+    session = {"oauth_info": {"userinfo": userinfo,
                               "access_token": "hf_test", "expires_at": int(time.time()) + 3600, "scope": "openid"}}
     data = base64.b64encode(json.dumps(session).encode())
     return "session=" + TimestampSigner(secret).sign(data).decode()

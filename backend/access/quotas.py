@@ -26,6 +26,8 @@ from limits.errors import StorageError
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from backend.storage.disk import size_text
+
 log = logging.getLogger(__name__)
 TURN_TTL_S = 3600  # a concurrent-turn counter outlives no turn by more than this
 
@@ -115,7 +117,7 @@ class Quotas:
         if q.documents and documents >= q.documents:
             raise QuotaExceeded(f"You already keep {documents} documents, the most allowed; delete some to upload more.")
         if q.stored_bytes and stored_bytes + size_bytes > q.stored_bytes:
-            raise QuotaExceeded(f"This upload would take your documents past {q.stored_bytes / 2**20:.0f} MB of "
+            raise QuotaExceeded(f"This upload would take your documents past {size_text(q.stored_bytes)} of "
                                 "storage; delete some documents first.")
         if q.uploads_per_day:
             self._hit(RateLimitItemPerDay(q.uploads_per_day), owner, "uploads")

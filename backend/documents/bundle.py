@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from backend.documents.kinds import EXTENSIONS
+from backend.storage.disk import size_text
 
 SUPPORTED = tuple(EXTENSIONS)  # what an upload takes: documents and images
 READ_SLICE = 1 << 20  # bytes read from a member at a time
@@ -87,7 +88,7 @@ def _members(archive: zipfile.ZipFile, name: str, folder: Path, max_bytes: int, 
         try:
             if not _copy_capped(archive, info, target, max_bytes):
                 target.unlink(missing_ok=True)
-                bundle.skipped.append(f"{label} was skipped: it is larger than the {max_bytes / 2**20:.0f} MiB "
+                bundle.skipped.append(f"{label} was skipped: it is larger than the {size_text(max_bytes)} "
                                       "upload limit.")
                 continue
         except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:

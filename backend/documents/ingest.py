@@ -23,7 +23,7 @@ from pathlib import Path, PureWindowsPath
 from backend.documents.chunking import chunk_pages, embedding_text, title_of
 from backend.documents.extract import DESCRIPTION_SECTION, DocumentError, Extracted, Page, PasswordRequired, extract
 from backend.documents.tables import DocumentRow
-from backend.storage.disk import free_bytes, full_sentence, is_disk_full, write_atomically
+from backend.storage.disk import free_bytes, full_sentence, is_disk_full, size_text, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Ingestion:
         name = clean_name(filename or path.name)
         size = path.stat().st_size
         if size > self.max_upload_bytes:
-            raise DocumentError(f"'{name}' is {size / 2**20:.1f} MB, over the {self.max_upload_bytes / 2**20:.0f} MB "
+            raise DocumentError(f"'{name}' is {size_text(size)}, over the {size_text(self.max_upload_bytes)} "
                                 "upload limit; split it or raise KVC_MAX_UPLOAD_MB.")
         data = path.read_bytes()
         sha = hashlib.sha256(data).hexdigest()

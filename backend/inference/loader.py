@@ -23,6 +23,7 @@ import psutil
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from backend.inference.registry import ModelInfo, describe
+from backend.storage.disk import size_text
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +196,8 @@ def precheck(path: Path, params: LoadParams, freed_bytes: int = 0) -> tuple[Mode
         raise ModelLoadError(f"Model file {path.name} cannot be used: {info.error}")
     available = psutil.virtual_memory().available + freed_bytes
     if info.size_bytes > available:
-        raise ModelLoadError(f"Model {path.name} needs {info.size_bytes / 2**30:.1f} GiB but only "
-                             f"{available / 2**30:.1f} GiB of memory is free; choose a smaller quantization.")
+        raise ModelLoadError(f"Model {path.name} needs {size_text(info.size_bytes)} but only "
+                             f"{size_text(available)} of memory is free; choose a smaller quantization.")
     if info.context_length and params.n_ctx > info.context_length:
         params = dataclasses.replace(params, n_ctx=info.context_length)
     return info, params

@@ -15,6 +15,7 @@ import httpx
 
 from backend.inference.gguf_header import GgufHeader, read_header
 from backend.inference.projectors import find_projector, is_projector
+from backend.storage.disk import size_text
 
 log = logging.getLogger(__name__)
 
@@ -328,8 +329,8 @@ def download(repo_id: str, filename: str, models_dir: Path, progress: Progress |
                                dry_run=True)
         free = shutil.disk_usage(models_dir).free
         if plan.will_download and plan.file_size and plan.file_size + DISK_HEADROOM_BYTES > free:
-            raise ModelDownloadError(f"{filename} needs {plan.file_size / 2**30:.1f} GiB but only "
-                                     f"{free / 2**30:.1f} GiB is free in {models_dir}; free some space first.")
+            raise ModelDownloadError(f"{filename} needs {size_text(plan.file_size)} but only "
+                                     f"{size_text(free)} is free in {models_dir}; free some space first.")
         return Path(hf_hub_download(repo_id=repo_id, filename=filename, local_dir=models_dir, endpoint=endpoint,
                                     tqdm_class=_reporting_tqdm(progress) if progress else None))
     # Order matters: the offline LocalEntryNotFoundError is an EntryNotFoundError too.

@@ -12,6 +12,7 @@ from backend.inference.loader import kv_bytes_per_token
 from backend.kvcache.fingerprint import fingerprint
 from backend.kvcache.slots import SlotFiles
 from backend.kvcache.store import CacheEntry, KVCacheStore
+from backend.storage.disk import size_text
 from backend.storage.paths import is_hex_id
 
 log = logging.getLogger(__name__)
@@ -204,16 +205,10 @@ class CacheCatalog:
         entries = self.kv_store.entries()
         used = sum(e.state_bytes for e in entries)
         pinned = sum(e.state_bytes for e in entries if self.kv_store.is_pinned(e))
-        line = f"{_size(used)} of {_size(self.kv_store.budget_bytes)} used, {_size(pinned)} pinned"
+        line = f"{size_text(used)} of {size_text(self.kv_store.budget_bytes)} used, {size_text(pinned)} pinned"
         if self.engine.loaded:
             per_token = kv_bytes_per_token(self.engine.metadata, self.engine.params.type_k, self.engine.params.type_v)
             line += (f"; the budget holds about {self.kv_store.budget_bytes / per_token:,.0f} tokens of this "
                      f"model's KV state ({self.engine.params.type_k})")
         return line + "."
 
-
-def _size(n: float) -> str:
-    """Bytes in words: MiB below 1 GiB (one decimal below 10 MiB), else GiB with two decimals."""
-    if n >= 2**30:
-        return f"{n / 2**30:.2f} GiB"
-    return f"{n / 2**20:.1f} MiB" if n < 10 * 2**20 else f"{n / 2**20:.0f} MiB"

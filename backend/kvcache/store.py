@@ -32,7 +32,7 @@ from backend.kvcache.fingerprint import portable, tokens_sha256
 from backend.kvcache.payload import CHECKSUM_CHUNK_BYTES, map_file, payload_checksums, touch
 from backend.kvcache.pins import PINS_FILE, Pins
 from backend.kvcache.ram_tier import RamTier
-from backend.storage.disk import free_bytes, full_sentence, is_disk_full, write_atomically
+from backend.storage.disk import free_bytes, full_sentence, is_disk_full, size_text, write_atomically
 from backend.storage.paths import contained
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class KVCacheStore:
             raise ValueError(f"not a cache key: {key!r}")
         payload, sidecar = paths
         if free_bytes(self.folder) < len(state) + self.disk_reserve_bytes:
-            raise CacheWriteError(full_sentence(f"the KV cache ({len(state) / 2**20:.0f} MiB)", self.folder.parent))
+            raise CacheWriteError(full_sentence(f"the KV cache ({size_text(len(state))})", self.folder.parent))
         with self._lock:
             try:
                 write_atomically(payload, state)

@@ -8,11 +8,18 @@ What the data is (documents, caches, chats) belongs to the other packages; this 
 live in sound.
 """
 
-from backend.storage.disk import free_bytes, full_sentence, is_disk_full, low_space_warning, write_atomically
+from backend.storage.disk import (
+    free_bytes,
+    full_sentence,
+    is_disk_full,
+    low_space_warning,
+    size_text,
+    write_atomically,
+)
 from backend.storage.layout import LayoutError, open_layout, read_version
 from backend.storage.redis_server import EmbeddedRedis, connect, redis_binary, redis_retry
 from backend.storage.upkeep import Upkeep, rewrite_redis_files
 
 __all__ = ["EmbeddedRedis", "LayoutError", "Upkeep", "connect", "free_bytes", "full_sentence", "is_disk_full",
            "low_space_warning", "open_layout", "read_version", "redis_binary", "redis_retry", "rewrite_redis_files",
-           "write_atomically"]
+           "size_text", "write_atomically"]

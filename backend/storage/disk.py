@@ -29,6 +29,23 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
+def size_text(n: float | None) -> str:
+    """A size in bytes as the app shows it everywhere, in IEC binary units: ``1536`` -> ``1.5 KiB``, ``734003200``
+    -> ``700 MiB``, ``1048576`` -> ``1 MiB``; one decimal below 10 of a unit (none when it is 0), none above; ``—``
+    for None.
+
+    Args:
+        n: bytes.
+    """
+    if n is None:
+        return "—"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" or abs(n) >= 10 else f"{n:.1f}".removesuffix(".0") + f" {unit}"
+        n /= 1024
+    return f"{n:.0f} TiB"
+
+
 def free_bytes(path: Path) -> int:
     """Bytes free to this process on the filesystem that holds ``path`` (which must exist)."""
     return shutil.disk_usage(path).free
@@ -54,8 +71,8 @@ def low_space_warning(path: Path, reserve_bytes: int) -> str | None:
     free = free_bytes(path)
     if free >= 2 * reserve_bytes:
         return None
-    return (f"Disk almost full: {free / 2**20:.0f} MiB free on the data dir's disk; uploads and KV caching stop at "
-            f"{reserve_bytes / 2**20:.0f} MiB (KVC_DISK_RESERVE_MB), chats go on.")
+    return (f"Disk almost full: {size_text(free)} free on the data dir's disk; uploads and KV caching stop at "
+            f"{size_text(reserve_bytes)} (KVC_DISK_RESERVE_MB), chats go on.")
 
 
 def write_atomically(path: Path, data: bytes) -> None:

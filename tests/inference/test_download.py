@@ -119,7 +119,7 @@ def test_download_resumes_an_interrupted_transfer_and_reports_progress(tmp_path,
 def test_download_refuses_a_file_larger_than_the_free_disk(tmp_path, model_bytes):
     hub = FakeHub({"huge-Q8_0.gguf": model_bytes}, advertised_size=10**16)
     try:
-        with pytest.raises(ModelDownloadError, match=r"huge-Q8_0.gguf needs .* GiB but only .* GiB is free"):
+        with pytest.raises(ModelDownloadError, match=r"huge-Q8_0.gguf needs .* TiB but only .* GiB is free"):
             download(REPO, "huge-Q8_0.gguf", tmp_path / "models", endpoint=hub.url)
     finally:
         hub.close()

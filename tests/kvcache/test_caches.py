@@ -28,7 +28,7 @@ def test_list_and_delete_caches(running_app):
     assert cache_rows(running_app.services, entry["owner"], query="chunk")[:2] == ([], [])
 
     pinned = client.predict(entry["key"], True, api_name="/pin_cache")
-    assert pinned["pinned"] is True and " 0.0 MiB pinned" not in pinned["budget"]
+    assert pinned["pinned"] is True and " 0 B pinned" not in pinned["budget"]
     assert "tokens of this model's KV state" in pinned["budget"]
     assert client.predict(api_name="/list_caches")[0]["pinned"] is True
     assert client.predict(entry["key"], False, api_name="/pin_cache")["pinned"] is False
