@@ -142,6 +142,8 @@ class Services:
         if self.upkeep is not None:
             self.upkeep.close()
         self.chat.drain(self.settings.shutdown_grace_s)
+        if self.chat.memory is not None:
+            self.chat.memory.close()
         self.chat.scheduler.close()
         self.engine.unload()
         for remote in (self.chat.remote, self.chat.replicas.pool if self.chat.replicas else None):

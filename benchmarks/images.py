@@ -4,7 +4,7 @@ text layers; random weights, so the timings are real and the answers are not).
 
 Usage::
 
-    python benchmarks/images.py [--width 1280 --height 800] [--repeats 3] [--threads N]
+    python benchmarks/images.py [--width 1280 --height 800] [--repeats 3] [--threads N] [--preset smolvlm|tiny]
 
 Through the app's whole backend (``build_services``: the pair in a models folder, the projector paired by its
 header), greedy, 16-token answers, one run:
@@ -69,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--preset", default="smolvlm", help="make_vision's preset: smolvlm (real shapes), or tiny (a "
+                                                            "smoke run: every step, in seconds)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="kvc-images-"))
-    model, projector = write_pair(work / "models", "smolvlm")
+    model, projector = write_pair(work / "models", args.preset)
     settings = Settings(data_dir=work / "data", models_dir=work / "models", model_path=model, auto_download=False,
                         n_ctx=4096, max_tokens=16, temperature=0.0, ignore_eos=True, turn_datetime=False,
                         kv_ram_budget_mb=0, n_threads=args.threads)

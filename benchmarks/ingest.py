@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/ingest.py [--repeats 3]
+    python benchmarks/ingest.py [--repeats 3] [--files N]
 
 Over every PDF in ``../shared/testdata/pdf`` that opens without a password and has a text layer,
 in one process, alternating in each round:
@@ -76,8 +76,9 @@ def main() -> None:
     """Run the rounds and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--files", type=int, default=None, help="only the first N PDFs (a smoke run)")
     args = parser.parse_args()
-    files = readable_pdfs()
+    files = readable_pdfs()[: args.files]
     from backend.documents import Embedder
 
     embedder = Embedder("all-MiniLM-L6-v2")

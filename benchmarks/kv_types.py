@@ -97,12 +97,13 @@ def main() -> int:
     parser.add_argument("--doc-tokens", type=int, default=1500)
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--model", type=Path, default=None, help="a GGUF (default: the bundled SmolLM2)")
+    parser.add_argument("--rows", type=int, default=len(ROWS), help="only the first N KV settings (a smoke run)")
     args = parser.parse_args()
     model = args.model or bundled_path(ROOT / "models")
     articles, items = pick(8, max(1, args.questions // 8), tuning=True)
     items = items[: args.questions]
     rows = []
-    for kv_type, flash in ROWS:
+    for kv_type, flash in ROWS[: args.rows]:
         started = time.perf_counter()
         rows.append(measure(kv_type, flash, items, articles, args.doc_tokens, args.n_ctx, model))
         print(f"  {rows[-1]['type']}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)

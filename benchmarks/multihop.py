@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/multihop.py [--set heldout|tuning] [--layout library|document] [--mmr 0.5,0.7,0.9] [--grid]
+        [--questions N]
 
 ``--layout library`` (the default): every distinct paragraph of the set's 100 questions (ten per question: two
 gold, eight distractors chosen by HotpotQA to resemble them) is uploaded as its own text document (its title,
@@ -127,8 +128,9 @@ def main() -> int:
     parser.add_argument("--mmr", default="0.5,0.7,0.9", help="MMR lambdas to compare")
     parser.add_argument("--grid", action="store_true",
                         help="also every links setting: question weight x link weight x lead chunks")
+    parser.add_argument("--questions", type=int, default=None, help="only the first N questions (a smoke run)")
     args = parser.parse_args()
-    questions = load(args.set)
+    questions = load(args.set)[: args.questions]
     svc = services()
     folder = Path(tempfile.mkdtemp(prefix="kvc-multihop-"))
     try:

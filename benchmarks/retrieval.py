@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/retrieval.py [--limit N]
+    python benchmarks/retrieval.py [--limit N] [--articles N]
 
 The 48 articles go through the app's own pipeline (extract -> paragraph-aligned chunks of at most
 254 tokens -> all-MiniLM-L6-v2 -> LanceDB), one text document per article. For each of the 10,570
@@ -35,13 +35,14 @@ def main() -> None:
     """Ingest, search every question with each method, print hit@k."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    parser.add_argument("--articles", type=int, default=None, help="only the first N of the 48 articles (a smoke run)")
     args = parser.parse_args()
     svc = services()
     try:
         start = time.perf_counter()
-        doc_ids = ingest(svc)
+        doc_ids = ingest(svc, args.articles)
         ingest_s = time.perf_counter() - start
-        qs = questions()[: args.limit]
+        qs = questions(args.articles)[: args.limit]
         start = time.perf_counter()
         vectors = svc.embedder.encode([q.text for q in qs])
         embed_s = time.perf_counter() - start

@@ -3,7 +3,7 @@ ANN index side by side, with the index's recall@10 against the flat scan and its
 
 Usage::
 
-    python benchmarks/search_latency.py [--sizes 10000 30000 100000 1000000] [--queries 200]
+    python benchmarks/search_latency.py [--sizes 10000 30000 100000 1000000] [--queries 200] [--articles N]
 
 The SQuAD v1.1 dev articles are ingested once through the app's pipeline (about 2,000 real chunks with
 real all-MiniLM-L6-v2 vectors). Each corpus size is then built in its own LanceDB from those chunks under
@@ -97,14 +97,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--articles", type=int, default=None, help="the corpus from the first N SQuAD articles only")
     args = parser.parse_args()
     svc = services()
     tmp = Path(tempfile.mkdtemp(prefix="kvc-latency-"))
     try:
-        ingest(svc)
+        ingest(svc, args.articles)
         chunks = svc.store.chunks.to_arrow().to_pylist()
         docs = svc.store.documents.to_arrow().to_pylist()
-        qs = [q.text for q in questions()][: args.queries]
+        qs = [q.text for q in questions(args.articles)][: args.queries]
         vectors = [svc.embedder.encode_query(q) for q in qs]
         print(f"{len(chunks):,} real chunks from {len(docs)} SQuAD articles; {len(qs)} distinct questions per cell, "
               f"query embedding included; top-5 hybrid; ANN index {ANN_INDEX_TYPE}\n")

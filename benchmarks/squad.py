@@ -39,16 +39,16 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.quantile(np.asarray(values), q))
 
 
-def articles() -> list[tuple[str, str]]:
-    """``(title, text)`` of every article, in file order."""
-    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
+def articles(limit: int | None = None) -> list[tuple[str, str]]:
+    """``(title, text)`` of every article (the first ``limit``), in file order."""
+    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"][:limit]
     return [(a["title"], a["title"].replace("_", " ") + "\n\n" + "\n\n".join(p["context"] for p in a["paragraphs"]))
             for a in data]
 
 
-def questions() -> list[Question]:
-    """All 10,570 questions with their answers."""
-    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
+def questions(limit: int | None = None) -> list[Question]:
+    """All 10,570 questions with their answers (those of the first ``limit`` articles)."""
+    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"][:limit]
     return [Question(qa["question"], tuple(dict.fromkeys(a["text"] for a in qa["answers"])), art["title"])
             for art in data for p in art["paragraphs"] for qa in p["qas"]]
 
@@ -78,12 +78,13 @@ def services(data_dir: Path | None = None, embedder=None) -> Services:
     return build_services(settings, embedder=embedder)
 
 
-def ingest(svc: Services) -> list[str]:
-    """Upload every article as ``<title>.txt`` through ``DocumentService.upload``; returns doc ids."""
+def ingest(svc: Services, limit: int | None = None) -> list[str]:
+    """Upload every article (the first ``limit``) as ``<title>.txt`` through ``DocumentService.upload``; returns
+    doc ids."""
     folder = Path(tempfile.mkdtemp(prefix="kvc-squad-"))
     ids = []
     try:
-        for title, text in articles():
+        for title, text in articles(limit):
             path = folder / f"{title}.txt"
             path.write_text(text, encoding="utf-8")
             row, _ = svc.documents.upload(OWNER, path)

@@ -3,7 +3,7 @@ cached document, and to search; side by side with llama-server loading the same 
 (the floor: Python importing Gradio and serving an empty page).
 
     .venv/bin/python benchmarks/startup.py [--runs 5] [--configs bundled,library,bench] [--documents 1000]
-        [--server .venv/bin/llama-server]
+        [--server .venv/bin/llama-server] [--warm-only]
 
 Each configuration gets a data dir made once before its runs, through the app's own services: ``bundled`` (the
 bundled SmolLM2, one document of about 2,000 tokens, cached), ``library`` (the same plus ``--documents`` SQuAD
@@ -202,6 +202,7 @@ def main() -> None:
     parser.add_argument("--configs", default="bundled,library,bench")
     parser.add_argument("--documents", type=int, default=1000, help="documents in the library configuration")
     parser.add_argument("--server", type=Path, default=ROOT / ".venv" / "bin" / "llama-server")
+    parser.add_argument("--warm-only", action="store_true", help="skip the cold runs (a smoke run)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kvc-startup-"))
     rows = []
@@ -218,7 +219,7 @@ def main() -> None:
             started = time.perf_counter()
             doc_id = prepare(folder, model, args.documents if config == "library" else 0)
             print(f"{config}: data dir ready in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-            for temperature in ("cold", "warm"):
+            for temperature in ("warm",) if args.warm_only else ("cold", "warm"):
                 times: dict[str, list[float]] = {"serving": [], "answer": [], "search": [], "server": [],
                                                  "gradio": []}
                 dropped = True

@@ -2,6 +2,7 @@
 ``use_extra_bufts`` (llama.cpp's extra CPU buffer types: AMX, repacked weights), on a real model, each configuration in its own process (OpenMP reads its environment once).
 
     .venv/bin/python benchmarks/threads.py [--model models/bundled/SmolLM2-135M-Instruct.Q4_1.gguf] [--repeats 3]
+        [--configs 5]
 
 Prints one row per configuration: prefill tok/s (a 512-token prompt in one batch) and decode tok/s
 (128 greedy tokens), medians over the repeats.
@@ -51,6 +52,7 @@ def main() -> int:
     parser.add_argument("--model", default=str(ROOT / "models" / "bundled" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cores", type=int, help="threads for the all-cores rows (default: every core)")
+    parser.add_argument("--configs", type=int, default=5, help="only the first N configurations (a smoke run)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -61,7 +63,7 @@ def main() -> int:
     configs = [(1, cores, "active", 1), (cores, cores, "active", 1), (cores, cores, "passive", 1), (1, 1, "active", 1),
                (cores, cores, "active", 0)]
     rows = []
-    for n, nb, wait, extra in configs:
+    for n, nb, wait, extra in configs[: args.configs]:
         env = {**os.environ, "OMP_WAIT_POLICY": wait.upper()}
         out = subprocess.run([sys.executable, __file__, "--model", args.model, "--repeats", str(args.repeats),
                               "--child", f"{n},{nb},{extra}"], env=env, capture_output=True, text=True, check=False)

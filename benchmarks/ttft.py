@@ -37,7 +37,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
-import llama_cpp
 
 from backend.chat import build_prompt, frame
 from backend.documents import DocText
@@ -93,10 +92,7 @@ def measure(engine: Engine, store: KVCacheStore, length: int, repeats: int) -> d
         in_memory = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)  # anonymous memory, pages touched
         engine.clear_context()
         t = time.perf_counter()
-        llama_cpp.llama_state_seq_set_data(engine.llm.ctx, in_memory, len(in_memory), 0)  # raw llama-cpp-python
-        engine.llm.input_ids[: len(prompt.prefix_tokens)] = prompt.prefix_tokens
-        engine.llm.n_tokens = len(prompt.prefix_tokens)
-        engine.llm._requires_eval = True  # as Engine.set_state: the logits are not for the last token
+        engine.set_state(in_memory, prompt.prefix_tokens)  # llama_state_seq_set_data on the buffer, nothing checked
         floor.append(time.perf_counter() - t + first_token_s(engine, prompt.tokens))
         del in_memory
         t = time.perf_counter()

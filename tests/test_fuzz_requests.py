@@ -85,4 +85,4 @@ def test_random_json_at_every_endpoint_fast(fuzzed):
 
 @pytest.mark.slow
 def test_random_json_at_every_endpoint(fuzzed):
-    fuzz(fuzzed, 300)
+    fuzz(fuzzed, 150)

@@ -106,6 +106,11 @@ class MemoryIndex:
         """Wait for the questions added so far to be in the table."""
         self._writer.submit(lambda: None).result()
 
+    def close(self) -> None:
+        """Write the questions added so far, then stop the writer thread (a write after ``Services.close`` would
+        land in a data dir its owner may already be removing)."""
+        self._writer.shutdown(wait=True)
+
     def recall(self, owner: str, session_id: str, query: str, k: int = 3) -> list[Memory]:
         """The ``k`` past messages of ``owner``'s other sessions nearest to ``query``.
 
