@@ -386,4 +386,6 @@ def squad2_report(dumped: dict, refit: bool) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from provenance import main_with_stamp
+
+    sys.exit(main_with_stamp(main))

@@ -293,4 +293,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from provenance import main_with_stamp
+
+    sys.exit(main_with_stamp(main))

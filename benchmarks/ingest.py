@@ -23,6 +23,7 @@ import argparse
 import io
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,4 +99,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from provenance import main_with_stamp
+
+    sys.exit(main_with_stamp(main))

@@ -111,4 +111,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from provenance import main_with_stamp
+
+    sys.exit(main_with_stamp(main))

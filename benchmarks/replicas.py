@@ -307,4 +307,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from provenance import main_with_stamp
+
+    sys.exit(main_with_stamp(main))

@@ -18,6 +18,7 @@ It prints a Markdown table; the README quotes it.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from squad import OWNER, ingest, questions, services
@@ -71,4 +72,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from provenance import main_with_stamp
+
+    sys.exit(main_with_stamp(main))

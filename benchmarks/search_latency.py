@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -141,4 +142,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from provenance import main_with_stamp
+
+    sys.exit(main_with_stamp(main))

@@ -177,4 +177,6 @@ def plot(rows: list[dict], path: Path, model_name: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from provenance import main_with_stamp
+
+    sys.exit(main_with_stamp(main))

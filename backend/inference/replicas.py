@@ -174,17 +174,19 @@ class ReplicaPool:
         if slot_map is not None:
             slot_map.forget()
 
-    def up(self) -> list[Replica]:
-        """The replicas that are up, probing those never probed and those down for ``DOWN_RETRY_S``."""
+    def up(self, recheck: bool = False) -> list[Replica]:
+        """The replicas that are up, probing those never probed and those down for ``DOWN_RETRY_S`` (with
+        ``recheck``: every one that is down, at once: none is left to try, and one may just have come back)."""
         now = time.monotonic()
         for r in self.replicas:
-            if (not r.checked_at) or (not r.up and now - r.checked_at >= DOWN_RETRY_S):
+            if (not r.checked_at) or (not r.up and (recheck or now - r.checked_at >= DOWN_RETRY_S)):
                 self.probe(r)
         return [r for r in self.replicas if r.up]
 
-    def ranked(self, key: str) -> list[Replica]:
-        """The replicas that are up, in the order a prefix with this key tries them (``rendezvous``)."""
-        live = {r.url: r for r in self.up()}
+    def ranked(self, key: str, recheck: bool = False) -> list[Replica]:
+        """The replicas that are up, in the order a prefix with this key tries them (``rendezvous``); ``recheck``
+        probes every one that is down first (``up``)."""
+        live = {r.url: r for r in self.up(recheck)}
         return [live[u] for u in rendezvous(key, list(live))]
 
     def status(self) -> list[dict]:

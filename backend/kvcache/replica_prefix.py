@@ -93,13 +93,14 @@ class ReplicaCaches:
         """The replica serves the app's model file (its ``kvc-model`` tag)."""
         return replica.fingerprint.get("model_sha256") == self.model_sha256
 
-    def candidates(self, tokens: list[int], owner: str) -> list[Replica]:
-        """The usable replicas that are up, in the order this prefix tries them.
+    def candidates(self, tokens: list[int], owner: str, recheck: bool = False) -> list[Replica]:
+        """The usable replicas that are up, in the order this prefix tries them (``recheck``: every replica that is
+        down probed first).
 
         Raises:
             ReplicaError: none is up, or none serves the app's model.
         """
-        ranked = self.pool.ranked(route_key(tokens, owner))
+        ranked = self.pool.ranked(route_key(tokens, owner), recheck)
         usable = [r for r in ranked if self.usable(r)]
         if not usable:
             if ranked:
@@ -108,6 +109,28 @@ class ReplicaCaches:
             raise ReplicaError("Every inference replica is down; check that they run (the Model panel lists them), "
                                "then send the question again.")
         return usable
+
+    def tries(self, tokens: list[int], owner: str) -> Iterator[Replica]:
+        """The replicas to try for this prefix, in order: those up; when every one has failed (or none was up),
+        each replica is probed once more at once and those that came back are tried too, rather than answering
+        with an error while a replica that was restarted a moment ago is up (it would otherwise be probed again only
+        after ``DOWN_RETRY_S``).
+
+        Raises:
+            ReplicaError: none is up, even after the second probe, or none serves the app's model.
+        """
+        tried: set[str] = set()
+        try:
+            first = self.candidates(tokens, owner)
+        except ReplicaError:
+            first = []
+        for replica in first:
+            tried.add(replica.url)
+            yield replica
+        for replica in self.candidates(tokens, owner, recheck=True):
+            if replica.url not in tried:
+                tried.add(replica.url)
+                yield replica
 
     def _files(self, replica: Replica) -> SlotFiles | None:
         """The slot directory, when this replica and this model can use it."""
@@ -178,7 +201,7 @@ class ReplicaCaches:
         Raises:
             ReplicaError: no replica could do it.
         """
-        for replica in self.candidates(tokens, owner):
+        for replica in self.tries(tokens, owner):
             files, fp = self._files(replica), replica.fingerprint
             if files is not None:
                 name = slot_name(fp, tokens, owner)
@@ -211,7 +234,7 @@ class ReplicaCaches:
             ReplicaError: every replica failed before answering ("one sentence"), or the answering one died
                 mid-answer (what streamed is the caller's to keep).
         """
-        for replica in self.candidates(prefix, owner):
+        for replica in self.tries(prefix, owner):
             fp = replica.fingerprint
             name = slot_name(fp, prefix, owner) if fp else ""
             slot_map = self.pool.slot_map(replica)

@@ -74,13 +74,7 @@ def write_slot_file(path: Path, state, tokens: list[int]) -> int:
     if len(view) < 8 or struct.unpack_from("<I", view, 0)[0] != IO_MAGIC:
         raise SlotFileError("not an in-process sequence state")
     head = struct.pack("<III", FILE_MAGIC, STATE_VERSION, len(tokens)) + struct.pack(f"<{len(tokens)}i", *tokens)
-    temp = path.with_suffix(".bin.tmp")
-    with open(temp, "wb") as f:
-        f.write(head)
-        f.write(view[8:])
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
+    write_atomically(path, lambda f: (f.write(head), f.write(view[8:])))
     return len(head) + len(view) - 8
 
 

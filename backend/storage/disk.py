@@ -12,7 +12,9 @@ import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 FULL_TEXTS = ("No space left on device", "Disk quota exceeded")  # how LanceDB's Rust errors carry ENOSPC
@@ -75,16 +77,48 @@ def low_space_warning(path: Path, reserve_bytes: int) -> str | None:
             f"{size_text(reserve_bytes)} (KVC_DISK_RESERVE_MB), chats go on.")
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file (``*.tmp``) in the same folder, fsync it, and rename it over ``path``:
-    a crash leaves the old file or the new one, never half of one (the temp file is swept at start)."""
+def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], object], mode: int | None = None) -> None:
+    """The one way the app writes a file that must never be half-written: into a temp file in the same folder
+    (``<name>*.tmp``), flushed and fsynced, given ``mode``, renamed over ``path``, and the folder fsynced so the
+    rename itself survives a power loss. A crash leaves the old file or the new one, never half of one; a failure
+    removes the temp file (one a crash leaves behind is swept at start).
+
+    Args:
+        path: the file to write (its folder must exist).
+        data: the bytes, or a function that writes them to the open binary file (for a large copy or a file
+            written in parts).
+        mode: permission bits for the file, e.g. ``0o600``; None keeps the default.
+
+    Raises:
+        OSError: the write failed (nothing of it is left; ``is_disk_full`` tells a full disk).
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """fsync a folder, so a rename in it is on the disk (where the platform allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
