@@ -177,6 +177,9 @@ class Settings(BaseSettings):
                               "write is acknowledged: nothing is lost), everysec (a Redis crash while the disk is "
                               "busy, or a power loss, can lose the last seconds of chat turns) or no.")
     session_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="Session lifetime after last use, seconds.")
+    extract_time_limit_s: float = Field(120.0, gt=0, description="Seconds a file's parsers (pypdf, python-docx, the "
+                                        "text decoder, the image check) may take, in a child process; a file past "
+                                        "it, or one that crashes them, is refused with a sentence.")
     log_cap_mb: float = Field(20.0, gt=0, description="Most disk the app's log (logs/app.log and its rotated files) "
                               "takes, and the same for the model runs' logs (logs/runs), MB.")
     purge_delay_s: float = Field(60.0, ge=0, description="After a document or chat is deleted, how long until the "

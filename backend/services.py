@@ -196,7 +196,8 @@ def _documents(settings: Settings, embedder: Embedder, engine: Engine, scheduler
                            overlap_tokens=settings.chunk_overlap_tokens, count_tokens=engine.count_tokens,
                            drop_derived=drop_derived, ocr=PageOcr() if settings.ocr else None,
                            disk_reserve_bytes=reserve, max_image_pixels=settings.max_image_pixels,
-                           describe=lambda image: describe_image(engine, scheduler, image, describing))
+                           describe=lambda image: describe_image(engine, scheduler, image, describing),
+                           extract_time_limit_s=settings.extract_time_limit_s)
 
 
 def build_services(settings: Settings, embedder: Embedder | None = None, *, serve_first: bool = False) -> Services:

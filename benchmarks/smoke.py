@@ -49,6 +49,7 @@ SMOKE = {  # benchmark -> its arguments at the smallest size that takes every st
     "multihop": ["--questions", "3", "--mmr", "0.9"],
     "images": ["--width", "320", "--height", "200", "--repeats", "1", "--preset", "tiny"],
     "ttft": ["--preset", "tiny", "--lengths", "256", "--repeats", "1"],
+    "fuzz": ["--files", "15", "--requests", "15"],
 }
 HELPERS = {"squad", "verdict_fit", "smoke"}  # modules the benchmarks import; not benchmarks themselves
 

@@ -26,6 +26,7 @@ from backend.documents.figures import figure_pages, render_pages
 from backend.documents.images import MAX_IMAGE_PIXELS, ImageError, ImageText, open_image
 from backend.documents.kinds import EXTENSIONS, KIND_NAMES, sniff
 from backend.documents.ocr import MAX_UNREADABLE, needs_ocr, unreadable_share
+from backend.documents.sandbox import TimeLimit, run_limited
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,8 @@ Ocr = Callable[..., dict[int, str]]  # PageOcr.read_pages: (data, page_numbers, 
 def extract(data: bytes, filename: str, password: str | None = None,
             progress: Callable[[int, int, str], None] | None = None, ocr: Ocr | None = None,
             image_text: ImageText | None = None, max_image_pixels: int = MAX_IMAGE_PIXELS,
-            describe: ImageText | None = None, figures: bool = False) -> Extracted:
+            describe: ImageText | None = None, figures: bool = False,
+            time_limit_s: float | None = None) -> Extracted:
     """Extract the text of an uploaded file.
 
     Args:
@@ -116,15 +118,62 @@ def extract(data: bytes, filename: str, password: str | None = None,
             image's page, ``DESCRIPTION_SECTION``, so an image without text is a document too. None: OCR only.
         figures: also describe the PDF pages that are mostly figures (``backend.documents.figures``), each
             description a ``DESCRIPTION_SECTION`` run after its page; needs ``describe``.
+        time_limit_s: read the bytes (``parse``) in a child process allowed this many seconds
+            (``backend.documents.sandbox``); a file past it, or one that crashes its reader, is refused with one
+            sentence. None reads them here, with page progress.
 
     Returns:
         The document's pages; OCR'd pages (and an image's one page) have ``ocr=True``.
 
     Raises:
         DocumentError: unsupported extension, empty file, type mismatch, unreadable or
-            truncated file, no text (a scanned PDF with OCR off, or one where OCR found none),
+            truncated file, reading past the time limit, no text (a scanned PDF with OCR off, or one where OCR found none),
             an image with OCR off, too many pixels, or no text found in it.
         PasswordRequired: an encrypted PDF without the right password.
+    """
+    if time_limit_s:
+        try:
+            kind, pages = run_limited(parse, (data, filename, password, max_image_pixels), time_limit_s)
+        except TimeLimit as exc:
+            log.warning("reading %s stopped: %s", filename, exc)
+            raise DocumentError(f"'{filename}' could not be read ({exc}); it is probably damaged, or made to be slow "
+                                "to read: save or export it again and re-upload.") from exc
+    else:
+        kind, pages = parse(data, filename, password, max_image_pixels, progress)
+    if kind == "image":
+        return Extracted(kind="image", pages=_image_pages(data, filename, image_text, max_image_pixels, describe))
+    if kind == "pdf":
+        if ocr is not None:
+            pages = _ocr_pages(pages, data, filename, password, progress, ocr)
+        else:  # junk (glyph names, private-use glyphs) is never indexed as if it were text
+            pages = [Page(p.number, "", p.section) if unreadable_share(p.text) > MAX_UNREADABLE else p for p in pages]
+        if figures and describe is not None:
+            pages = _described_figures(pages, data, filename, password, progress, describe)
+    if not any(p.text.strip() for p in pages):
+        if kind == "pdf" and ocr is not None:
+            raise DocumentError(f"'{filename}' has no text layer and OCR found no text on its pages; "
+                                "if it is a scan, scan it again at a higher resolution and re-upload.")
+        if kind == "pdf":
+            raise DocumentError(
+                f"'{filename}' has no readable text layer; it is probably a scanned image or uses fonts "
+                "without a text map, so turn on OCR "
+                "(KVC_OCR=true) or run OCR on it yourself and upload the result."
+            )
+        raise DocumentError(f"'{filename}' contains no text to read.")
+    return Extracted(kind=kind, pages=pages)
+
+
+def parse(data: bytes, filename: str, password: str | None = None, max_image_pixels: int = MAX_IMAGE_PIXELS,
+          progress: Callable[[int, int, str], None] | None = None) -> tuple[str, list[Page]]:
+    """The part of ``extract`` that reads the file's bytes with the parsers (what runs under the time limit, in a
+    child process): its real type checked against its extension, and the text of a PDF's text layer, a DOCX or a
+    text file; an image is only checked here (and read again by ``extract`` for OCR).
+
+    Returns:
+        ``(kind, pages)``: ``pdf``, ``docx``, ``txt``, ``md`` or ``image`` (pages empty).
+
+    Raises:
+        DocumentError / PasswordRequired: as ``extract``.
     """
     ext = PurePath(filename).suffix.lower()
     expected = EXTENSIONS.get(ext)
@@ -136,7 +185,11 @@ def extract(data: bytes, filename: str, password: str | None = None,
     if not data:
         raise DocumentError(f"'{filename}' is empty (0 bytes); choose a file that has content.")
     if expected == "image":
-        return Extracted(kind="image", pages=_image_pages(data, filename, image_text, max_image_pixels, describe))
+        try:
+            open_image(data, filename, max_image_pixels)
+        except ImageError as exc:
+            raise DocumentError(str(exc)) from exc
+        return "image", []
     actual = sniff(data)
     if actual == "binary":
         raise DocumentError(f"'{filename}' is not {KIND_NAMES[expected]}: its contents are binary data of no kind the "
@@ -147,31 +200,12 @@ def extract(data: bytes, filename: str, password: str | None = None,
             "save it in the right format (or fix its extension) and upload it again."
         )
     if actual == "pdf":
-        pages = _pdf_pages(data, filename, password, progress)
-        if ocr is not None:
-            pages = _ocr_pages(pages, data, filename, password, progress, ocr)
-        else:  # junk (glyph names, private-use glyphs) is never indexed as if it were text
-            pages = [Page(p.number, "", p.section) if unreadable_share(p.text) > MAX_UNREADABLE else p for p in pages]
-        if figures and describe is not None:
-            pages = _described_figures(pages, data, filename, password, progress, describe)
-    elif actual == "docx":
-        pages = _docx_pages(data, filename)
-    elif expected == "md":
-        pages = markdown_sections(_decode_text(data, filename))
-    else:
-        pages = [Page(1, _decode_text(data, filename))]
-    if not any(p.text.strip() for p in pages):
-        if actual == "pdf" and ocr is not None:
-            raise DocumentError(f"'{filename}' has no text layer and OCR found no text on its pages; "
-                                "if it is a scan, scan it again at a higher resolution and re-upload.")
-        if actual == "pdf":
-            raise DocumentError(
-                f"'{filename}' has no readable text layer; it is probably a scanned image or uses fonts "
-                "without a text map, so turn on OCR "
-                "(KVC_OCR=true) or run OCR on it yourself and upload the result."
-            )
-        raise DocumentError(f"'{filename}' contains no text to read.")
-    return Extracted(kind=expected, pages=pages)
+        return "pdf", _pdf_pages(data, filename, password, progress)
+    if actual == "docx":
+        return "docx", _docx_pages(data, filename)
+    if expected == "md":
+        return "md", markdown_sections(_decode_text(data, filename))
+    return "txt", [Page(1, _decode_text(data, filename))]
 
 
 def _image_pages(data: bytes, filename: str, image_text: ImageText | None, max_pixels: int,

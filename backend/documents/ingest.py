@@ -164,7 +164,7 @@ class Ingestion:
                        progress=lambda done, total, what: progress(0.2 * done / total, f"{what} {done}/{total}"),
                        ocr=self.ocr.read_pages if self.ocr else None,
                        image_text=self.ocr.read_text if self.ocr else None, max_image_pixels=self.max_image_pixels,
-                       describe=self.describe, figures=figures)
+                       describe=self.describe, figures=figures, time_limit_s=self.extract_time_limit_s)
 
     def reembed_all(self, progress: Progress = _noop) -> int:
         """Embed every document again with this embedding model, after a switch of model: each is

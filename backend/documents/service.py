@@ -66,6 +66,8 @@ class DocumentService(Ingestion):
         disk_reserve_bytes: free space an upload must leave on the disk (``backend.storage.disk``), bytes.
         max_image_pixels: the most pixels (width x height) of an uploaded image.
         describe: describes an uploaded image in words (the loaded vision model); returns "" when it cannot.
+        extract_time_limit_s: seconds a file's parsers may take, in a child process (``extract``); None: no limit,
+            read in this process.
     """
 
     def __init__(self, uploads: Path, store: Store | Callable[[], Store], embedder: Embedder, *, max_upload_bytes: int,
@@ -73,7 +75,7 @@ class DocumentService(Ingestion):
                  overlap_tokens: int, count_tokens: Callable[[str], int | None] = _no_llm,
                  drop_derived: Callable[[str], object] = _nothing_derived, ocr: PageOcr | None = None,
                  disk_reserve_bytes: int = 0, max_image_pixels: int = MAX_IMAGE_PIXELS,
-                 describe: Callable[[object], str] | None = None):
+                 describe: Callable[[object], str] | None = None, extract_time_limit_s: float | None = None):
         self.uploads = Path(uploads)
         self.embedder = embedder
         self._open_store = store if callable(store) else (lambda: store)
@@ -90,6 +92,7 @@ class DocumentService(Ingestion):
         self.disk_reserve_bytes = disk_reserve_bytes
         self.max_image_pixels = max_image_pixels
         self.describe = describe
+        self.extract_time_limit_s = extract_time_limit_s
 
     def list(self, owner: str) -> list[DocumentRow]:
         """The owner's documents, oldest first."""
