@@ -50,6 +50,8 @@ SMOKE = {  # benchmark -> its arguments at the smallest size that takes every st
     "images": ["--width", "320", "--height", "200", "--repeats", "1", "--preset", "tiny"],
     "ttft": ["--preset", "tiny", "--lengths", "256", "--repeats", "1"],
     "fuzz": ["--files", "15", "--requests", "15"],
+    "soak": ["--users", "1", "--minutes", "0.3", "--warm-up", "0", "--preset", "tiny", "--sample", "5",
+             "--purge-delay", "1", "--out", "/tmp/kvc-soak-smoke"],
 }
 HELPERS = {"squad", "verdict_fit", "smoke"}  # modules the benchmarks import; not benchmarks themselves
 
