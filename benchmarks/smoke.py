@@ -52,6 +52,7 @@ SMOKE = {  # benchmark -> its arguments at the smallest size that takes every st
     "fuzz": ["--files", "15", "--requests", "15"],
     "soak": ["--users", "1", "--minutes", "0.3", "--warm-up", "0", "--preset", "tiny", "--sample", "5",
              "--purge-delay", "1", "--out", "/tmp/kvc-soak-smoke"],
+    "logs": ["--burst-mb", "2", "--cap-mb", "1"],
 }
 HELPERS = {"squad", "verdict_fit", "smoke"}  # modules the benchmarks import; not benchmarks themselves
 

@@ -9,4 +9,4 @@ from benchsmoke import run_part
 @pytest.mark.slow
 def test_the_second_half_of_the_benchmarks_run_and_print_their_tables():
     rows = run_part("2/2")
-    assert len(rows) == 11 and all(ok == "yes" for _, _, ok in rows.values()), rows
+    assert len(rows) == 12 and all(ok == "yes" for _, _, ok in rows.values()), rows

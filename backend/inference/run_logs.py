@@ -213,7 +213,8 @@ class RunLogs:
         return sorted(out, key=lambda r: (r.run_id, r.started_at), reverse=True)
 
     def read(self, run_id: str | None = None, level: str = "INFO", tail: int = 200, search: str = "") -> list[str]:
-        """The last lines of a run's log at ``level`` or above, optionally containing ``search``.
+        """The last lines of a run's log at ``level`` or above, optionally containing ``search``: read from the tail of
+        its file (and of the part its last rotation set aside), never the whole of it (``TAIL_BYTES`` each).
 
         Args:
             run_id: the run (default: the current one, else the newest).
@@ -236,7 +237,9 @@ class RunLogs:
             raise ValueError("There is no such log run; pick one from the list of runs.")
         floor, keep, out = LEVELS.index(level), False, []
         needle = search.lower()
-        for line in tail_lines(path, TAIL_BYTES):
+        older = path.with_name(path.name + ".1")  # the part the last rotation set aside
+        lines = (tail_lines(older, TAIL_BYTES) if older.is_file() else []) + tail_lines(path, TAIL_BYTES)
+        for line in lines:
             m = _LINE.match(line)
             if m:
                 keep = LEVELS.index(m.group(1)) >= floor

@@ -43,3 +43,26 @@ def test_model_runs_write_llama_cpp_logs_filtered_by_level(running_app):
         client.predict("../../etc/passwd", "INFO", 10, api_name="/get_logs")
     with pytest.raises(AppError, match="`level` must be one of"):
         client.predict("", "LOUD", 10, api_name="/get_logs")
+
+
+def test_run_logs_stay_under_their_cap_and_the_view_reads_only_the_tail(tmp_path):
+    from backend.inference import RunLogs
+
+    cap = 64 * 1024
+    logs = RunLogs(tmp_path / "runs", cap)
+    root, old = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.INFO)
+    try:
+        for run in range(3):  # three model runs, each writing four times the cap
+            logs.start(f"model-{run}.gguf")
+            for i in range(2000):
+                logging.getLogger("burst").info("line %d of run %d %s", i, run, "x" * 100)
+    finally:
+        root.setLevel(old)
+    current = logs.current
+    tail = logs.read(None, "INFO", 5)
+    logs.close()
+    sizes = {p.name: p.stat().st_size for p in (tmp_path / "runs").iterdir()}
+    assert sum(sizes.values()) <= cap, sizes
+    assert any(name.startswith(current) for name in sizes), "the current run is never pruned"
+    assert len(tail) == 5 and tail[-1].endswith("x" * 100) and "line 1999 of run 2" in tail[-1]
