@@ -360,8 +360,9 @@ def main() -> int:
         samples.append(sample(app, data, admin, started))
         problems = check_users(url, users)
         delete_everything(url, users)
-        time.sleep(args.purge_delay + 15)  # the clean-up runs purge-delay after the last delete
-        left = leftovers(data, users)
+        deadline = time.monotonic() + args.purge_delay + 60  # the clean-up runs purge-delay after the last delete
+        while (left := leftovers(data, users)) and time.monotonic() < deadline:
+            time.sleep(2)
         served = httpx.get(url, timeout=10).status_code == 200
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -376,6 +377,9 @@ def main() -> int:
         writer.writerow(["user", "t_s", "ttft_s", "error"])
         writer.writerows([u.name, round(t, 2), ttft, error] for u in users for t, ttft, error in u.turns)
     wins = windows(users)
+    if not wins:
+        print(f"no turn was completed in {args.minutes} minutes; see {work / 'app.log'}")
+        return 1
     chart(samples, wins, args.out / "soak.png")
     report(args, samples, wins, users, problems, left, served)
     shutil.rmtree(work, ignore_errors=True)

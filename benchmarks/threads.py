@@ -68,7 +68,8 @@ def main() -> int:
         out = subprocess.run([sys.executable, __file__, "--model", args.model, "--repeats", str(args.repeats),
                               "--child", f"{n},{nb},{extra}"], env=env, capture_output=True, text=True, check=False)
         crashed = out.returncode < 0 and signal.Signals(-out.returncode).name
-        rows.append((n, nb, wait, extra, crashed or json.loads(out.stdout.strip().splitlines()[-1])))
+        result = next((line for line in reversed(out.stdout.splitlines()) if line.startswith("{")), None)
+        rows.append((n, nb, wait, extra, crashed or (json.loads(result) if result else f"no result: {out.stderr[-200:]}")))
     print(f"model: {Path(args.model).name}, {cores} cores, medians of {args.repeats}\n")
     print("| n_threads (decode) | n_threads_batch (prefill) | OMP_WAIT_POLICY | use_extra_bufts | prefill tok/s "
           "| decode tok/s |")
