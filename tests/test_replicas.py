@@ -92,7 +92,7 @@ def test_one_cache_both_engines(tmp_path, smollm2, embedder, pair):
     data, slots = tmp_path / "data", tmp_path / "slots"
     local = build_services(settings(data, smollm2, slots, None), embedder)
     try:
-        doc = local.documents.upload(OWNER, TESTDATA / "pdf" / "sf_pdflatex-4-pages.pdf")[0].doc_id
+        doc = local.documents.upload(OWNER, TESTDATA / "md_txt" / "pandoc_tables.md")[0].doc_id  # small: 1 thread
         assert local.primer.cache_documents(OWNER, [doc])["tier"] == "miss"
         in_process, _ = ask(local, doc, "What is this about?")
     finally:
