@@ -50,7 +50,7 @@ SMOKE = {  # benchmark -> its arguments at the smallest size that takes every st
     "images": ["--width", "320", "--height", "200", "--repeats", "1", "--preset", "tiny"],
     "ttft": ["--preset", "tiny", "--lengths", "256", "--repeats", "1"],
     "fuzz": ["--files", "8", "--requests", "8"],
-    "soak": ["--users", "1", "--minutes", "0.3", "--warm-up", "0", "--preset", "tiny", "--sample", "5",
+    "soak": ["--users", "1", "--minutes", "0.1", "--warm-up", "0", "--preset", "tiny", "--sample", "5",
              "--purge-delay", "1", "--out", "/tmp/kvc-soak-smoke"],
     "logs": ["--burst-mb", "2", "--cap-mb", "1"],
 }

@@ -54,7 +54,7 @@ def test_mutated_and_random_files_are_stored_or_refused_with_a_sentence_fast(doc
 
 @pytest.mark.slow
 def test_mutated_and_random_files_are_stored_or_refused_with_a_sentence(documents):
-    fuzz(documents, 200)
+    fuzz(documents, 120)
 
 
 def test_a_file_past_the_time_limit_is_refused_and_the_next_one_reads(documents, tmp_path):
