@@ -124,9 +124,23 @@ def turn(client: Client, user: User, sid: str, question: str, doc_ids: list[str]
         user.turns.append((time.monotonic() - started, None, f"chat: {exc}"[:300]))
 
 
+def connect(url: str, name: str, tries: int = 10) -> Client:
+    """A signed-in ``gradio_client`` for this user; the sign-in retried with a growing pause (eight users signing in
+    while the app loads its parts can time out the first tries)."""
+    for attempt in range(tries):
+        try:
+            return Client(url, auth=(name, PASSWORD), verbose=False)
+        except Exception:  # retried; the last one raises
+            if attempt == tries - 1:
+                raise
+            time.sleep(2 + 2 * attempt)
+    raise AssertionError("unreachable")
+
+
 def run_user(url: str, user: User, folder: Path, until: float, started: float) -> None:
     """The user's day (see the module docstring), until ``until`` (monotonic seconds)."""
-    client = Client(url, auth=(user.name, PASSWORD), verbose=False)
+    time.sleep(3 * int(user.name.removeprefix("user") or 0))  # they arrive a few seconds apart, as people do
+    client = connect(url, user.name)
     n = 0
 
     def upload(path: Path, marker: str) -> None:
@@ -228,7 +242,7 @@ def check_users(url: str, users: list[User]) -> list[str]:
     problems = []
     names = {u.name for u in users}
     for u in users:
-        client = Client(url, auth=(u.name, PASSWORD), verbose=False)
+        client = connect(url, u.name)
         listed = {s["session_id"] for s in client.predict(api_name="/list_sessions")}
         if listed != set(u.chats):
             problems.append(f"{u.name}: {len(listed)} chats listed, {len(u.chats)} expected")
@@ -248,7 +262,7 @@ def check_users(url: str, users: list[User]) -> list[str]:
 
 def delete_everything(url: str, users: list[User]) -> None:
     for u in users:
-        client = Client(url, auth=(u.name, PASSWORD), verbose=False)
+        client = connect(url, u.name)
         for doc_id in list(u.docs):
             client.predict(doc_id, api_name="/delete_document")
         for sid in list(u.chats):
@@ -345,7 +359,7 @@ def main() -> int:
     until = started + args.minutes * 60
     samples: list[dict] = []
     try:
-        admin = Client(url, auth=(ADMIN, PASSWORD), verbose=False)
+        admin = connect(url, ADMIN)
         app = psutil.Process(proc.pid)
         threads = [threading.Thread(target=run_user, args=(url, u, work, until, started), daemon=True) for u in users]
         for t in threads:
