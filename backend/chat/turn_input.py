@@ -34,16 +34,18 @@ class TurnInput:
 _ABOUT_TIME = re.compile(
     r"\b(?:today|today's|tonight|now|nowadays|currently|current|presently|at present|yesterday|tomorrow|"
     r"(?:this|next|last|coming|past) (?:week|weekend|month|year|quarter)|ago|so far|to date|as of|"
-    r"(?:what|which) (?:day|date|time|year|month)(?: is it| it is)?|how (?:old|long ago|many (?:days|weeks|months|years) "
-    r"(?:ago|since|until|left|from now))|since when|still|anymore|latest|upcoming|"
-    r"(?:19|20)\d\d|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]* \d{1,2}\b|\d{1,2}(?:st|nd|rd|th)? "
-    r"(?:of )?(?:january|february|march|april|june|july|august|september|october|november|december))\b",
+    r"(?:what|which) (?:day|date|time|year|month) (?:is it|it is)|what is the (?:date|time)\b|"
+    r"how (?:old|long ago|many (?:days|weeks|months|years) (?:ago|since|until|left|from now))|how long (?:has it been|since)|since when|still|anymore|latest|upcoming)\b",
     re.IGNORECASE)
 
 
 def asks_about_time(question: str) -> bool:
     """True when a question depends on the present date or time ("today", "now", "current", "this year",
-    "how long ago", a date): only those get the date line with ``turn_datetime="auto"``."""
+    "how long ago"): only those get the date line with ``turn_datetime="auto"``.
+
+    A date or a year ("what happened in 1943?", "what year was it built?") asks about that date, not about
+    today: such questions go as typed, so the reader cannot take the date line for the answer (SQuAD questions
+    naming a year got it, and SmolLM2 answered one with "19:43 UTC": issue 43)."""
     return bool(_ABOUT_TIME.search(question))
 
 

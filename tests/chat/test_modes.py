@@ -31,10 +31,12 @@ def test_auto_reads_whole_within_the_limit_and_retrieves_past_it_or_past_n_ctx()
 
 
 ABOUT_TIME = ["What day is it today?", "What is the current price?", "How many years ago was it built?",
-              "Is the keeper still alive?", "What happens this year?", "What did the 2015 report say?",
-              "What time is it now?"]
+              "Is the keeper still alive?", "What happens this year?", "How long has it been since 2015?",
+              "What time is it now?", "What is the date?"]
 TIMELESS = ["Who built the lighthouse?", "How tall is the lighthouse?", "When was it built?",
-            "What happened in 1887?", "How long is the bridge?"]
+            "What happened in 1887?", "How long is the bridge?",
+            "What did the 2015 report say?", "Who won the war in 1943?", "What happened on May 5?",
+            "What year was the lighthouse built?", "What time did the ferry leave?"]
 
 
 @pytest.mark.parametrize("question", ABOUT_TIME)
