@@ -144,9 +144,13 @@ class MemoryIndex:
 
 
 def _purge(index: MemoryIndex) -> str:
-    """``MemoryIndex.purge``'s work (the table opened already)."""
+    """``MemoryIndex.purge``'s work (the table opened already): the table is then opened again on the store's
+    connection, which ``Store.purge`` renewed (the old one, caches and open index files with it, closes once
+    nothing uses it)."""
     with index._lock:
-        return purge_versions(index.table)
+        done = purge_versions(index.table)
+        index._table.replace(index.documents.store.db.open_table("memory"))
+        return done
 
 
 def memory_user_text(question: str, memories: list[Memory]) -> str:

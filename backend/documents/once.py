@@ -72,3 +72,14 @@ class Once(Generic[T]):
             raise LoadError(f"{self.what[0].upper()}{self.what[1:]} could not be loaded ({self._error}); "
                             "check the log and restart the app.")
         return self._value  # type: ignore[return-value]
+
+    def replace(self, value: T) -> None:
+        """Swap the made value for ``value`` (a table opened again on a new connection), for every later ``get``.
+
+        Raises:
+            LoadError: the value was never made (nothing to replace).
+        """
+        with self._lock:
+            if not self.ready:
+                raise LoadError(f"{self.what[0].upper()}{self.what[1:]} is not loaded yet.")
+            self._value = value
