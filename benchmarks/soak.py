@@ -367,7 +367,8 @@ def main() -> int:
         while time.monotonic() < until:
             samples.append(sample(app, data, admin, started))
             print(f"  {samples[-1]['t_s'] / 60:.1f} min: RSS {samples[-1]['rss_mib']:.0f} MiB, "
-                  f"fds {samples[-1]['fds']}, threads {samples[-1]['threads']}", file=sys.stderr, flush=True)
+                  f"fds {samples[-1]['fds']}, threads {samples[-1]['threads']}, "
+                  f"KV RAM tier {samples[-1]['kv_ram_mib']:.0f} MiB", file=sys.stderr, flush=True)
             time.sleep(max(0.0, min(args.sample, until - time.monotonic())))
         for t in threads:
             t.join(timeout=600)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from backend.inference import EngineError, count_images
 from backend.kvcache.fingerprint import portable, tokens_sha256
+from backend.kvcache.malloc import unmap_large_frees
 from backend.kvcache.payload import CHECKSUM_CHUNK_BYTES, map_file, payload_checksums, touch
 from backend.kvcache.pins import PINS_FILE, Pins
 from backend.kvcache.ram_tier import RamTier
@@ -101,6 +102,7 @@ class KVCacheStore:
         self.budget_bytes = budget_bytes
         self.disk_reserve_bytes = disk_reserve_bytes
         self.ram = RamTier(ram_budget_bytes)
+        unmap_large_frees()  # states churned all day: freed ones go back to the system, not to glibc's arenas
         self._lock = threading.Lock()
         self.swept = self.sweep()
         self._described: dict[str, tuple[tuple[int, int], CacheEntry]] = {}  # key -> (sidecar stamp, entry)
