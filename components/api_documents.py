@@ -65,7 +65,7 @@ def render(services: Services) -> None:
                 row, created = services.documents.upload(owner, Path(file), name or Path(file).name,
                                                          password or None, figures=figures)
         finally:
-            discard_temp_copies([Path(file)])  # the data dir has its own copy now, or the file was refused
+            discard_temp_copies([Path(file)], services.settings.purge_delay_s)  # read or refused: not needed
         with user_errors():
             if cache:
                 services.primer.cache_if_possible(owner, row.doc_id)

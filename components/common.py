@@ -100,8 +100,11 @@ def check_upload(services, request: gr.Request | None, path: Path) -> None:
     Admins, and the single user of a loopback app without sign-in, are exempt.
 
     Raises:
+        DocumentError: the uploaded file is gone from Gradio's upload folder (removed before it was read).
         QuotaExceeded: over a quota; the sentence says which.
     """
+    if not Path(path).is_file():
+        raise DocumentError(f"The uploaded file {Path(path).name} is no longer on the server; upload it again.")
     if services.quotas is None or is_admin(services, request):
         return
     owner = owner_of(request)
