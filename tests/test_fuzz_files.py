@@ -69,3 +69,13 @@ def test_a_file_past_the_time_limit_is_refused_and_the_next_one_reads(documents,
         svc.documents.extract_time_limit_s = 5.0
     row, created = svc.documents.upload("fuzz", pdf)
     assert created and row.pages == 14
+
+
+def test_a_pdf_whose_stream_filter_name_is_damaged_is_refused_with_a_sentence(documents, tmp_path):
+    """Found by ``benchmarks/fuzz.py``: one flipped byte in a filter name (``/FlateDecode`` -> ``/\\x00lateDecode``)
+    made pypdf raise NotImplementedError ("Unsupported filter"), which reached the user as an error id."""
+    svc, _ = documents
+    path = tmp_path / "flipped.pdf"
+    path.write_bytes((TESTDATA / "pdf" / "pypdf_crazyones.pdf").read_bytes().replace(b"/FlateDecode", b"/\x00lateDecode", 1))
+    with pytest.raises(DocumentError, match=r"^'flipped\.pdf' could not be read as a PDF"):
+        svc.documents.upload("fuzz", path)

@@ -259,7 +259,8 @@ def _pdf_pages(data: bytes, filename: str, password: str | None,
         ) from exc
     except FileNotDecryptedError as exc:
         raise PasswordRequired(f"'{filename}' is password-protected; enter its password and upload it again.") from exc
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as exc:
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError,
+            NotImplementedError) as exc:  # NotImplementedError: a stream filter pypdf lacks, or a damaged name of one
         log.info("pypdf failed on %s: %s", filename, exc)
         raise DocumentError(f"'{filename}' could not be read as a PDF (it looks damaged); export it again and re-upload.") from exc
     return pages
