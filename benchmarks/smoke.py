@@ -60,7 +60,7 @@ HALVES = (  # --part 1/2 and 2/2: about the same time each (measured alone: 2.5 
     ["replicas", "soak", "fuzz", "kv_types", "layouts", "load", "ocr", "ingest", "retrieval", "multihop", "logs",
      "ttft"],
 )
-HELPERS = {"squad", "verdict_fit", "smoke", "provenance"}  # modules the benchmarks import; not benchmarks
+HELPERS = {"squad", "verdict_fit", "smoke", "provenance", "soak_figures"}  # modules the benchmarks import; not benchmarks
 
 
 def run_one(name: str) -> tuple[int | str, float, str]:
