@@ -13,7 +13,6 @@ a 2 GiB LRU of such buffers churned by two threads held 2,050 MiB of RSS instead
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -32,10 +31,8 @@ def unmap_large_frees(threshold_bytes: int = THRESHOLD_BYTES) -> bool:
     Returns:
         True when set; False where the C library is not glibc (macOS, musl), which has no such knob.
     """
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: libc's, without find_library's subprocess
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
