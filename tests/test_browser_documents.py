@@ -165,7 +165,7 @@ def test_a_library_uploads_as_a_zip_filters_and_deletes_in_bulk(tmp_path, tiny_m
         left = app.services.documents.list("local")
         assert len(left) == 20 and not any(d.name.startswith("apple") for d in left)
         page.get_by_placeholder("Filter documents by name").fill("")
-        page.get_by_text("Use in chat", exact=True).wait_for(timeout=30_000)
+        page.get_by_role("button", name="Use in chat", exact=True).wait_for(timeout=30_000)
         page.screenshot(path=str(tmp_path / "library.png"), full_page=True)
     finally:
         stop(app)
