@@ -161,11 +161,11 @@ def main() -> None:
     rows = []
     try:
         models = {"bundled": bundled_path(ROOT / "models")}
-        if "bench" in args.models:
+        for preset in {"bench", "tiny"} & set(args.models.split(",")):  # synthetic (tiny: a smoke run)
             sys.path.insert(0, str(ROOT / "models"))
             from make_synthetic import write_model
 
-            models["bench"] = write_model(work / "bench.gguf", "bench")
+            models[preset] = write_model(work / f"{preset}.gguf", preset)
         for name in args.models.split(","):
             for length in (int(x) for x in args.lengths.split(",")):
                 text, questions = article(length * 4)  # about 4 characters a token

@@ -1,7 +1,7 @@
 """The KV cache across machines: llama-server replicas that save, share and restore the app's document caches,
 timed side by side with the in-process engine in one run.
 
-    .venv/bin/python benchmarks/replicas.py [--lengths 2000,8000] [--model bench|bundled|FILE] [--chats 8]
+    .venv/bin/python benchmarks/replicas.py [--lengths 2000,8000] [--model bench|tiny|bundled|FILE] [--chats 8]
         [--decode-tokens 64] [--threads 2]
 
 Two replicas on loopback (``python -m backend.inference.llama_server``, each with every core, ``n_seq_max`` slots,
@@ -269,7 +269,7 @@ def kill_under_load(model: Path, work: Path, threads: int, chats: int, tokens: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", default="2000,8000")
-    parser.add_argument("--model", default="bench", help="bench (synthetic, Qwen3-0.6B shapes), bundled, or a GGUF")
+    parser.add_argument("--model", default="bench", help="bench (synthetic, Qwen3-0.6B shapes), tiny (synthetic, a smoke run), bundled, or a GGUF")
     parser.add_argument("--chats", type=int, default=8)
     parser.add_argument("--decode-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
@@ -277,11 +277,11 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kvc-replicas-"))
     try:
-        if args.model == "bench":
+        if args.model in ("bench", "tiny"):
             sys.path.insert(0, str(ROOT / "models"))
             from make_synthetic import write_model
 
-            model = write_model(work / "bench.gguf", "bench")
+            model = write_model(work / f"{args.model}.gguf", args.model)
         else:
             model = bundled_path(ROOT / "models") if args.model == "bundled" else Path(args.model)
         print(f"\nTTFT, {model.name}, {args.threads} threads per replica, {args.slots} slots each\n")

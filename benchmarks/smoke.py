@@ -25,13 +25,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 SMOKE = {  # benchmark -> its arguments at the smallest size that takes every step
-    "startup": ["--runs", "1", "--configs", "bundled", "--documents", "3", "--warm-only"],
-    "replicas": ["--lengths", "300", "--model", "bundled", "--chats", "2", "--decode-tokens", "4"],
+    "startup": ["--runs", "1", "--configs", "tiny", "--documents", "3", "--warm-only"],
+    "replicas": ["--lengths", "300", "--model", "tiny", "--chats", "2", "--decode-tokens", "4"],
     "chaos": ["--kills", "1", "--max-minutes", "1"],
     "answers": ["--articles", "1", "--per-article", "1", "--max-tokens", "4", "--n-ctx", "1024",
                 "--modes", "oracle,direct"],
-    "prefill": ["--models", "bundled", "--lengths", "300", "--runs", "1", "--questions", "0"],
-    "kv_types": ["--questions", "0", "--doc-tokens", "200", "--n-ctx", "512", "--rows", "2"],
+    "prefill": ["--models", "tiny", "--lengths", "300", "--runs", "1", "--questions", "0"],
+    "kv_types": ["--questions", "0", "--doc-tokens", "200", "--n-ctx", "512", "--rows", "1"],
     "concurrency": ["--models", "tiny", "--chats", "1", "2", "--modes", "cag", "--max-tokens", "4",
                     "--n-ctx", "2048"],
     "threads": ["--repeats", "1", "--configs", "1"],
@@ -54,11 +54,11 @@ SMOKE = {  # benchmark -> its arguments at the smallest size that takes every st
              "--purge-delay", "1", "--out", "/tmp/kvc-soak-smoke"],
     "logs": ["--burst-mb", "2", "--cap-mb", "1"],
 }
-HALVES = (  # --part 1/2 and 2/2: about the same time each (measured alone: 2.5 and 2.2 minutes)
-    ["startup", "chaos", "prefill", "answers", "concurrency", "threads", "citations", "library", "search_latency",
-     "modes", "unreadable", "images"],
+HALVES = (  # --part 1/2 and 2/2: about the same time each (measured side by side, as the suite runs them)
+    ["startup", "chaos", "prefill", "answers", "concurrency", "threads", "citations", "library", "modes",
+     "unreadable", "images"],
     ["replicas", "soak", "fuzz", "kv_types", "layouts", "load", "ocr", "ingest", "retrieval", "multihop", "logs",
-     "ttft"],
+     "ttft", "search_latency"],
 )
 HELPERS = {"squad", "verdict_fit", "smoke", "provenance", "soak_figures"}  # modules the benchmarks import; not benchmarks
 

@@ -8,8 +8,8 @@ cached document, and to search; side by side with llama-server loading the same 
 Each configuration gets a data dir made once before its runs, through the app's own services: ``bundled`` (the
 bundled SmolLM2, one document of about 2,000 tokens, cached), ``library`` (the same plus ``--documents`` SQuAD
 paragraphs, one small document each) and ``bench`` (``models/make_synthetic.py``'s bench preset, Qwen3-0.6B's
-shapes, 600 MB, with the same cached document). Each run starts ``python app.py`` as its own process, as a user
-does, and the clock starts when it is spawned:
+shapes, 600 MB, with the same cached document; ``tiny``, the synthetic tiny preset, is for smoke runs). Each run
+starts ``python app.py`` as its own process, as a user does, and the clock starts when it is spawned:
 
 * **serving**: ``GET /`` answers 200 (the whole UI);
 * **first answer**: the first token of a question about the cached document (whole-document mode), asked through
@@ -208,12 +208,12 @@ def main() -> None:
     rows = []
     try:
         models = {"bundled": bundled_path(ROOT / "models")}
-        if "bench" in args.configs:
+        for preset in {"bench", "tiny"} & set(args.configs.split(",")):
             from make_synthetic import write_model
 
-            models["bench"] = write_model(work / "bench.gguf", "bench")
+            models[preset] = write_model(work / f"{preset}.gguf", preset)
         for config in args.configs.split(","):
-            model = models["bench" if config == "bench" else "bundled"]
+            model = models.get(config, models["bundled"])
             folder = work / config
             folder.mkdir()
             started = time.perf_counter()

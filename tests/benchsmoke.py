@@ -10,6 +10,16 @@ import sys
 from conftest import ROOT
 
 
+def smoke_module():
+    """``benchmarks/smoke.py`` imported as a module (its ``SMOKE``, ``HALVES`` and ``HELPERS``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("smoke", ROOT / "benchmarks" / "smoke.py")
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    return smoke
+
+
 def run_part(part: str, timeout_s: float = 600.0) -> dict[str, tuple[float, str, str]]:
     """Run ``benchmarks/smoke.py --part PART``; returns ``{benchmark: (seconds, exit, ok)}`` from its table.
 
