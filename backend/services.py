@@ -16,15 +16,16 @@ from backend.access import Quotas, QuotaSettings, Users
 from backend.chat import ChatService, MemoryIndex, Primer, SessionError, SessionStore, describe_image, sweep_images
 from backend.config import Settings
 from backend.documents import DocumentService, Embedder, PageOcr, Recovery, Store
-from backend.grounding import Grounder, SourceViewer
+from backend.grounding import Calibration, Grounder, SourceViewer, calibration_for
 from backend.inference import (
     Engine,
     ModelManager,
     Preflight,
+    RemoteEngine,
     RunLogs,
     Sampling,
     Scheduler,
-    bundled_path,
+    best_bundled,
     model_identity,
     pick_model,
 )
@@ -200,6 +201,14 @@ def _documents(settings: Settings, embedder: Embedder, engine: Engine, scheduler
                            extract_time_limit_s=settings.extract_time_limit_s)
 
 
+def answering_calibration(settings: Settings, engine: Engine, remote: RemoteEngine | None) -> Calibration | None:
+    """The verdict calibration of the model that answers: the loaded GGUF's (``models/calibrations`` first, then
+    the shipped ones), or None for a remote server or a model without one."""
+    if remote is not None or engine.model_path is None:
+        return None
+    return calibration_for(model_identity(engine.model_path), (settings.models_dir / "calibrations",))
+
+
 def build_services(settings: Settings, embedder: Embedder | None = None, *, serve_first: bool = False) -> Services:
     """Create every long-lived object, start Redis when embedded, and load the model if one is found: what the
     first screen needs. The rest (the documents' index and its start-up check, the embedding model, OCR, the
@@ -242,9 +251,9 @@ def build_services(settings: Settings, embedder: Embedder | None = None, *, serv
         poke()
 
     documents = _documents(settings, embedder, engine, scheduler, drop_derived, reserve)
-    grounder = Grounder(documents)
-    model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename, bundled_path(settings.models_dir))
+    model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename, best_bundled(settings.models_dir))
     remote, replicas = remote_parts(settings, engine, kv_store, model)
+    grounder = Grounder(documents, calibration=lambda: answering_calibration(settings, engine, remote))
     snapshots, prefetcher = SessionSnapshots(kv_store.ram), Prefetcher(scheduler)
     chat = ChatService(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, grounder, remote,
                        MemoryIndex(documents, embedder), replicas)

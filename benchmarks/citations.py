@@ -52,7 +52,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +64,8 @@ from squad import OWNER, SQUAD, ask, percentile
 
 from backend.config import Settings
 from backend.documents import Page
-from backend.grounding import PassageIndex, attribute, passages_of
-from backend.inference import Sampling, bundled_path
+from backend.grounding import Calibration, PassageIndex, attribute, calibration_for, passages_of, read_calibration
+from backend.inference import Sampling, bundled_path, model_identity
 from backend.services import build_services
 
 MODES = ("auto", "cag", "rag", "oracle")
@@ -228,10 +228,27 @@ def run(args) -> dict:
     return dumped
 
 
-def rescore(dumped: dict, similarity=None) -> None:
+def every_mark(calibration: Calibration) -> Calibration:
+    """``calibration`` with both marks allowed whatever its held-out figures, so that the tables measure the verdict
+    as fitted (the app shows a mark only where the figures allow it)."""
+    return replace(calibration, held_out={"supported_precision": 1.0, "not_found_false_rate": 0.0})
+
+
+def dump_calibration(dumped: dict, path: str | None) -> Calibration:
+    """The calibration a rescore judges with: ``path``, else the one shipped for the dump's model (the bundled
+    SmolLM2's when that model file is not here), every mark allowed (``every_mark``)."""
+    if path:
+        return every_mark(read_calibration(Path(path)))
+    model = Path(dumped["args"].get("model", ""))
+    found = calibration_for(model_identity(model)) if model.is_file() else None
+    return every_mark(found or calibration_for(model_identity(bundled_path(ROOT / "models"))))
+
+
+def rescore(dumped: dict, similarity=None, calibration: Calibration | None = None) -> None:
     """Recompute each answer's attribution with the current code from the dumped texts (no LLM; ``similarity``:
-    MiniLM's, as ``Grounder.similarity``). Its ``attribution_s`` becomes this code's time: a document's passage
-    index is built on its first question and kept, as ``Grounder`` does (the stored pages' read is not in it)."""
+    MiniLM's, as ``Grounder.similarity``; ``calibration``: the verdict's parameters, ``dump_calibration``). Its
+    ``attribution_s`` becomes this code's time: a document's passage index is built on its first question and
+    kept, as ``Grounder`` does (the stored pages' read is not in it)."""
     indexes: dict[str, PassageIndex] = {}
 
     def index(doc_id: str, name: str, text: str) -> PassageIndex:
@@ -245,7 +262,8 @@ def rescore(dumped: dict, similarity=None) -> None:
             doc_id = f"{mode == 'oracle'}:{item['title']}:{hash(text)}"
             name = "paragraph.txt" if mode == "oracle" else f"{item['title']}.txt"  # as uploaded
             started = time.perf_counter()
-            found = attribute(item["question"], r["answer"], [index(doc_id, name, text)], similarity).to_dict()
+            found = attribute(item["question"], r["answer"], [index(doc_id, name, text)], similarity,
+                              calibration).to_dict()
             r["metrics"]["attribution_s"] = time.perf_counter() - started
             r.update(sources=found["sources"], grounding=found["grounding"], closest=found["closest"],
                      grounding_note=found["note"], signals=found["signals"], confidence=found["confidence"],
@@ -341,14 +359,23 @@ def main() -> int:
     parser.add_argument("--rescore", help="recompute attributions from this dump (no model) and report")
     parser.add_argument("--fit", action="store_true", help="with --rescore of a squad2 dump: fit the verdict model "
                         f"on the first {FIT_ARTICLES} articles, report it on the others (verdict_fit.py)")
+    parser.add_argument("--calibration", help="with --rescore: judge with this calibration JSON (default: the one "
+                        "shipped for the dump's model)")
+    parser.add_argument("--calibration-out", help="with --fit: write the model's calibration here (e.g. "
+                        "models/calibrations/NAME.json, which the app reads)")
+    parser.add_argument("--unnamed", action="store_true", help="only the model-independent rule: how often the "
+                        "question names what the document never does, on every SQuAD 2.0 tuning question (no model)")
     args = parser.parse_args()
+    if args.unnamed:
+        verdict_fit.unnamed_table(json.loads(SQUAD2.read_text(encoding="utf-8"))["data"])
+        return 0
     if args.rescore:
         dumped = json.loads(Path(args.rescore).read_text(encoding="utf-8"))
-        rescore(dumped, similarity())
+        rescore(dumped, similarity(), dump_calibration(dumped, args.calibration))
     else:
         dumped = run(args)
     if dumped["args"].get("set") == "squad2":
-        squad2_report(dumped, args.fit)
+        squad2_report(dumped, args.fit, args.calibration_out)
         return 0
     report(dumped)
     whole_article_latency(dumped)
@@ -371,18 +398,24 @@ def similarity():
     return lambda q, s: cosine(embedder, q, s)
 
 
-def squad2_report(dumped: dict, refit: bool) -> None:
+def squad2_report(dumped: dict, refit: bool, calibration_out: str | None = None) -> None:
     """The verdict tables (``verdict_fit.table``) per mode: on the fit articles and the others, refitting first
-    with ``refit``."""
+    with ``refit``; with ``calibration_out``, the fit and its held-out figures (Auto) written as the model's
+    calibration (``backend/grounding/calibration.py``)."""
     titles = list(dict.fromkeys(it["title"] for it in dumped["items"]))
     fitted, held = set(titles[:FIT_ARTICLES]), set(titles[FIT_ARTICLES:])
     modes = [m for m in dumped["args"]["modes"] if m != "oracle"]
-    if refit:
-        verdict_fit.fit(dumped, modes, fitted)
+    params = verdict_fit.fit(dumped, modes, fitted) if refit else None
+    figures = {}
     for mode in modes:
         verdict_fit.table(dumped, mode, fitted, f"Fit articles ({', '.join(sorted(fitted))})")
         if held:
-            verdict_fit.table(dumped, mode, held, f"Articles the fit never saw ({', '.join(sorted(held))})")
+            figures[mode] = verdict_fit.table(dumped, mode, held,
+                                              f"Articles the fit never saw ({', '.join(sorted(held))})")
+    if calibration_out and params and figures:
+        mode = "auto" if "auto" in figures else next(iter(figures))
+        verdict_fit.write_calibration(Path(calibration_out), Path(dumped["args"]["model"]), params, figures[mode],
+                                      sorted(fitted), sorted(held), mode)
 
 
 if __name__ == "__main__":

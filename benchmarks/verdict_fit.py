@@ -1,5 +1,6 @@
 """The verdict as a user meets it, and its fit: the tables ``citations.py --set squad2`` prints, and the logistic
-model ``--fit`` fits on 6 of the 8 SQuAD 2.0 tuning articles (``backend/grounding/verdict.py`` holds the result).
+model ``--fit`` fits on 6 of the 8 SQuAD 2.0 tuning articles (written as the model's calibration,
+``backend/grounding/calibration.py``, with ``--calibration-out``).
 
 An answer is **right** when it contains a gold answer (SQuAD-normalised); an answer to an unanswerable question is
 never right. The verdict table counts, for right answers, wrong answers to answerable questions and answers to
@@ -10,6 +11,7 @@ and of ⚠ (not found on an unanswerable question).
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 import numpy as np
 from answers import normalize
@@ -60,7 +62,9 @@ def table(dumped: dict, mode: str, titles: set[str] | None, label: str) -> dict:
            if size["unanswerable"] else None,
            "not_found_answerable": (count["right", "not_found"] + count["wrong", "not_found"]) / answerable
            if answerable else None,
-           "accuracy": size["right"] / answerable if answerable else None}
+           "accuracy": size["right"] / answerable if answerable else None,
+           "supported_coverage": (count["right", "supported"] + count["wrong", "supported"]) / answerable
+           if answerable else None, "answers": len(rs)}
     flagged = sum(count[g, "not_found"] for g in groups)
     out["not_found_precision"] = count["unanswerable", "not_found"] / flagged if flagged else None
     ms = [1000 * r["metrics"]["attribution_s"] for _, r, _ in rs]
@@ -75,10 +79,13 @@ def _f(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-def fit(dumped: dict, modes: list[str], titles: set[str]) -> None:
+def fit(dumped: dict, modes: list[str], titles: set[str]) -> tuple[float, dict, float, float]:
     """Fit the verdict's logistic model on ``titles``' answers in every one of ``modes`` together (those the rules
-    did not decide) and choose its two thresholds; print the block for ``backend/grounding/verdict.py`` and apply
-    it to every answer in ``dumped``."""
+    did not decide) and choose its two thresholds; print them and apply them to every answer in ``dumped``.
+
+    Returns:
+        ``(intercept, coefficients, supported_at, not_found_below)``, a calibration's parameters.
+    """
     from sklearn.linear_model import LogisticRegression
 
     data = [(r, group) for mode in modes for _, r, group in rows(dumped, mode, titles)]
@@ -92,7 +99,7 @@ def fit(dumped: dict, modes: list[str], titles: set[str]) -> None:
         r["confidence"] = float(pi)
     supported_at = _supported_threshold(modelled)
     not_found_below = _not_found_threshold(data, supported_at)
-    print("\n# --- fitted by benchmarks/citations.py --set squad2 --fit (see the module docstring) ---")
+    print("\n# --- fitted by benchmarks/citations.py --set squad2 --fit ---")
     print(f"INTERCEPT = {intercept:.4f}")
     print("COEFFICIENTS = {" + ", ".join(f'"{k}": {v:.4f}' for k, v in coefficients.items()) + "}")
     print(f"SUPPORTED_AT = {supported_at:.4f}\nNOT_FOUND_BELOW = {not_found_below:.4f}")
@@ -100,6 +107,30 @@ def fit(dumped: dict, modes: list[str], titles: set[str]) -> None:
           f"{', '.join(modes)}: {int(y.sum())} right)")
     ceiling(modelled)
     apply(dumped, intercept, coefficients, supported_at, not_found_below)
+    return intercept, coefficients, supported_at, not_found_below
+
+
+def write_calibration(path: Path, model: Path, params: tuple[float, dict, float, float], held: dict,
+                      fitted: list[str], held_titles: list[str], mode: str) -> None:
+    """Write the calibration JSON of ``model`` (``backend/grounding/calibration.py``): the fitted ``params`` and the
+    figures ``table`` measured on the articles the fit never saw (``held``)."""
+    import datetime
+
+    from backend.grounding import Calibration
+    from backend.inference import model_identity
+    from backend.storage.disk import write_atomically
+
+    intercept, coefficients, supported_at, not_found_below = params
+    calibration = Calibration(
+        model.stem, model_identity(model), f"SQuAD 2.0 adversarial tuning articles (fit: {', '.join(fitted)}; held "
+        f"out: {', '.join(held_titles)})", datetime.date.today().isoformat(), round(intercept, 4),
+        {k: round(v, 4) for k, v in coefficients.items()}, round(supported_at, 4), round(not_found_below, 4),
+        {"supported_precision": held["supported_precision"], "supported_coverage": held["supported_coverage"],
+         "not_found_recall": held["not_found_unanswerable"], "not_found_false_rate": held["not_found_answerable"],
+         "answerable_accuracy": held["accuracy"], "answers": held["answers"], "articles": held_titles, "mode": mode})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, calibration.to_json().encode())
+    print(f"\ncalibration written to {path}: {calibration.summary()}")
 
 
 def ceiling(modelled: list[tuple[dict, str]]) -> None:
@@ -155,3 +186,33 @@ def apply(dumped: dict, intercept: float, coefficients: dict, supported_at: floa
 def _modelled(r: dict) -> bool:
     """The verdict model judged this answer: it has signals and the rule before the model did not decide."""
     return bool(r.get("signals")) and not verdict.ruled_out(verdict.Signals(**r["signals"]))
+
+
+def unnamed_table(articles: list[dict]) -> None:
+    """Print how often ``words.unnamed`` (the question names what the document never does: ⚠ for every model) fires
+    on the answerable and the unanswerable questions of ``articles`` (SQuAD 2.0 JSON), each article whole as the
+    document, with Wilson 95 % intervals."""
+    from backend.grounding.words import spelled, unnamed
+
+    counts = {"answerable": [0, 0], "unanswerable": [0, 0]}
+    for art in articles:
+        vocabulary = frozenset(w for p in art["paragraphs"] for w in spelled(p["context"]))
+        for p in art["paragraphs"]:
+            for qa in p["qas"]:
+                c = counts["unanswerable" if qa.get("is_impossible") else "answerable"]
+                c[0] += bool(unnamed(qa["question"], vocabulary))
+                c[1] += 1
+    print(f"\n⚠ from the question alone (it names what the document never does), {len(articles)} articles\n")
+    print("| questions | marked ⚠ | rate | 95 % interval |\n|---|---:|---:|---|")
+    for kind, (hit, n) in counts.items():
+        low, high = wilson(hit, n)
+        print(f"| {kind} ({n:,}) | {hit:,} | {hit / n:.3f} | {low:.3f}-{high:.3f} |")
+
+
+def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion (Wilson 1927), 95 % by default."""
+    if not n:
+        return 0.0, 1.0
+    p = hits / n
+    centre, half = p + z * z / (2 * n), z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)

@@ -86,9 +86,12 @@ GROUNDING_LINES = {
 
 
 def grounding_line(grounding: str | None, note: str = "") -> str:
-    """The verdict under an answer, one line ("" for an answer without documents)."""
+    """The verdict under an answer, one line ("" for an answer without documents): for ⚠ with its reason; for ◐
+    with a note (a model without a calibration, or sources that do not hold the answer), ◐ and that note."""
     if not grounding:
         return ""
+    if grounding == "partial" and note:
+        return f"◐ {note}"
     line = GROUNDING_LINES.get(grounding, "")
     return f"{line} {note}".strip() if grounding == "not_found" else line
 

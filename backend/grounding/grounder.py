@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 
 from backend.documents import DocumentService, Embedder
 from backend.grounding.attribution import Attribution, PassageIndex, attribute
+from backend.grounding.calibration import Calibration
 from backend.grounding.passages import passages_of
 
 INDEX_CACHE_DOCUMENTS = 64  # passage indexes kept in memory (a 6k-token document's is ~0.3 MB)
@@ -21,11 +23,15 @@ class Grounder:
     Args:
         documents: where the documents' stored pages come from.
         cache_size: passage indexes kept (least recently used dropped first).
+        calibration: returns the answering model's verdict calibration, or None when it has none
+            (``calibration.calibration_for``; the wiring knows which model answers). Default: none.
     """
 
-    def __init__(self, documents: DocumentService, cache_size: int = INDEX_CACHE_DOCUMENTS):
+    def __init__(self, documents: DocumentService, cache_size: int = INDEX_CACHE_DOCUMENTS,
+                 calibration: Callable[[], Calibration | None] = lambda: None):
         self.documents = documents
         self.cache_size = cache_size
+        self.calibration = calibration
         self._indexes: OrderedDict[tuple[str, str], PassageIndex] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -69,7 +75,8 @@ class Grounder:
             DocumentError: an unknown id, or a document's stored text is gone.
         """
         started = time.perf_counter()
-        found = attribute(question, answer, [self.index(owner, d) for d in doc_ids], self.similarity)
+        found = attribute(question, answer, [self.index(owner, d) for d in doc_ids], self.similarity,
+                          self.calibration())
         return replace(found, seconds=time.perf_counter() - started)
 
     def similarity(self, question: str, sentence: str) -> float | None:

@@ -20,16 +20,14 @@ away from every word of the question (``MIN_RELEVANCE``), the verdict is ⚠ ``n
 is the logistic model's estimate that the answer is right, and ``judge`` turns it into the three verdicts: ✓
 ``supported`` at ``SUPPORTED_AT`` or above, ⚠ ``not_found`` below ``NOT_FOUND_BELOW``, ◐ ``partial`` between.
 
-The coefficients were fitted (scikit-learn's ``LogisticRegression``, C=1) on the bundled SmolLM2's answers to 6 of
-the 8 SQuAD 2.0 adversarial tuning articles (human-written unanswerable questions beside answerable ones, both
-modes) by ``benchmarks/citations.py --set squad2 --rescore DUMP --fit``, which prints this block and the figures;
-the other 2 articles report it (docs/benchmarks.md, "A verdict on adversarial questions"). ``SUPPORTED_AT`` is the
-lowest probability whose check marks are right at least 0.92 of the time on the fit (0.9, with a margin); ``1.0``
-means that no threshold is: on those questions the most any threshold reached was 0.60 at 5 check marks and 0.50 at
-10, because a plausible wrong answer is as well placed in the text as a right one (every lexical signal at its
-maximum, MiniLM similarity alike), so this model's answers get no check mark rather than one that is wrong half the
-time. ``NOT_FOUND_BELOW`` is the highest probability under which ⚠ stays on at most 0.12 of the answerable
-questions, the rule's included; ``0.0`` means the rule already uses that budget.
+The coefficients and thresholds belong to the model whose answers they were fitted on: they live in that model's
+calibration (``calibration.py``, a JSON keyed by the model file's fingerprint), fitted (scikit-learn's
+``LogisticRegression``, C=1) by ``benchmarks/citations.py --set squad2 --rescore DUMP --fit`` on answers to 6 of the
+8 SQuAD 2.0 adversarial tuning articles and reported on the other 2 (docs/benchmarks.md, "A verdict on adversarial
+questions"). ``supported_at`` is the lowest probability whose check marks are right at least 0.92 of the time on
+the fit (0.9, with a margin), ``1.0`` when no threshold is; ``not_found_below`` the highest probability under which
+⚠ stays on at most 0.12 of the answerable questions, the rule's included. Whether a mark is shown at all is the
+calibration's held-out figures' call (``Calibration.shows_supported``, ``shows_not_found``).
 """
 
 from __future__ import annotations
@@ -41,14 +39,6 @@ from dataclasses import asdict, dataclass
 
 FEATURES = ("support", "overall", "relevance", "question_here", "colocated", "specifics_away", "restates",
             "similarity")
-
-# --- fitted by benchmarks/citations.py --set squad2 --fit (see the module docstring) ---
-INTERCEPT = -3.2260
-COEFFICIENTS = {"support": 0.1795, "overall": 0.4564, "relevance": -0.2283, "question_here": 0.5415,
-                "colocated": 1.3828, "specifics_away": -0.1577, "restates": -1.6598, "similarity": 0.6946}
-SUPPORTED_AT = 1.0000  # no threshold reached the precision goal on the fit (see the module docstring)
-NOT_FOUND_BELOW = 0.0000  # the rule before the model already uses the false-"not found" budget
-# --- end of the fitted block ---
 
 PARTIAL = 0.15  # least support of the answer's first statement for any verdict but not_found (the rule before the model)
 MIN_RELEVANCE = 0.05  # least relevance (question words around the first source) for any verdict but not_found
@@ -71,15 +61,14 @@ class Signals:
         return asdict(self)
 
 
-def probability(signals: Signals, intercept: float = INTERCEPT, coefficients: dict | None = None) -> float:
+def probability(signals: Signals, intercept: float, coefficients: dict[str, float]) -> float:
     """The logistic model's probability that the answer is right (0..1).
 
     Args:
         signals: the answer's signals.
-        intercept / coefficients: the model (default: the fitted ones above).
+        intercept / coefficients: the model (a ``Calibration``'s); a feature without a coefficient weighs 0.
     """
-    weights = COEFFICIENTS if coefficients is None else coefficients
-    z = intercept + sum(weights.get(name, 0.0) * getattr(signals, name) for name in FEATURES)
+    z = intercept + sum(coefficients.get(name, 0.0) * getattr(signals, name) for name in FEATURES)
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
@@ -89,8 +78,7 @@ def ruled_out(signals: Signals) -> bool:
     return signals.support < PARTIAL or signals.relevance < MIN_RELEVANCE
 
 
-def judge(signals: Signals, p: float, supported_at: float = SUPPORTED_AT,
-          not_found_below: float = NOT_FOUND_BELOW) -> str:
+def judge(signals: Signals, p: float, supported_at: float, not_found_below: float) -> str:
     """``supported``, ``partial`` or ``not_found`` for an answer's ``signals`` and their probability ``p`` (see
     the module docstring): ``ruled_out`` first, then the thresholds."""
     if ruled_out(signals):

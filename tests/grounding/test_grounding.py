@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from chat.test_real_answers import FACTS
 from conftest import TESTDATA, make_settings
+from grounding.test_verdict import FITTED
 from pdfgen import write_pdf
 from screens import SCREENSHOT_TEXT
 
@@ -22,6 +23,7 @@ from backend.grounding import (
     passages_of,
     sentence_spans,
 )
+from backend.grounding.attribution import UNCALIBRATED
 from backend.grounding.viewer import context
 from backend.services import build_services
 from benchmarks.ocr import scan_pdf
@@ -63,8 +65,8 @@ def test_a_form_line_is_its_own_passage_and_wrapped_prose_stays_one_sentence():
         assert "Estimated delivery: Thursday 14 March, between 9:00 and 13:00" in spans
         assert "Total paid: 86.40 EUR by card ending 4417" in spans
     index = PassageIndex.build(passages_of("d1", "order.png", [Page(1, ocr, ocr=True)]))
-    wrong = attribute("What is the order number?", "The order number is 22", [index])
-    right = attribute("What is the order number?", "The order number is KX-48213.", [index])
+    wrong = attribute("What is the order number?", "The order number is 22", [index], calibration=FITTED)
+    right = attribute("What is the order number?", "The order number is KX-48213.", [index], calibration=FITTED)
     assert wrong.grounding == "not_found" and right.grounding == "partial" and right.confidence > 0  # no ✓: verdict.py
     assert right.sources[0].quote.endswith("Order number: KX-48213")
     prose = ("The balls of lead as they fall are found bent and flat-\ntened in every shape. A report creeps into camp that\n"
@@ -92,9 +94,13 @@ def test_each_sentence_of_a_long_answer_is_cited_the_one_about_the_question_firs
 
 
 def test_an_invented_answer_is_not_found_and_cites_nothing_but_offers_the_closest_passage(facts):
-    found = attribute("How tall is the lighthouse?", "It is 112 feet high and painted blue and white.", [facts])
+    answer = "It is 112 feet high and painted blue and white."
+    found = attribute("How tall is the lighthouse?", answer, [facts], calibration=FITTED)
     assert found.grounding == "not_found" and found.sources == []
     assert found.closest is not None and "47 meters tall" in found.closest.quote
+    unjudged = attribute("How tall is the lighthouse?", answer, [facts])  # a model without a calibration: ◐ only
+    assert unjudged.grounding == "partial" and unjudged.sources == [] and unjudged.note == UNCALIBRATED
+    assert unjudged.closest == found.closest
 
 
 def test_the_model_saying_the_documents_do_not_say_is_not_found_with_no_citation(facts):

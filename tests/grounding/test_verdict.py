@@ -4,10 +4,17 @@ the rule before the model decides ⚠ whatever the model says."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from backend.documents import extract
 from backend.grounding import PassageIndex, attribute, passages_of, verdict
+from backend.grounding.calibration import SHIPPED, read_calibration
+
+SMOLLM2 = read_calibration(SHIPPED / "smollm2-135m-instruct-q4_1.json")
+FITTED = replace(SMOLLM2, held_out={"supported_precision": 1.0, "not_found_false_rate": 0.0})
+# ^ the verdict as fitted, every mark allowed (the app shows a mark only where the held-out figures allow it)
 
 NORMANS = ("# Normans\n\nThe Normans conquered England in 1066 under William the Conqueror. Many years later, the "
            "Byzantine general Herve led a company of mercenaries in Anatolia during the 1050s. The abbey of Fecamp "
@@ -21,8 +28,8 @@ def normans() -> PassageIndex:
 
 
 def test_a_figure_the_document_gives_for_another_event_scores_below_the_one_it_gives_for_this(normans):
-    right = attribute(QUESTION, "Herve led mercenaries in Anatolia in the 1050s.", [normans])
-    wrong = attribute(QUESTION, "Herve led mercenaries in Anatolia in 1066.", [normans])  # England's year
+    right = attribute(QUESTION, "Herve led mercenaries in Anatolia in the 1050s.", [normans], calibration=FITTED)
+    wrong = attribute(QUESTION, "Herve led mercenaries in Anatolia in 1066.", [normans], calibration=FITTED)
     assert right.signals["support"] == wrong.signals["support"] == 1.0  # both figures are in the document
     assert right.signals["question_here"] > wrong.signals["question_here"] == 0.0  # 1066's sentence has no Herve
     assert right.signals["colocated"] > wrong.signals["colocated"]
@@ -32,17 +39,17 @@ def test_a_figure_the_document_gives_for_another_event_scores_below_the_one_it_g
 
 def test_an_answer_about_a_sentence_without_the_question_is_not_found_with_the_closest_passage(normans):
     found = attribute("Who founded the abbey of Fecamp?", "The abbey of Fecamp was founded by William the Conqueror.",
-                      [normans])
+                      [normans], calibration=FITTED)
     assert found.grounding == "not_found" and found.sources == [] and found.signals["specifics_away"] == 1.0
     assert "Fecamp" in found.closest.quote
 
 
 def test_similarity_is_measured_when_given_and_neutral_while_the_embedder_loads(normans):
     answer = "The abbey of Fecamp was founded by Richard I."
-    waiting = attribute("Who founded the abbey of Fecamp?", answer, [normans], lambda q, s: None)
+    waiting = attribute("Who founded the abbey of Fecamp?", answer, [normans], lambda q, s: None, FITTED)
     asked = []
     measured = attribute("Who founded the abbey of Fecamp?", answer, [normans],
-                         lambda q, s: asked.append((q, s)) or 0.9)
+                         lambda q, s: asked.append((q, s)) or 0.9, FITTED)
     assert waiting.signals["similarity"] == 0.5 and measured.signals["similarity"] == 0.9
     assert asked == [("Who founded the abbey of Fecamp?", measured.sources[0].quote)]
     assert measured.confidence > waiting.confidence  # closer to the question, more likely right
@@ -60,9 +67,10 @@ def test_the_rule_before_the_model_decides_not_found_and_the_thresholds_the_rest
     elsewhere = verdict.Signals(**{**held.to_dict(), "relevance": 0.0})  # the answer's words away from the question
     unheld = verdict.Signals(**{**held.to_dict(), "support": 0.1})
     assert verdict.ruled_out(elsewhere) and verdict.ruled_out(unheld) and not verdict.ruled_out(held)
-    p = verdict.probability(held)
-    assert verdict.judge(elsewhere, 0.99) == verdict.judge(unheld, 0.99) == "not_found"
-    assert verdict.judge(held, p, supported_at=p) == "supported"
+    weights = SMOLLM2.intercept, SMOLLM2.coefficients
+    p = verdict.probability(held, *weights)
+    assert verdict.judge(elsewhere, 0.99, 0.5, 0.0) == verdict.judge(unheld, 0.99, 0.5, 0.0) == "not_found"
+    assert verdict.judge(held, p, supported_at=p, not_found_below=0.0) == "supported"
     assert verdict.judge(held, p, supported_at=p + 0.01, not_found_below=p) == "partial"
     assert verdict.judge(held, p, supported_at=1.0, not_found_below=p + 0.01) == "not_found"
-    assert p > verdict.probability(verdict.Signals(**{**held.to_dict(), "colocated": 0.3}))
+    assert p > verdict.probability(verdict.Signals(**{**held.to_dict(), "colocated": 0.3}), *weights)
