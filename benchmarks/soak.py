@@ -108,18 +108,33 @@ def own_document(folder: Path, user: User, n: int) -> tuple[Path, str]:
     return path, marker
 
 
+TURN_LIMIT_S = 600.0  # a turn whose end has not reached the client by then is an error (and the user goes on)
+
+
 def turn(client: Client, user: User, sid: str, question: str, doc_ids: list[str], mode: str, started: float) -> None:
-    """One question; its client-side TTFT (submit to first streamed text) or its error is recorded."""
+    """One question; its client-side TTFT (submit to first streamed text, polled every 20 ms) or its error is
+    recorded. The job is polled rather than iterated: ``gradio_client``'s iterator waits for ever when the job's
+    own thread failed (in two soaks an answer the app had saved never reached its client, and that user's thread
+    hung for the rest of the hour); ``job.result()`` raises that failure instead, and ``TURN_LIMIT_S`` ends a turn
+    that never ends."""
     sent = time.perf_counter()
     first = None
     try:
-        for update in client.submit(sid, question, doc_ids, mode, api_name="/chat"):
-            if first is None and update.get("text"):
+        job = client.submit(sid, question, doc_ids, mode, api_name="/chat")
+        while not job.done():
+            if first is None and any(u.get("text") for u in job.outputs()):
                 first = time.perf_counter() - sent
+            if time.perf_counter() - sent > TURN_LIMIT_S:
+                job.cancel()
+                raise TimeoutError(f"the answer's end did not reach the client in {TURN_LIMIT_S:.0f} s")
+            time.sleep(0.02)
+        job.result()  # the job's own failure, if any
+        if first is None and any(u.get("text") for u in job.outputs()):
+            first = time.perf_counter() - sent
         user.chats[sid].append(question)
         user.turns.append((time.monotonic() - started, first, ""))
     except Exception as exc:  # noqa: BLE001 (an error is a result of the soak: counted per window)
-        user.turns.append((time.monotonic() - started, None, f"chat: {exc}"[:300]))
+        user.turns.append((time.monotonic() - started, None, f"chat: {type(exc).__name__}: {exc}"[:300]))
 
 
 def connect(url: str, name: str, tries: int = 10) -> Client:
