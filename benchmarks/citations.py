@@ -33,7 +33,7 @@ without the model (for choosing thresholds on the tuning articles; its times are
 stored pages already read).
 
 ``--set squad2`` asks SQuAD 2.0's adversarial tuning articles instead (``build_squad2``: human-written unanswerable
-questions beside answerable ones) and prints the verdict tables (``verdict_fit``) for the first ``FIT_ARTICLES``
+questions beside answerable ones) and prints the verdict tables (``verdict_fit``) for the first ``verdict_fit.FIT_ARTICLES``
 articles and for the others; ``--rescore DUMP --fit`` first fits the verdict model
 (``backend/grounding/verdict.py``) on those first articles and prints its block. A SQuAD v1.1 run prints the verdict
 table of each mode too.
@@ -52,7 +52,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,20 +228,14 @@ def run(args) -> dict:
     return dumped
 
 
-def every_mark(calibration: Calibration) -> Calibration:
-    """``calibration`` with both marks allowed whatever its held-out figures, so that the tables measure the verdict
-    as fitted (the app shows a mark only where the figures allow it)."""
-    return replace(calibration, held_out={"supported_precision": 1.0, "not_found_false_rate": 0.0})
-
-
 def dump_calibration(dumped: dict, path: str | None) -> Calibration:
     """The calibration a rescore judges with: ``path``, else the one shipped for the dump's model (the bundled
-    SmolLM2's when that model file is not here), every mark allowed (``every_mark``)."""
+    SmolLM2's when that model file is not here), every mark allowed (``verdict_fit.every_mark``)."""
     if path:
-        return every_mark(read_calibration(Path(path)))
+        return verdict_fit.every_mark(read_calibration(Path(path)))
     model = Path(dumped["args"].get("model", ""))
     found = calibration_for(model_identity(model)) if model.is_file() else None
-    return every_mark(found or calibration_for(model_identity(bundled_path(ROOT / "models"))))
+    return verdict_fit.every_mark(found or calibration_for(model_identity(bundled_path(ROOT / "models"))))
 
 
 def rescore(dumped: dict, similarity=None, calibration: Calibration | None = None) -> None:
@@ -358,7 +352,7 @@ def main() -> int:
     parser.add_argument("--dump", help="write every answer to this JSON file")
     parser.add_argument("--rescore", help="recompute attributions from this dump (no model) and report")
     parser.add_argument("--fit", action="store_true", help="with --rescore of a squad2 dump: fit the verdict model "
-                        f"on the first {FIT_ARTICLES} articles, report it on the others (verdict_fit.py)")
+                        f"on the first {verdict_fit.FIT_ARTICLES} articles, report it on the others (verdict_fit.py)")
     parser.add_argument("--calibration", help="with --rescore: judge with this calibration JSON (default: the one "
                         "shipped for the dump's model)")
     parser.add_argument("--calibration-out", help="with --fit: write the model's calibration here (e.g. "
@@ -375,7 +369,7 @@ def main() -> int:
     else:
         dumped = run(args)
     if dumped["args"].get("set") == "squad2":
-        squad2_report(dumped, args.fit, args.calibration_out)
+        verdict_fit.squad2_report(dumped, args.fit, args.calibration_out)
         return 0
     report(dumped)
     whole_article_latency(dumped)
@@ -386,9 +380,6 @@ def main() -> int:
     return 0
 
 
-FIT_ARTICLES = 6  # of the 8 SQuAD 2.0 tuning articles; the other 2 report the fit
-
-
 def similarity():
     """MiniLM's cosine of a question and a sentence, as the app measures it (``Grounder.similarity``)."""
     from backend.documents import Embedder
@@ -396,26 +387,6 @@ def similarity():
 
     embedder = Embedder("all-MiniLM-L6-v2")
     return lambda q, s: cosine(embedder, q, s)
-
-
-def squad2_report(dumped: dict, refit: bool, calibration_out: str | None = None) -> None:
-    """The verdict tables (``verdict_fit.table``) per mode: on the fit articles and the others, refitting first
-    with ``refit``; with ``calibration_out``, the fit and its held-out figures (Auto) written as the model's
-    calibration (``backend/grounding/calibration.py``)."""
-    titles = list(dict.fromkeys(it["title"] for it in dumped["items"]))
-    fitted, held = set(titles[:FIT_ARTICLES]), set(titles[FIT_ARTICLES:])
-    modes = [m for m in dumped["args"]["modes"] if m != "oracle"]
-    params = verdict_fit.fit(dumped, modes, fitted) if refit else None
-    figures = {}
-    for mode in modes:
-        verdict_fit.table(dumped, mode, fitted, f"Fit articles ({', '.join(sorted(fitted))})")
-        if held:
-            figures[mode] = verdict_fit.table(dumped, mode, held,
-                                              f"Articles the fit never saw ({', '.join(sorted(held))})")
-    if calibration_out and params and figures:
-        mode = "auto" if "auto" in figures else next(iter(figures))
-        verdict_fit.write_calibration(Path(calibration_out), Path(dumped["args"]["model"]), params, figures[mode],
-                                      sorted(fitted), sorted(held), mode)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ and of ⚠ (not found on an unanswerable question).
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from answers import normalize
 from squad import percentile
 
-from backend.grounding import verdict
+from backend.grounding import Calibration, verdict
 
 VERDICTS = ("supported", "partial", "not_found")
 SYMBOL = {"supported": "✓ Supported", "partial": "◐ Partly supported", "not_found": "⚠ Not found"}
@@ -216,3 +217,32 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     p = hits / n
     centre, half = p + z * z / (2 * n), z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5
     return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+FIT_ARTICLES = 6  # of the 8 SQuAD 2.0 tuning articles; the other 2 report the fit
+
+
+def every_mark(calibration: Calibration) -> Calibration:
+    """``calibration`` with both marks allowed whatever its held-out figures, so that the tables measure the verdict
+    as fitted (the app shows a mark only where the figures allow it)."""
+    return replace(calibration, held_out={"supported_precision": 1.0, "not_found_false_rate": 0.0})
+
+
+def squad2_report(dumped: dict, refit: bool, calibration_out: str | None = None) -> None:
+    """The verdict tables (``table``) per mode: on the fit articles and the others, refitting first
+    with ``refit``; with ``calibration_out``, the fit and its held-out figures (Auto) written as the model's
+    calibration (``backend/grounding/calibration.py``)."""
+    titles = list(dict.fromkeys(it["title"] for it in dumped["items"]))
+    fitted, held = set(titles[:FIT_ARTICLES]), set(titles[FIT_ARTICLES:])
+    modes = [m for m in dumped["args"]["modes"] if m != "oracle"]
+    params = fit(dumped, modes, fitted) if refit else None
+    figures = {}
+    for mode in modes:
+        table(dumped, mode, fitted, f"Fit articles ({', '.join(sorted(fitted))})")
+        if held:
+            figures[mode] = table(dumped, mode, held,
+                                              f"Articles the fit never saw ({', '.join(sorted(held))})")
+    if calibration_out and params and figures:
+        mode = "auto" if "auto" in figures else next(iter(figures))
+        write_calibration(Path(calibration_out), Path(dumped["args"]["model"]), params, figures[mode],
+                                      sorted(fitted), sorted(held), mode)
