@@ -13,7 +13,8 @@ from backend.documents import DocumentRow
 from backend.services import Services
 from components.common import check_upload, every_owner, owner_of, user_errors
 from components.guard import api
-from components.uploads import discard_temp_copies, upload_many
+from components.upload_copies import discard_temp_copies
+from components.uploads import upload_many
 
 
 def document_dict(row: DocumentRow, cached: dict) -> dict:

@@ -4,19 +4,17 @@ never stops the others."""
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
-from gradio.utils import get_upload_folder
 
 from backend.documents import expand
 from backend.services import Services
 from components.common import USER_ERRORS, check_upload, owner_of
+from components.upload_copies import discard_temp_copies
 
 
 @dataclass
@@ -50,55 +48,6 @@ class UploadResult:
         parts += [f"{len(self.failed)} not uploaded"] if self.failed else []
         pages, chunks = sum(d.get("pages", 0) for d in self.done), sum(d.get("chunks", 0) for d in self.done)
         return ", ".join(parts) + f" ({pages:,} page{'s' * (pages != 1)}, {chunks:,} chunk{'s' * (chunks != 1)})"
-
-
-def discard_temp_copies(paths: list[Path], grace_s: float) -> threading.Timer | None:
-    """Delete Gradio's temporary copies of uploaded files (and their folders, when left empty) ``grace_s`` seconds
-    after the data dir got its own copy or the upload was refused: a deleted document must leave no copy behind.
-    Only files inside Gradio's upload folder (``GRADIO_TEMP_DIR``) are touched.
-
-    Gradio names an upload's folder by its content's SHA-256, so two users uploading the same file share one path;
-    deleting it at once after one upload was read failed the other, still queued (four ``FileNotFoundError`` in the
-    60-minute soak). The copy is deleted after the grace time unless it was uploaded again meanwhile (a new file, a
-    new modification time): that upload's own discard deletes it then.
-
-    Args:
-        paths: the uploaded files, as the handler got them.
-        grace_s: seconds to wait (the app passes ``purge_delay_s``, the bound on how long deleted bytes linger
-            anywhere), 0 to delete now.
-
-    Returns:
-        The timer that will delete them (already started; ``join`` it to wait), or None when nothing is to delete.
-    """
-    root = Path(get_upload_folder()).resolve()
-    doomed = []
-    for path in paths:
-        try:
-            resolved = Path(path).resolve()
-            if resolved.is_relative_to(root) and resolved != root:
-                doomed.append((resolved, resolved.stat().st_mtime_ns))
-        except (OSError, RuntimeError):  # already gone, or a path that does not resolve
-            continue
-    if not doomed:
-        return None
-    timer = threading.Timer(grace_s, _delete_unless_uploaded_again, args=(doomed, root))
-    timer.daemon = True  # a copy left by a shutdown is removed at the next start (``app.own_temp_dir``)
-    timer.start()
-    return timer
-
-
-def _delete_unless_uploaded_again(doomed: list[tuple[Path, int]], root: Path) -> None:
-    """Delete each file whose modification time is still the one its upload read."""
-    for path, mtime_ns in doomed:
-        try:
-            if path.stat().st_mtime_ns != mtime_ns:
-                continue  # uploaded again since: left to that upload's discard
-            path.unlink()
-        except OSError:
-            continue
-        with contextlib.suppress(OSError):  # not empty: another upload's file is there too
-            if path.parent != root:
-                path.parent.rmdir()
 
 
 def upload_many(services: Services, request: gr.Request | None, paths: list[tuple[Path, str]], password: str | None,
