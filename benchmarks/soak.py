@@ -24,6 +24,7 @@ the first window after ``--warm-up`` minutes (10): RSS growth, descriptors and t
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
 import os
 import random
@@ -96,6 +97,7 @@ class User:
     docs: dict[str, str] = field(default_factory=dict)  # doc_id -> its marker ("" for a real file)
     turns: list[tuple[float, float | None, str]] = field(default_factory=list)  # (time, TTFT s or None, error)
     markers: list[str] = field(default_factory=list)  # every marker this user ever uploaded
+    client_losses: list[str] = field(default_factory=list)  # answers saved by the app, lost by gradio_client
 
 
 def own_document(folder: Path, user: User, n: int) -> tuple[Path, str]:
@@ -113,10 +115,14 @@ TURN_LIMIT_S = 600.0  # a turn whose end has not reached the client by then is a
 
 def turn(client: Client, user: User, sid: str, question: str, doc_ids: list[str], mode: str, started: float) -> None:
     """One question; its client-side TTFT (submit to first streamed text, polled every 20 ms) or its error is
-    recorded. The job is polled rather than iterated: ``gradio_client``'s iterator waits for ever when the job's
-    own thread failed (in two soaks an answer the app had saved never reached its client, and that user's thread
-    hung for the rest of the hour); ``job.result()`` raises that failure instead, and ``TURN_LIMIT_S`` ends a turn
-    that never ends."""
+    recorded. The job is polled rather than iterated, ``job.result()`` raises the job's own failure, and
+    ``TURN_LIMIT_S`` ends a turn that never ends.
+
+    A job ``gradio_client`` cancels by itself is checked against the app: ``gradio_client`` (2.7) keeps one event
+    stream per client; when the server closes it (the session's last event ended) just as a new job registers under
+    it, the reader ends and the new job is cancelled, though the app received, answered and saved it (two soaks
+    lost one answer each this way). When the chat's history holds the question and an answer after it, the turn is
+    counted in ``user.client_losses``, not as an app error; otherwise it is an error."""
     sent = time.perf_counter()
     first = None
     try:
@@ -128,13 +134,34 @@ def turn(client: Client, user: User, sid: str, question: str, doc_ids: list[str]
                 job.cancel()
                 raise TimeoutError(f"the answer's end did not reach the client in {TURN_LIMIT_S:.0f} s")
             time.sleep(0.02)
-        job.result()  # the job's own failure, if any
+        try:
+            job.result()  # the job's own failure, if any
+        except concurrent.futures.CancelledError:
+            if not saved_by_the_app(client, sid, question):
+                raise
+            user.client_losses.append(f"{user.name} at {(time.monotonic() - started) / 60:.1f} min: {question}")
+            first = None
         if first is None and any(u.get("text") for u in job.outputs()):
             first = time.perf_counter() - sent
         user.chats[sid].append(question)
         user.turns.append((time.monotonic() - started, first, ""))
     except Exception as exc:  # noqa: BLE001 (an error is a result of the soak: counted per window)
         user.turns.append((time.monotonic() - started, None, f"chat: {type(exc).__name__}: {exc}"[:300]))
+
+
+def saved_by_the_app(client: Client, sid: str, question: str, wait_s: float = 120.0) -> bool:
+    """Whether the app saved ``question`` with an answer after it in chat ``sid`` (waited for up to ``wait_s``
+    seconds: the answer may still be streaming)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        messages = client.predict(sid, api_name="/get_history")["messages"]
+        roles = [(m["role"], m["content"]) for m in messages]
+        asked = [i for i, (role, content) in enumerate(roles) if role == "user" and content == question]
+        if asked and any(role == "assistant" for role, _ in roles[asked[-1] + 1:]):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(2)
 
 
 def connect(url: str, name: str, tries: int = 10) -> Client:

@@ -127,6 +127,9 @@ def report(args, samples, wins, users, problems, left, served) -> None:
           f"checked: {'every one whole and only its owner' if not problems else 'PROBLEMS'}; after deleting every "
           f"document: {'none of their bytes left' if not left else f'{len(left)} left'}; the app served to the end: "
           f"{'yes' if served else 'NO'}")
+    losses = [line for u in users for line in u.client_losses]
+    print(f"answers the app saved whose stream gradio_client cancelled (its reader closed under a new job): "
+          f"{len(losses)}" + "".join(f"\n  {line}" for line in losses))
     for line in (problems + left)[:20]:
         print("  " + line)
     for u in users:
