@@ -58,10 +58,13 @@ def services_for(data: Path, model: Path, n_seq_max: int, embedder: Embedder, n_
     return svc
 
 
-def prepare_docs(svc: Services, tmp: Path) -> dict[str, str]:
-    """Upload the CAG document (cached) and the long RAG one; their ids by mode."""
+def prepare_docs(svc: Services, tmp: Path, modes: tuple[str, ...] = ("cag", "rag")) -> dict[str, str]:
+    """Upload the CAG document (cached) and the long RAG one (about 15,000 tokens to embed: only when ``rag`` is
+    among ``modes``); their ids by mode."""
     cag, _ = svc.documents.upload("local", TESTDATA / "pdf" / "pypdf_crazyones.pdf")
     svc.primer.cache_documents("local", [cag.doc_id])
+    if "rag" not in modes:
+        return {"cag": cag.doc_id}
     long = tmp / "pride.txt"
     long.write_text((TESTDATA / "longdoc" / "pride_and_prejudice_pg1342.txt").read_text(encoding="utf-8")[:60000],
                     encoding="utf-8")
@@ -187,7 +190,7 @@ def bench_model(name: str, model: Path, args, embedder: Embedder, tmp: Path) -> 
     rows: dict[tuple, list[dict]] = {}
     baseline: list[float] = []
     try:
-        docs = {path: prepare_docs(svc, tmp / f"{name}-{path}") for path, svc in paths.items()}
+        docs = {path: prepare_docs(svc, tmp / f"{name}-{path}", tuple(args.modes)) for path, svc in paths.items()}
         for svc, d in zip(paths.values(), docs.values()):  # warm up: first decode allocates buffers
             run(svc, d, "cag", 1, sampling)
         steps = step_costs(paths["batched"], sorted({1, *args.chats}))

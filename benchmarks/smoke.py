@@ -46,7 +46,7 @@ SMOKE = {  # benchmark -> its arguments at the smallest size that takes every st
     "modes": ["--articles", "1", "--per-article", "1", "--lengths", "256", "--max-tokens", "4"],
     "retrieval": ["--articles", "1", "--limit", "10"],
     "unreadable": [],
-    "multihop": ["--questions", "3", "--mmr", "0.9"],
+    "multihop": ["--questions", "2", "--mmr", "0.9"],
     "images": ["--width", "320", "--height", "200", "--repeats", "1", "--preset", "tiny"],
     "ttft": ["--preset", "tiny", "--lengths", "256", "--repeats", "1"],
     "fuzz": ["--files", "8", "--requests", "8"],
@@ -56,9 +56,9 @@ SMOKE = {  # benchmark -> its arguments at the smallest size that takes every st
 }
 HALVES = (  # --part 1/2 and 2/2: about the same time each (measured side by side, as the suite runs them)
     ["startup", "chaos", "prefill", "answers", "concurrency", "threads", "citations", "library", "modes",
-     "unreadable", "images"],
+     "unreadable", "images", "search_latency"],
     ["replicas", "soak", "fuzz", "kv_types", "layouts", "load", "ocr", "ingest", "retrieval", "multihop", "logs",
-     "ttft", "search_latency"],
+     "ttft"],
 )
 HELPERS = {"squad", "verdict_fit", "smoke", "provenance", "soak_figures"}  # modules the benchmarks import; not benchmarks
 

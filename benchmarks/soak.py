@@ -329,7 +329,7 @@ def main() -> int:
         delete_everything(url, users)
         deadline = time.monotonic() + args.purge_delay + 60  # the clean-up runs purge-delay after the last delete
         while (left := leftovers(data, users)) and time.monotonic() < deadline:
-            time.sleep(2)
+            time.sleep(0.5)
         served = httpx.get(url, timeout=10).status_code == 200
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
