@@ -240,9 +240,8 @@ def squad2_report(dumped: dict, refit: bool, calibration_out: str | None = None)
     for mode in modes:
         table(dumped, mode, fitted, f"Fit articles ({', '.join(sorted(fitted))})")
         if held:
-            figures[mode] = table(dumped, mode, held,
-                                              f"Articles the fit never saw ({', '.join(sorted(held))})")
+            figures[mode] = table(dumped, mode, held, f"Articles the fit never saw ({', '.join(sorted(held))})")
     if calibration_out and params and figures:
         mode = "auto" if "auto" in figures else next(iter(figures))
         write_calibration(Path(calibration_out), Path(dumped["args"]["model"]), params, figures[mode],
-                                      sorted(fitted), sorted(held), mode)
+                          sorted(fitted), sorted(held), mode)

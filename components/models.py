@@ -155,7 +155,7 @@ def status_markdown(info: dict) -> str:
     caches = info["caches"]
     tiers = " · ".join(f"{tier} {c['entries']} entries, {human_bytes(c['bytes'])} of {human_bytes(c['budget_bytes'])}"
                        for tier, c in caches.items())
-    bundled = "; ".join(f"{b['file']} ({human_bytes(b['bytes'])}): {b['origin']} {b.get('measured', '')}".rstrip()
+    bundled = "; ".join(f"{b['file']} ({human_bytes(b['bytes'])}): {b['origin']} {b['measured']}".rstrip()
                         for b in info.get("bundled", []))
     process = (f"- backend: {info['backend']}\n- verdict: {info['verdict']}\n- bundled offline models, the first "
                f"is the fallback: {bundled or 'none'}\n- process RSS {human_bytes(info['rss_bytes'])}, up "
