@@ -98,11 +98,14 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         refresh_sessions, session_outputs = sessions.render(services, chat_panel)
         api.render(services)
 
-        def on_load(session_id: str | None, request: gr.Request):
-            owner = owner_of(request)
-            listing = documents.refresh(services, owner)
-            return (*listing, chat_panel.load_history(session_id, request), models_panel.refresh(request),
-                    *refresh_caches(request))
+        def on_load(request: gr.Request):
+            listing = documents.refresh(services, owner_of(request))
+            return *listing, models_panel.refresh(request), *refresh_caches(request)
+
+        def restore_chat(session_id: str | None, request: gr.Request):
+            """The stored chat, in an event of its own: the panels above take seconds on a busy machine, and a
+            chat asked in that time must not be wiped by an empty one (nothing stored: the chat is left as is)."""
+            return chat_panel.load_history(session_id, request) if session_id else gr.skip()
 
         def after_answer(query: str, cache_filter: str, request: gr.Request):  # a turn may have saved a cache
             table, _, ids = documents.refresh(services, owner_of(request), query=query)
@@ -111,10 +114,9 @@ def build_app(settings: Settings, services: Services | None = None) -> gr.Blocks
         chat_panel.answered.then(after_answer, [docs_panel.query, cache_query], [docs_panel.table, docs_panel.row_ids,
                                                                     models_panel.info_box, cache_table, cache_pick],
                                  api_visibility="private")
-        demo.load(on_load, [chat_panel.session],
-                  [docs_panel.table, docs_panel.selector, docs_panel.row_ids, chat_panel.chatbot,
-                   models_panel.info_box, cache_table, cache_pick],
-                  api_visibility="private")
+        demo.load(restore_chat, [chat_panel.session], [chat_panel.chatbot], api_visibility="private")
+        demo.load(on_load, None, [docs_panel.table, docs_panel.selector, docs_panel.row_ids, models_panel.info_box,
+                                  cache_table, cache_pick], api_visibility="private")
         demo.load(refresh_logs, None, log_outputs, api_visibility="private")
 
         def admin_panels(request: gr.Request):  # the API refuses these calls too (require_admin)

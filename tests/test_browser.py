@@ -158,6 +158,26 @@ def test_two_tabs_stream_at_the_same_time(tmp_path, tiny_model, embedder, browse
         stop(app)
 
 
+def test_page_load_never_wipes_a_chat_asked_while_the_panels_load(running_app):
+    """The documents, model and cache panels take seconds to fill on a busy machine; a question asked meanwhile
+    was wiped from the screen when their page-load event also set the chat (to the empty chat of a new visitor).
+    Only the chat's own event sets it, reading just the session, and for a new visitor it leaves the chat alone."""
+    import gradio as gr
+
+    demo = running_app.demo
+    config = demo.get_config_file()
+    chatbot = next(c["id"] for c in config["components"] if c.get("type") == "chatbot")
+    on_load = [d for d in config["dependencies"] if any(t[1] == "load" for t in d["targets"])]
+    setting_chat = [d for d in on_load if chatbot in d["outputs"]]
+    assert len(setting_chat) == 1 and setting_chat[0]["outputs"] == [chatbot], setting_chat
+    restore = demo.fns[setting_chat[0]["id"]].fn
+    request = gr.Request(username=None)
+    assert isinstance(restore(None, request), type(gr.skip()))
+    sid = running_app.services.sessions.create("local")
+    running_app.services.sessions.append("local", sid, {"role": "user", "content": "Kept?"})
+    assert restore(sid, request)[0]["content"] == "Kept?"
+
+
 def test_retry_and_undo_rewrite_the_saved_session(tmp_path, tiny_model, embedder, browser):
     app = launch(make_settings(tmp_path / "data", tiny_model, max_tokens=20), embedder)
     try:
