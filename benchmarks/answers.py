@@ -35,9 +35,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import re
 import statistics
-import string
 import sys
 import tempfile
 import time
@@ -52,20 +50,13 @@ from squad import OWNER, SQUAD, ask, percentile
 from backend.chat import compose, frame
 from backend.config import Settings
 from backend.documents import DocText
+from backend.grounding.tuning import normalize
 from backend.inference import Sampling, bundled_path
 from backend.services import Services, build_services
 
 DIRECT_SYSTEM = "Answer the question from the context, briefly."
 NOW = 1796119200.0  # the date line's time (the app's ``turn_datetime``): 2026-12-01 10:00 UTC, fixed so runs repeat
 MODES = ("article", "turn", "oracle", "none", "plain", "direct")
-
-
-def normalize(text: str) -> str:
-    """SQuAD v1.1's answer normalisation (the official evaluate-v1.1.py)."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
 
 
 def f1(prediction: str, gold: str) -> float:

@@ -65,6 +65,7 @@ from squad import OWNER, SQUAD, ask, percentile
 from backend.config import Settings
 from backend.documents import Page
 from backend.grounding import Calibration, PassageIndex, attribute, calibration_for, passages_of, read_calibration
+from backend.grounding.tuning import SHARED_TUNING, cut_article, tuning_questions
 from backend.inference import Sampling, bundled_path, model_identity
 from backend.services import build_services
 
@@ -94,20 +95,6 @@ def contains(answer: str, golds: tuple[str, ...]) -> bool:
 def entities(question: str) -> list[str]:
     """Capitalised word runs of a question that are not its first word (names, places, titles)."""
     return [m.group(1) for m in _ENTITY.finditer(question)]
-
-
-def cut_article(art: dict, doc_tokens: int, count_tokens) -> tuple[str, str, list[dict]]:
-    """A SQuAD article as a document: its title, then its first paragraphs while the text stays within
-    ``doc_tokens`` tokens (``count_tokens``); returns the title, the text and the paragraphs kept."""
-    title = art["title"].replace("_", " ")
-    kept, text = [], title
-    for p in art["paragraphs"]:
-        candidate = text + "\n\n" + p["context"]
-        if count_tokens(candidate) > doc_tokens:
-            break
-        kept.append(p)
-        text = candidate
-    return title, text, kept
 
 
 def build_items(n_articles: int, per_article: int, unanswerable: int, tuning: bool, doc_tokens: int,
@@ -145,30 +132,16 @@ def build_items(n_articles: int, per_article: int, unanswerable: int, tuning: bo
     return docs, items
 
 
-SQUAD2 = ROOT.parent / "shared" / "testdata" / "qa" / "squad2-adversarial-tuning.json"
+SQUAD2 = SHARED_TUNING
 
 
 def build_squad2(n_articles: int, per_article: int, unanswerable: int, doc_tokens: int, count_tokens,
                  offset: int = 0) -> tuple[list[tuple[str, str]], list[Item]]:
-    """SQuAD 2.0's adversarial set (``SQUAD2``): each article cut to its first paragraphs up to ``doc_tokens``;
-    per article ``per_article`` answerable questions and ``unanswerable`` of the human-written unanswerable ones
-    (kind ``adversarial``, their ``plausible_answers`` as golds of what a reader falls for, kept apart), evenly
-    spaced, all from the kept paragraphs."""
-    data = json.loads(SQUAD2.read_text(encoding="utf-8"))["data"][:n_articles]
-    docs, items = [], []
-    for art in data:
-        title, text, kept = cut_article(art, doc_tokens, count_tokens)
-        docs.append((title, text))
-        qas = [(qa, p["context"]) for p in kept for qa in p["qas"]]
-        for kind, want, pick in (("answerable", per_article, lambda qa: not qa["is_impossible"]),
-                                 ("adversarial", unanswerable, lambda qa: qa["is_impossible"])):
-            chosen = [(qa, c) for qa, c in qas if pick(qa)]
-            step = max(1, len(chosen) // max(1, want))
-            for qa, context in chosen[offset::step][:want]:
-                golds = qa["answers"] if kind == "answerable" else []
-                items.append(Item(qa["question"], tuple(dict.fromkeys(a["text"] for a in golds)), kind, context, title,
-                                  plausible=tuple(a["text"] for a in qa.get("plausible_answers", []))))
-    return docs, items
+    """SQuAD 2.0's adversarial set (``SQUAD2``) as the calibration asks it (``backend.grounding.tuning``): each
+    article cut to ``doc_tokens``; per article ``per_article`` answerable and ``unanswerable`` human-written
+    unanswerable questions (kind ``adversarial``, their ``plausible_answers`` kept apart), evenly spaced."""
+    docs, questions = tuning_questions(SQUAD2, n_articles, per_article, unanswerable, doc_tokens, count_tokens, offset)
+    return docs, [Item(q.question, q.golds, q.kind, q.paragraph, q.title, plausible=q.plausible) for q in questions]
 
 
 def run(args) -> dict:
@@ -355,8 +328,6 @@ def main() -> int:
                         f"on the first {verdict_fit.FIT_ARTICLES} articles, report it on the others (verdict_fit.py)")
     parser.add_argument("--calibration", help="with --rescore: judge with this calibration JSON (default: the one "
                         "shipped for the dump's model)")
-    parser.add_argument("--calibration-out", help="with --fit: write the model's calibration here (e.g. "
-                        "models/calibrations/NAME.json, which the app reads)")
     parser.add_argument("--unnamed", action="store_true", help="only the model-independent rule: how often the "
                         "question names what the document never does, on every SQuAD 2.0 tuning question (no model)")
     args = parser.parse_args()
@@ -369,7 +340,7 @@ def main() -> int:
     else:
         dumped = run(args)
     if dumped["args"].get("set") == "squad2":
-        verdict_fit.squad2_report(dumped, args.fit, args.calibration_out)
+        verdict_fit.squad2_report(dumped, args.fit)
         return 0
     report(dumped)
     whole_article_latency(dumped)

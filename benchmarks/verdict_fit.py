@@ -1,6 +1,6 @@
 """The verdict as a user meets it, and its fit: the tables ``citations.py --set squad2`` prints, and the logistic
-model ``--fit`` fits on 6 of the 8 SQuAD 2.0 tuning articles (written as the model's calibration,
-``backend/grounding/calibration.py``, with ``--calibration-out``).
+model ``--fit`` fits (``backend/grounding/fit.py``) on 6 of the 8 SQuAD 2.0 tuning articles to judge the others (a
+model's calibration is written by ``python -m backend.grounding.calibrate``, by folds of every article).
 
 An answer is **right** when it contains a gold answer (SQuAD-normalised); an answer to an unanswerable question is
 never right. The verdict table counts, for right answers, wrong answers to answerable questions and answers to
@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import replace
-from pathlib import Path
 
-import numpy as np
-from answers import normalize
 from squad import percentile
 
 from backend.grounding import Calibration, verdict
+from backend.grounding import fit as fitting
+from backend.grounding.fit import wilson
+from backend.grounding.tuning import contains_gold
 
 VERDICTS = ("supported", "partial", "not_found")
 SYMBOL = {"supported": "✓ Supported", "partial": "◐ Partly supported", "not_found": "⚠ Not found"}
-PRECISION_GOAL, FALSE_NOT_FOUND_CAP = 0.92, 0.12  # the fit's margins under the issue's 0.9 and 0.15
 
 
 def right(item: dict, answer: str) -> bool:
     """The answer contains a gold answer (never, for an unanswerable question)."""
-    norm = normalize(answer)
-    return any(normalize(g) and normalize(g) in norm for g in item["golds"])
+    return contains_gold(answer, item["golds"])
 
 
 def rows(dumped: dict, mode: str, titles: set[str] | None = None) -> list[tuple[dict, dict, str]]:
@@ -81,97 +79,45 @@ def _f(x: float | None) -> str:
 
 
 def fit(dumped: dict, modes: list[str], titles: set[str]) -> tuple[float, dict, float, float]:
-    """Fit the verdict's logistic model on ``titles``' answers in every one of ``modes`` together (those the rules
-    did not decide) and choose its two thresholds; print them and apply them to every answer in ``dumped``.
+    """Fit the verdict (``backend.grounding.fit``) on ``titles``' answers in every one of ``modes`` together; print
+    its block and apply it to every answer in ``dumped``.
 
     Returns:
         ``(intercept, coefficients, supported_at, not_found_below)``, a calibration's parameters.
     """
-    from sklearn.linear_model import LogisticRegression
-
-    data = [(r, group) for mode in modes for _, r, group in rows(dumped, mode, titles)]
-    modelled = [(r, g) for r, g in data if _modelled(r)]
-    x = np.array([[r["signals"][f] for f in verdict.FEATURES] for r, _ in modelled])
-    y = np.array([g == "right" for _, g in modelled])
-    model = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
-    intercept, coefficients = float(model.intercept_[0]), dict(zip(verdict.FEATURES, map(float, model.coef_[0])))
-    p = model.predict_proba(x)[:, 1]
-    for (r, _), pi in zip(modelled, p):
-        r["confidence"] = float(pi)
-    supported_at = _supported_threshold(modelled)
-    not_found_below = _not_found_threshold(data, supported_at)
+    data = [(r, graded(it, r, group)) for mode in modes for it, r, group in rows(dumped, mode, titles)]
+    params = fitting.fit([g for _, g in data])
+    modelled = [(r, g.group) for r, g in data if g.modelled]
+    for r, g in data:
+        if g.modelled:
+            r["confidence"] = params.probability(g)
     print("\n# --- fitted by benchmarks/citations.py --set squad2 --fit ---")
-    print(f"INTERCEPT = {intercept:.4f}")
-    print("COEFFICIENTS = {" + ", ".join(f'"{k}": {v:.4f}' for k, v in coefficients.items()) + "}")
-    print(f"SUPPORTED_AT = {supported_at:.4f}\nNOT_FOUND_BELOW = {not_found_below:.4f}")
+    print(f"INTERCEPT = {params.intercept:.4f}")
+    print("COEFFICIENTS = {" + ", ".join(f'"{k}": {v:.4f}' for k, v in params.coefficients.items()) + "}")
+    print(f"SUPPORTED_AT = {params.supported_at:.4f}\nNOT_FOUND_BELOW = {params.not_found_below:.4f}")
     print(f"# --- end of the fitted block --- ({len(modelled)} answers of {len(titles)} articles, modes "
-          f"{', '.join(modes)}: {int(y.sum())} right)")
+          f"{', '.join(modes)}: {sum(g == 'right' for _, g in modelled)} right)")
     ceiling(modelled)
-    apply(dumped, intercept, coefficients, supported_at, not_found_below)
-    return intercept, coefficients, supported_at, not_found_below
+    apply(dumped, params.intercept, params.coefficients, params.supported_at, params.not_found_below)
+    return params.intercept, params.coefficients, params.supported_at, params.not_found_below
 
 
-def write_calibration(path: Path, model: Path, params: tuple[float, dict, float, float], held: dict,
-                      fitted: list[str], held_titles: list[str], mode: str) -> None:
-    """Write the calibration JSON of ``model`` (``backend/grounding/calibration.py``): the fitted ``params`` and the
-    figures ``table`` measured on the articles the fit never saw (``held``)."""
-    import datetime
-
-    from backend.grounding import Calibration
-    from backend.inference import model_identity
-    from backend.storage.disk import write_atomically
-
-    intercept, coefficients, supported_at, not_found_below = params
-    calibration = Calibration(
-        model.stem, model_identity(model), f"SQuAD 2.0 adversarial tuning articles (fit: {', '.join(fitted)}; held "
-        f"out: {', '.join(held_titles)})", datetime.date.today().isoformat(), round(intercept, 4),
-        {k: round(v, 4) for k, v in coefficients.items()}, round(supported_at, 4), round(not_found_below, 4),
-        {"supported_precision": held["supported_precision"], "supported_coverage": held["supported_coverage"],
-         "not_found_recall": held["not_found_unanswerable"], "not_found_false_rate": held["not_found_answerable"],
-         "answerable_accuracy": held["accuracy"], "answers": held["answers"], "articles": held_titles, "mode": mode})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, calibration.to_json().encode())
-    print(f"\ncalibration written to {path}: {calibration.summary()}")
+def graded(item: dict, r: dict, group: str) -> fitting.Graded:
+    """A dumped answer as the fit sees it."""
+    return fitting.Graded(item["title"], group, verdict.Signals(**r["signals"]) if r.get("signals") else None,
+                          r["grounding"])
 
 
 def ceiling(modelled: list[tuple[dict, str]]) -> None:
     """Print the precision of ✓ at its best thresholds on the fit (the most any threshold on this model reaches),
-    at 5, 10, 20 and 40 check marks."""
+    at 5, 10, 20 and 40 check marks (those there are answers for)."""
     ranked = sorted(((r["confidence"], g == "right") for r, g in modelled), reverse=True)
-    total = sum(ok for _, ok in ranked)
+    total = max(1, sum(ok for _, ok in ranked))
     cells = []
-    for n in (5, 10, 20, 40):
+    for n in (n for n in (5, 10, 20, 40) if n <= len(ranked)):
         hits = sum(ok for _, ok in ranked[:n])
         cells.append(f"top {n}: {hits / n:.2f} (recall {hits / total:.2f}, p >= {ranked[n - 1][0]:.3f})")
     print("# ✓ precision reachable on the fit: " + "; ".join(cells))
-
-
-def _supported_threshold(modelled: list[tuple[dict, str]]) -> float:
-    """The lowest probability whose check marks are right at least ``PRECISION_GOAL`` of the time (the most
-    recall at that precision); 1.0 when none is."""
-    ranked = sorted(((r["confidence"], g == "right") for r, g in modelled), reverse=True)
-    best, hits = 1.0, 0
-    for n, (p, ok) in enumerate(ranked, 1):
-        hits += ok
-        if hits / n >= PRECISION_GOAL and n >= 10:
-            best = p
-    return best
-
-
-def _not_found_threshold(data: list[tuple[dict, str]], supported_at: float) -> float:
-    """The highest probability below which ⚠ stays on at most ``FALSE_NOT_FOUND_CAP`` of the answerable questions
-    (the rules' own ⚠, the model's abstentions among them, count too)."""
-    answerable = [(r, g) for r, g in data if g != "unanswerable"]
-    ruled = sum(1 for r, _ in answerable if not _modelled(r) and r["grounding"] == "not_found")
-    scores = sorted(r["confidence"] for r, _ in answerable if _modelled(r))
-    best = 0.0
-    for t in sorted(set(scores)):
-        if t > supported_at:
-            break
-        below = sum(s < t for s in scores)
-        if (below + ruled) / len(answerable) <= FALSE_NOT_FOUND_CAP:
-            best = t
-    return best
 
 
 def apply(dumped: dict, intercept: float, coefficients: dict, supported_at: float, not_found_below: float) -> None:
@@ -182,11 +128,6 @@ def apply(dumped: dict, intercept: float, coefficients: dict, supported_at: floa
                 s = verdict.Signals(**r["signals"])
                 r["confidence"] = verdict.probability(s, intercept, coefficients)
                 r["grounding"] = verdict.judge(s, r["confidence"], supported_at, not_found_below)
-
-
-def _modelled(r: dict) -> bool:
-    """The verdict model judged this answer: it has signals and the rule before the model did not decide."""
-    return bool(r.get("signals")) and not verdict.ruled_out(verdict.Signals(**r["signals"]))
 
 
 def unnamed_table(articles: list[dict]) -> None:
@@ -210,15 +151,6 @@ def unnamed_table(articles: list[dict]) -> None:
         print(f"| {kind} ({n:,}) | {hit:,} | {hit / n:.3f} | {low:.3f}-{high:.3f} |")
 
 
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion (Wilson 1927), 95 % by default."""
-    if not n:
-        return 0.0, 1.0
-    p = hits / n
-    centre, half = p + z * z / (2 * n), z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5
-    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
-
-
 FIT_ARTICLES = 6  # of the 8 SQuAD 2.0 tuning articles; the other 2 report the fit
 
 
@@ -228,20 +160,15 @@ def every_mark(calibration: Calibration) -> Calibration:
     return replace(calibration, held_out={"supported_precision": 1.0, "not_found_false_rate": 0.0})
 
 
-def squad2_report(dumped: dict, refit: bool, calibration_out: str | None = None) -> None:
-    """The verdict tables (``table``) per mode: on the fit articles and the others, refitting first
-    with ``refit``; with ``calibration_out``, the fit and its held-out figures (Auto) written as the model's
-    calibration (``backend/grounding/calibration.py``)."""
+def squad2_report(dumped: dict, refit: bool) -> None:
+    """The verdict tables (``table``) per mode: on the fit articles and the others, refitting first with
+    ``refit``."""
     titles = list(dict.fromkeys(it["title"] for it in dumped["items"]))
     fitted, held = set(titles[:FIT_ARTICLES]), set(titles[FIT_ARTICLES:])
     modes = [m for m in dumped["args"]["modes"] if m != "oracle"]
-    params = fit(dumped, modes, fitted) if refit else None
-    figures = {}
+    if refit:
+        fit(dumped, modes, fitted)
     for mode in modes:
         table(dumped, mode, fitted, f"Fit articles ({', '.join(sorted(fitted))})")
         if held:
-            figures[mode] = table(dumped, mode, held, f"Articles the fit never saw ({', '.join(sorted(held))})")
-    if calibration_out and params and figures:
-        mode = "auto" if "auto" in figures else next(iter(figures))
-        write_calibration(Path(calibration_out), Path(dumped["args"]["model"]), params, figures[mode],
-                          sorted(fitted), sorted(held), mode)
+            table(dumped, mode, held, f"Articles the fit never saw ({', '.join(sorted(held))})")

@@ -82,10 +82,9 @@ def status(services: Services, owner: str, admin: bool = True) -> dict:
 
 
 HOW_TO_CALIBRATE = ("no calibration for this model: its answers show ◐ and their sources, never ✓ or the "
-                    "verdict's ⚠. To calibrate it (about 25 min on 2 cores): `benchmarks/citations.py --set squad2 "
-                    "--articles 8 --per-article 25 --unanswerable 25 --doc-tokens 6000 --modes auto --model FILE "
-                    "--dump D.json`, then `benchmarks/citations.py --rescore D.json --fit --calibration-out "
-                    "models/calibrations/NAME.json`")
+                    "verdict's ⚠. To calibrate it (5-12 min on 2 cores for a 0.1-0.5B model): "
+                    "`python -m backend.grounding.calibrate --model FILE`, which writes "
+                    "models/calibrations/NAME.json; the next answer uses it")
 
 
 def verdict_line(services: Services) -> str:

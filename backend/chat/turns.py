@@ -70,13 +70,14 @@ def grounding_fields(turn: Turn, attribution: Attribution | None) -> dict:
     """What an answer carries about its sources, in the ``sources`` and ``done`` events and the saved message.
 
     Returns:
-        ``{"sources", "grounding", "grounding_note", "closest", "retrieved"}``: the cited passages (``Source``
-        dicts: doc_id, name, page, section, part, start, end, quote, score, ocr), the verdict (``supported``,
-        ``partial``, ``not_found``; None when no document was selected), why an answer is ``not_found``
-        (one sentence, else ""), the passage closest to the question when nothing supports the answer (or
-        None), and the chunks a RAG turn read (``Hit`` dicts).
+        ``{"sources", "grounding", "grounding_note", "closest", "retrieved", "signals"}``: the cited passages
+        (``Source`` dicts: doc_id, name, page, section, part, start, end, quote, score, ocr), the verdict
+        (``supported``, ``partial``, ``not_found``; None when no document was selected), why an answer is
+        ``not_found`` (one sentence, else ""), the passage closest to the question when nothing supports the answer
+        (or None), the chunks a RAG turn read (``Hit`` dicts), and the verdict's inputs (``verdict.Signals`` as a
+        dict of 0..1 floats, {} when none were measured: what ``python -m backend.grounding.calibrate`` fits on).
     """
     data = attribution.to_dict() if attribution else {}
     return {"sources": data.get("sources", []), "grounding": data.get("grounding"),
             "grounding_note": data.get("note", ""), "closest": data.get("closest"),
-            "retrieved": [asdict(h) for h in turn.plan.retrieved]}
+            "retrieved": [asdict(h) for h in turn.plan.retrieved], "signals": data.get("signals") or {}}

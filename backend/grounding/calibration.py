@@ -3,14 +3,16 @@
 A verdict's coefficients and thresholds belong to the model whose answers they were fitted on: a wrong answer of
 SmolLM2 and one of Qwen look different to the signals (``verdict.Signals``). So each model gets its own
 calibration (issue 43), stored as ``calibrations/<name>.json`` beside this module (shipped) or in a folder the app
-is given (``models/calibrations``, written by ``benchmarks/verdict_fit.py``), holding:
+is given (``models/calibrations``, written by ``python -m backend.grounding.calibrate``), holding:
 
 * ``model``, ``fingerprint`` (``backend.inference.model_identity`` of the GGUF: size and its first and last 4 MiB),
   ``tuning_set``, ``date``;
 * the fitted ``intercept``, ``coefficients``, ``supported_at`` and ``not_found_below`` (``verdict``);
-* ``held_out``: the figures on answers to articles the fit never saw: ``supported_precision`` (the share of ✓ on
-  right answers, None where no threshold gave one), ``supported_coverage``, ``not_found_recall`` (⚠ on
-  unanswerable questions), ``not_found_false_rate`` (⚠ on answerable ones), ``answers``, ``articles``.
+* ``held_out``: the figures on answers to articles the fit never saw (``calibrate``: each answer judged by a fit on
+  the other folds' articles): ``supported_precision`` (the share of ✓ on right answers, None where no threshold
+  gave one), ``supported_coverage``, ``not_found_recall`` (⚠ on unanswerable questions), ``not_found_false_rate``
+  (⚠ on answerable ones), ``answerable_accuracy``, each with ``_ci`` (Wilson 95 %) and ``_counts``, ``answers``,
+  ``articles``, ``folds``.
 
 A mark is shown only where its held-out figure allows (issue 43): ✓ *Supported* where ``supported_precision`` is
 at least ``SUPPORTED_PRECISION`` (0.9), ⚠ *Not found* from the verdict model where ``not_found_false_rate`` is at

@@ -21,12 +21,12 @@ is the logistic model's estimate that the answer is right, and ``judge`` turns i
 ``supported`` at ``SUPPORTED_AT`` or above, ⚠ ``not_found`` below ``NOT_FOUND_BELOW``, ◐ ``partial`` between.
 
 The coefficients and thresholds belong to the model whose answers they were fitted on: they live in that model's
-calibration (``calibration.py``, a JSON keyed by the model file's fingerprint), fitted (scikit-learn's
-``LogisticRegression``, C=1) by ``benchmarks/citations.py --set squad2 --rescore DUMP --fit`` on answers to 6 of the
-8 SQuAD 2.0 adversarial tuning articles and reported on the other 2 (docs/benchmarks.md, "A verdict on adversarial
-questions"). ``supported_at`` is the lowest probability whose check marks are right at least 0.92 of the time on
-the fit (0.9, with a margin), ``1.0`` when no threshold is; ``not_found_below`` the highest probability under which
-⚠ stays on at most 0.12 of the answerable questions, the rule's included. Whether a mark is shown at all is the
+calibration (``calibration.py``, a JSON keyed by the model file's fingerprint), fitted (``fit.py``: scikit-learn's
+``LogisticRegression``, C=1) by ``python -m backend.grounding.calibrate --model FILE`` on the model's answers to the
+8 SQuAD 2.0 adversarial tuning articles, its figures measured by held-out folds of whole articles (docs/benchmarks.md,
+"Calibrated per model"). ``supported_at`` is the lowest probability whose check marks are right at least 0.92 of the
+time on the fit (0.9, with a margin), ``1.0`` when no threshold is; ``not_found_below`` the highest probability under
+which ⚠ stays on at most 0.12 of the answerable questions, the rule's included. Whether a mark is shown at all is the
 calibration's held-out figures' call (``Calibration.shows_supported``, ``shows_not_found``).
 """
 
