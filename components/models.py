@@ -82,7 +82,7 @@ def status(services: Services, owner: str, admin: bool = True) -> dict:
 
 
 HOW_TO_CALIBRATE = ("no calibration for this model: its answers show ◐ and their sources, never ✓ or the "
-                    "verdict's ⚠. To calibrate it (5-12 min on 2 cores for a 0.1-0.5B model): "
+                    "verdict's ⚠. To calibrate it (11-14 min on 2 cores for a 0.1-0.5B model): "
                     "`python -m backend.grounding.calibrate --model FILE`, which writes "
                     "models/calibrations/NAME.json; the next answer uses it")
 

@@ -13,8 +13,10 @@ allow: ``calibration.py``). The calibration written holds the fit on every artic
 the held-out precision/coverage curve of ✓ and recall/false rate of ⚠. ``--answers FILE`` keeps the answers (and,
 when the file exists, reads them instead of asking: a refit without the model takes seconds).
 
-Measured on this project's 2-core machine (docs/benchmarks.md, "Calibrated per model"): 400 answers of the 8
-tuning articles take about 5 min with SmolLM2-135M and 12 min with Qwen2.5-Coder-0.5B.
+Measured on this project's 2-core machine (docs/benchmarks.md, "Calibrated per model"): the whole command, 400
+answers of the 8 tuning articles, took 11 min 14 s with SmolLM2-135M and 14 min 4 s with Qwen2.5-Coder-0.5B
+(``max_tokens`` 128, under the app's 512 to keep it short: the verdict judges mostly the answer's first
+statement; about 100 of SmolLM2's answers and 17 of Qwen's ran past 450 characters, near the cap).
 
 This module is a command, like ``app.py``: it builds the app's services (``backend.services``) to answer, the one
 import of ``grounding`` above its package (``tests/test_architecture.py``).
