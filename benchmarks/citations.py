@@ -328,6 +328,8 @@ def main() -> int:
                         f"on the first {verdict_fit.FIT_ARTICLES} articles, report it on the others (verdict_fit.py)")
     parser.add_argument("--calibration", help="with --rescore: judge with this calibration JSON (default: the one "
                         "shipped for the dump's model)")
+    parser.add_argument("--only", type=lambda v: v.split(","), help="with --rescore: report only these articles "
+                        "(titles, comma-separated), e.g. those no calibration was fitted on")
     parser.add_argument("--unnamed", action="store_true", help="only the model-independent rule: how often the "
                         "question names what the document never does, on every SQuAD 2.0 tuning question (no model)")
     args = parser.parse_args()
@@ -336,6 +338,8 @@ def main() -> int:
         return 0
     if args.rescore:
         dumped = json.loads(Path(args.rescore).read_text(encoding="utf-8"))
+        if args.only:
+            dumped["items"] = [it for it in dumped["items"] if it["title"] in args.only]
         rescore(dumped, similarity(), dump_calibration(dumped, args.calibration))
     else:
         dumped = run(args)
