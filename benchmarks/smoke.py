@@ -53,12 +53,13 @@ SMOKE = {  # benchmark -> its arguments at the smallest size that takes every st
     "soak": ["--users", "1", "--minutes", "0.1", "--warm-up", "0", "--preset", "tiny", "--sample", "5",
              "--purge-delay", "1", "--out", "/tmp/kvc-soak-smoke"],
     "logs": ["--burst-mb", "2", "--cap-mb", "1"],
+    "verifier": ["--limit-pairs", "16", "--limit-test", "40", "--max-length", "96", "--batch", "8"],
 }
 HALVES = (  # --part 1/2 and 2/2: about the same time each (measured side by side, as the suite runs them)
     ["startup", "chaos", "prefill", "answers", "concurrency", "threads", "citations", "library", "modes",
      "unreadable", "images", "search_latency"],
     ["replicas", "soak", "fuzz", "kv_types", "layouts", "load", "ocr", "ingest", "retrieval", "multihop", "logs",
-     "ttft"],
+     "ttft", "verifier"],
 )
 HELPERS = {"squad", "verdict_fit", "smoke", "provenance", "soak_figures"}  # modules the benchmarks import; not benchmarks
 
