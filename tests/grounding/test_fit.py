@@ -113,17 +113,17 @@ def test_tuning_questions_come_from_the_kept_paragraphs():
 def test_the_command_calibrates_the_real_model_and_refits_from_its_answers(tmp_path, smollm2):
     out, kept = tmp_path / "cal.json", tmp_path / "answers.json"
     command = [sys.executable, "-m", "backend.grounding.calibrate", "--model", str(smollm2), "--out", str(out),
-               "--answers", str(kept), "--articles", "4", "--per-article", "6", "--unanswerable", "3",
-               "--doc-tokens", "1200", "--folds", "2"]
+               "--answers", str(kept), "--articles", "3", "--per-article", "5", "--unanswerable", "2",
+               "--doc-tokens", "800", "--folds", "3"]
     run = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert "| ✓ given to the top" in run.stdout and "not_found_false_rate" in run.stdout
     written = read_calibration(out)
     assert written.fingerprint == model_identity(smollm2)
     held = written.held_out
-    assert held["answers"] == 36 and held["folds"] == 2 and len(held["articles"]) == 4
-    assert held["answerable_accuracy_counts"][1] == 24 and held["not_found_recall_counts"][1] == 12
+    assert held["answers"] == 21 and held["folds"] == 3 and len(held["articles"]) == 3
+    assert held["answerable_accuracy_counts"][1] == 15 and held["not_found_recall_counts"][1] == 6
     answers = json.loads(kept.read_text(encoding="utf-8"))
-    assert len(answers) == 36 and all("signals" in a and "answer" in a for a in answers)
-    again = calibrate(answers, written.model, written.fingerprint, written.tuning_set, 2)
+    assert len(answers) == 21 and all("signals" in a and "answer" in a for a in answers)
+    again = calibrate(answers, written.model, written.fingerprint, written.tuning_set, 3)
     assert (again.intercept, again.coefficients, again.held_out) == (written.intercept, written.coefficients, held)
