@@ -59,13 +59,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import verdict_fit
-from answers import normalize
 from squad import OWNER, SQUAD, ask, percentile
 
 from backend.config import Settings
 from backend.documents import Page
 from backend.grounding import Calibration, PassageIndex, attribute, calibration_for, passages_of, read_calibration
-from backend.grounding.tuning import SHARED_TUNING, cut_article, tuning_questions
+from backend.grounding.tuning import SHARED_TUNING, contains_gold, cut_article, tuning_questions
 from backend.inference import Sampling, bundled_path, model_identity
 from backend.services import build_services
 
@@ -84,12 +83,6 @@ class Item:
     title: str
     results: dict = field(default_factory=dict)
     plausible: tuple[str, ...] = ()  # SQuAD 2.0: the answers a reader of an unanswerable question falls for
-
-
-def contains(answer: str, golds: tuple[str, ...]) -> bool:
-    """SQuAD-normalised containment of any gold answer."""
-    norm = normalize(answer)
-    return any(normalize(g) and normalize(g) in norm for g in golds)
 
 
 def entities(question: str) -> list[str]:
@@ -268,8 +261,8 @@ def report(dumped: dict) -> None:
         rs = [(it, it["results"][mode]) for it in items if mode in it["results"]]
         ans = [(it, r) for it, r in rs if it["kind"] == "answerable"]
         una = [(it, r) for it, r in rs if it["kind"] != "answerable"]
-        right = [(it, r) for it, r in ans if contains(r["answer"], tuple(it["golds"]))]
-        cited = [r for it, r in right if r["sources"] and contains(r["sources"][0]["quote"], tuple(it["golds"]))]
+        right = [(it, r) for it, r in ans if contains_gold(r["answer"], it["golds"])]
+        cited = [r for it, r in right if r["sources"] and contains_gold(r["sources"][0]["quote"], it["golds"])]
         kept = [r for _, r in rs if r["grounding"] != "not_found"]
         ms = [1000 * r["metrics"]["attribution_s"] for _, r in rs]
         row = {"contains": len(right) / len(ans) if ans else 0.0,

@@ -35,21 +35,22 @@ from pathlib import Path
 
 from backend.grounding import fit as fitting
 from backend.grounding.calibration import Calibration
-from backend.grounding.tuning import SHARED_TUNING, TuningQuestion, contains_gold, tuning_questions
+from backend.grounding.tuning import SHARED_TUNING, contains_gold, tuning_questions
 from backend.grounding.verdict import Signals
 
 OWNER = "calibrate"
 
 
-def grade(q: TuningQuestion, done: dict) -> fitting.Graded:
-    """An answer (a ``done`` event's text and data) as the fit sees it. Every answer the verdict model does not judge
-    is ⚠ once the verdict's ⚠ is shown (``attribution``: a rule decided, the answer says so itself, or no passage
-    holds it), whatever the calibration in force when it was answered showed."""
-    group = "unanswerable" if q.kind != "answerable" else "right" if contains_gold(done["answer"], q.golds) else "wrong"
-    signals = Signals(**done["signals"]) if done.get("signals") else None
-    graded = fitting.Graded(q.title, group, signals, "not_found")
+def grade(answer: dict) -> fitting.Graded:
+    """One of ``answer_all``'s answers as the fit sees it. Every answer the verdict model does not judge is ⚠ once
+    the verdict's ⚠ is shown (``attribution``: a rule decided, the answer says so itself, or no passage holds it),
+    whatever the calibration in force when it was answered showed."""
+    group = ("unanswerable" if answer["kind"] != "answerable" else
+             "right" if contains_gold(answer["answer"], answer["golds"]) else "wrong")
+    signals = Signals(**answer["signals"]) if answer.get("signals") else None
+    graded = fitting.Graded(answer["title"], group, signals, "not_found")
     if graded.modelled:
-        graded.grounding = done.get("grounding") or "partial"
+        graded.grounding = answer.get("grounding") or "partial"
     return graded
 
 
@@ -108,10 +109,7 @@ def calibrate(answers: list[dict], model_name: str, fingerprint: str, tuning_set
     Raises:
         ValueError: too few answers or articles to fit and hold out.
     """
-    questions = [TuningQuestion(**{k: a[k] for k in ("question", "golds", "kind", "paragraph", "title", "plausible")})
-                 for a in answers]
-    graded = [grade(q, {"answer": a["answer"], "grounding": a["grounding"], "signals": a["signals"]})
-              for q, a in zip(questions, answers)]
+    graded = [grade(a) for a in answers]
     verdicts, probs = fitting.cross_validate(graded, folds)
     held = fitting.figures(graded, verdicts)
     split = fitting.folds_of(graded, folds)

@@ -5,7 +5,7 @@ fit and judge it).
 An answer is graded ``right`` (it holds a gold answer), ``wrong`` (an answerable question, not right) or
 ``unanswerable`` (SQuAD 2.0's ``is_impossible``; never right). Answers the rule before the model decided
 (``verdict.ruled_out``), and those with no signals (the model said the documents do not hold it; no source), keep
-the verdict they got; the model judges the rest.
+the verdict given them (``Graded.grounding``: ⚠ where the verdict's ⚠ is shown); the model judges the rest.
 
 The fit is scikit-learn's ``LogisticRegression`` (C=1, L2; Pedregosa et al. 2011). ``supported_at`` is the lowest
 probability whose check marks are right at least ``PRECISION_GOAL`` (0.92: the issue's 0.9 with a margin) of the
