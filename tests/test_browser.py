@@ -152,8 +152,8 @@ def test_two_tabs_stream_at_the_same_time(tmp_path, tiny_model, embedder, browse
             page.locator("button.stop-button").click(timeout=30_000)
             stopped_line(page).wait_for(timeout=30_000)
         stored = [app.services.sessions.get("local", s.session_id).messages for s in app.services.sessions.list("local")]
-        assert len(stored) == 2 and all(m[-1].get("stopped") and m[-1]["metrics"]["queue_place"] == 0
-                                        for m in stored), "both stopped mid-stream, neither had waited"
+        ends = [(m[-1].get("stopped"), m[-1]["metrics"]["queue_place"]) for m in stored]
+        assert ends == [(True, 0), (True, 0)], f"both stopped mid-stream, neither had waited: (stopped, place) {ends}"
     finally:
         stop(app)
 

@@ -174,17 +174,17 @@ class Scheduler:
                     self._fail_running(exc if isinstance(exc, EngineError) else EngineError(str(exc)))
 
     def _step(self) -> None:
-        """Admit waiting jobs, evaluate one batch, hand out the tokens, end finished jobs."""
+        """End cancelled jobs, admit waiting ones, evaluate one batch, hand out the tokens, end finished jobs."""
         engine = self.engine
         while engine.lock.waiting:  # a model load (or another user of the lock) goes first
             time.sleep(0.001)
         with engine.lock:
             if self._running and engine.llm is not self._llm:
                 self._fail_running(ModelChanged())
-            self._admit()
-            for seq, r in list(self._running.items()):
+            for seq, r in list(self._running.items()):  # first: a cancelled job's sequence is free for a newcomer
                 if r.job.cancel.is_set() or r.run.done:
                     self._end(seq)
+            self._admit()
             work = self._batch()
             if not work:
                 return
