@@ -132,6 +132,10 @@ class Settings(BaseSettings):
                             "when the question asks about time (today, now, current, this year, ago...); on = every "
                             "question; off = never. true/false mean on/off.")
     history_budget_tokens: int = Field(1024, ge=0, description="Context reserved for earlier turns, tokens.")
+    reader_check: Literal["auto", "always", "off"] = Field(
+        "auto", description="After an answer, ask the model whether its top source answers the question (one short "
+                            "prompt, no new tokens; a signal of the verdict): auto = when the model's calibration "
+                            "weighs it; always = every judged answer (calibrating); off = never.")
 
     # Web search (optional per message)
     search_url: str | None = Field(None, description="SearXNG search URL with the JSON format enabled, e.g. http://localhost:8888/search.")

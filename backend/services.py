@@ -13,7 +13,16 @@ from pathlib import Path
 import redis
 
 from backend.access import Quotas, QuotaSettings, Users
-from backend.chat import ChatService, MemoryIndex, Primer, SessionError, SessionStore, describe_image, sweep_images
+from backend.chat import (
+    ChatService,
+    MemoryIndex,
+    Primer,
+    ReaderCheck,
+    SessionError,
+    SessionStore,
+    describe_image,
+    sweep_images,
+)
 from backend.config import Settings
 from backend.documents import DocumentService, Embedder, PageOcr, Recovery, Store
 from backend.grounding import Calibration, Grounder, SourceViewer, calibration_for
@@ -253,7 +262,9 @@ def build_services(settings: Settings, embedder: Embedder | None = None, *, serv
     documents = _documents(settings, embedder, engine, scheduler, drop_derived, reserve)
     model = pick_model(settings.model_path, settings.models_dir, settings.hf_filename, best_bundled(settings.models_dir))
     remote, replicas = remote_parts(settings, engine, kv_store, model)
-    grounder = Grounder(documents, calibration=lambda: answering_calibration(settings, engine, remote))
+    grounder = Grounder(documents, calibration=lambda: answering_calibration(settings, engine, remote),
+                        reader=None if remote or replicas else ReaderCheck(engine, scheduler),
+                        ask_reader=settings.reader_check)
     snapshots, prefetcher = SessionSnapshots(kv_store.ram), Prefetcher(scheduler)
     chat = ChatService(settings, engine, kv_store, sessions, documents, snapshots, prefetcher, grounder, remote,
                        MemoryIndex(documents, embedder), replicas)

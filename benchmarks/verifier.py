@@ -14,7 +14,7 @@ held-out ROC AUC of the trained cross-encoder, of MiniLM's bi-encoder cosine of 
 verdict's ``similarity`` signal), and of the untrained cross-encoder head; the training time and its pairs per
 second; and the share of unanswerable questions caught at the thresholds that keep 0.05 and 0.15 of the
 answerable ones flagged. ``--epochs 0`` leaves the cross-encoder out. ``--reader GGUF`` also asks that model, through
-its chat template, whether the paragraph answers the question (``YES_PROMPT``) on evenly spaced held-out pairs, and
+its chat template, whether the paragraph answers the question (as the app asks it: ``ReaderCheck``) on evenly spaced held-out pairs, and
 scores its P(yes) beside MiniLM's cosine on the same pairs.
 """
 
@@ -167,32 +167,22 @@ def cross_encoder_rows(args, base: str, train: list[tuple], test: list[tuple]) -
     return [("cross-encoder, fine-tuned", trained), ("cross-encoder, untrained head", untrained)]
 
 
-YES_PROMPT = ("Passage: {passage}\n\nQuestion: {question}\n\nDoes the passage answer the question? "
-              "Answer yes or no.")
-
-
 def reader_yes(model: Path, items: list[tuple]) -> list[float]:
-    """The reader's P(yes) / (P(yes) + P(no)) for the first token of its answer to ``YES_PROMPT``, per pair: the
-    prompt in ChatML (both bundled models' template), evaluated by llama.cpp, the next-token logits of "yes"/"Yes"
-    against "no"/"No"."""
-    import llama_cpp
-    import numpy as np
-    from llama_cpp import Llama
+    """The reader's P(yes) / (P(yes) + P(no)) per pair, asked as the app asks it after an answer
+    (``backend.chat.reader_check.ReaderCheck``: its prompt in the model's chat template, a probe job of the batch
+    scheduler reading the next-token logits of "yes"/"Yes" against "no"/"No")."""
+    from backend.chat.reader_check import ReaderCheck
+    from backend.inference import Engine, LoadParams, Scheduler
 
-    llm = Llama(str(model), n_ctx=1024, n_threads=2, verbose=False)
-    ids = {w: {llm.tokenize(v.encode(), add_bos=False)[0] for v in (w, w.capitalize())} for w in ("yes", "no")}
-    out = []
-    for _, question, passage, _ in items:
-        text = (f"<|im_start|>user\n{YES_PROMPT.format(passage=passage, question=question)}<|im_end|>\n"
-                "<|im_start|>assistant\n")
-        tokens = llm.tokenize(text.encode(), add_bos=False, special=True)[-1000:]
-        llm.reset()
-        llm.eval(tokens)
-        row = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)  # the last token's logits (scores holds none here)
-        logits = np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).astype(np.float64)
-        mass = {w: np.logaddexp.reduce(logits[list(v)]) for w, v in ids.items()}
-        out.append(float(1.0 / (1.0 + np.exp(mass["no"] - mass["yes"]))))
-    return out
+    engine = Engine()
+    engine.load(model, LoadParams(n_ctx=2048, n_seq_max=1))
+    scheduler = Scheduler(engine)
+    try:
+        check = ReaderCheck(engine, scheduler)
+        return [check("bench", question, passage) for _, question, passage, _ in items]
+    finally:
+        scheduler.close()
+        engine.unload()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Chat: one turn (plan, prompt layout and budgets, turn input, thinking split, metrics), priming
 and prefetch of document prefixes, Redis sessions and their export, analytics over saved answers,
-long-term memory, web search, images in a question (and descriptions of uploaded ones).
+long-term memory, web search, images in a question (and descriptions of uploaded ones), and the reader's own
+yes or no on an answer's source (a verdict signal).
 The top of the graph: imports ``kvcache``, ``inference`` and ``documents``; nothing imports it
 but the composition root (``backend.services``) and the UI.
 """
@@ -13,6 +14,7 @@ from backend.chat.metrics import budget_line, metrics_line, seconds, turn_metric
 from backend.chat.planner import ChatError, Plan, Planner
 from backend.chat.priming import Primer
 from backend.chat.prompts import Frame, Prompt, build_prompt, document_block, frame, prefix_tokens
+from backend.chat.reader_check import ReaderCheck
 from backend.chat.service import ChatService
 from backend.chat.sessions import Session, SessionError, SessionNotFound, SessionStore
 from backend.chat.text import TextError, clean_text, printable
@@ -33,6 +35,7 @@ __all__ = [
            "Planner",
            "Primer",
            "Prompt",
+           "ReaderCheck",
            "Session",
            "SessionError",
            "SessionNotFound",

@@ -26,7 +26,7 @@ first):
   of 1,512 answerable ones: ``calibration``). These two hold for every model;
 * otherwise ``verdict.judge`` over the answer's signals (``verdict.measure``: what the answer claims, whether
   one passage holds the claim among the question's words, specifics found only away from them, MiniLM
-  similarity) with the answering model's calibration: ``not_found``, ``partial`` or ``supported`` (see
+  similarity, the answering model's own yes or no on the top source) with the answering model's calibration: ``not_found``, ``partial`` or ``supported`` (see
   ``verdict``), each mark only where the calibration's held-out figures allow it (``calibration``); a model
   without one gets ◐ and the sources.
 
@@ -47,7 +47,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from backend.grounding import verdict
 from backend.grounding.calibration import Calibration
@@ -188,7 +188,8 @@ class _Weights:
 
 def attribute(question: str, answer: str, indexes: list[PassageIndex],
               similarity: Callable[[str, str], float | None] | None = None,
-              calibration: Calibration | None = None) -> Attribution:
+              calibration: Calibration | None = None,
+              reader: Callable[[str, str], float | None] | None = None) -> Attribution:
     """Find the passages that support ``answer`` to ``question`` and judge how well they do.
 
     Each sentence of the answer (``claims``) is matched to the passages that cover it; the sources are
@@ -204,6 +205,9 @@ def attribute(question: str, answer: str, indexes: list[PassageIndex],
         calibration: the answering model's verdict parameters (``calibration.calibration_for``); None: the model
             has none, and only the rules that do not depend on it (the answer abstains, the question names what
             the documents never do) give ⚠, every other answer ◐ with its sources.
+        reader: ``reader(question, sentence)``, the answering model's P(yes) that the top source sentence answers the
+            question (``verdict.Signals.reader_yes``); None, or a function returning None: not asked. Asked only for
+            an answer the verdict model judges.
 
     Returns:
         The attribution; ``sources`` is empty when the verdict is ``not_found``.
@@ -245,6 +249,11 @@ def attribute(question: str, answer: str, indexes: list[PassageIndex],
     cosine = similarity(question, passages[covers[0][0]].text) if similarity is not None else None
     signals = verdict.measure(stated[0], said, q_words, covers[0], chosen, terms, relevance, weights.share, specific,
                               restates, cosine)
+    rank = {i: near[i] + weights.share(said, terms[i]) for i in chosen}  # about the question, holding the answer
+    ranked = sorted(chosen, key=rank.__getitem__, reverse=True)
+    yes = reader(question, passages[ranked[0]].text) if reader is not None and not verdict.ruled_out(signals) else None
+    if yes is not None:
+        signals = replace(signals, reader_yes=max(0.0, min(1.0, yes)))
     confidence, grounding = 0.0, "partial"
     if calibration is not None:
         confidence = verdict.probability(signals, calibration.intercept, calibration.coefficients)
@@ -256,8 +265,7 @@ def attribute(question: str, answer: str, indexes: list[PassageIndex],
         note = ("No passage of the documents holds what the answer says." if signals.support < verdict.PARTIAL else
                 "The passages that hold the answer's words are not about the question.")
         return _not_found(passages, near, abstained, started, signals.support, note, confidence, signals)
-    rank = {i: near[i] + weights.share(said, terms[i]) for i in chosen}  # about the question, holding the answer
-    sources = [Source.of(passages[i], rank[i]) for i in sorted(chosen, key=rank.__getitem__, reverse=True)]
+    sources = [Source.of(passages[i], rank[i]) for i in ranked]
     sources = sources[:MAX_SOURCES]
     return Attribution(grounding, sources, None, round(signals.support, 4), round(signals.relevance, 4), abstained,
                        time.perf_counter() - started, "" if calibration is not None else UNCALIBRATED,

@@ -6,7 +6,7 @@ the fit by held-out folds of articles, and write the model's calibration.
         [--answers ANSWERS.json]
 
 The model answers every question in a fresh chat through the app's own services (``ChatService``, greedy, Auto, the
-default ``n_ctx``), each article cut to ``--doc-tokens`` tokens, uploaded and cached as the Cache button does. Its
+default ``n_ctx``, the reader asked its yes or no on every judged answer: ``Signals.reader_yes``), each article cut to ``--doc-tokens`` tokens, uploaded and cached as the Cache button does. Its
 answers are graded (``tuning.contains_gold``) and the verdict fitted (``fit``): each answer is judged by a fit on the
 other folds' articles, and those held-out verdicts give the figures the app reads (a mark is shown only where they
 allow: ``calibration.py``). The calibration written holds the fit on every article with those figures; it prints
@@ -59,7 +59,8 @@ def answer_all(model: Path, questions_for, max_tokens: int = 128) -> list[dict]:
     question (``questions_for(count_tokens)`` gives ``(docs, questions)``) in a fresh session, Auto, greedy.
 
     Returns:
-        One dict per question: the question's fields and ``answer``, ``grounding``, ``signals`` (its ``done``).
+        One dict per question: the question's fields and ``answer``, ``grounding``, ``signals`` (its ``done``), and
+        ``verdict_s``: seconds from the last token to the verdict (finding the sources, the reader's yes or no).
 
     Raises:
         SystemExit: the model did not load (its sentence).
@@ -70,7 +71,7 @@ def answer_all(model: Path, questions_for, max_tokens: int = 128) -> list[dict]:
 
     data_dir = Path(tempfile.mkdtemp(prefix="kvc-calibrate-"))
     settings = Settings(data_dir=data_dir, models_dir=data_dir / "none", model_path=model, auto_download=False,
-                        temperature=0.0, max_tokens=max_tokens)
+                        temperature=0.0, max_tokens=max_tokens, reader_check="always")
     svc = build_services(settings)
     try:
         if not svc.engine.loaded:
@@ -93,7 +94,7 @@ def answer_all(model: Path, questions_for, max_tokens: int = 128) -> list[dict]:
                 svc.sessions.delete(OWNER, sid)
                 svc.chat.forget_session(OWNER, sid)
             out.append({**asdict(q), "answer": done.text, "grounding": done.data.get("grounding"),
-                        "signals": done.data.get("signals")})
+                        "signals": done.data.get("signals"), "verdict_s": done.data["metrics"].get("attribution_s")})
             if n % 25 == 0:
                 print(f"  {n}/{len(questions)} answered, {time.perf_counter() - started:.0f} s", file=sys.stderr,
                       flush=True)
@@ -121,6 +122,10 @@ def calibrate(answers: list[dict], model_name: str, fingerprint: str, tuning_set
         ci = held[f"{name}_ci"]
         print(f"  {name}: " + (f"{held[name]:.3f} ({hits}/{n}, 95 % {ci[0]:.2f}-{ci[1]:.2f})" if n else "none"))
     print("\n" + "\n".join(fitting.curve(graded, probs)))
+    waits = sorted(a["verdict_s"] for a in answers if a.get("verdict_s") is not None)
+    if waits:
+        print(f"\nthe verdict after the last token: median {waits[len(waits) // 2]:.3f} s, "
+              f"p95 {waits[min(len(waits) - 1, int(0.95 * len(waits)))]:.3f} s ({len(waits)} answers)")
     params = fitting.fit(graded)
     held.update(articles=[t for group in split for t in group], folds=len(split), mode="auto")
     calibration = Calibration(model_name, fingerprint, tuning_set, datetime.date.today().isoformat(),

@@ -76,6 +76,14 @@ class Calibration:
         rate = self.held_out.get("not_found_false_rate")
         return rate is not None and rate <= NOT_FOUND_FALSE_RATE
 
+    def weighs(self, feature: str) -> bool:
+        """The verdict model's probability decides a mark shown (✓ at a threshold under 1, or the verdict's ⚠ under
+        one over 0) and gives ``feature`` (a ``verdict.FEATURES`` name) a weight: a signal that costs time to
+        measure (the reader's yes or no) is measured only then."""
+        decides = (self.shows_supported and self.supported_at < 1.0) or (self.shows_not_found and
+                                                                          self.not_found_below > 0.0)
+        return decides and self.coefficients.get(feature, 0.0) != 0.0
+
     def summary(self) -> str:
         """One line for the Model panel: what it was fitted on and which marks its held-out figures allow."""
         h = self.held_out

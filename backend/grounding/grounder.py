@@ -25,13 +25,19 @@ class Grounder:
         cache_size: passage indexes kept (least recently used dropped first).
         calibration: returns the answering model's verdict calibration, or None when it has none
             (``calibration.calibration_for``; the wiring knows which model answers). Default: none.
+        reader: ``reader(owner, question, sentence)``, the answering model's P(yes) that the sentence answers the
+            question, or None when it cannot be asked (``backend.chat.reader_check``). Default: never asked.
+        ask_reader: ``auto`` asks it only where the calibration weighs it (``Calibration.weighs``), ``always`` for every judged answer (a
+            calibration being fitted), ``off`` never.
     """
 
     def __init__(self, documents: DocumentService, cache_size: int = INDEX_CACHE_DOCUMENTS,
-                 calibration: Callable[[], Calibration | None] = lambda: None):
+                 calibration: Callable[[], Calibration | None] = lambda: None,
+                 reader: Callable[[str, str, str], float | None] | None = None, ask_reader: str = "auto"):
         self.documents = documents
         self.cache_size = cache_size
         self.calibration = calibration
+        self.reader, self.ask_reader = reader, ask_reader
         self._indexes: OrderedDict[tuple[str, str], PassageIndex] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -75,9 +81,17 @@ class Grounder:
             DocumentError: an unknown id, or a document's stored text is gone.
         """
         started = time.perf_counter()
-        found = attribute(question, answer, [self.index(owner, d) for d in doc_ids], self.similarity,
-                          self.calibration())
+        calibration = self.calibration()
+        found = attribute(question, answer, [self.index(owner, d) for d in doc_ids], self.similarity, calibration,
+                          self._reader_for(owner, calibration))
         return replace(found, seconds=time.perf_counter() - started)
+
+    def _reader_for(self, owner: str, calibration: Calibration | None) -> Callable[[str, str], float | None] | None:
+        """The reader's yes/no for this answer, where ``ask_reader`` and the calibration call for it."""
+        weighs = calibration is not None and calibration.weighs("reader_yes")
+        if self.reader is None or self.ask_reader == "off" or (self.ask_reader == "auto" and not weighs):
+            return None
+        return lambda question, sentence: self.reader(owner, question, sentence)
 
     def similarity(self, question: str, sentence: str) -> float | None:
         """MiniLM's cosine of a question and a sentence (``verdict.Signals.similarity``), or None while the

@@ -13,7 +13,9 @@ The signals (``Signals``), each measured on the answer's first statement (a smal
   occur only in sentences away from the question's words (a figure the document gives, for another event);
 * ``restates``: the answer adds nothing to the question's words;
 * ``similarity``: MiniLM's cosine of the question and the first source sentence (0.5 when the embedder is not
-  loaded yet: the answer never waits for it).
+  loaded yet: the answer never waits for it);
+* ``reader_yes``: the answering model asked whether the top source sentence answers the question, its P(yes) against
+  P(no) (``backend.chat.reader_check``; 0.5 when it was not asked: a remote model, or a calibration without it).
 
 First a rule (``ruled_out``): when the sources hold less than ``PARTIAL`` of what the first statement adds, or sit
 away from every word of the question (``MIN_RELEVANCE``), the verdict is ⚠ ``not_found``. Otherwise ``probability``
@@ -38,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 FEATURES = ("support", "overall", "relevance", "question_here", "colocated", "specifics_away", "restates",
-            "similarity")
+            "similarity", "reader_yes")
 
 PARTIAL = 0.15  # least support of the answer's first statement for any verdict but not_found (the rule before the model)
 MIN_RELEVANCE = 0.05  # least relevance (question words around the first source) for any verdict but not_found
@@ -56,6 +58,7 @@ class Signals:
     specifics_away: float
     restates: float
     similarity: float = 0.5
+    reader_yes: float = 0.5
 
     def to_dict(self) -> dict:
         return asdict(self)

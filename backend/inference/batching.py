@@ -65,6 +65,8 @@ class Job:
         only_if_free: give up (``events`` gets ``busy``) instead of waiting when no sequence is free.
         media: images among ``tokens``, ``{start: span}`` (``backend.inference.vision``), evaluated in the
             job's own sequence between batch steps.
+        probe: with ``sampling`` None, token-id groups whose log-probabilities after the prompt the job reads
+            into ``stats.probe`` (e.g. how likely "yes" is), generating nothing.
         stats: filled in while it runs (``StreamStats``).
         events: what the job's reader gets, in order: ``("queued", place)`` while waiting (1 =
             next), ``("token", text)`` pieces, then ``("end", None)``,
@@ -79,6 +81,7 @@ class Job:
     finish: Callable[[int], None] | None = None
     only_if_free: bool = False
     media: dict = field(default_factory=dict)
+    probe: list[list[int]] | None = None
     stats: StreamStats = field(default_factory=StreamStats)
     events: queue.Queue = field(default_factory=queue.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -269,7 +272,7 @@ class Scheduler:
         try:
             engine.claim(seq, job.owner)
             milestones = job.prepare(seq) if job.prepare else {}
-            run = SeqRun(engine, seq, job.tokens, job.sampling, job.stats, milestones, job.media)
+            run = SeqRun(engine, seq, job.tokens, job.sampling, job.stats, milestones, job.media, job.probe)
         except Exception as exc:  # noqa: BLE001 (whatever prepare raised goes to this job's reader, not the loop)
             job.events.put(("error", exc))
             return

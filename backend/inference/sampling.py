@@ -10,8 +10,10 @@ seeded draw. With ``ignore_eos`` a logit bias of -inf on the end-of-generation t
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 
 import llama_cpp
+import numpy as np
 
 from backend.inference.types import Sampling
 
@@ -70,3 +72,22 @@ class SeqSampler:
         if self._chain is not None:
             llama_cpp.llama_sampler_free(self._chain)
             self._chain = None
+
+
+def group_logprobs(ctx, index: int, n_vocab: int, groups: Sequence[Sequence[int]]) -> list[float]:
+    """Each token group's log-probability at output ``index`` of the last ``llama_decode``: the log of the softmax
+    mass of its tokens over the whole vocabulary (e.g. ``[["yes", "Yes"], ["no", "No"]]`` as token ids).
+
+    Args:
+        ctx: the ``llama_context`` pointer.
+        index: the batch position whose logits were requested.
+        n_vocab: the vocabulary's size, tokens.
+        groups: token ids per group.
+
+    Returns:
+        One natural-log probability per group, in order.
+    """
+    row = llama_cpp.llama_get_logits_ith(ctx, index)
+    logits = np.ctypeslib.as_array(row, shape=(n_vocab,)).astype(np.float64)
+    total = np.logaddexp.reduce(logits)
+    return [float(np.logaddexp.reduce(logits[list(g)]) - total) for g in groups]

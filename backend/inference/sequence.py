@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from backend.inference.sampling import SeqSampler
+from backend.inference.sampling import SeqSampler, group_logprobs
 from backend.inference.types import EngineError, Sampling, StreamStats, common_prefix_len
 
 
@@ -68,19 +68,23 @@ class SeqRun:
             hold exactly ``n_tokens`` tokens (a chunk never crosses one), e.g. to save a prefix.
         media: ``{start: MediaSpan}``: images in ``tokens``; each is evaluated alone where it starts
             (a text chunk never crosses one), unless the sequence already holds it.
+        probe: with ``sampling`` None, token-id groups whose log-probabilities after the prompt go into
+            ``stats.probe`` (``sampling.group_logprobs``); nothing is generated.
 
     Raises:
         EngineError: the prompt does not fit the sequence's context window (``n_ctx``).
     """
 
     def __init__(self, engine: SequenceHost, seq: int, tokens: list[int], sampling: Sampling | None, stats: StreamStats,
-                 milestones: dict[int, Callable[[], None]] | None = None, media: dict[int, MediaSpan] | None = None):
+                 milestones: dict[int, Callable[[], None]] | None = None, media: dict[int, MediaSpan] | None = None,
+                 probe: list[list[int]] | None = None):
         n_ctx = engine.n_ctx
         if len(tokens) + (1 if sampling else 0) > n_ctx:
             raise EngineError(f"The prompt is {len(tokens)} tokens, more than the context window of "
                               f"{n_ctx}; ask a shorter question or start a new chat.")
         keep = common_prefix_len(engine.context_tokens(seq), tokens)
-        if sampling is not None:
+        self.probe = probe if sampling is None else None
+        if sampling is not None or self.probe:  # the last prompt token is evaluated again: its logits are read
             keep = min(keep, len(tokens) - 1)
         media = media or {}
         for span in media.values():  # an image is held whole or evaluated again whole
@@ -99,7 +103,7 @@ class SeqRun:
             eog = engine.eog_tokens() if sampling.ignore_eos else ()
             self.sampler = SeqSampler(sampling, engine.llm.n_vocab(), eog)
         self.last: int | None = None  # the sampled token still to be evaluated
-        self.done = not self.pending and sampling is None
+        self.done = not self.pending and sampling is None and not self.probe
         stats.prompt_tokens, stats.reused_tokens = len(tokens), keep
         stats.image_tokens = sum(span.n_tokens for span in media.values())
 
@@ -142,7 +146,7 @@ class SeqRun:
     @property
     def wants_logits(self) -> bool:
         """True when the tokens just taken end where a token must be sampled."""
-        return self.sampler is not None and not self.pending
+        return (self.sampler is not None or bool(self.probe)) and not self.pending
 
     def evaluated(self, n: int, output: int | None) -> int | None:
         """Account for ``n`` tokens of this sequence evaluated by the last ``llama_decode``, run the
@@ -164,6 +168,8 @@ class SeqRun:
         if self.pending:
             return None
         if self.sampler is None:
+            if self.probe:
+                self.stats.probe = group_logprobs(self.engine.ctx, output, self.engine.llm.n_vocab(), self.probe)
             self.done = True
             return None
         token = self.sampler.sample(self.engine.ctx, output)

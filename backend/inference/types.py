@@ -4,7 +4,7 @@ a conversation's opening text goes (``open_first_user``), which both lay out the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["EngineError", "Interrupted", "NoModelLoaded", "Sampling", "StreamStats", "common_prefix_len", "open_first_user"]
 
@@ -53,6 +53,8 @@ class StreamStats:
             cache (None for the local engine, or when the server does not say).
         image_tokens: prompt tokens that stand for images (their KV cells), reused or not.
         image_encode_s: seconds spent encoding and decoding images this time (0 when all were reused).
+        probe: for a probe job (``Job.probe``), each token group's log-probability after the prompt, in the
+            groups' order (natural log; empty otherwise).
     """
 
     prompt_tokens: int = 0
@@ -64,6 +66,7 @@ class StreamStats:
     server_cached_tokens: int | None = None
     image_tokens: int = 0
     image_encode_s: float = 0.0
+    probe: list[float] = field(default_factory=list)
 
 
 def common_prefix_len(a, b) -> int:

@@ -3,6 +3,7 @@ for the next job in the same step, so nobody is told to wait for a job that is a
 
 from __future__ import annotations
 
+import math
 import time
 
 from backend.inference import Engine, Job, LoadParams, Sampling, Scheduler
@@ -34,3 +35,25 @@ def test_a_job_cancelled_as_another_arrives_hands_over_its_sequence_without_a_qu
         scheduler.close()
         engine.unload()
 
+
+
+def test_a_probe_job_reads_token_groups_log_probabilities_after_its_prompt(tiny_model):
+    engine = Engine()
+    engine.load(tiny_model, LoadParams(n_ctx=8192, n_seq_max=2))
+    scheduler = Scheduler(engine)
+    try:
+        prompt = engine.tokenize(engine.render([{"role": "user", "content": "Is it so?"}]))
+        greedy = scheduler.submit(Job("local", prompt, Sampling(max_tokens=1, temperature=0.0)))
+        text = "".join(greedy.stream())
+        n_vocab = engine.llm.n_vocab()
+        probe = scheduler.submit(Job("local", prompt, None, probe=[*([t] for t in range(n_vocab)), list(range(n_vocab))]))
+        list(probe.stream())
+        *singles, whole = probe.stats.probe
+        assert len(singles) == n_vocab and abs(whole) < 1e-6, "the whole vocabulary holds all the probability"
+        assert abs(math.log(sum(math.exp(s) for s in singles))) < 1e-6 and all(s <= 0 for s in singles)
+        top = max(range(n_vocab), key=singles.__getitem__)
+        assert engine.token_bytes(top).decode("utf-8", "replace") == text, "the likeliest token is the greedy answer"
+        assert probe.stats.completion_tokens == 0, "a probe generates nothing"
+    finally:
+        scheduler.close()
+        engine.unload()
