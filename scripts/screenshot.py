@@ -1,7 +1,7 @@
 """Take the README's screenshot: the app on the bundled SmolLM2, a real document uploaded, cached and
 asked about in headless Chromium, as a user would.
 
-    .venv/bin/python scripts/screenshot.py [--out docs/chat.png]
+    .venv/bin/python scripts/screenshot.py [--out docs/chat.png] [--model GGUF]
     .venv/bin/python scripts/screenshot.py --out docs/rag.png --document DOC.txt --n-ctx 2048 \
         --question "..." --question "..."     # a document longer than n_ctx: chunks cached, RAG answers
     .venv/bin/python scripts/screenshot.py --analytics docs/analytics.png   # then the Analytics panel too
@@ -51,6 +51,7 @@ def main() -> int:
     parser.add_argument("--question", action="append", help="a question to ask (repeatable; default: two about "
                                                             "the lighthouse document)")
     parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument("--model", type=Path, help="the GGUF that answers (default: the bundled SmolLM2)")
     parser.add_argument("--analytics", type=Path, help="also open the Analytics panel and screenshot it here")
     parser.add_argument("--open-citation", type=int, metavar="N", help="then click the N-th citation on the page "
                         "(a source, or a closest passage) and take the screenshot with the source viewer open")
@@ -59,7 +60,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="kvc-shot-"))
-    settings = make_settings(tmp / "data", fetch_bundled(ROOT / "models"), n_ctx=args.n_ctx, max_tokens=96,
+    settings = make_settings(tmp / "data", args.model or fetch_bundled(ROOT / "models"), n_ctx=args.n_ctx, max_tokens=96,
                              n_threads=None)
     app = launch(settings, Embedder(settings.embedding_model, settings.embed_batch_size))
     try:
