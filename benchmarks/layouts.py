@@ -1,6 +1,7 @@
 """Prompt layouts for a question about one paragraph, compared side by side on SQuAD v1.1 dev, greedy.
 
     .venv/bin/python benchmarks/layouts.py [--articles 8] [--per-article 25] [--layouts app,direct,...] [--held-out]
+        [--model GGUF]
 
 Each question is asked with its gold paragraph laid out every way in ``LAYOUTS``, through llama-cpp-python's
 chat completion on the bundled SmolLM2 (``Engine.plain_llama``, whole prompt evaluated each time, 48 tokens),
@@ -63,6 +64,8 @@ def _app(paragraph: str, question: str, name: str, instructions: str = APP) -> t
 BRIEF = "Answer the question from the documents, briefly. If they do not contain the answer, say so."
 BRIEF_CONTEXT = ("You answer questions about the user's documents. Answer from the context, briefly; "
                  "if it does not contain the answer, say so.")
+OWN_WORDS = ("You answer questions about the user's documents. Answer in one short sentence, in the documents' own "
+             "words. If they do not contain the answer, say so.")
 
 
 def _date_after(question: str) -> str:
@@ -81,6 +84,7 @@ LAYOUTS = {
     "app_date_after": lambda p, q, n: _app(p, _date_after(q), n),
     "app_brief": lambda p, q, n: _app(p, q, n, BRIEF),
     "app_brief_context": lambda p, q, n: _app(p, q, n, BRIEF_CONTEXT),
+    "app_own_words": lambda p, q, n: _app(p, q, n, OWN_WORDS),
     "app_direct_instructions": lambda p, q, n: _app(p, q, n, DIRECT_SYSTEM),
     "named_context": lambda p, q, n: (APP, f"Context ({n}): {p}\n\nQuestion: {q}"),
     "doc_user_brief_context": lambda p, q, n: (BRIEF_CONTEXT, f"Context: {p}\n\nQuestion: {q}"),
@@ -104,9 +108,10 @@ def main() -> int:
     parser.add_argument("--layouts", type=lambda v: v.split(","), default=list(LAYOUTS))
     parser.add_argument("--held-out", action="store_true", help="the last articles instead of the tuning ones")
     parser.add_argument("--dump", help="write every question's answers and scores to this JSON file")
+    parser.add_argument("--model", help="the GGUF that answers (default: the bundled SmolLM2)")
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="kvc-layouts-"))
-    svc = build_services(Settings(data_dir=data, models_dir=data / "none", model_path=bundled_path(ROOT / "models"),
+    svc = build_services(Settings(data_dir=data, models_dir=data / "none", model_path=Path(args.model) if args.model else bundled_path(ROOT / "models"),
                                   auto_download=False, n_ctx=2048, turn_datetime=False))
     if not svc.engine.loaded:
         raise SystemExit(svc.model_error)
