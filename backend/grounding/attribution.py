@@ -26,9 +26,9 @@ first):
   of 1,512 answerable ones: ``calibration``). These two hold for every model;
 * otherwise ``verdict.judge`` over the answer's signals (``verdict.measure``: what the answer claims, whether
   one passage holds the claim among the question's words, specifics found only away from them, MiniLM
-  similarity, the answering model's own yes or no on the top source) with the answering model's calibration: ``not_found``, ``partial`` or ``supported`` (see
-  ``verdict``), each mark only where the calibration's held-out figures allow it (``calibration``); a model
-  without one gets ◐ and the sources.
+  similarity, the answering model's own yes or no on the top source) with the answering model's calibration:
+  ``not_found``, ``partial`` or ``supported`` (see ``verdict``), each mark only where the calibration's held-out
+  figures allow it (``calibration``); a model without one gets ◐ and the sources.
 
 A ``not_found`` answer cites nothing, says why (``note``) and offers the passage closest to the question
 (``closest``).

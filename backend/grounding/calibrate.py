@@ -6,15 +6,15 @@ the fit by held-out folds of articles, and write the model's calibration.
         [--answers ANSWERS.json]
 
 The model answers every question in a fresh chat through the app's own services (``ChatService``, greedy, Auto, the
-default ``n_ctx``, the reader asked its yes or no on every judged answer: ``Signals.reader_yes``), each article cut to ``--doc-tokens`` tokens, uploaded and cached as the Cache button does. Its
-answers are graded (``tuning.contains_gold``) and the verdict fitted (``fit``): each answer is judged by a fit on the
+default ``n_ctx``, the reader asked its yes or no on every judged answer: ``Signals.reader_yes``), each article cut
+to ``--doc-tokens`` tokens, uploaded and cached as the Cache button does. Its answers are graded (``tuning.contains_gold``) and the verdict fitted (``fit``): each answer is judged by a fit on the
 other folds' articles, and those held-out verdicts give the figures the app reads (a mark is shown only where they
 allow: ``calibration.py``). The calibration written holds the fit on every article with those figures; it prints
 the held-out precision/coverage curve of ✓ and recall/false rate of ⚠. ``--answers FILE`` keeps the answers (and,
 when the file exists, reads them instead of asking: a refit without the model takes seconds).
 
 Measured on this project's 2-core machine (docs/benchmarks.md, "Calibrated per model"): the whole command, 400
-answers of the 8 tuning articles, took 11 min 14 s with SmolLM2-135M and 14 min 4 s with Qwen2.5-Coder-0.5B
+answers of the 8 tuning articles, took 11 min 38 s with SmolLM2-135M and 13 min 8 s with Qwen2.5-Coder-0.5B
 (``max_tokens`` 128, under the app's 512 to keep it short: the verdict judges mostly the answer's first
 statement; about 100 of SmolLM2's answers and 17 of Qwen's ran past 450 characters, near the cap).
 

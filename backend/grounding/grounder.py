@@ -27,8 +27,8 @@ class Grounder:
             (``calibration.calibration_for``; the wiring knows which model answers). Default: none.
         reader: ``reader(owner, question, sentence)``, the answering model's P(yes) that the sentence answers the
             question, or None when it cannot be asked (``backend.chat.reader_check``). Default: never asked.
-        ask_reader: ``auto`` asks it only where the calibration weighs it (``Calibration.weighs``), ``always`` for every judged answer (a
-            calibration being fitted), ``off`` never.
+        ask_reader: ``auto`` asks it only where the calibration weighs it (``Calibration.weighs``), ``always`` for
+            every judged answer (a calibration being fitted), ``off`` never.
     """
 
     def __init__(self, documents: DocumentService, cache_size: int = INDEX_CACHE_DOCUMENTS,

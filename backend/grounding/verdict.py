@@ -15,7 +15,8 @@ The signals (``Signals``), each measured on the answer's first statement (a smal
 * ``similarity``: MiniLM's cosine of the question and the first source sentence (0.5 when the embedder is not
   loaded yet: the answer never waits for it);
 * ``reader_yes``: the answering model asked whether the top source sentence answers the question, its P(yes) against
-  P(no) (``backend.chat.reader_check``; 0.5 when it was not asked: a remote model, or a calibration without it).
+  P(no) (``backend.chat.reader_check``; 0.5 when it was not asked: a remote model, or a calibration whose probability
+  decides no mark shown or gives it no weight, ``Calibration.weighs``).
 
 First a rule (``ruled_out``): when the sources hold less than ``PARTIAL`` of what the first statement adds, or sit
 away from every word of the question (``MIN_RELEVANCE``), the verdict is ⚠ ``not_found``. Otherwise ``probability``

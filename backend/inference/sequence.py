@@ -145,7 +145,7 @@ class SeqRun:
 
     @property
     def wants_logits(self) -> bool:
-        """True when the tokens just taken end where a token must be sampled."""
+        """True when the tokens just taken end where a token must be sampled (or a probe's groups read)."""
         return (self.sampler is not None or bool(self.probe)) and not self.pending
 
     def evaluated(self, n: int, output: int | None) -> int | None:
