@@ -224,7 +224,10 @@ class Scheduler:
 
     # admission and ending ----------------------------------------------------------------
     def _admit(self) -> None:
-        """Give free sequences to waiting jobs, first come first served."""
+        """Give free sequences to waiting jobs, first come first served, those that would wait (answers, priming)
+        before those that would not (``only_if_free``: prefetches, speculative work). A job that would wait and finds
+        no free sequence takes one from a running prefetch instead (``_yielding``), so a question never waits behind
+        work done for a question that may not come."""
         engine = self.engine
         if not engine.loaded:
             with self._cond:
@@ -235,7 +238,7 @@ class Scheduler:
         if not self._running:
             self._llm = engine.llm
         with self._cond:
-            jobs = list(self._waiting)
+            jobs = sorted(self._waiting, key=lambda j: j.only_if_free)  # stable: first come first served within each
         for job in jobs:
             if job.cancel.is_set():
                 self._drop_waiting(job, ("end", None))
@@ -245,11 +248,26 @@ class Scheduler:
                 if job.only_if_free:
                     self._drop_waiting(job, ("busy", None))
                     continue
-                break
+                yielding = self._yielding(job)
+                if yielding is None:
+                    break
+                self._running[yielding].job.cancel.set()
+                self._end(yielding)
+                free = [yielding]
             self._drop_waiting(job, None)
             self._start(job, self._pick(free, job))
         with self._cond:
             self._tell_places()
+
+    def _yielding(self, job: Job) -> int | None:
+        """A sequence a running prefetch (``only_if_free``) holds and can give up to ``job``: one of another user, or
+        one whose prompt is not the start of ``job``'s (a prefetch of the job's own prefix is left to finish: the job
+        then reuses it). None when there is none."""
+        for seq, r in self._running.items():
+            own = r.job.owner == job.owner and job.tokens[: len(r.job.tokens)] == r.job.tokens
+            if r.job.only_if_free and not own:
+                return seq
+        return None
 
     def _pick(self, free: list[int], job: Job) -> int:
         """The free sequence to use: the one holding the longest prefix of the job's prompt for the

@@ -6,7 +6,8 @@ evaluates the rest in chunks beside the answers being written. It runs only if a
 free at once (``busy`` otherwise); a newer prefetch supersedes an older one. A question for the
 same session waits for it (``wait_for``) and then finds its prefix live in that sequence; a
 question for another session preempts it (``preempt``): a prefill stops at the next step and
-saves nothing.
+saves nothing. A question that finds every sequence busy also takes one from a running prefetch that is not of its
+own prefix (the scheduler's ``_admit``), so it never waits behind work done for a question that may not come.
 """
 
 from __future__ import annotations

@@ -58,3 +58,61 @@ def test_a_probe_job_reads_token_groups_log_probabilities_after_its_prompt(tiny_
         top = max(range(n_vocab), key=singles.__getitem__)
         assert engine.token_bytes(top).decode("utf-8", "replace") == text, "the likeliest token is the greedy answer"
         assert probe.stats.completion_tokens == 0, "a probe generates nothing"
+
+
+LONG = [10 + i % 1000 for i in range(7000)]  # a prefetch's prompt: 14 prefill steps of n_batch 512
+
+
+def prefetch(tokens: list[int], owner: str = "local") -> Job:
+    """A job as ``backend.kvcache.prefetch`` submits it: evaluate only, and only into a free sequence."""
+    return Job(owner, list(tokens), None, only_if_free=True)
+
+
+def held_while_prefilling(engine: Engine, scheduler: Scheduler, job: Job):
+    """Submit ``job`` and return with the engine lock held (between two steps) while it is still prefilling; the
+    caller releases it. Retries with a new job if the tiny model finished the prompt before the lock was taken."""
+    for _ in range(20):
+        scheduler.submit(job)
+        while not scheduler.active and job.events.empty():
+            time.sleep(0.0005)
+        engine.lock.acquire()
+        running = list(scheduler._running.values())
+        if running and running[0].job is job and running[0].run.prefilling:
+            return job
+        engine.lock.release()
+        list(job.stream())
+        job = prefetch(job.tokens, job.owner)
+    raise AssertionError("the prefetch never stayed in its prefill long enough to be caught")
+
+
+def test_a_question_and_a_prefetch_arriving_together_give_the_question_the_sequence(tiny_model):
+    with running(tiny_model, 1) as (engine, scheduler, prompt):
+        with engine.lock:
+            speculative = scheduler.submit(prefetch(LONG))
+            question = scheduler.submit(Job("local", prompt, Sampling(max_tokens=8, temperature=0.0)))
+        told: list[int] = []
+        "".join(question.stream(on_queued=told.append))
+        assert told == [] and question.stats.completion_tokens == 8
+        assert speculative.events.get(timeout=10) == ("busy", None), "the prefetch gives way, it does not wait"
+
+
+def test_a_running_prefetch_yields_its_sequence_to_a_question_but_not_its_own_prefix(tiny_model):
+    with running(tiny_model, 1) as (engine, scheduler, prompt):
+        speculative = held_while_prefilling(engine, scheduler, prefetch(LONG, owner="someone else"))
+        try:
+            question = scheduler.submit(Job("local", prompt, Sampling(max_tokens=8, temperature=0.0)))
+        finally:
+            engine.lock.release()
+        told: list[int] = []
+        "".join(question.stream(on_queued=told.append))
+        assert told == [] and question.stats.completion_tokens == 8, f"waited behind a prefetch: {told}"
+        assert list(speculative.stream()) == [] and speculative.cancel.is_set()
+
+        own = held_while_prefilling(engine, scheduler, prefetch(LONG))  # the question's own prefix: it waits for it
+        try:
+            follow_up = scheduler.submit(Job("local", LONG + prompt, Sampling(max_tokens=8, temperature=0.0)))
+        finally:
+            engine.lock.release()
+        "".join(follow_up.stream(on_queued=told.append))
+        assert told == [1] and not own.cancel.is_set()
+        assert follow_up.stats.reused_tokens == len(LONG), "it found the prefetched prefix in the sequence"
