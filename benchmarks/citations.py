@@ -125,15 +125,12 @@ def build_items(n_articles: int, per_article: int, unanswerable: int, tuning: bo
     return docs, items
 
 
-SQUAD2 = SHARED_TUNING
-
-
 def build_squad2(n_articles: int, per_article: int, unanswerable: int, doc_tokens: int, count_tokens,
                  offset: int = 0) -> tuple[list[tuple[str, str]], list[Item]]:
-    """SQuAD 2.0's adversarial set (``SQUAD2``) as the calibration asks it (``backend.grounding.tuning``): each
+    """SQuAD 2.0's adversarial set (``SHARED_TUNING``) as the calibration asks it (``backend.grounding.tuning``): each
     article cut to ``doc_tokens``; per article ``per_article`` answerable and ``unanswerable`` human-written
     unanswerable questions (kind ``adversarial``, their ``plausible_answers`` kept apart), evenly spaced."""
-    docs, questions = tuning_questions(SQUAD2, n_articles, per_article, unanswerable, doc_tokens, count_tokens, offset)
+    docs, questions = tuning_questions(SHARED_TUNING, n_articles, per_article, unanswerable, doc_tokens, count_tokens, offset)
     return docs, [Item(q.question, q.golds, q.kind, q.paragraph, q.title, plausible=q.plausible) for q in questions]
 
 
@@ -327,7 +324,7 @@ def main() -> int:
                         "question names what the document never does, on every SQuAD 2.0 tuning question (no model)")
     args = parser.parse_args()
     if args.unnamed:
-        verdict_fit.unnamed_table(json.loads(SQUAD2.read_text(encoding="utf-8"))["data"])
+        verdict_fit.unnamed_table(json.loads(SHARED_TUNING.read_text(encoding="utf-8"))["data"])
         return 0
     if args.rescore:
         dumped = json.loads(Path(args.rescore).read_text(encoding="utf-8"))

@@ -78,13 +78,9 @@ def _f(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-def fit(dumped: dict, modes: list[str], titles: set[str]) -> tuple[float, dict, float, float]:
+def fit(dumped: dict, modes: list[str], titles: set[str]) -> None:
     """Fit the verdict (``backend.grounding.fit``) on ``titles``' answers in every one of ``modes`` together; print
-    its block and apply it to every answer in ``dumped``.
-
-    Returns:
-        ``(intercept, coefficients, supported_at, not_found_below)``, a calibration's parameters.
-    """
+    its block and apply it to every answer in ``dumped``."""
     data = [(r, graded(it, r, group)) for mode in modes for it, r, group in rows(dumped, mode, titles)]
     params = fitting.fit([g for _, g in data])
     modelled = [(r, g.group) for r, g in data if g.modelled]
@@ -98,8 +94,7 @@ def fit(dumped: dict, modes: list[str], titles: set[str]) -> tuple[float, dict, 
     print(f"# --- end of the fitted block --- ({len(modelled)} answers of {len(titles)} articles, modes "
           f"{', '.join(modes)}: {sum(g == 'right' for _, g in modelled)} right)")
     ceiling(modelled)
-    apply(dumped, params.intercept, params.coefficients, params.supported_at, params.not_found_below)
-    return params.intercept, params.coefficients, params.supported_at, params.not_found_below
+    apply(dumped, params)
 
 
 def graded(item: dict, r: dict, group: str) -> fitting.Graded:
@@ -120,14 +115,14 @@ def ceiling(modelled: list[tuple[dict, str]]) -> None:
     print("# ✓ precision reachable on the fit: " + "; ".join(cells))
 
 
-def apply(dumped: dict, intercept: float, coefficients: dict, supported_at: float, not_found_below: float) -> None:
-    """Re-judge every modelled answer in ``dumped`` with this model (the rules' verdicts stay)."""
+def apply(dumped: dict, params: fitting.Params) -> None:
+    """Re-judge every answer with signals in ``dumped`` with these parameters (the rules' verdicts stay)."""
     for it in dumped["items"]:
         for r in it["results"].values():
             if r.get("signals"):
                 s = verdict.Signals(**r["signals"])
-                r["confidence"] = verdict.probability(s, intercept, coefficients)
-                r["grounding"] = verdict.judge(s, r["confidence"], supported_at, not_found_below)
+                r["confidence"] = verdict.probability(s, params.intercept, params.coefficients)
+                r["grounding"] = verdict.judge(s, r["confidence"], params.supported_at, params.not_found_below)
 
 
 def unnamed_table(articles: list[dict]) -> None:
